@@ -1,0 +1,102 @@
+//! [`Cache`] implementations. Embedded default: an in-process cache (moka) with a per-entry time
+//! to live. Redis and DynamoDB implementations slot in behind the same trait; [`open`] is the
+//! one factory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use docent_config::CacheConfig;
+use docent_domain::Result;
+use docent_domain::ports::Cache;
+use moka::Expiry;
+use moka::future::Cache as Moka;
+
+/// Builds the configured cache.
+pub fn open(config: &CacheConfig) -> Arc<dyn Cache> {
+    match config {
+        CacheConfig::Memory { max_entries } => Arc::new(MemoryCache::new(*max_entries)),
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    value: Bytes,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _now: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// In-process cache, bounded by entry count, each entry with its own TTL.
+pub struct MemoryCache {
+    inner: Moka<String, Entry>,
+}
+
+impl MemoryCache {
+    /// A cache of at most `max_entries` entries.
+    pub fn new(max_entries: u64) -> Self {
+        Self {
+            inner: Moka::builder()
+                .max_capacity(max_entries)
+                .expire_after(PerEntryTtl)
+                .build(),
+        }
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.inner.get(key).await.map(|e| e.value))
+    }
+    async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
+        self.inner
+            .insert(key.to_owned(), Entry { value, ttl })
+            .await;
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.invalidate(key).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_expire_after_their_ttl() {
+        let cache = open(&CacheConfig::Memory { max_entries: 10 });
+        cache
+            .put("a", Bytes::from_static(b"1"), Duration::from_millis(50))
+            .await
+            .unwrap();
+        cache
+            .put("b", Bytes::from_static(b"2"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(cache.get("a").await.unwrap().unwrap(), "1");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(cache.get("a").await.unwrap().is_none());
+        assert_eq!(cache.get("b").await.unwrap().unwrap(), "2");
+        cache.delete("b").await.unwrap();
+        assert!(cache.get("b").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,207 @@
+//! Documents: streamed upload (dedup by content hash within a collection), read, download,
+//! delete (rows and original gone before it returns), reprocess.
+
+use bytes::Bytes;
+use docent_blob::{BlobStore, PutError};
+use docent_domain::*;
+use futures::stream::BoxStream;
+
+use crate::Services;
+
+/// What an upload did.
+#[derive(Debug, Clone)]
+pub struct UploadOutcome {
+    /// The document (the existing one for a duplicate).
+    pub document: Document,
+    /// The task processing it, if any.
+    pub task: Option<Task>,
+    /// True when identical bytes were already in the collection.
+    pub duplicate: bool,
+}
+
+/// An upload as it arrives.
+pub struct Upload<'a, E> {
+    /// File name (path components are stripped).
+    pub filename: String,
+    /// Declared MIME type (may be empty).
+    pub declared_mime: String,
+    /// User metadata.
+    pub metadata: Metadata,
+    /// The bytes.
+    pub body: BoxStream<'a, std::result::Result<Bytes, E>>,
+}
+
+/// Keeps the last path component and drops control characters; never empty.
+pub fn clean_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned = cleaned.trim().to_owned();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        "upload".into()
+    } else {
+        cleaned
+    }
+}
+
+impl Services {
+    /// Streams an upload into the blob store, registers the document and enqueues its ingest
+    /// task. Identical bytes in the same collection return the existing document.
+    pub async fn upload_document<E: std::fmt::Display>(
+        &self,
+        tenant: TenantId,
+        collection: CollectionId,
+        upload: Upload<'_, E>,
+    ) -> Result<UploadOutcome> {
+        self.store.get_collection(tenant, collection).await?;
+        let id = DocumentId::new();
+        let key = BlobStore::original_key(tenant, collection, id);
+        let limit = self.config.ingest.max_upload_size.as_u64();
+        let put = self
+            .blobs
+            .put_stream(&key, upload.body, limit)
+            .await
+            .map_err(|e| match e {
+                PutError::TooLarge { limit } => Error::new(
+                    Code::PayloadTooLarge,
+                    format!("the file exceeds the upload limit of {limit} bytes"),
+                ),
+                PutError::Source(m) => Error::new(
+                    Code::InvalidMultipart,
+                    format!("reading the upload failed: {m}"),
+                ),
+                PutError::Store(e) => e,
+            })?;
+        if put.size == 0 {
+            self.blobs.delete(&key).await?;
+            return Err(Error::new(Code::EmptyFile, "the uploaded file is empty"));
+        }
+        let new = NewDocument {
+            id,
+            collection_id: collection,
+            filename: clean_filename(&upload.filename),
+            declared_mime: upload.declared_mime,
+            size_bytes: put.size,
+            sha256: put.sha256,
+            blob_key: key.clone(),
+            metadata: upload.metadata,
+        };
+        let (document, created) = match self.store.insert_document(tenant, new).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.blobs.delete(&key).await;
+                return Err(e);
+            }
+        };
+        if !created {
+            self.blobs.delete(&key).await?;
+            let task = match document.task_id {
+                Some(t) => Some(self.queue.get(tenant, t).await?),
+                // Registered by an upload that died before enqueueing: finish its job now.
+                None => return self.enqueue_ingest(tenant, document, true).await,
+            };
+            return Ok(UploadOutcome {
+                document,
+                task,
+                duplicate: true,
+            });
+        }
+        self.enqueue_ingest(tenant, document, false).await
+    }
+
+    async fn enqueue_ingest(
+        &self,
+        tenant: TenantId,
+        document: Document,
+        duplicate: bool,
+    ) -> Result<UploadOutcome> {
+        let task = self
+            .queue
+            .enqueue(
+                tenant,
+                NewTask {
+                    kind: TaskKind::IngestDocument,
+                    document_id: Some(document.id),
+                    collection_id: Some(document.collection_id),
+                    max_attempts: None,
+                },
+            )
+            .await?;
+        self.store
+            .set_document_task(tenant, document.id, task.id)
+            .await?;
+        self.wake.notify_waiters();
+        metrics::counter!("docent_documents_uploaded_total").increment(1);
+        let document = self.store.get_document(tenant, document.id).await?;
+        Ok(UploadOutcome {
+            document,
+            task: Some(task),
+            duplicate,
+        })
+    }
+
+    /// Streams a document's original: `(document, size, bytes)`.
+    pub async fn download_document(
+        &self,
+        tenant: TenantId,
+        id: DocumentId,
+    ) -> Result<(Document, u64, BoxStream<'static, Result<Bytes>>)> {
+        let doc = self.store.get_document(tenant, id).await?;
+        match self.blobs.get_stream(&doc.blob_key).await? {
+            Some((size, stream)) => Ok((doc, size, stream)),
+            None => Err(Error::new(
+                Code::BlobMissing,
+                "the original file is missing from storage",
+            )),
+        }
+    }
+
+    /// Deletes a document: cancels its open tasks, removes its rows and chunks, then the
+    /// original. Returns once all are gone.
+    pub async fn delete_document(&self, tenant: TenantId, id: DocumentId) -> Result<Document> {
+        self.store.get_document(tenant, id).await?;
+        self.cancel_open_tasks(
+            tenant,
+            TaskFilter {
+                document_id: Some(id),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let doc = self.store.delete_document(tenant, id).await?;
+        self.blobs.delete(&doc.blob_key).await?;
+        Ok(doc)
+    }
+
+    /// Queues a fresh ingest of a document whose last task has finished.
+    pub async fn reprocess_document(
+        &self,
+        tenant: TenantId,
+        id: DocumentId,
+    ) -> Result<UploadOutcome> {
+        let doc = self.store.get_document(tenant, id).await?;
+        if !doc.status.is_terminal() && doc.task_id.is_some() {
+            return Err(Error::new(
+                Code::DocumentStateConflict,
+                format!(
+                    "document {id} is {}; wait for its task to finish or cancel it",
+                    doc.status
+                ),
+            ));
+        }
+        self.enqueue_ingest(tenant, doc, false).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_filename;
+
+    #[test]
+    fn filenames_lose_paths_and_control_chars() {
+        assert_eq!(clean_filename("../../etc/passwd"), "passwd");
+        assert_eq!(clean_filename("C:\\docs\\a.txt"), "a.txt");
+        assert_eq!(clean_filename("a\u{0}b\n.md"), "ab.md");
+        assert_eq!(clean_filename(".."), "upload");
+        assert_eq!(clean_filename(""), "upload");
+    }
+}

@@ -1,0 +1,68 @@
+//! Services: the rules of docent over the ports, with no HTTP in them.
+//!
+//! - [`Services`] bundles the backends chosen by configuration (metadata store, task queue, blob
+//!   store, cache) and is what the HTTP layer and the CLI call.
+//! - [`collections`], [`documents`], [`tasks`]: the operations behind the API, each taking the
+//!   caller's tenant.
+//! - [`worker`]: the lease → run → complete loop, heartbeats, time limits and graceful shutdown.
+//! - [`ingest`]: the ingest task — blob → extract → chunk → store chunks, idempotently.
+
+pub mod collections;
+pub mod documents;
+pub mod ingest;
+pub mod tasks;
+pub mod worker;
+
+use std::sync::Arc;
+
+use docent_blob::BlobStore;
+use docent_config::Config;
+use docent_domain::ports::{Cache, MetadataStore, TaskQueue};
+use tokio::sync::Notify;
+
+/// The backends and settings every operation needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    /// Effective configuration.
+    pub config: Arc<Config>,
+    /// Metadata repositories.
+    pub store: Arc<dyn MetadataStore>,
+    /// Task queue (and task state).
+    pub queue: Arc<dyn TaskQueue>,
+    /// Originals.
+    pub blobs: BlobStore,
+    /// Cache.
+    pub cache: Arc<dyn Cache>,
+    /// Wakes this process's idle workers when it enqueues work.
+    pub wake: Arc<Notify>,
+}
+
+/// Dependency health, for readiness.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// `(dependency, error)` for each check; `None` means healthy.
+    pub checks: Vec<(&'static str, Option<String>)>,
+}
+
+impl Readiness {
+    /// Whether every dependency is healthy.
+    pub fn ready(&self) -> bool {
+        self.checks.iter().all(|(_, e)| e.is_none())
+    }
+}
+
+impl Services {
+    /// Checks the database, blob store and queue.
+    pub async fn readiness(&self) -> Readiness {
+        let (db, blobs, queue) =
+            tokio::join!(self.store.ping(), self.blobs.ping(), self.queue.ping());
+        let msg = |r: docent_domain::Result<()>| r.err().map(|e| e.message);
+        Readiness {
+            checks: vec![
+                ("database", msg(db)),
+                ("blob_store", msg(blobs)),
+                ("queue", msg(queue)),
+            ],
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The worker: lease a task, keep its lease alive with heartbeats, run it under its time limits,
+//! and record the outcome through the same lease.
+//!
+//! - A heartbeat every third of the visibility timeout extends the lease; it also learns of a
+//!   cancel request (the job is stopped, the task marked `cancelled`) or of a lost lease (the job
+//!   is dropped and nothing is recorded — another worker owns the task now).
+//! - The soft time limit is advisory ([`TaskContext::past_soft_deadline`]); at the hard limit the
+//!   job is dropped and the task fails with `task_timeout`.
+//! - On shutdown workers stop leasing; running jobs get `shutdown_grace` to finish, then are
+//!   interrupted and their leases released without using up an attempt.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use docent_domain::ports::{FailOutcome, Heartbeat, Lease};
+use docent_domain::*;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::Services;
+
+/// Why a job stopped without a result of its own.
+#[derive(Debug)]
+pub enum JobError {
+    /// The job failed; retried or not according to the error's code.
+    Failed(Error),
+    /// A user cancelled it (or its document is gone).
+    Cancelled,
+    /// The process is shutting down; the lease is released for another worker.
+    Interrupted,
+    /// The lease was lost; another worker owns the task.
+    LeaseLost,
+}
+
+impl From<Error> for JobError {
+    fn from(e: Error) -> Self {
+        JobError::Failed(e)
+    }
+}
+
+const STOP_NONE: u8 = 0;
+const STOP_CANCELLED: u8 = 1;
+const STOP_LOST: u8 = 2;
+
+/// What a running job can see and do.
+pub struct TaskContext {
+    /// Backends.
+    pub services: Services,
+    /// The lease (with the task as leased).
+    pub lease: Lease,
+    stop: CancellationToken,
+    reason: Arc<AtomicU8>,
+    soft_deadline: Instant,
+}
+
+impl TaskContext {
+    fn stop_error(&self) -> JobError {
+        match self.reason.load(Ordering::SeqCst) {
+            STOP_LOST => JobError::LeaseLost,
+            _ => JobError::Cancelled,
+        }
+    }
+
+    /// Returns an error if the job should stop (cancelled, or lease lost).
+    pub fn checkpoint(&self) -> Result<(), JobError> {
+        if self.stop.is_cancelled() {
+            Err(self.stop_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the soft time limit has passed: wrap up at the next safe point.
+    pub fn past_soft_deadline(&self) -> bool {
+        Instant::now() >= self.soft_deadline
+    }
+
+    /// Persists progress (status `processing` or `processing_chunks`).
+    pub async fn progress(&self, status: TaskStatus, progress: Progress) -> Result<(), JobError> {
+        self.checkpoint()?;
+        if self
+            .services
+            .queue
+            .progress(&self.lease, status, progress)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(JobError::LeaseLost)
+        }
+    }
+}
+
+/// A pool of workers running in this process.
+pub struct WorkerPool {
+    handles: Vec<JoinHandle<()>>,
+    stop_leasing: CancellationToken,
+    interrupt: CancellationToken,
+}
+
+fn worker_name(slot: usize) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("{host}-{}-{slot}", std::process::id())
+}
+
+impl WorkerPool {
+    /// Starts `concurrency` workers.
+    pub fn start(services: Services, concurrency: usize) -> Self {
+        let stop_leasing = CancellationToken::new();
+        let interrupt = CancellationToken::new();
+        let handles = (0..concurrency)
+            .map(|slot| {
+                let (svc, stop, int) = (services.clone(), stop_leasing.clone(), interrupt.clone());
+                tokio::spawn(async move { worker_loop(svc, worker_name(slot), stop, int).await })
+            })
+            .collect();
+        tracing::info!(concurrency, "worker pool started");
+        Self {
+            handles,
+            stop_leasing,
+            interrupt,
+        }
+    }
+
+    /// Stops leasing, lets running tasks finish for up to `grace`, then interrupts them (their
+    /// leases are released) and waits for every worker to exit.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop_leasing.cancel();
+        let mut handles = self.handles;
+        let all = futures::future::join_all(handles.iter_mut());
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("tasks still running after the grace period; releasing their leases");
+            self.interrupt.cancel();
+            futures::future::join_all(handles).await;
+        }
+        tracing::info!("worker pool stopped");
+    }
+}
+
+async fn worker_loop(
+    svc: Services,
+    name: String,
+    stop_leasing: CancellationToken,
+    interrupt: CancellationToken,
+) {
+    let poll = svc.config.queue.poll_interval;
+    let visibility = svc.config.queue.visibility_timeout;
+    while !stop_leasing.is_cancelled() {
+        // Registered before looking, so an enqueue between the look and the wait still wakes us.
+        let woken = svc.wake.notified();
+        match svc.queue.lease(&name, visibility).await {
+            Ok(Some(lease)) => {
+                run_leased(&svc, lease, &interrupt).await;
+            }
+            Ok(None) => {
+                tokio::select! {
+                    _ = woken => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = stop_leasing.cancelled() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(worker = %name, error = %e.chain(), "could not lease a task");
+                tokio::select! {
+                    _ = tokio::time::sleep(poll * 8) => {}
+                    _ = stop_leasing.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Leases and runs tasks one at a time until none is runnable; returns how many ran. Tests use
+/// it to drain the queue instead of sleeping; the CLI uses it to ingest without a server.
+pub async fn drain(svc: &Services, worker: &str) -> Result<usize> {
+    let never = CancellationToken::new();
+    let mut ran = 0;
+    while let Some(lease) = svc
+        .queue
+        .lease(worker, svc.config.queue.visibility_timeout)
+        .await?
+    {
+        run_leased(svc, lease, &never).await;
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+async fn heartbeat_loop(
+    svc: Services,
+    lease: Lease,
+    stop: CancellationToken,
+    reason: Arc<AtomicU8>,
+) {
+    let visibility = svc.config.queue.visibility_timeout;
+    let every = (visibility / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        match svc.queue.heartbeat(&lease, visibility).await {
+            Ok(Heartbeat::Extended) => {}
+            Ok(Heartbeat::CancelRequested) => {
+                reason.store(STOP_CANCELLED, Ordering::SeqCst);
+                stop.cancel();
+                return;
+            }
+            Ok(Heartbeat::Lost) => {
+                reason.store(STOP_LOST, Ordering::SeqCst);
+                stop.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(task = %lease.task.id, error = %e.chain(), "heartbeat failed"),
+        }
+    }
+}
+
+async fn execute(ctx: &TaskContext) -> Result<Progress, JobError> {
+    match ctx.lease.task.kind {
+        TaskKind::IngestDocument => crate::ingest::run(ctx).await,
+    }
+}
+
+/// Runs one leased task to an outcome and records it. Returns the recorded status, if any.
+pub async fn run_leased(
+    svc: &Services,
+    lease: Lease,
+    interrupt: &CancellationToken,
+) -> Option<TaskStatus> {
+    let span = tracing::info_span!("task", task = %lease.task.id, kind = %lease.task.kind, attempt = lease.task.attempts);
+    run_leased_inner(svc, lease, interrupt)
+        .instrument(span)
+        .await
+}
+
+async fn run_leased_inner(
+    svc: &Services,
+    lease: Lease,
+    interrupt: &CancellationToken,
+) -> Option<TaskStatus> {
+    let started = Instant::now();
+    let task = lease.task.clone();
+    let stop = CancellationToken::new();
+    let reason = Arc::new(AtomicU8::new(STOP_NONE));
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        svc.clone(),
+        lease.clone(),
+        stop.clone(),
+        reason.clone(),
+    ));
+    let ctx = TaskContext {
+        services: svc.clone(),
+        lease,
+        stop: stop.clone(),
+        reason,
+        soft_deadline: started + svc.config.worker.soft_time_limit,
+    };
+    let hard = svc.config.worker.hard_time_limit;
+    let result = tokio::select! {
+        biased;
+        _ = stop.cancelled() => Err(ctx.stop_error()),
+        _ = interrupt.cancelled() => Err(JobError::Interrupted),
+        r = tokio::time::timeout(hard, execute(&ctx)) => r.unwrap_or_else(|_| Err(JobError::Failed(Error::new(
+            Code::TaskTimeout,
+            format!("the task ran past its hard time limit of {}s", hard.as_secs()),
+        )))),
+    };
+    heartbeat.abort();
+    let queue = &svc.queue;
+    let lease = &ctx.lease;
+    let recorded = match result {
+        Ok(progress) => {
+            let status = if progress.rows_failed > 0 {
+                TaskStatus::PartiallyCompleted
+            } else {
+                TaskStatus::Completed
+            };
+            queue
+                .complete(lease, status, progress)
+                .await
+                .map(|ok| ok.then_some(status))
+        }
+        Err(JobError::Failed(e)) => {
+            tracing::warn!(error = %e.chain(), "task failed");
+            queue
+                .fail(lease, e.info(), e.is_retryable(), e.retry_after)
+                .await
+                .map(|o| match o {
+                    FailOutcome::Retrying { at } => {
+                        tracing::info!(%at, "task will be retried");
+                        Some(TaskStatus::Pending)
+                    }
+                    FailOutcome::Failed | FailOutcome::DeadLettered => Some(TaskStatus::Failed),
+                    FailOutcome::LeaseLost => None,
+                })
+        }
+        Err(JobError::Cancelled) => queue
+            .cancelled(lease)
+            .await
+            .map(|ok| ok.then_some(TaskStatus::Cancelled)),
+        Err(JobError::Interrupted) => queue
+            .release(lease)
+            .await
+            .map(|ok| ok.then_some(TaskStatus::Pending)),
+        Err(JobError::LeaseLost) => Ok(None),
+    };
+    let status = match recorded {
+        Ok(s) => s,
+        Err(e) => {
+            // The lease will lapse and the task be re-delivered: processing is idempotent.
+            tracing::error!(error = %e.chain(), "could not record the task outcome");
+            None
+        }
+    };
+    let label = status.map_or("lease_lost", TaskStatus::as_str);
+    metrics::counter!("docent_tasks_finished_total", "kind" => task.kind.as_str(), "status" => label).increment(1);
+    metrics::histogram!("docent_task_duration_seconds", "kind" => task.kind.as_str())
+        .record(started.elapsed().as_secs_f64());
+    tracing::info!(
+        status = label,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "task finished"
+    );
+    status
+}

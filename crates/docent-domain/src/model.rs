@@ -1,0 +1,401 @@
+//! Domain records: tenants, collections, documents, chunks and tasks, with their statuses and the
+//! inputs used to create or change them. Plain data; no I/O.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::ErrorInfo;
+use crate::ids::{ChunkId, CollectionId, DocumentId, TaskId, TenantId};
+
+/// Free-form JSON object attached to collections, documents and chunks.
+pub type Metadata = Map<String, Value>;
+
+/// A tenant (workspace).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    /// Id.
+    pub id: TenantId,
+    /// Display name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A collection (knowledge base) of documents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collection {
+    /// Id.
+    pub id: CollectionId,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// Unique (per tenant) name.
+    pub name: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// User metadata.
+    pub metadata: Metadata,
+    /// Embedding model whose vectors the collection holds, once it has any.
+    pub embedding_model: Option<String>,
+    /// Dimension of those vectors.
+    pub embedding_dim: Option<u32>,
+    /// Number of documents.
+    pub document_count: u64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Input to create a collection.
+#[derive(Debug, Clone, Default)]
+pub struct NewCollection {
+    /// Name, unique per tenant.
+    pub name: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// User metadata.
+    pub metadata: Metadata,
+}
+
+/// A partial update of a collection; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct CollectionPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New description (`Some(None)` clears it).
+    pub description: Option<Option<String>>,
+    /// Replacement metadata.
+    pub metadata: Option<Metadata>,
+}
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $s:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vdoc])* $variant),* }
+
+        impl $name {
+            /// Every value.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            /// The stable string form.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $s),* }
+            }
+            /// Parses the string form.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some($name::$variant),)* _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::parse(s).ok_or_else(|| {
+                    let all: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("unknown value `{s}`, expected one of: {}", all.join(", "))
+                })
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Lifecycle of a task (and, mirrored, of the document it processes).
+    TaskStatus {
+        /// Waiting to run (new, or backing off before a retry).
+        Pending => "pending",
+        /// Leased by a worker and running.
+        Processing => "processing",
+        /// Running, past extraction, writing chunks.
+        ProcessingChunks => "processing_chunks",
+        /// Finished with no failures.
+        Completed => "completed",
+        /// Finished; some rows failed (see the task's counters).
+        PartiallyCompleted => "partially_completed",
+        /// Failed for good (non-retryable, or out of attempts: then dead-lettered).
+        Failed => "failed",
+        /// Cancelled by a user.
+        Cancelled => "cancelled",
+    }
+);
+
+impl TaskStatus {
+    /// Whether no more work will happen without an explicit retry.
+    pub fn is_terminal(self) -> bool {
+        match self {
+            TaskStatus::Completed
+            | TaskStatus::PartiallyCompleted
+            | TaskStatus::Failed
+            | TaskStatus::Cancelled => true,
+            TaskStatus::Pending | TaskStatus::Processing | TaskStatus::ProcessingChunks => false,
+        }
+    }
+
+    /// Whether a worker currently holds it.
+    pub fn is_running(self) -> bool {
+        matches!(self, TaskStatus::Processing | TaskStatus::ProcessingChunks)
+    }
+}
+
+/// A document's processing status mirrors its latest task's.
+pub type DocumentStatus = TaskStatus;
+
+string_enum!(
+    /// What a task does.
+    TaskKind {
+        /// Extract, chunk and store one document.
+        IngestDocument => "ingest_document",
+    }
+);
+
+/// A stored original and what docent made of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Id.
+    pub id: DocumentId,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// Collection it belongs to.
+    pub collection_id: CollectionId,
+    /// File name as uploaded.
+    pub filename: String,
+    /// MIME type as declared by the uploader (or guessed from the name).
+    pub declared_mime: String,
+    /// Type detected from the bytes during extraction.
+    pub detected_type: Option<String>,
+    /// Size of the original in bytes.
+    pub size_bytes: u64,
+    /// Hex sha256 of the original.
+    pub sha256: String,
+    /// Key of the original in the blob store.
+    pub blob_key: String,
+    /// Processing status.
+    pub status: DocumentStatus,
+    /// Why processing failed, if it did.
+    pub error: Option<ErrorInfo>,
+    /// User metadata.
+    pub metadata: Metadata,
+    /// Pages (or slides, sheets) when known.
+    pub page_count: Option<u32>,
+    /// Number of chunks stored.
+    pub chunk_count: u32,
+    /// The latest task processing this document.
+    pub task_id: Option<TaskId>,
+    /// Upload time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Input to register an uploaded original.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    /// Id chosen before the upload (the blob key contains it).
+    pub id: DocumentId,
+    /// Target collection.
+    pub collection_id: CollectionId,
+    /// File name.
+    pub filename: String,
+    /// Declared MIME type.
+    pub declared_mime: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Hex sha256.
+    pub sha256: String,
+    /// Blob key of the original.
+    pub blob_key: String,
+    /// User metadata.
+    pub metadata: Metadata,
+}
+
+/// A filter for listing documents.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentFilter {
+    /// Only this collection.
+    pub collection_id: Option<CollectionId>,
+    /// Only this status.
+    pub status: Option<DocumentStatus>,
+}
+
+/// What extraction learned about a document.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExtractionFacts {
+    /// Type detected from the bytes.
+    pub detected_type: Option<String>,
+    /// Pages, slides or sheets.
+    pub page_count: Option<u32>,
+}
+
+/// A piece of a document's text, the unit of indexing and citation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// Deterministic id (document + ordinal).
+    pub id: ChunkId,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// Collection.
+    pub collection_id: CollectionId,
+    /// The chunk's text.
+    pub text: String,
+    /// Start offset (in chars) in the document's extracted text.
+    pub char_start: u64,
+    /// End offset (exclusive, in chars).
+    pub char_end: u64,
+    /// Page (or slide, sheet) number, from 1, when known.
+    pub page: Option<u32>,
+    /// Headings enclosing the chunk, outermost first.
+    pub heading_path: Vec<String>,
+    /// Extra metadata (record fields, ...).
+    pub metadata: Metadata,
+}
+
+/// A chunk about to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChunk {
+    /// Position in the document.
+    pub ordinal: u32,
+    /// Text.
+    pub text: String,
+    /// Start char offset.
+    pub char_start: u64,
+    /// End char offset (exclusive).
+    pub char_end: u64,
+    /// Page when known.
+    pub page: Option<u32>,
+    /// Heading path.
+    pub heading_path: Vec<String>,
+    /// Extra metadata.
+    pub metadata: Metadata,
+}
+
+/// Progress counters persisted while a task runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Chunks (or rows) to process, once known.
+    pub chunks_total: u64,
+    /// Chunks (or rows) processed.
+    pub chunks_done: u64,
+    /// Rows that failed.
+    pub rows_failed: u64,
+}
+
+/// A unit of background work and its full state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// Id.
+    pub id: TaskId,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// What it does.
+    pub kind: TaskKind,
+    /// Status.
+    pub status: TaskStatus,
+    /// Document it concerns, if any.
+    pub document_id: Option<DocumentId>,
+    /// Collection it concerns, if any.
+    pub collection_id: Option<CollectionId>,
+    /// Times it has been leased (the SQS receive count).
+    pub attempts: u32,
+    /// Leases allowed before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// When the lease runs out and the task becomes visible again.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Earliest time it may run (backoff).
+    pub run_after: DateTime<Utc>,
+    /// Progress counters.
+    pub progress: Progress,
+    /// Last error.
+    pub error: Option<ErrorInfo>,
+    /// Failed after exhausting its attempts; waits for an operator's retry.
+    pub dead_lettered: bool,
+    /// A cancel was asked for while it ran.
+    pub cancel_requested: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// First start.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Time it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Input to enqueue a task.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// What it does.
+    pub kind: TaskKind,
+    /// Document it concerns.
+    pub document_id: Option<DocumentId>,
+    /// Collection it concerns.
+    pub collection_id: Option<CollectionId>,
+    /// Override of the queue's default attempt limit.
+    pub max_attempts: Option<u32>,
+}
+
+/// A filter for listing tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// Only this kind.
+    pub kind: Option<TaskKind>,
+    /// Only tasks of this document.
+    pub document_id: Option<DocumentId>,
+    /// Only tasks of this collection.
+    pub collection_id: Option<CollectionId>,
+    /// Only dead-lettered (or only not).
+    pub dead_lettered: Option<bool>,
+}
+
+/// Keyset pagination: at most `limit` items after the opaque `cursor`.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// Maximum items to return (the store caps it).
+    pub limit: u32,
+    /// Continue after this cursor (from a previous [`Page::next_cursor`]).
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    /// Largest page the stores return.
+    pub const MAX_LIMIT: u32 = 200;
+    /// Page size when none is asked for.
+    pub const DEFAULT_LIMIT: u32 = 50;
+
+    /// The limit, clamped to `1..=MAX_LIMIT`.
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
+    }
+}
+
+/// One page of results.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// Items, newest first.
+    pub items: Vec<T>,
+    /// Cursor for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Counts of tasks by status, for metrics and readiness.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// `(status, count)` for every status with at least one task.
+    pub by_status: Vec<(TaskStatus, u64)>,
+    /// Dead-lettered tasks.
+    pub dead_lettered: u64,
+}

@@ -1,0 +1,194 @@
+//! Ports: the traits backends implement and services call. Each has one embedded
+//! implementation now; distributed ones (PostgreSQL, SQS, Redis) slot in behind the same trait
+//! and must pass the same contract suite (`docent-testkit`).
+//!
+//! Architecture invariant: every method that reads or writes tenant data takes the tenant
+//! explicitly, and implementations scope every query by it. An id from another tenant behaves
+//! exactly like a missing one.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::{ErrorInfo, Result};
+use crate::ids::{CollectionId, DocumentId, TaskId, TenantId};
+use crate::model::*;
+
+/// Metadata repositories: tenants, collections, documents, chunks.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates the tenant if missing and returns it.
+    async fn ensure_tenant(&self, id: TenantId, name: &str) -> Result<Tenant>;
+
+    /// Creates a collection; `collection_name_taken` if the name is in use in the tenant.
+    async fn create_collection(&self, tenant: TenantId, new: NewCollection) -> Result<Collection>;
+    /// A collection, or `collection_not_found`.
+    async fn get_collection(&self, tenant: TenantId, id: CollectionId) -> Result<Collection>;
+    /// A collection by exact name.
+    async fn find_collection_by_name(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> Result<Option<Collection>>;
+    /// Collections, newest first.
+    async fn list_collections(
+        &self,
+        tenant: TenantId,
+        page: PageRequest,
+    ) -> Result<Page<Collection>>;
+    /// Applies a patch.
+    async fn update_collection(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+        patch: CollectionPatch,
+    ) -> Result<Collection>;
+    /// Deletes the collection row and, in the same transaction, its documents and chunks.
+    /// Returns the blob keys of the deleted originals so the caller can remove them.
+    async fn delete_collection(&self, tenant: TenantId, id: CollectionId) -> Result<Vec<String>>;
+
+    /// Registers an original. If the collection already holds a document with the same sha256,
+    /// nothing is inserted and that document is returned with `false`.
+    async fn insert_document(&self, tenant: TenantId, new: NewDocument)
+    -> Result<(Document, bool)>;
+    /// A document, or `document_not_found`.
+    async fn get_document(&self, tenant: TenantId, id: DocumentId) -> Result<Document>;
+    /// Documents, newest first.
+    async fn list_documents(
+        &self,
+        tenant: TenantId,
+        filter: DocumentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Document>>;
+    /// Points the document at the task now responsible for it; the document's status and error
+    /// are that task's.
+    async fn set_document_task(&self, tenant: TenantId, id: DocumentId, task: TaskId)
+    -> Result<()>;
+    /// Deletes the document and its chunks; returns it as it was.
+    async fn delete_document(&self, tenant: TenantId, id: DocumentId) -> Result<Document>;
+
+    /// Atomically replaces every chunk of a document (deterministic ids, so re-running never
+    /// duplicates) and records extraction facts and the chunk count.
+    async fn replace_chunks(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        facts: ExtractionFacts,
+        chunks: Vec<NewChunk>,
+    ) -> Result<u32>;
+    /// A document's chunks in order.
+    async fn list_chunks(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        page: PageRequest,
+    ) -> Result<Page<Chunk>>;
+}
+
+/// A worker's hold on a task. Every state change made through a lease checks that the lease is
+/// still the current one, so a worker whose lease expired can no longer touch the task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    /// The task as it was when leased.
+    pub task: Task,
+    /// Unique token of this lease.
+    pub token: String,
+    /// When it runs out unless extended.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Lease extended; carry on.
+    Extended,
+    /// Lease extended, but a user asked to cancel: stop and call [`TaskQueue::cancelled`].
+    CancelRequested,
+    /// The lease is gone (expired and re-leased, or the task deleted): stop at once.
+    Lost,
+}
+
+/// How a failure was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Will run again after this time.
+    Retrying {
+        /// Next run time.
+        at: DateTime<Utc>,
+    },
+    /// Failed for good (non-retryable).
+    Failed,
+    /// Out of attempts: failed and dead-lettered.
+    DeadLettered,
+    /// The lease was gone; nothing recorded.
+    LeaseLost,
+}
+
+/// A durable task queue with SQS-like semantics: leases with a visibility timeout, heartbeats,
+/// receive counts, exponential backoff with jitter, dead-lettering, cancel and operator retry.
+/// Task state is readable through the queue (`get`, `list`) so status queries never need a
+/// worker.
+#[async_trait]
+pub trait TaskQueue: Send + Sync + 'static {
+    /// Checks the queue answers.
+    async fn ping(&self) -> Result<()>;
+    /// Adds a task in `pending`.
+    async fn enqueue(&self, tenant: TenantId, new: NewTask) -> Result<Task>;
+    /// Leases the next runnable task (pending and due, or running with an expired lease) for
+    /// `visibility`, counting an attempt. Tasks whose lease expired with no attempts left are
+    /// dead-lettered instead of being handed out.
+    async fn lease(&self, worker: &str, visibility: Duration) -> Result<Option<Lease>>;
+    /// Extends the lease by `visibility` from now.
+    async fn heartbeat(&self, lease: &Lease, visibility: Duration) -> Result<Heartbeat>;
+    /// Persists progress and the running status (`processing` or `processing_chunks`).
+    /// Returns false if the lease is gone.
+    async fn progress(&self, lease: &Lease, status: TaskStatus, progress: Progress)
+    -> Result<bool>;
+    /// Marks it `completed` or `partially_completed`. Returns false if the lease is gone.
+    async fn complete(&self, lease: &Lease, status: TaskStatus, progress: Progress)
+    -> Result<bool>;
+    /// Records a failure: retryable ones back off (at least `retry_after`) until attempts run out.
+    async fn fail(
+        &self,
+        lease: &Lease,
+        error: ErrorInfo,
+        retryable: bool,
+        retry_after: Option<Duration>,
+    ) -> Result<FailOutcome>;
+    /// Marks a task whose cancel was requested as `cancelled`. Returns false if the lease is gone.
+    async fn cancelled(&self, lease: &Lease) -> Result<bool>;
+    /// Gives the task back without counting the attempt (graceful shutdown).
+    async fn release(&self, lease: &Lease) -> Result<bool>;
+    /// Cancels: a pending task at once, a running one by request (its worker stops at the next
+    /// heartbeat). `task_state_conflict` for a terminal task.
+    async fn cancel(&self, tenant: TenantId, id: TaskId) -> Result<Task>;
+    /// Puts a failed or cancelled task (dead-lettered included) back to `pending` with fresh
+    /// attempts. `task_state_conflict` otherwise.
+    async fn retry(&self, tenant: TenantId, id: TaskId) -> Result<Task>;
+    /// A task, or `task_not_found`.
+    async fn get(&self, tenant: TenantId, id: TaskId) -> Result<Task>;
+    /// Tasks, newest first.
+    async fn list(
+        &self,
+        tenant: TenantId,
+        filter: TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<Task>>;
+    /// Counts by status across all tenants (operator metrics).
+    async fn depth(&self) -> Result<QueueDepth>;
+}
+
+/// A byte cache with per-entry time to live (summaries, rate-limit state, ...).
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// The value, if present and fresh.
+    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>>;
+    /// Stores a value for `ttl`.
+    async fn put(&self, key: &str, value: bytes::Bytes, ttl: Duration) -> Result<()>;
+    /// Removes a value.
+    async fn delete(&self, key: &str) -> Result<()>;
+}

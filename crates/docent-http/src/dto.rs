@@ -1,0 +1,391 @@
+//! Wire types: what the API accepts and returns. Domain types stay free of serialization;
+//! these mirror them for JSON and the OpenAPI schema.
+
+use chrono::{DateTime, Utc};
+use docent_domain as d;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+/// A persisted error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorInfo {
+    /// Stable code.
+    pub code: String,
+    /// Message.
+    pub message: String,
+}
+
+impl From<&d::ErrorInfo> for ErrorInfo {
+    fn from(e: &d::ErrorInfo) -> Self {
+        Self {
+            code: e.code.clone(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+/// A collection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Collection {
+    /// Id.
+    pub id: String,
+    /// Name (unique).
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// User metadata.
+    pub metadata: Map<String, Value>,
+    /// Embedding model of its vectors, once it has some.
+    pub embedding_model: Option<String>,
+    /// Their dimension.
+    pub embedding_dim: Option<u32>,
+    /// Documents in it.
+    pub document_count: u64,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<d::Collection> for Collection {
+    fn from(c: d::Collection) -> Self {
+        Self {
+            id: c.id.to_string(),
+            name: c.name,
+            description: c.description,
+            metadata: c.metadata,
+            embedding_model: c.embedding_model,
+            embedding_dim: c.embedding_dim,
+            document_count: c.document_count,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/collections`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    /// Name, unique in the workspace (1–128 characters).
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// User metadata (a JSON object).
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// Body of `PATCH /api/v1/collections/{id}`; absent fields are left alone, `"description": null`
+/// clears the description.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCollection {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// Replacement metadata.
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// A document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Document {
+    /// Id.
+    pub id: String,
+    /// Collection.
+    pub collection_id: String,
+    /// File name.
+    pub filename: String,
+    /// MIME type declared at upload.
+    pub declared_mime: String,
+    /// Type detected from the bytes.
+    pub detected_type: Option<String>,
+    /// Size of the original.
+    pub size_bytes: u64,
+    /// Hex sha256 of the original.
+    pub sha256: String,
+    /// pending, processing, processing_chunks, completed, partially_completed, failed, cancelled.
+    pub status: String,
+    /// Why processing failed.
+    pub error: Option<ErrorInfo>,
+    /// User metadata.
+    pub metadata: Map<String, Value>,
+    /// Pages, when known.
+    pub page_count: Option<u32>,
+    /// Chunks stored.
+    pub chunk_count: u32,
+    /// The task processing it.
+    pub task_id: Option<String>,
+    /// Uploaded.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<d::Document> for Document {
+    fn from(x: d::Document) -> Self {
+        Self {
+            id: x.id.to_string(),
+            collection_id: x.collection_id.to_string(),
+            filename: x.filename,
+            declared_mime: x.declared_mime,
+            detected_type: x.detected_type,
+            size_bytes: x.size_bytes,
+            sha256: x.sha256,
+            status: x.status.as_str().into(),
+            error: x.error.as_ref().map(Into::into),
+            metadata: x.metadata,
+            page_count: x.page_count,
+            chunk_count: x.chunk_count,
+            task_id: x.task_id.map(|t| t.to_string()),
+            created_at: x.created_at,
+            updated_at: x.updated_at,
+        }
+    }
+}
+
+/// Progress counters.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Progress {
+    /// Chunks (rows) to process.
+    pub chunks_total: u64,
+    /// Processed.
+    pub chunks_done: u64,
+    /// Failed rows.
+    pub rows_failed: u64,
+}
+
+/// A task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Task {
+    /// Id.
+    pub id: String,
+    /// What it does.
+    pub kind: String,
+    /// Status.
+    pub status: String,
+    /// Document concerned.
+    pub document_id: Option<String>,
+    /// Collection concerned.
+    pub collection_id: Option<String>,
+    /// Times leased.
+    pub attempts: u32,
+    /// Leases allowed before dead-lettering.
+    pub max_attempts: u32,
+    /// Progress.
+    pub progress: Progress,
+    /// Last error.
+    pub error: Option<ErrorInfo>,
+    /// Out of attempts; waits for an operator's retry.
+    pub dead_lettered: bool,
+    /// Cancel requested while running.
+    pub cancel_requested: bool,
+    /// Earliest next run.
+    pub run_after: DateTime<Utc>,
+    /// Current lease expiry.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// First started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<d::Task> for Task {
+    fn from(t: d::Task) -> Self {
+        Self {
+            id: t.id.to_string(),
+            kind: t.kind.as_str().into(),
+            status: t.status.as_str().into(),
+            document_id: t.document_id.map(|x| x.to_string()),
+            collection_id: t.collection_id.map(|x| x.to_string()),
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            progress: Progress {
+                chunks_total: t.progress.chunks_total,
+                chunks_done: t.progress.chunks_done,
+                rows_failed: t.progress.rows_failed,
+            },
+            error: t.error.as_ref().map(Into::into),
+            dead_lettered: t.dead_lettered,
+            cancel_requested: t.cancel_requested,
+            run_after: t.run_after,
+            lease_expires_at: t.lease_expires_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            started_at: t.started_at,
+            finished_at: t.finished_at,
+        }
+    }
+}
+
+/// A chunk of a document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Chunk {
+    /// Id (`{document}:{ordinal}`).
+    pub id: String,
+    /// Position.
+    pub ordinal: u32,
+    /// Text.
+    pub text: String,
+    /// Start char offset in the extracted text.
+    pub char_start: u64,
+    /// End char offset (exclusive).
+    pub char_end: u64,
+    /// Page, when known.
+    pub page: Option<u32>,
+    /// Headings above it.
+    pub heading_path: Vec<String>,
+    /// Extra metadata.
+    pub metadata: Map<String, Value>,
+}
+
+impl From<d::Chunk> for Chunk {
+    fn from(c: d::Chunk) -> Self {
+        Self {
+            id: c.id.to_string(),
+            ordinal: c.id.ordinal,
+            text: c.text,
+            char_start: c.char_start,
+            char_end: c.char_end,
+            page: c.page,
+            heading_path: c.heading_path,
+            metadata: c.metadata,
+        }
+    }
+}
+
+/// Result of an upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadResult {
+    /// The document (the existing one for a duplicate).
+    pub document: Document,
+    /// Its task.
+    pub task: Option<Task>,
+    /// Identical bytes were already in the collection.
+    pub duplicate: bool,
+}
+
+macro_rules! list_type {
+    ($name:ident, $item:ty) => {
+        /// One page of results.
+        #[derive(Debug, Serialize, ToSchema)]
+        pub struct $name {
+            /// Items, newest first.
+            pub items: Vec<$item>,
+            /// Pass as `cursor` for the next page; null on the last page.
+            pub next_cursor: Option<String>,
+        }
+
+        impl<D> From<d::Page<D>> for $name
+        where
+            $item: From<D>,
+        {
+            fn from(p: d::Page<D>) -> Self {
+                Self {
+                    items: p.items.into_iter().map(Into::into).collect(),
+                    next_cursor: p.next_cursor,
+                }
+            }
+        }
+    };
+}
+
+list_type!(CollectionList, Collection);
+list_type!(DocumentList, Document);
+list_type!(TaskList, Task);
+list_type!(ChunkList, Chunk);
+
+/// Pagination parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size (1–200, default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Filters for listing documents.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DocumentQuery {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Page size (1–200, default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Filters for listing tasks.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TaskQuery {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only tasks of this document.
+    pub document_id: Option<String>,
+    /// Only tasks of this collection.
+    pub collection_id: Option<String>,
+    /// Only dead-lettered tasks (true) or only others (false).
+    pub dead_lettered: Option<bool>,
+    /// Page size (1–200, default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the process answers.
+    pub status: &'static str,
+    /// docent version.
+    pub version: &'static str,
+}
+
+/// Readiness of each dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready` or `unavailable`.
+    pub status: &'static str,
+    /// `ok`, or the failure, per dependency (database, blob_store, queue).
+    pub checks: Map<String, Value>,
+}
+
+/// One row of the error code table.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorCodeInfo {
+    /// Code.
+    pub code: &'static str,
+    /// Class.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// Whether retrying later may succeed.
+    pub retryable: bool,
+}

@@ -1,0 +1,81 @@
+//! The HTTP edge: the axum router for the REST API under `/api/v1`, health and readiness,
+//! Prometheus metrics, the OpenAPI document and an offline docs page.
+//!
+//! Architecture invariant: this is the only crate that knows HTTP. Handlers parse input into
+//! domain types, call [`docent_core::Services`], and turn results into wire DTOs ([`dto`]);
+//! every failure becomes the one error envelope ([`error::ApiError`]).
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod middleware;
+pub mod openapi;
+mod routes;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use docent_core::Services;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The services.
+    pub services: Services,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// Builds the whole application router.
+pub fn router(state: AppState) -> Router {
+    let request_timeout = state.services.config.server.request_timeout;
+    let upload_limit = state.services.config.ingest.max_upload_size.as_u64() as usize;
+
+    // Uploads stream for as long as they take: no request timeout, and a body limit just above
+    // the configured file limit (multipart framing) — the exact file limit is enforced while
+    // streaming.
+    let (uploads, upload_api) = OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(routes::documents::upload_document))
+        .layer(DefaultBodyLimit::max(
+            upload_limit.saturating_add(1024 * 1024),
+        ))
+        .split_for_parts();
+
+    let (api, mut doc) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(routes::api())
+        .layer(axum::middleware::from_fn(move |req, next| {
+            middleware::timeout(request_timeout, req, next)
+        }))
+        .split_for_parts();
+    doc.merge(upload_api);
+
+    Router::new()
+        .merge(api)
+        .merge(uploads)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(CompressionLayer::new())
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(middleware::make_span)
+                .on_response(middleware::on_response),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// How long clients are told to wait before retrying after a 503.
+pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(1);

@@ -1,0 +1,78 @@
+//! Route handlers, grouped by resource.
+
+pub(crate) mod collections;
+pub(crate) mod documents;
+pub(crate) mod system;
+pub(crate) mod tasks;
+
+use axum::http::Uri;
+use docent_domain::{Code, PageRequest};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Every route except uploads (which have their own limits).
+pub(crate) fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(system::health))
+        .routes(routes!(system::health_v1))
+        .routes(routes!(system::ready))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::error_codes))
+        .routes(routes!(collections::list, collections::create))
+        .routes(routes!(
+            collections::get,
+            collections::update,
+            collections::delete
+        ))
+        .routes(routes!(documents::list))
+        .routes(routes!(documents::get, documents::delete))
+        .routes(routes!(documents::content))
+        .routes(routes!(documents::chunks))
+        .routes(routes!(documents::reprocess))
+        .routes(routes!(tasks::list))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::retry))
+}
+
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(Code::RouteNotFound, format!("no route for {}", uri.path()))
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        Code::MethodNotAllowed,
+        "this route does not accept that method",
+    )
+}
+
+pub(crate) fn page(limit: Option<u32>, cursor: Option<String>) -> Result<PageRequest, ApiError> {
+    match limit {
+        Some(0) => Err(ApiError::new(
+            Code::InvalidQuery,
+            "`limit` must be at least 1",
+        )),
+        Some(n) if n > PageRequest::MAX_LIMIT => Err(ApiError::new(
+            Code::InvalidQuery,
+            format!("`limit` must be at most {}", PageRequest::MAX_LIMIT),
+        )),
+        _ => Ok(PageRequest {
+            limit: limit.unwrap_or(0),
+            cursor,
+        }),
+    }
+}
+
+pub(crate) fn parse_enum<T: std::str::FromStr<Err = String>>(
+    raw: Option<String>,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    raw.map(|s| {
+        s.parse::<T>()
+            .map_err(|e| ApiError::new(Code::InvalidQuery, format!("`{name}`: {e}")))
+    })
+    .transpose()
+}

@@ -1,0 +1,94 @@
+//! Health, readiness, metrics and the error code table.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use docent_domain::Code;
+use serde_json::{Map, Value};
+
+use crate::AppState;
+use crate::dto::{ErrorCodeInfo, Health, Ready};
+
+fn health_body() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
+pub(crate) async fn health() -> Json<Health> {
+    health_body()
+}
+
+/// Liveness (alias under the API prefix).
+#[utoipa::path(get, path = "/api/v1/health", tag = "system", responses((status = 200, body = Health)))]
+pub(crate) async fn health_v1() -> Json<Health> {
+    health_body()
+}
+
+/// Readiness: the database, blob store and queue answer.
+#[utoipa::path(get, path = "/ready", tag = "system", responses(
+    (status = 200, body = Ready), (status = 503, body = Ready, description = "a dependency is down")
+))]
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    let r = state.services.readiness().await;
+    let checks: Map<String, Value> = r
+        .checks
+        .iter()
+        .map(|(name, err)| {
+            (
+                (*name).to_owned(),
+                Value::String(err.clone().unwrap_or_else(|| "ok".into())),
+            )
+        })
+        .collect();
+    if r.ready() {
+        Json(Ready {
+            status: "ready",
+            checks,
+        })
+        .into_response()
+    } else {
+        let mut resp = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Ready {
+                status: "unavailable",
+                checks,
+            }),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        resp
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, content_type = "text/plain", body = String)))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    crate::metrics::refresh(&state.services).await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The table of error codes every error envelope draws from.
+#[utoipa::path(get, path = "/api/v1/errors", tag = "system", responses((status = 200, body = [ErrorCodeInfo])))]
+pub(crate) async fn error_codes() -> Json<Vec<ErrorCodeInfo>> {
+    Json(
+        Code::ALL
+            .iter()
+            .map(|c| ErrorCodeInfo {
+                code: c.as_str(),
+                kind: c.error_type().as_str(),
+                status: c.http_status(),
+                retryable: c.is_retryable(),
+            })
+            .collect(),
+    )
+}

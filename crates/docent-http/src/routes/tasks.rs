@@ -1,0 +1,79 @@
+//! `/api/v1/tasks`: the job monitor.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use docent_domain::{TaskFilter, TaskId};
+
+use super::{page, parse_enum};
+use crate::AppState;
+use crate::dto::{Task, TaskList, TaskQuery};
+use crate::error::{ApiResult, ErrorEnvelope};
+use crate::extract::{ApiQuery, Tenant, id};
+
+/// Lists tasks, newest first, with filters.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskQuery),
+    responses((status = 200, body = TaskList), (status = 400, body = ErrorEnvelope)))]
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    Tenant(t): Tenant,
+    ApiQuery(q): ApiQuery<TaskQuery>,
+) -> ApiResult<Json<TaskList>> {
+    let filter = TaskFilter {
+        status: parse_enum(q.status, "status")?,
+        kind: parse_enum(q.kind, "kind")?,
+        document_id: q
+            .document_id
+            .as_deref()
+            .map(|d| id(d, "document"))
+            .transpose()?,
+        collection_id: q
+            .collection_id
+            .as_deref()
+            .map(|c| id(c, "collection"))
+            .transpose()?,
+        dead_lettered: q.dead_lettered,
+    };
+    Ok(Json(
+        s.services
+            .queue
+            .list(t, filter, page(q.limit, q.cursor)?)
+            .await?
+            .into(),
+    ))
+}
+
+/// Gets a task.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = Task), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    Tenant(t): Tenant,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Task>> {
+    let tid: TaskId = id(&raw, "task")?;
+    Ok(Json(s.services.queue.get(t, tid).await?.into()))
+}
+
+/// Cancels a task: a pending one at once, a running one at its next heartbeat.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub(crate) async fn cancel(
+    State(s): State<AppState>,
+    Tenant(t): Tenant,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Task>> {
+    let tid: TaskId = id(&raw, "task")?;
+    Ok(Json(s.services.cancel_task(t, tid).await?.into()))
+}
+
+/// Retries a failed (including dead-lettered) or cancelled task.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/retry", tag = "tasks", params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub(crate) async fn retry(
+    State(s): State<AppState>,
+    Tenant(t): Tenant,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Task>> {
+    let tid: TaskId = id(&raw, "task")?;
+    Ok(Json(s.services.retry_task(t, tid).await?.into()))
+}

@@ -1,0 +1,537 @@
+//! [`MetadataStore`] on SQLite: WAL mode, foreign keys on, write transactions opened with
+//! `BEGIN IMMEDIATE` so concurrent writers queue on the busy timeout instead of deadlocking.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use docent_domain::ports::MetadataStore;
+use docent_domain::*;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::util::*;
+
+/// The migrations embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Metadata repositories over one SQLite database file.
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path, max_connections: u32, busy_timeout: Duration) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::unavailable("the database directory", e))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(busy_timeout + Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::unavailable("the database", e))?;
+        MIGRATOR.run(&pool).await.map_err(Error::internal)?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool (shared with the SQL queue).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)
+    }
+}
+
+const COLLECTION_COLS: &str = "c.id, c.tenant_id, c.name, c.description, c.metadata, \
+     c.embedding_model, c.embedding_dim, c.created_at, c.updated_at, \
+     (SELECT COUNT(*) FROM documents d WHERE d.tenant_id = c.tenant_id AND d.collection_id = c.id) AS document_count";
+
+fn collection_from(row: &SqliteRow) -> Result<Collection> {
+    Ok(Collection {
+        id: parse_id(row, "id")?,
+        tenant_id: parse_id(row, "tenant_id")?,
+        name: row.try_get("name").map_err(db_err)?,
+        description: row.try_get("description").map_err(db_err)?,
+        metadata: parse_meta(&row.try_get::<String, _>("metadata").map_err(db_err)?),
+        embedding_model: row.try_get("embedding_model").map_err(db_err)?,
+        embedding_dim: row
+            .try_get::<Option<i64>, _>("embedding_dim")
+            .map_err(db_err)?
+            .map(|d| d as u32),
+        document_count: row.try_get::<i64, _>("document_count").map_err(db_err)? as u64,
+        created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
+        updated_at: to_dt(row.try_get("updated_at").map_err(db_err)?),
+    })
+}
+
+/// A document's status and error are its current task's: derived with a join, never copied.
+const DOCUMENT_SELECT: &str = "SELECT d.id, d.tenant_id, d.collection_id, d.filename, \
+     d.declared_mime, d.detected_type, d.size_bytes, d.sha256, d.blob_key, d.metadata, \
+     d.page_count, d.chunk_count, d.task_id, d.created_at, d.updated_at, \
+     COALESCE(t.status, 'pending') AS status, t.error_code, t.error_message \
+     FROM documents d LEFT JOIN tasks t ON t.id = d.task_id AND t.tenant_id = d.tenant_id";
+
+fn document_from(row: &SqliteRow) -> Result<Document> {
+    let status: String = row.try_get("status").map_err(db_err)?;
+    Ok(Document {
+        id: parse_id(row, "id")?,
+        tenant_id: parse_id(row, "tenant_id")?,
+        collection_id: parse_id(row, "collection_id")?,
+        filename: row.try_get("filename").map_err(db_err)?,
+        declared_mime: row.try_get("declared_mime").map_err(db_err)?,
+        detected_type: row.try_get("detected_type").map_err(db_err)?,
+        size_bytes: row.try_get::<i64, _>("size_bytes").map_err(db_err)? as u64,
+        sha256: row.try_get("sha256").map_err(db_err)?,
+        blob_key: row.try_get("blob_key").map_err(db_err)?,
+        status: TaskStatus::parse(&status)
+            .ok_or_else(|| Error::internal(format!("corrupt status {status}")))?,
+        error: error_info(row)?,
+        metadata: parse_meta(&row.try_get::<String, _>("metadata").map_err(db_err)?),
+        page_count: row
+            .try_get::<Option<i64>, _>("page_count")
+            .map_err(db_err)?
+            .map(|p| p as u32),
+        chunk_count: row.try_get::<i64, _>("chunk_count").map_err(db_err)? as u32,
+        task_id: parse_opt_id(row, "task_id")?,
+        created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
+        updated_at: to_dt(row.try_get("updated_at").map_err(db_err)?),
+    })
+}
+
+fn chunk_from(row: &SqliteRow) -> Result<Chunk> {
+    let heading: String = row.try_get("heading_path").map_err(db_err)?;
+    Ok(Chunk {
+        id: ChunkId {
+            document: parse_id(row, "document_id")?,
+            ordinal: row.try_get::<i64, _>("ordinal").map_err(db_err)? as u32,
+        },
+        tenant_id: parse_id(row, "tenant_id")?,
+        collection_id: parse_id(row, "collection_id")?,
+        text: row.try_get("text").map_err(db_err)?,
+        char_start: row.try_get::<i64, _>("char_start").map_err(db_err)? as u64,
+        char_end: row.try_get::<i64, _>("char_end").map_err(db_err)? as u64,
+        page: row
+            .try_get::<Option<i64>, _>("page")
+            .map_err(db_err)?
+            .map(|p| p as u32),
+        heading_path: serde_json::from_str(&heading).unwrap_or_default(),
+        metadata: parse_meta(&row.try_get::<String, _>("metadata").map_err(db_err)?),
+    })
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn ensure_tenant(&self, id: TenantId, name: &str) -> Result<Tenant> {
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING")
+            .bind(id.to_string())
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(Tenant {
+            id,
+            name: row.try_get("name").map_err(db_err)?,
+            created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
+        })
+    }
+
+    async fn create_collection(&self, tenant: TenantId, new: NewCollection) -> Result<Collection> {
+        let id = CollectionId::new();
+        let now = now_ms();
+        let res = sqlx::query(
+            "INSERT INTO collections (id, tenant_id, name, description, metadata, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(tenant.to_string())
+        .bind(&new.name)
+        .bind(&new.description)
+        .bind(meta_json(&new.metadata))
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => self.get_collection(tenant, id).await,
+            Err(e) if is_unique_violation(&e) => Err(Error::new(
+                Code::CollectionNameTaken,
+                format!("a collection named `{}` already exists", new.name),
+            )),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn get_collection(&self, tenant: TenantId, id: CollectionId) -> Result<Collection> {
+        let sql = format!(
+            "SELECT {COLLECTION_COLS} FROM collections c WHERE c.tenant_id = ? AND c.id = ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some(row) => collection_from(&row),
+            None => Err(not_found(Code::CollectionNotFound, "collection", id)),
+        }
+    }
+
+    async fn find_collection_by_name(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> Result<Option<Collection>> {
+        let sql = format!(
+            "SELECT {COLLECTION_COLS} FROM collections c WHERE c.tenant_id = ? AND c.name = ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(collection_from).transpose()
+    }
+
+    async fn list_collections(
+        &self,
+        tenant: TenantId,
+        page: PageRequest,
+    ) -> Result<Page<Collection>> {
+        let limit = page.effective_limit();
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {COLLECTION_COLS} FROM collections c WHERE c.tenant_id = "
+        ));
+        q.push_bind(tenant.to_string());
+        if let Some(c) = cursor::<CollectionId>(&page)? {
+            q.push(" AND c.id < ").push_bind(c);
+        }
+        q.push(" ORDER BY c.id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        let items = rows
+            .iter()
+            .map(collection_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |c| c.id.to_string()))
+    }
+
+    async fn update_collection(
+        &self,
+        tenant: TenantId,
+        id: CollectionId,
+        patch: CollectionPatch,
+    ) -> Result<Collection> {
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE collections SET updated_at = ");
+        q.push_bind(now_ms());
+        if let Some(name) = &patch.name {
+            q.push(", name = ").push_bind(name.clone());
+        }
+        if let Some(description) = &patch.description {
+            q.push(", description = ").push_bind(description.clone());
+        }
+        if let Some(metadata) = &patch.metadata {
+            q.push(", metadata = ").push_bind(meta_json(metadata));
+        }
+        q.push(" WHERE tenant_id = ").push_bind(tenant.to_string());
+        q.push(" AND id = ").push_bind(id.to_string());
+        match q.build().execute(&self.pool).await {
+            Ok(r) if r.rows_affected() == 0 => {
+                Err(not_found(Code::CollectionNotFound, "collection", id))
+            }
+            Ok(_) => self.get_collection(tenant, id).await,
+            Err(e) if is_unique_violation(&e) => Err(Error::new(
+                Code::CollectionNameTaken,
+                format!(
+                    "a collection named `{}` already exists",
+                    patch.name.unwrap_or_default()
+                ),
+            )),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn delete_collection(&self, tenant: TenantId, id: CollectionId) -> Result<Vec<String>> {
+        let mut tx = self.write_tx().await?;
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT blob_key FROM documents WHERE tenant_id = ? AND collection_id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        // Chunks and documents go with the collection (ON DELETE CASCADE).
+        let res = sqlx::query("DELETE FROM collections WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(not_found(Code::CollectionNotFound, "collection", id));
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(keys)
+    }
+
+    async fn insert_document(
+        &self,
+        tenant: TenantId,
+        new: NewDocument,
+    ) -> Result<(Document, bool)> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM collections WHERE tenant_id = ? AND id = ?")
+                .bind(tenant.to_string())
+                .bind(new.collection_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if exists.is_none() {
+            return Err(not_found(
+                Code::CollectionNotFound,
+                "collection",
+                new.collection_id,
+            ));
+        }
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM documents WHERE tenant_id = ? AND collection_id = ? AND sha256 = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(new.collection_id.to_string())
+        .bind(&new.sha256)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (id, created) = match existing {
+            Some(id) => (
+                id.parse()
+                    .map_err(|_| Error::internal("corrupt document id"))?,
+                false,
+            ),
+            None => {
+                sqlx::query(
+                    "INSERT INTO documents (id, tenant_id, collection_id, filename, declared_mime, size_bytes, \
+                     sha256, blob_key, metadata, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(new.id.to_string())
+                .bind(tenant.to_string())
+                .bind(new.collection_id.to_string())
+                .bind(&new.filename)
+                .bind(&new.declared_mime)
+                .bind(new.size_bytes as i64)
+                .bind(&new.sha256)
+                .bind(&new.blob_key)
+                .bind(meta_json(&new.metadata))
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                (new.id, true)
+            }
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok((self.get_document(tenant, id).await?, created))
+    }
+
+    async fn get_document(&self, tenant: TenantId, id: DocumentId) -> Result<Document> {
+        let sql = format!("{DOCUMENT_SELECT} WHERE d.tenant_id = ? AND d.id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row {
+            Some(row) => document_from(&row),
+            None => Err(not_found(Code::DocumentNotFound, "document", id)),
+        }
+    }
+
+    async fn list_documents(
+        &self,
+        tenant: TenantId,
+        filter: DocumentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Document>> {
+        let limit = page.effective_limit();
+        let mut q = QueryBuilder::<Sqlite>::new(format!("{DOCUMENT_SELECT} WHERE d.tenant_id = "));
+        q.push_bind(tenant.to_string());
+        if let Some(c) = filter.collection_id {
+            q.push(" AND d.collection_id = ").push_bind(c.to_string());
+        }
+        if let Some(s) = filter.status {
+            q.push(" AND COALESCE(t.status, 'pending') = ")
+                .push_bind(s.as_str());
+        }
+        if let Some(c) = cursor::<DocumentId>(&page)? {
+            q.push(" AND d.id < ").push_bind(c);
+        }
+        q.push(" ORDER BY d.id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        let items = rows.iter().map(document_from).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |d| d.id.to_string()))
+    }
+
+    async fn set_document_task(
+        &self,
+        tenant: TenantId,
+        id: DocumentId,
+        task: TaskId,
+    ) -> Result<()> {
+        let res = sqlx::query(
+            "UPDATE documents SET task_id = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(task.to_string())
+        .bind(now_ms())
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(not_found(Code::DocumentNotFound, "document", id));
+        }
+        Ok(())
+    }
+
+    async fn delete_document(&self, tenant: TenantId, id: DocumentId) -> Result<Document> {
+        let doc = self.get_document(tenant, id).await?;
+        let res = sqlx::query("DELETE FROM documents WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(not_found(Code::DocumentNotFound, "document", id));
+        }
+        Ok(doc)
+    }
+
+    async fn replace_chunks(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        facts: ExtractionFacts,
+        chunks: Vec<NewChunk>,
+    ) -> Result<u32> {
+        let mut tx = self.write_tx().await?;
+        let collection: Option<String> = sqlx::query_scalar(
+            "SELECT collection_id FROM documents WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(document.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(collection) = collection else {
+            return Err(not_found(Code::DocumentNotFound, "document", document));
+        };
+        sqlx::query("DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?")
+            .bind(tenant.to_string())
+            .bind(document.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let count = chunks.len() as u32;
+        // Multi-row inserts, well under SQLite's bound-parameter limit per statement.
+        for batch in chunks.chunks(50) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO chunks (document_id, ordinal, tenant_id, collection_id, text, char_start, char_end, page, heading_path, metadata) ",
+            );
+            q.push_values(batch, |mut b, c| {
+                b.push_bind(document.to_string())
+                    .push_bind(i64::from(c.ordinal))
+                    .push_bind(tenant.to_string())
+                    .push_bind(collection.clone())
+                    .push_bind(c.text.clone())
+                    .push_bind(c.char_start as i64)
+                    .push_bind(c.char_end as i64)
+                    .push_bind(c.page.map(i64::from))
+                    .push_bind(
+                        serde_json::to_string(&c.heading_path).unwrap_or_else(|_| "[]".into()),
+                    )
+                    .push_bind(meta_json(&c.metadata));
+            });
+            q.build().execute(&mut *tx).await.map_err(db_err)?;
+        }
+        sqlx::query("UPDATE documents SET chunk_count = ?, detected_type = ?, page_count = ?, updated_at = ? WHERE tenant_id = ? AND id = ?")
+            .bind(i64::from(count))
+            .bind(facts.detected_type)
+            .bind(facts.page_count.map(i64::from))
+            .bind(now_ms())
+            .bind(tenant.to_string())
+            .bind(document.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(count)
+    }
+
+    async fn list_chunks(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        page: PageRequest,
+    ) -> Result<Page<Chunk>> {
+        let limit = page.effective_limit();
+        let after: i64 = match page.cursor.as_deref() {
+            None => -1,
+            Some(c) => c.parse().map_err(|_| {
+                Error::new(Code::InvalidQuery, "`cursor` is not a valid page cursor")
+            })?,
+        };
+        let rows = sqlx::query(
+            "SELECT document_id, ordinal, tenant_id, collection_id, text, char_start, char_end, page, heading_path, metadata \
+             FROM chunks WHERE tenant_id = ? AND document_id = ? AND ordinal > ? ORDER BY ordinal LIMIT ?",
+        )
+        .bind(tenant.to_string())
+        .bind(document.to_string())
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let items = rows.iter().map(chunk_from).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |c| c.id.ordinal.to_string()))
+    }
+}

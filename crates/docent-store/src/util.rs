@@ -1,0 +1,103 @@
+//! Helpers shared by the SQLite repositories and queue: time conversion, JSON columns, error
+//! mapping, row decoding.
+
+use chrono::{DateTime, TimeZone, Utc};
+use std::str::FromStr;
+
+use docent_domain::{Code, Error, ErrorInfo, Metadata, Page, PageRequest, Result};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+pub(crate) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+pub(crate) fn to_dt(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+pub(crate) fn opt_dt(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.map(to_dt)
+}
+
+pub(crate) fn meta_json(m: &Metadata) -> String {
+    serde_json::Value::Object(m.clone()).to_string()
+}
+
+pub(crate) fn parse_meta(s: &str) -> Metadata {
+    match serde_json::from_str(s) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => Metadata::new(),
+    }
+}
+
+/// Maps a database error: connection trouble is `service_unavailable` (retryable), anything
+/// else internal. Callers handle constraint violations they expect before this.
+pub(crate) fn db_err(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            Error::unavailable("the database", e)
+        }
+        sqlx::Error::Database(d) if d.message().contains("database is locked") => {
+            Error::unavailable("the database", e)
+        }
+        _ => Error::internal(e),
+    }
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+pub(crate) fn parse_id<T: std::str::FromStr>(row: &SqliteRow, col: &str) -> Result<T, Error> {
+    let s: String = row.try_get(col).map_err(db_err)?;
+    s.parse()
+        .map_err(|_| Error::internal(format!("corrupt id in column {col}: {s}")))
+}
+
+pub(crate) fn parse_opt_id<T: std::str::FromStr>(
+    row: &SqliteRow,
+    col: &str,
+) -> Result<Option<T>, Error> {
+    let s: Option<String> = row.try_get(col).map_err(db_err)?;
+    s.map(|s| {
+        s.parse()
+            .map_err(|_| Error::internal(format!("corrupt id in column {col}: {s}")))
+    })
+    .transpose()
+}
+
+pub(crate) fn error_info(row: &SqliteRow) -> Result<Option<ErrorInfo>, Error> {
+    let code: Option<String> = row.try_get("error_code").map_err(db_err)?;
+    let message: Option<String> = row.try_get("error_message").map_err(db_err)?;
+    Ok(code.map(|code| ErrorInfo {
+        code,
+        message: message.unwrap_or_default(),
+    }))
+}
+
+pub(crate) fn not_found(code: Code, what: &str, id: impl std::fmt::Display) -> Error {
+    Error::new(code, format!("{what} {id} not found"))
+}
+
+/// Validates a keyset cursor (an id of the listed type) so garbage never reaches SQL.
+pub(crate) fn cursor<T: FromStr + ToString>(page: &PageRequest) -> Result<Option<String>> {
+    page.cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<T>()
+                .map(|id| id.to_string())
+                .map_err(|_| Error::new(Code::InvalidQuery, "`cursor` is not a valid page cursor"))
+        })
+        .transpose()
+}
+
+pub(crate) fn paginate<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(key)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}

@@ -1,0 +1,576 @@
+//! The command line: `serve`, `worker`, `migrate`, `ingest`, `tasks`, `config`.
+//!
+//! Commands that read or change data work on the local data directory by default, or against a
+//! running server with `--url` (or `DOCENT_URL`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use docent_config::{Config, LogFormat};
+use docent_core::Services;
+use docent_core::documents::Upload;
+use docent_core::worker::WorkerPool;
+use docent_domain::{PageRequest, TaskFilter, TaskId, TaskStatus, TenantId};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::app::{Application, open_services, shutdown_signal};
+use crate::client::Client;
+
+/// docent — a self-hostable AI document platform.
+#[derive(Debug, Parser)]
+#[command(name = "docent", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML). Environment variables `DOCENT__SECTION__KEY` override it.
+    #[arg(long, global = true, env = "DOCENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable.
+    Human,
+    /// JSON lines.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (and, unless disabled, the workers).
+    Serve {
+        /// Listen address (overrides `server.bind`).
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+        /// Do not run workers in this process (run `docent worker` separately).
+        #[arg(long)]
+        no_workers: bool,
+    },
+    /// Run task workers only, against the configured database.
+    Worker {
+        /// Tasks at once (overrides `worker.concurrency`).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Upload files and directories (recursively) into a collection and process them.
+    Ingest {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Collection name (created if missing).
+        #[arg(long, short)]
+        collection: String,
+        /// A running server to upload to, instead of the local data directory.
+        #[arg(long, env = "DOCENT_URL")]
+        url: Option<String>,
+        /// Return once uploaded, without waiting for processing.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List tasks, or act on one.
+    Tasks {
+        /// Action (default: list).
+        #[command(subcommand)]
+        action: Option<TaskAction>,
+        /// Only tasks with this status.
+        #[arg(long)]
+        status: Option<TaskStatus>,
+        /// Only dead-lettered tasks.
+        #[arg(long)]
+        dead_lettered: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// A running server, instead of the local data directory.
+        #[arg(long, env = "DOCENT_URL", global = true)]
+        url: Option<String>,
+    },
+    /// Inspect configuration.
+    Config {
+        /// Action.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// `docent tasks ...`.
+#[derive(Debug, Subcommand)]
+pub enum TaskAction {
+    /// Show one task.
+    Get {
+        /// Task id.
+        id: String,
+    },
+    /// Cancel a task.
+    Cancel {
+        /// Task id.
+        id: String,
+    },
+    /// Retry a failed, dead-lettered or cancelled task.
+    Retry {
+        /// Task id.
+        id: String,
+    },
+}
+
+/// `docent config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective configuration (secrets redacted).
+    Show,
+    /// Validate the configuration and exit.
+    Check,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(f) = cli.log_format {
+        config.log.format = match f {
+            LogFormatArg::Human => LogFormat::Human,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    crate::telemetry::init(config.log.format, &config.log.level);
+    match cli.command {
+        Command::Serve { bind, no_workers } => {
+            if let Some(bind) = bind {
+                config.server.bind = bind;
+            }
+            if no_workers {
+                config.server.run_workers = false;
+            }
+            Application::build(config)
+                .await?
+                .run_until(shutdown_signal())
+                .await?;
+        }
+        Command::Worker { concurrency } => {
+            if let Some(n) = concurrency {
+                config.worker.concurrency = n.max(1);
+            }
+            let grace = config.server.shutdown_grace;
+            let (services, db) = open_services(config).await?;
+            let pool = WorkerPool::start(services.clone(), services.config.worker.concurrency);
+            shutdown_signal().await;
+            pool.shutdown(grace).await;
+            db.close().await;
+        }
+        Command::Migrate => {
+            let (_, db) = open_services(config).await?;
+            db.close().await;
+            println!("migrations applied");
+        }
+        Command::Ingest {
+            paths,
+            collection,
+            url,
+            no_wait,
+        } => {
+            let files = collect_files(&paths)?;
+            if files.is_empty() {
+                bail!("no files found under the given paths");
+            }
+            return match url {
+                Some(url) => {
+                    ingest_remote(&Client::new(&url)?, &collection, &files, !no_wait).await
+                }
+                None => ingest_local(config, &collection, &files, !no_wait).await,
+            };
+        }
+        Command::Tasks {
+            action,
+            status,
+            dead_lettered,
+            limit,
+            url,
+        } => {
+            let dead = dead_lettered.then_some(true);
+            match url {
+                Some(url) => tasks_remote(&Client::new(&url)?, action, status, dead, limit).await?,
+                None => tasks_local(config, action, status, dead, limit).await?,
+            }
+        }
+        Command::Config {
+            action: ConfigAction::Show,
+        } => print!("{}", config.to_redacted_toml()),
+        Command::Config {
+            action: ConfigAction::Check,
+        } => println!("configuration is valid"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Files under `paths`, directories walked recursively, hidden entries skipped, sorted.
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(&path, out)?;
+            } else if kind.is_file() {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let meta =
+            std::fs::metadata(p).with_context(|| format!("{} does not exist", p.display()))?;
+        if meta.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    let style = ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_owned());
+    pb
+}
+
+/// Final report of an ingest: one line per failure, then counts.
+struct Summary {
+    uploaded: usize,
+    duplicates: usize,
+    completed: usize,
+    failures: Vec<(String, String)>,
+}
+
+impl Summary {
+    fn print(&self, waited: bool) -> ExitCode {
+        for (file, why) in &self.failures {
+            eprintln!("failed: {file}: {why}");
+        }
+        if waited {
+            println!(
+                "{} uploaded ({} already present), {} completed, {} failed",
+                self.uploaded,
+                self.duplicates,
+                self.completed,
+                self.failures.len()
+            );
+        } else {
+            println!(
+                "{} uploaded ({} already present), {} failed to upload",
+                self.uploaded,
+                self.duplicates,
+                self.failures.len()
+            );
+        }
+        if self.failures.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn ingest_local(
+    config: Config,
+    collection: &str,
+    files: &[PathBuf],
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let (svc, db) = open_services(config).await?;
+    let tenant = TenantId::DEFAULT;
+    let coll = svc
+        .collection_by_name_or_create(tenant, collection)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut summary = Summary {
+        uploaded: 0,
+        duplicates: 0,
+        completed: 0,
+        failures: Vec::new(),
+    };
+    let mut docs = Vec::new();
+    let pb = bar(files.len(), "uploading");
+    for path in files {
+        let shown = path.display().to_string();
+        match upload_local(&svc, tenant, coll.id, path).await {
+            Ok(outcome) => {
+                summary.uploaded += 1;
+                summary.duplicates += usize::from(outcome.duplicate);
+                docs.push((shown, outcome.document.id));
+            }
+            Err(e) => summary.failures.push((shown, e.to_string())),
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    if wait {
+        let pb = bar(docs.len(), "processing");
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
+        process_local(&svc).await?;
+        pb.finish_and_clear();
+        for (shown, id) in docs {
+            match svc.store.get_document(tenant, id).await {
+                Ok(d)
+                    if d.status == TaskStatus::Completed
+                        || d.status == TaskStatus::PartiallyCompleted =>
+                {
+                    summary.completed += 1
+                }
+                Ok(d) => {
+                    let why = d.error.map_or_else(
+                        || d.status.to_string(),
+                        |e| format!("{}: {}", e.code, e.message),
+                    );
+                    summary.failures.push((shown, why));
+                }
+                Err(e) => summary.failures.push((shown, e.to_string())),
+            }
+        }
+    }
+    db.close().await;
+    Ok(summary.print(wait))
+}
+
+async fn upload_local(
+    svc: &Services,
+    tenant: TenantId,
+    coll: docent_domain::CollectionId,
+    path: &Path,
+) -> anyhow::Result<docent_core::documents::UploadOutcome> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let filename = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let upload = Upload {
+        filename,
+        declared_mime: String::new(),
+        metadata: Default::default(),
+        body: tokio_util::io::ReaderStream::new(file).boxed(),
+    };
+    svc.upload_document(tenant, coll, upload)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Runs workers on this process until no task is runnable.
+async fn process_local(svc: &Services) -> anyhow::Result<()> {
+    let n = svc.config.worker.concurrency;
+    let runs =
+        (0..n).map(|i| {
+            let svc = svc.clone();
+            async move {
+                docent_core::worker::drain(&svc, &format!("cli-{}-{i}", std::process::id())).await
+            }
+        });
+    for r in futures::future::join_all(runs).await {
+        r.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(())
+}
+
+async fn ingest_remote(
+    client: &Client,
+    collection: &str,
+    files: &[PathBuf],
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let cid = client.collection_id(collection).await?;
+    let mut summary = Summary {
+        uploaded: 0,
+        duplicates: 0,
+        completed: 0,
+        failures: Vec::new(),
+    };
+    let mut docs = Vec::new();
+    let pb = bar(files.len(), "uploading");
+    for path in files {
+        let shown = path.display().to_string();
+        match client.upload(&cid, path).await {
+            Ok(r) => {
+                summary.uploaded += 1;
+                summary.duplicates += usize::from(r["duplicate"] == true);
+                docs.push((
+                    shown,
+                    r["document"]["id"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            Err(e) => summary.failures.push((shown, e.to_string())),
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    if wait {
+        let pb = bar(docs.len(), "processing");
+        let mut pending = docs;
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for (shown, id) in pending {
+                let d = client.get(&format!("/api/v1/documents/{id}")).await?;
+                let status = d["status"].as_str().unwrap_or("pending");
+                match status.parse::<TaskStatus>() {
+                    Ok(TaskStatus::Completed | TaskStatus::PartiallyCompleted) => {
+                        summary.completed += 1;
+                        pb.inc(1);
+                    }
+                    Ok(TaskStatus::Failed | TaskStatus::Cancelled) => {
+                        let why = format!(
+                            "{}: {}",
+                            d["error"]["code"].as_str().unwrap_or(status),
+                            d["error"]["message"].as_str().unwrap_or("")
+                        );
+                        summary.failures.push((shown, why));
+                        pb.inc(1);
+                    }
+                    _ => still.push((shown, id)),
+                }
+            }
+            pending = still;
+            if !pending.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+        pb.finish_and_clear();
+    }
+    Ok(summary.print(wait))
+}
+
+fn print_task_line(id: &str, kind: &str, status: &str, attempts: u64, doc: &str, error: &str) {
+    println!("{id}  {kind:<16} {status:<20} attempts={attempts:<2} document={doc} {error}");
+}
+
+async fn tasks_local(
+    config: Config,
+    action: Option<TaskAction>,
+    status: Option<TaskStatus>,
+    dead: Option<bool>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let (svc, db) = open_services(config).await?;
+    let tenant = TenantId::DEFAULT;
+    let parse = |id: &str| id.parse::<TaskId>().map_err(|e| anyhow::anyhow!(e));
+    let show = |t: docent_domain::Task| {
+        let err = t
+            .error
+            .map(|e| format!("error={}: {}", e.code, e.message))
+            .unwrap_or_default();
+        let doc = t
+            .document_id
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "-".into());
+        print_task_line(
+            &t.id.to_string(),
+            t.kind.as_str(),
+            t.status.as_str(),
+            u64::from(t.attempts),
+            &doc,
+            &err,
+        );
+    };
+    let result = match action {
+        None => svc
+            .queue
+            .list(
+                tenant,
+                TaskFilter {
+                    status,
+                    dead_lettered: dead,
+                    ..Default::default()
+                },
+                PageRequest {
+                    limit,
+                    cursor: None,
+                },
+            )
+            .await
+            .map(|page| page.items.into_iter().for_each(show)),
+        Some(TaskAction::Get { id }) => svc.queue.get(tenant, parse(&id)?).await.map(show),
+        Some(TaskAction::Cancel { id }) => svc.cancel_task(tenant, parse(&id)?).await.map(show),
+        Some(TaskAction::Retry { id }) => svc.retry_task(tenant, parse(&id)?).await.map(show),
+    };
+    db.close().await;
+    result.map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn tasks_remote(
+    client: &Client,
+    action: Option<TaskAction>,
+    status: Option<TaskStatus>,
+    dead: Option<bool>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let show = |t: &serde_json::Value| {
+        let err = match t["error"]["code"].as_str() {
+            Some(c) => format!(
+                "error={c}: {}",
+                t["error"]["message"].as_str().unwrap_or("")
+            ),
+            None => String::new(),
+        };
+        print_task_line(
+            t["id"].as_str().unwrap_or(""),
+            t["kind"].as_str().unwrap_or(""),
+            t["status"].as_str().unwrap_or(""),
+            t["attempts"].as_u64().unwrap_or(0),
+            t["document_id"].as_str().unwrap_or("-"),
+            &err,
+        );
+    };
+    match action {
+        None => {
+            let mut q = format!("/api/v1/tasks?limit={limit}");
+            if let Some(s) = status {
+                q.push_str(&format!("&status={s}"));
+            }
+            if dead == Some(true) {
+                q.push_str("&dead_lettered=true");
+            }
+            let page = client.get(&q).await?;
+            page["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .for_each(show);
+        }
+        Some(TaskAction::Get { id }) => show(&client.get(&format!("/api/v1/tasks/{id}")).await?),
+        Some(TaskAction::Cancel { id }) => show(
+            &client
+                .post(
+                    &format!("/api/v1/tasks/{id}/cancel"),
+                    &serde_json::json!({}),
+                )
+                .await?,
+        ),
+        Some(TaskAction::Retry { id }) => show(
+            &client
+                .post(&format!("/api/v1/tasks/{id}/retry"), &serde_json::json!({}))
+                .await?,
+        ),
+    }
+    Ok(())
+}

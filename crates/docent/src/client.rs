@@ -1,0 +1,117 @@
+//! A small typed client for a running docent server, used by CLI commands given `--url`.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// Client for one server.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("--url must start with http:// or https://");
+        }
+        Ok(Self {
+            base,
+            http: reqwest::Client::builder().build()?,
+        })
+    }
+
+    async fn json(resp: reqwest::Response) -> anyhow::Result<Value> {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let code = body["error"]["code"].as_str().unwrap_or("unknown");
+            let msg = body["error"]["message"].as_str().unwrap_or("");
+            bail!("server answered {status}: {code}: {msg}");
+        }
+        Ok(body)
+    }
+
+    /// GET a JSON resource.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .context("contacting the server")?;
+        Self::json(resp).await
+    }
+
+    /// POST JSON.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .context("contacting the server")?;
+        Self::json(resp).await
+    }
+
+    /// The id of the collection named `name`, created if missing.
+    pub async fn collection_id(&self, name: &str) -> anyhow::Result<String> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/collections?limit=200&cursor={c}"),
+                None => "/api/v1/collections?limit=200".to_owned(),
+            };
+            let page = self.get(&path).await?;
+            if let Some(c) = page["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == name)
+            {
+                return Ok(c["id"].as_str().unwrap_or_default().to_owned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        let created = self
+            .post("/api/v1/collections", &serde_json::json!({ "name": name }))
+            .await?;
+        Ok(created["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Uploads a file (streamed from disk) into a collection.
+    pub async fn upload(&self, collection: &str, path: &Path) -> anyhow::Result<Value> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("upload")
+            .to_owned();
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        let len = file.metadata().await?.len();
+        let stream = tokio_util::io::ReaderStream::new(file);
+        let part =
+            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+                .file_name(name);
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let resp = self
+            .http
+            .post(format!(
+                "{}/api/v1/collections/{collection}/documents",
+                self.base
+            ))
+            .multipart(form)
+            .send()
+            .await
+            .context("contacting the server")?;
+        Self::json(resp).await
+    }
+}

@@ -1,0 +1,10 @@
+//! The docent application: wiring configuration to backends ([`app`]), the command line
+//! ([`cli`]), logging ([`telemetry`]) and the HTTP client used by `--url` commands ([`client`]).
+//!
+//! The binary (`main.rs`) only parses arguments and calls [`cli::run`]; tests build the same
+//! [`app::Application`] that `docent serve` runs.
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod telemetry;
