@@ -90,3 +90,9 @@ pub fn id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
         )
     })
 }
+
+/// Parses an id given as a query parameter; a malformed one is `invalid_query`.
+pub fn query_id<T: std::str::FromStr>(raw: &str, param: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::new(Code::InvalidQuery, format!("`{param}` is not a valid id")))
+}

@@ -8,7 +8,7 @@ use super::{page, parse_enum};
 use crate::AppState;
 use crate::dto::{Task, TaskList, TaskQuery};
 use crate::error::{ApiResult, ErrorEnvelope};
-use crate::extract::{ApiQuery, Tenant, id};
+use crate::extract::{ApiQuery, Tenant, id, query_id};
 
 /// Lists tasks, newest first, with filters.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskQuery),
@@ -24,12 +24,12 @@ pub(crate) async fn list(
         document_id: q
             .document_id
             .as_deref()
-            .map(|d| id(d, "document"))
+            .map(|d| query_id(d, "document_id"))
             .transpose()?,
         collection_id: q
             .collection_id
             .as_deref()
-            .map(|c| id(c, "collection"))
+            .map(|c| query_id(c, "collection_id"))
             .transpose()?,
         dead_lettered: q.dead_lettered,
     };

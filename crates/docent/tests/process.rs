@@ -1,0 +1,451 @@
+//! Tests against the real `docent` binary as a child process: kill -9 mid-run and restart,
+//! graceful shutdown on SIGTERM, `/health` soon after start, and the CLI.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::markdown_doc;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_docent");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start(data: &Path, port: u16, extra_env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("DOCENT__DATA_DIR", data)
+        .env("DOCENT__QUEUE__VISIBILITY_TIMEOUT", "2s")
+        .env("DOCENT__QUEUE__BACKOFF_BASE", "100ms")
+        .env("DOCENT__QUEUE__POLL_INTERVAL", "50ms")
+        .env("DOCENT__WORKER__CONCURRENCY", "2")
+        .env("DOCENT__LOG__LEVEL", "warn")
+        .env_remove("DOCENT_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("docent starts");
+    Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health")).send().await
+            && r.status().is_success()
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn upload(
+    client: &reqwest::Client,
+    base: &str,
+    cid: &str,
+    name: String,
+    bytes: Vec<u8>,
+) -> Value {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name(name),
+    );
+    let r = client
+        .post(format!("{base}/api/v1/collections/{cid}/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json().await.unwrap()
+}
+
+/// All documents of a collection, following pagination.
+async fn documents(client: &reqwest::Client, base: &str, cid: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get(
+            client,
+            format!("{base}/api/v1/collections/{cid}/documents?limit=200{cursor}"),
+        )
+        .await;
+        out.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+async fn wait_all_terminal(
+    client: &reqwest::Client,
+    base: &str,
+    cid: &str,
+    n: usize,
+) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let docs = documents(client, base, cid).await;
+        let done = docs
+            .iter()
+            .filter(|d| {
+                ["completed", "failed", "cancelled", "partially_completed"]
+                    .contains(&d["status"].as_str().unwrap())
+            })
+            .count();
+        if docs.len() == n && done == n {
+            return docs;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{done}/{n} documents finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every document completed, with exactly one task (completed) and exactly its chunks.
+async fn assert_completed_exactly_once(
+    client: &reqwest::Client,
+    base: &str,
+    docs: &[Value],
+) -> usize {
+    let mut redelivered = 0;
+    for d in docs {
+        let id = d["id"].as_str().unwrap();
+        assert_eq!(d["status"], "completed", "{d}");
+        let tasks = get(client, format!("{base}/api/v1/tasks?document_id={id}")).await;
+        let tasks = tasks["items"].as_array().unwrap();
+        assert_eq!(tasks.len(), 1, "one task per document: {tasks:?}");
+        assert_eq!(tasks[0]["status"], "completed");
+        if tasks[0]["attempts"].as_u64().unwrap() > 1 {
+            redelivered += 1;
+        }
+        let mut ordinals: Vec<u64> = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = get(
+                client,
+                format!("{base}/api/v1/documents/{id}/chunks?limit=200{cursor}"),
+            )
+            .await;
+            ordinals.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["ordinal"].as_u64().unwrap()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        let n = d["chunk_count"].as_u64().unwrap();
+        assert!(n > 0);
+        assert!(
+            ordinals.iter().copied().eq(0..n),
+            "chunks of {id} must be exactly 0..{n} with no duplicates ({} listed)",
+            ordinals.len()
+        );
+    }
+    redelivered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_restart_completes_every_document_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let server = start(dir.path(), port, &[]);
+    let healthy_after = wait_healthy(&client, &server.base).await;
+    eprintln!("/health answered {healthy_after:?} after start");
+
+    let cid = client
+        .post(format!("{}/api/v1/collections", server.base))
+        .json(&json!({"name": "crash"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Large documents so that tasks are still running when the process dies.
+    for i in 0..50 {
+        upload(
+            &client,
+            &server.base,
+            &cid,
+            format!("doc-{i}.md"),
+            markdown_doc(i, 400),
+        )
+        .await;
+    }
+    // Wait until a task is mid-run, then kill -9.
+    let started = Instant::now();
+    loop {
+        let running = get(
+            &client,
+            format!("{}/api/v1/tasks?status=processing", server.base),
+        )
+        .await;
+        let chunks = get(
+            &client,
+            format!("{}/api/v1/tasks?status=processing_chunks", server.base),
+        )
+        .await;
+        if !running["items"].as_array().unwrap().is_empty()
+            || !chunks["items"].as_array().unwrap().is_empty()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no task ever ran"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = start(dir.path(), port, &[]);
+    wait_healthy(&client, &server.base).await;
+    let docs = wait_all_terminal(&client, &server.base, &cid, 50).await;
+    let redelivered = assert_completed_exactly_once(&client, &server.base, &docs).await;
+    // The task that was running when the process died ran again after its lease lapsed.
+    assert!(
+        redelivered >= 1,
+        "no task was re-delivered; the kill did not hit a running task"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(unsafe_code)]
+async fn sigterm_stops_gracefully_and_releases_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let mut server = start(
+        dir.path(),
+        port,
+        &[("DOCENT__SERVER__SHUTDOWN_GRACE", "50ms")],
+    );
+    wait_healthy(&client, &server.base).await;
+    let cid = client
+        .post(format!("{}/api/v1/collections", server.base))
+        .json(&json!({"name": "term"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..20 {
+        upload(
+            &client,
+            &server.base,
+            &cid,
+            format!("doc-{i}.md"),
+            markdown_doc(i, 400),
+        )
+        .await;
+    }
+    // SAFETY: sending a signal to our own child process.
+    let rc = unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "docent did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "clean exit after SIGTERM: {status}");
+    drop(server);
+
+    // Nothing is left leased: a restart finishes everything at once, without waiting for
+    // lapsed leases, and no attempt was used up by the shutdown.
+    let server = start(
+        dir.path(),
+        port,
+        &[("DOCENT__QUEUE__VISIBILITY_TIMEOUT", "10m")],
+    );
+    wait_healthy(&client, &server.base).await;
+    let docs = wait_all_terminal(&client, &server.base, &cid, 20).await;
+    let redelivered = assert_completed_exactly_once(&client, &server.base, &docs).await;
+    assert_eq!(
+        redelivered, 0,
+        "interrupted tasks were released without using up an attempt"
+    );
+}
+
+#[test]
+fn cli_ingest_tasks_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(files.join("sub")).unwrap();
+    std::fs::write(files.join("a.md"), "# A\n\nalpha text").unwrap();
+    std::fs::write(files.join("sub/b.txt"), "beta text").unwrap();
+    std::fs::write(files.join("sub/c.png"), b"\x89PNG\r\n\x1a\n\x00\x00").unwrap();
+    std::fs::write(files.join(".hidden"), "skipped").unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("DOCENT__DATA_DIR", &data)
+            .env("DOCENT__LLM__KIND", "none")
+            .env_remove("DOCENT_CONFIG")
+            .env_remove("DOCENT_URL")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["ingest", files.to_str().unwrap(), "--collection", "notes"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a failed file makes the exit code non-zero"
+    );
+    assert!(
+        stdout.contains("3 uploaded (0 already present), 2 completed, 1 failed"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("c.png") && stderr.contains("unsupported_format"),
+        "{stderr}"
+    );
+
+    let out = run(&["tasks", "--status", "failed"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("unsupported_format"));
+    let out = run(&["tasks", "--status", "bogus"]);
+    assert!(!out.status.success());
+
+    let out = run(&["config", "show"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("data_dir"), "{shown}");
+    assert!(shown.contains("[queue]"));
+    let out = Command::new(BIN)
+        .args(["config", "show"])
+        .env("DOCENT__LLM__KIND", "openai")
+        .env("DOCENT__LLM__BASE_URL", "http://127.0.0.1:9/v1")
+        .env("DOCENT__LLM__MODEL", "m")
+        .env("DOCENT__LLM__API_KEY", "sk-canary-do-not-print")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !shown.contains("sk-canary-do-not-print") && shown.contains("[redacted]"),
+        "{shown}"
+    );
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .env("DOCENT__WORKER__CONCURRENCY", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("worker.concurrency"));
+
+    let out = run(&["migrate"]);
+    assert!(out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_ingest_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let server = start(&dir.path().join("data"), port, &[]);
+    wait_healthy(&client, &server.base).await;
+    let file = dir.path().join("remote.md");
+    std::fs::write(&file, "# Remote\n\nuploaded over HTTP").unwrap();
+    let out = tokio::task::spawn_blocking({
+        let base = server.base.clone();
+        move || {
+            Command::new(BIN)
+                .args([
+                    "ingest",
+                    file.to_str().unwrap(),
+                    "--collection",
+                    "remote",
+                    "--url",
+                    &base,
+                ])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 uploaded (0 already present), 1 completed, 0 failed"),
+        "{stdout}"
+    );
+    let out = Command::new(BIN)
+        .args(["tasks", "--url", &server.base])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("completed"));
+}
