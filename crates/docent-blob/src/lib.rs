@@ -202,13 +202,9 @@ mod tests {
     use futures::stream;
 
     fn chunks(parts: &[&'static [u8]]) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
-        stream::iter(
-            parts
-                .to_vec()
-                .into_iter()
-                .map(|p| Ok(Bytes::from_static(p))),
-        )
-        .boxed()
+        let parts: Vec<Result<Bytes, std::io::Error>> =
+            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        stream::iter(parts).boxed()
     }
 
     #[tokio::test]

@@ -148,7 +148,7 @@ fn split_long(s: &str, max: usize, overlap: usize) -> Vec<(usize, usize)> {
                     && window[min_cut + i + c.len_utf8()..].starts_with(char::is_whitespace)
             })
             .map(|(i, c)| min_cut + i + c.len_utf8())
-            .last();
+            .next_back();
         let space = window.rfind(char::is_whitespace).filter(|&i| i > 0);
         let end = start + sentence.or(space).unwrap_or(window.len());
         let piece = s[start..end].trim_end();

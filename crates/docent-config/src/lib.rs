@@ -507,3 +507,34 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    fn keys(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                out.push(key.clone());
+                keys(&key, v, out);
+            }
+        }
+    }
+
+    /// `config/example.toml` documents every key with its default value.
+    #[test]
+    fn example_toml_has_every_key_and_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
+        let loaded = Config::load_from(Some(&path), Env::prefixed("DOCENT_NONE__")).unwrap();
+        let want: toml::Value = toml::from_str(&Config::default().to_redacted_toml()).unwrap();
+        let got: toml::Value = toml::from_str(&loaded.to_redacted_toml()).unwrap();
+        assert_eq!(got, want, "example.toml values differ from the compiled-in defaults");
+        let example: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let (mut have, mut all) = (Vec::new(), Vec::new());
+        keys("", &example, &mut have);
+        keys("", &want, &mut all);
+        let missing: Vec<_> = all.iter().filter(|k| !have.contains(k)).collect();
+        assert!(missing.is_empty(), "keys missing from config/example.toml: {missing:?}");
+    }
+}

@@ -55,10 +55,8 @@ pub(crate) fn extract(src: &str) -> Extracted {
             Event::End(TagEnd::Heading(_) | TagEnd::Item | TagEnd::CodeBlock) => {
                 flush(&mut b, &mut buf, current.take());
             }
-            Event::End(TagEnd::Paragraph) => {
-                if current == Some(BlockKind::Paragraph) {
-                    flush(&mut b, &mut buf, current.take());
-                }
+            Event::End(TagEnd::Paragraph) if current == Some(BlockKind::Paragraph) => {
+                flush(&mut b, &mut buf, current.take());
             }
             Event::Text(t) | Event::Code(t) | Event::InlineHtml(t) | Event::Html(t) => {
                 if in_cell {

@@ -29,8 +29,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::default();
-    config.data_dir = dir.path().join("data");
+    let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
     config.server.bind = "127.0.0.1:0".parse().unwrap();
     config.server.run_workers = false;
     configure(&mut config);
