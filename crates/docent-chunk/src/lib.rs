@@ -4,7 +4,9 @@
 //! text a citation quotes. A heading starts a new chunk; blocks are packed until the size limit;
 //! a block longer than the limit is split at sentence ends, else at whitespace (never inside a
 //! word unless a single word is longer than the limit), with overlap between the pieces. Every
-//! chunk carries the heading path above it and its page.
+//! chunk carries the heading path above it and its page. A record (a CSV or spreadsheet row, a
+//! JSON object) is always a chunk of its own — never packed with its neighbours — and carries
+//! its fields.
 
 use docent_extract::{BlockKind, Extracted};
 
@@ -32,6 +34,8 @@ pub struct Piece {
     pub page: Option<u32>,
     /// Headings above the chunk, outermost first.
     pub heading_path: Vec<String>,
+    /// The record's fields (name, value) when the chunk is a record; empty otherwise.
+    pub fields: Vec<(String, String)>,
 }
 
 /// Splits an extraction into chunks.
@@ -51,6 +55,25 @@ pub fn chunk(doc: &Extracted, cfg: ChunkConfig) -> Vec<Piece> {
             headings.push((level, doc.block_text(block).to_owned()));
         }
         let path = || headings.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>();
+        if let BlockKind::Record { fields } = &block.kind {
+            spans.extend(open.take());
+            let pieces = if len <= max {
+                vec![(0, block.byte_end - block.byte_start)]
+            } else {
+                split_long(&text[block.byte_start..block.byte_end], max, overlap)
+            };
+            for (s, e) in pieces {
+                spans.push(Span {
+                    byte_start: block.byte_start + s,
+                    byte_end: block.byte_start + e,
+                    chars: 0,
+                    page: block.page,
+                    headings: path(),
+                    fields: fields.clone(),
+                });
+            }
+            continue;
+        }
         if let Some(cur) = open.as_mut() {
             if cur.chars + 2 + len <= max {
                 cur.byte_end = block.byte_end;
@@ -66,6 +89,7 @@ pub fn chunk(doc: &Extracted, cfg: ChunkConfig) -> Vec<Piece> {
                 chars: len,
                 page: block.page,
                 headings: path(),
+                fields: Vec::new(),
             });
         } else {
             for (s, e) in split_long(&text[block.byte_start..block.byte_end], max, overlap) {
@@ -75,6 +99,7 @@ pub fn chunk(doc: &Extracted, cfg: ChunkConfig) -> Vec<Piece> {
                     chars: 0,
                     page: block.page,
                     headings: path(),
+                    fields: Vec::new(),
                 });
             }
         }
@@ -89,6 +114,7 @@ struct Span {
     chars: usize,
     page: Option<u32>,
     headings: Vec<String>,
+    fields: Vec<(String, String)>,
 }
 
 /// Converts byte spans (in ascending start order) to pieces with char offsets, walking the text
@@ -119,6 +145,7 @@ fn to_pieces(text: &str, spans: Vec<Span>) -> Vec<Piece> {
                 char_end,
                 page: s.page,
                 heading_path: s.headings,
+                fields: s.fields,
             }
         })
         .collect()
@@ -246,6 +273,22 @@ mod tests {
         }
         // Overlap: consecutive chunks share text.
         assert!(pieces[1].char_start < pieces[0].char_end);
+    }
+
+    #[test]
+    fn records_are_chunks_of_their_own_with_fields() {
+        let (_, pieces) = run("name,city\nAnn,Paris\nBob,Oslo\n", "a.csv", 1000, 10);
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(pieces[0].text, "name: Ann\ncity: Paris");
+        assert_eq!(
+            pieces[1].fields,
+            vec![
+                ("name".to_owned(), "Bob".to_owned()),
+                ("city".to_owned(), "Oslo".to_owned())
+            ]
+        );
+        let (_, pieces) = run("# T\n\nintro", "a.md", 1000, 10);
+        assert!(pieces.iter().all(|p| p.fields.is_empty()));
     }
 
     #[test]

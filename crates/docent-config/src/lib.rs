@@ -205,10 +205,17 @@ pub enum IndexConfig {
 pub enum EmbedderConfig {
     /// No embeddings: keyword search only.
     None,
-    /// A local sentence-transformers model directory (Hugging Face layout).
+    /// all-MiniLM-L6-v2 running locally (pure Rust, CPU).
     Local {
-        /// Model directory or Hugging Face cache path.
+        /// Model directory (config.json, tokenizer.json, model.safetensors) or a Hugging Face
+        /// cache path. Relative paths are relative to the working directory.
         model_dir: PathBuf,
+        /// Inference threads (0: one per CPU).
+        #[serde(default)]
+        threads: usize,
+        /// Texts per forward pass.
+        #[serde(default = "default_embed_batch")]
+        batch_size: usize,
     },
 }
 
@@ -243,6 +250,10 @@ pub enum LlmConfig {
 pub enum AuthConfig {
     /// No authentication: every request acts in the default tenant. Only for local use.
     None,
+}
+
+fn default_embed_batch() -> usize {
+    32
 }
 
 fn redact<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -298,7 +309,11 @@ impl Default for Config {
             index: IndexConfig::Embedded {
                 path: "index".into(),
             },
-            embedder: EmbedderConfig::None,
+            embedder: EmbedderConfig::Local {
+                model_dir: "models/all-MiniLM-L6-v2".into(),
+                threads: 0,
+                batch_size: 32,
+            },
             llm: LlmConfig::None,
             auth: AuthConfig::None,
         }
@@ -515,7 +530,11 @@ mod example_file {
     fn keys(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
         if let toml::Value::Table(t) = v {
             for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 out.push(key.clone());
                 keys(&key, v, out);
             }
@@ -529,12 +548,19 @@ mod example_file {
         let loaded = Config::load_from(Some(&path), Env::prefixed("DOCENT_NONE__")).unwrap();
         let want: toml::Value = toml::from_str(&Config::default().to_redacted_toml()).unwrap();
         let got: toml::Value = toml::from_str(&loaded.to_redacted_toml()).unwrap();
-        assert_eq!(got, want, "example.toml values differ from the compiled-in defaults");
-        let example: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            got, want,
+            "example.toml values differ from the compiled-in defaults"
+        );
+        let example: toml::Value =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let (mut have, mut all) = (Vec::new(), Vec::new());
         keys("", &example, &mut have);
         keys("", &want, &mut all);
         let missing: Vec<_> = all.iter().filter(|k| !have.contains(k)).collect();
-        assert!(missing.is_empty(), "keys missing from config/example.toml: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "keys missing from config/example.toml: {missing:?}"
+        );
     }
 }

@@ -96,6 +96,7 @@ impl Services {
         )
         .await?;
         let keys = self.store.delete_collection(tenant, id).await?;
+        self.index.delete_collection(tenant, id).await?;
         futures::stream::iter(keys)
             .for_each_concurrent(8, |key| async move {
                 if let Err(e) = self.blobs.delete(&key).await {

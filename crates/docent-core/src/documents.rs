@@ -123,6 +123,7 @@ impl Services {
                     document_id: Some(document.id),
                     collection_id: Some(document.collection_id),
                     max_attempts: None,
+                    payload: serde_json::Value::Null,
                 },
             )
             .await?;
@@ -168,6 +169,7 @@ impl Services {
         )
         .await?;
         let doc = self.store.delete_document(tenant, id).await?;
+        self.index.delete_document(tenant, id).await?;
         self.blobs.delete(&doc.blob_key).await?;
         Ok(doc)
     }

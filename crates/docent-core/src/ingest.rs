@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use docent_chunk::ChunkConfig;
+use docent_domain::ports::IndexChunk;
 use docent_domain::*;
 use docent_extract::{ExtractError, Limits};
 
@@ -13,17 +14,26 @@ use crate::worker::{JobError, TaskContext};
 /// Longest a single document's extraction may run.
 pub const EXTRACTION_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Maps an extraction failure to its stable code.
+/// Maps an extraction failure to its stable code (the same string as [`ExtractError::code`]).
 pub fn extract_error(e: ExtractError) -> Error {
-    match e {
-        ExtractError::Unsupported { detected } => Error::new(
-            Code::UnsupportedFormat,
-            format!("unsupported format: the file looks like {detected}"),
-        ),
-        ExtractError::NoText => Error::new(Code::NoText, "the document contains no text"),
-        ExtractError::TooLarge(m) => Error::new(Code::PayloadTooLarge, m),
-        ExtractError::Failed(m) => Error::new(Code::ExtractionFailed, m),
-    }
+    let code = match &e {
+        ExtractError::Unsupported { .. } => Code::UnsupportedFormat,
+        ExtractError::NoText => Code::NoText,
+        ExtractError::TooLarge(_) => Code::PayloadTooLarge,
+        ExtractError::Encrypted => Code::DocumentEncrypted,
+        ExtractError::NoTextLayer => Code::NoTextLayer,
+        ExtractError::Timeout(_) => Code::ExtractionTimeout,
+        ExtractError::Failed(_) => Code::ExtractionFailed,
+    };
+    debug_assert_eq!(code.as_str(), e.code());
+    let message = match e {
+        ExtractError::Unsupported { detected } => {
+            format!("unsupported format: the file looks like {detected}")
+        }
+        ExtractError::TooLarge(m) => m,
+        other => other.to_string(),
+    };
+    Error::new(code, message)
 }
 
 /// Runs an ingest task. Returns the final progress.
@@ -50,7 +60,7 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
     let ingest = &svc.config.ingest;
     let limits = Limits {
         max_input_bytes: ingest.max_upload_size.as_u64(),
-        max_output_chars: Limits::default().max_output_chars,
+        ..Limits::default()
     };
     let chunk_cfg = ChunkConfig {
         max_chars: ingest.chunk_chars,
@@ -58,7 +68,15 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
     };
     let (filename, mime) = (doc.filename.clone(), doc.declared_mime.clone());
     let work = tokio::task::spawn_blocking(move || {
-        let extracted = docent_extract::extract(&bytes, &filename, &mime, limits)?;
+        // Its own thread, deadline and panic isolation; the outer timeout below stays as a
+        // guard for the chunking step.
+        let extracted = docent_extract::extract_isolated(
+            Vec::from(bytes),
+            filename,
+            mime,
+            limits,
+            EXTRACTION_DEADLINE,
+        )?;
         let pieces = docent_chunk::chunk(&extracted, chunk_cfg);
         Ok::<_, ExtractError>((extracted.detected_type, extracted.meta.page_count, pieces))
     });
@@ -94,7 +112,7 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
         },
     )
     .await?;
-    let chunks = pieces
+    let mut chunks: Vec<NewChunk> = pieces
         .into_iter()
         .map(|p| NewChunk {
             ordinal: p.ordinal,
@@ -104,24 +122,107 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
             page: p.page,
             heading_path: p.heading_path,
             metadata: Metadata::new(),
+            embedding: None,
         })
         .collect();
+    let model = match &svc.embedder {
+        Some(embedder) => {
+            embed_chunks(ctx, embedder.as_ref(), &mut chunks, total).await?;
+            Some(EmbeddingModel {
+                id: embedder.model_id().to_owned(),
+                dimension: embedder.dimension() as u32,
+            })
+        }
+        None => None,
+    };
     let facts = ExtractionFacts {
         detected_type: Some(detected.to_owned()),
         page_count,
     };
+    let title = doc.filename.clone();
+    let indexed: Vec<IndexChunk> = chunks
+        .iter()
+        .map(|c| IndexChunk {
+            id: ChunkId {
+                document: doc_id,
+                ordinal: c.ordinal,
+            },
+            collection_id: doc.collection_id,
+            text: c.text.clone(),
+            heading_path: c.heading_path.clone(),
+            title: title.clone(),
+            vector: c.embedding.clone(),
+        })
+        .collect();
     match svc
         .store
-        .replace_chunks(tenant, doc_id, facts, chunks)
+        .replace_chunks(tenant, doc_id, facts, chunks, model)
         .await
     {
         Ok(_) => {}
         Err(e) if e.code == Code::DocumentNotFound => return Err(JobError::Cancelled),
         Err(e) => return Err(JobError::Failed(e)),
     }
+    ctx.checkpoint()?;
+    svc.index.upsert_document(tenant, doc_id, indexed).await?;
+    // Deleted while we indexed: take it back out (the delete may have run before our upsert).
+    if let Err(e) = svc.store.get_document(tenant, doc_id).await
+        && e.code == Code::DocumentNotFound
+    {
+        svc.index.delete_document(tenant, doc_id).await?;
+        return Err(JobError::Cancelled);
+    }
     Ok(Progress {
         chunks_total: total,
         chunks_done: total,
         rows_failed: 0,
     })
+}
+
+/// Chunks embedded per call to the embedder.
+const EMBED_BATCH: usize = 64;
+
+/// Embeds every chunk, reporting progress per batch.
+async fn embed_chunks(
+    ctx: &TaskContext,
+    embedder: &dyn docent_domain::ports::Embedder,
+    chunks: &mut [NewChunk],
+    total: u64,
+) -> Result<(), JobError> {
+    let mut done = 0u64;
+    for batch in chunks.chunks_mut(EMBED_BATCH) {
+        ctx.checkpoint()?;
+        let texts: Vec<String> = batch
+            .iter()
+            .map(|c| embedding_text(&c.heading_path, &c.text))
+            .collect();
+        let vectors = embedder.embed(&texts).await?;
+        if vectors.len() != batch.len() {
+            return Err(JobError::Failed(Error::internal(
+                "the embedder returned a different number of vectors",
+            )));
+        }
+        for (c, v) in batch.iter_mut().zip(vectors) {
+            c.embedding = Some(v);
+        }
+        done += batch.len() as u64;
+        ctx.progress(
+            TaskStatus::ProcessingChunks,
+            Progress {
+                chunks_total: total,
+                chunks_done: done,
+                rows_failed: 0,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// What is embedded for a chunk: its innermost heading, then its text.
+pub fn embedding_text(heading_path: &[String], text: &str) -> String {
+    match heading_path.last() {
+        Some(h) if !text.starts_with(h.as_str()) => format!("{h}\n{text}"),
+        _ => text.to_owned(),
+    }
 }

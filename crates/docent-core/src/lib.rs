@@ -7,9 +7,11 @@
 //! - [`worker`]: the lease → run → complete loop, heartbeats, time limits and graceful shutdown.
 //! - [`ingest`]: the ingest task — blob → extract → chunk → store chunks, idempotently.
 
+pub mod answer;
 pub mod collections;
 pub mod documents;
 pub mod ingest;
+pub mod search;
 pub mod tasks;
 pub mod worker;
 
@@ -17,7 +19,7 @@ use std::sync::Arc;
 
 use docent_blob::BlobStore;
 use docent_config::Config;
-use docent_domain::ports::{Cache, MetadataStore, TaskQueue};
+use docent_domain::ports::{Cache, Embedder, MetadataStore, SearchIndex, TaskQueue};
 use tokio::sync::Notify;
 
 /// The backends and settings every operation needs. Cheap to clone.
@@ -33,6 +35,10 @@ pub struct Services {
     pub blobs: BlobStore,
     /// Cache.
     pub cache: Arc<dyn Cache>,
+    /// Keyword and vector indexes.
+    pub index: Arc<dyn SearchIndex>,
+    /// Embedding model; `None` means keyword search only.
+    pub embedder: Option<Arc<dyn Embedder>>,
     /// Wakes this process's idle workers when it enqueues work.
     pub wake: Arc<Notify>,
 }

@@ -133,7 +133,8 @@ impl WorkerPool {
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("tasks still running after the grace period; releasing their leases");
             self.interrupt.cancel();
-            futures::future::join_all(handles).await;
+            // Handles that finished during the grace period were already awaited.
+            futures::future::join_all(handles.into_iter().filter(|h| !h.is_finished())).await;
         }
         tracing::info!("worker pool stopped");
     }
@@ -218,6 +219,7 @@ async fn heartbeat_loop(
 async fn execute(ctx: &TaskContext) -> Result<Progress, JobError> {
     match ctx.lease.task.kind {
         TaskKind::IngestDocument => crate::ingest::run(ctx).await,
+        TaskKind::SummarizeDocument => crate::answer::run_summary_task(ctx).await,
     }
 }
 

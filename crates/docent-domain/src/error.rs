@@ -108,6 +108,10 @@ codes! {
     TaskNotFound => ("task_not_found", NotFound, 404, false),
     /// A collection with that name already exists.
     CollectionNameTaken => ("collection_name_taken", InvalidRequest, 409, false),
+    /// The collection holds vectors of another embedding model.
+    EmbeddingModelMismatch => ("embedding_model_mismatch", InvalidRequest, 409, false),
+    /// Search or answers were asked for but no embedder is configured for vector search.
+    EmbedderNotConfigured => ("embedder_not_configured", InvalidRequest, 400, false),
     /// The task is in a state that does not allow this operation.
     TaskStateConflict => ("task_state_conflict", InvalidRequest, 409, false),
     /// The document is in a state that does not allow this operation.
@@ -120,6 +124,8 @@ codes! {
     DocumentEncrypted => ("document_encrypted", InvalidRequest, 422, false),
     /// The document has no text to index.
     NoText => ("no_text", InvalidRequest, 422, false),
+    /// The PDF has no text layer (scanned or flattened pages need OCR).
+    NoTextLayer => ("no_text_layer", InvalidRequest, 422, false),
     /// The worker holding the task stopped answering (crash or kill) on its last attempt.
     WorkerLost => ("worker_lost", Unavailable, 503, true),
     /// The task ran past its hard time limit.

@@ -153,6 +153,8 @@ string_enum!(
     TaskKind {
         /// Extract, chunk and store one document.
         IngestDocument => "ingest_document",
+        /// Compute and cache a long document's summary.
+        SummarizeDocument => "summarize_document",
     }
 );
 
@@ -274,6 +276,17 @@ pub struct NewChunk {
     pub heading_path: Vec<String>,
     /// Extra metadata.
     pub metadata: Metadata,
+    /// Embedding of the text, when an embedder is configured.
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// The embedding model whose vectors a collection holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingModel {
+    /// Model id, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
+    pub id: String,
+    /// Vector dimension.
+    pub dimension: u32,
 }
 
 /// Progress counters persisted while a task runs.
@@ -328,6 +341,8 @@ pub struct Task {
     pub started_at: Option<DateTime<Utc>>,
     /// Time it reached a terminal status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Kind-specific parameters.
+    pub payload: Value,
 }
 
 /// Input to enqueue a task.
@@ -341,6 +356,8 @@ pub struct NewTask {
     pub collection_id: Option<CollectionId>,
     /// Override of the queue's default attempt limit.
     pub max_attempts: Option<u32>,
+    /// Kind-specific parameters (`Value::Null` for none).
+    pub payload: Value,
 }
 
 /// A filter for listing tasks.

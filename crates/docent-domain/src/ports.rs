@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{ErrorInfo, Result};
-use crate::ids::{CollectionId, DocumentId, TaskId, TenantId};
+use crate::ids::{ChunkId, CollectionId, DocumentId, TaskId, TenantId};
 use crate::model::*;
 
 /// Metadata repositories: tenants, collections, documents, chunks.
@@ -72,14 +72,28 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_document(&self, tenant: TenantId, id: DocumentId) -> Result<Document>;
 
     /// Atomically replaces every chunk of a document (deterministic ids, so re-running never
-    /// duplicates) and records extraction facts and the chunk count.
+    /// duplicates) and records extraction facts and the chunk count. With `model`, the chunks
+    /// carry embeddings from it: the collection records the model on first use and refuses
+    /// vectors from any other (`embedding_model_mismatch`).
     async fn replace_chunks(
         &self,
         tenant: TenantId,
         document: DocumentId,
         facts: ExtractionFacts,
         chunks: Vec<NewChunk>,
+        model: Option<EmbeddingModel>,
     ) -> Result<u32>;
+    /// Chunks by id (missing or other tenants' ids are skipped), in the order asked.
+    async fn get_chunks(&self, tenant: TenantId, ids: &[ChunkId]) -> Result<Vec<Chunk>>;
+    /// Tenants with data (index rebuilds walk them).
+    async fn list_tenants(&self) -> Result<Vec<TenantId>>;
+    /// Stored embeddings of a tenant in keyset pages: `(collection, chunk, vector)`.
+    async fn scan_embeddings(
+        &self,
+        tenant: TenantId,
+        after: Option<ChunkId>,
+        limit: u32,
+    ) -> Result<Vec<(CollectionId, ChunkId, Vec<f32>)>>;
     /// A document's chunks in order.
     async fn list_chunks(
         &self,
@@ -191,4 +205,85 @@ pub trait Cache: Send + Sync + 'static {
     async fn put(&self, key: &str, value: bytes::Bytes, ttl: Duration) -> Result<()>;
     /// Removes a value.
     async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// A chunk as the search indexes see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexChunk {
+    /// Chunk id.
+    pub id: ChunkId,
+    /// Collection.
+    pub collection_id: CollectionId,
+    /// Text (BM25 field).
+    pub text: String,
+    /// Headings above it (boosted field).
+    pub heading_path: Vec<String>,
+    /// Document title or file name (boosted field).
+    pub title: String,
+    /// Embedding, when an embedder is configured.
+    pub vector: Option<Vec<f32>>,
+}
+
+/// Which chunks a search may return. Empty lists mean "no restriction".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexFilter {
+    /// Only these collections.
+    pub collections: Vec<CollectionId>,
+    /// Only these documents.
+    pub documents: Vec<DocumentId>,
+}
+
+/// A search hit from one index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredChunk {
+    /// Chunk.
+    pub id: ChunkId,
+    /// Score (BM25, or cosine similarity for vectors); higher is better.
+    pub score: f32,
+}
+
+/// Keyword and vector indexes over chunks. Derived data: everything in them can be rebuilt from
+/// the metadata store (`docent reindex`).
+#[async_trait]
+pub trait SearchIndex: Send + Sync + 'static {
+    /// Replaces every indexed chunk of a document.
+    async fn upsert_document(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        chunks: Vec<IndexChunk>,
+    ) -> Result<()>;
+    /// Removes a document's chunks; visible to the next search.
+    async fn delete_document(&self, tenant: TenantId, document: DocumentId) -> Result<()>;
+    /// Removes a collection's chunks.
+    async fn delete_collection(&self, tenant: TenantId, collection: CollectionId) -> Result<()>;
+    /// BM25 search.
+    async fn keyword(
+        &self,
+        tenant: TenantId,
+        filter: &IndexFilter,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>>;
+    /// Nearest chunks by cosine similarity (vectors are L2-normalised).
+    async fn vector(
+        &self,
+        tenant: TenantId,
+        filter: &IndexFilter,
+        query: &[f32],
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>>;
+    /// Drops everything (before a rebuild).
+    async fn clear(&self) -> Result<()>;
+}
+
+/// Turns texts into L2-normalised vectors.
+#[async_trait]
+pub trait Embedder: Send + Sync + 'static {
+    /// Model id recorded on collections, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
+    fn model_id(&self) -> &str;
+    /// Vector dimension.
+    fn dimension(&self) -> usize;
+    /// One vector per text, in order.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
 }

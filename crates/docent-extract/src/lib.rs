@@ -1,23 +1,60 @@
 //! Text extraction: bytes + file name + declared MIME type → the document's text as a list of
-//! structured [`Block`]s (headings, paragraphs, list items, code, table rows) with char offsets
-//! into the extracted text. Pure: no network, no database, no global state.
+//! structured [`Block`]s (headings, paragraphs, list items, code, table rows, records) with char
+//! and byte offsets into the extracted text. Pure: no network, no database, no global state.
 //!
-//! The type is sniffed from the bytes; the declared type and file name only break ties between
-//! text formats. Supported now: plain text (UTF-8, UTF-8/UTF-16 BOMs) and Markdown. Anything
-//! else fails with [`ExtractError::Unsupported`] naming what was detected.
+//! The type is sniffed from the bytes ([`sniff()`]); the declared type and file name only break
+//! ties between text formats (Markdown, CSV/TSV, JSON Lines). Supported: PDF (text layer),
+//! DOCX, PPTX, XLSX/XLSM/XLSB/ODS, ODT, EPUB, HTML, Markdown, plain text in any common encoding,
+//! CSV/TSV, JSON/JSONL and e-mail (EML). Anything else fails with
+//! [`ExtractError::Unsupported`] naming what was detected.
+//!
+//! Every parser runs under [`Limits`]: input size, zip-container budgets (checked from the
+//! central directory before inflating, and again while inflating), pages, output size and
+//! nesting depth. [`extract_isolated`] adds a deadline and panic isolation on its own thread.
 
+mod csvx;
+mod docx;
+mod eml;
+mod epub;
+mod html;
+mod json;
 mod markdown;
+mod odf;
+mod pdf;
+mod pptx;
+mod sheet;
 mod sniff;
+mod text;
+mod xml;
+mod zipc;
 
-pub use sniff::{Detected, sniff};
+use std::time::Duration;
 
-/// Limits applied while extracting.
-#[derive(Debug, Clone, Copy)]
+pub use sniff::{Detected, Format, sniff};
+
+/// Limits applied before and while extracting. Every one is checked; exceeding one fails with
+/// [`ExtractError::TooLarge`] (or another typed error), never a panic or an unbounded allocation.
+#[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest input accepted.
+    /// Largest input accepted, in bytes.
     pub max_input_bytes: u64,
     /// Largest extracted text, in chars.
     pub max_output_chars: usize,
+    /// Zip containers (DOCX, XLSX, PPTX, ODF, EPUB): largest total uncompressed size, counted
+    /// from the central directory before inflating and again while inflating.
+    pub max_uncompressed_bytes: u64,
+    /// Zip containers: most entries in the archive.
+    pub max_zip_entries: usize,
+    /// Zip containers: largest uncompressed/compressed ratio of any entry (and of the whole
+    /// archive), checked from the central directory before inflating.
+    pub max_compression_ratio: u64,
+    /// Most pages (PDF), slides (PPTX), sheets or spine documents.
+    pub max_pages: u32,
+    /// Deepest nesting accepted in HTML, XML and JSON.
+    pub max_depth: usize,
+    /// JSON/JSONL: the fields whose values become record fields (dotted paths such as
+    /// `author.name` for nested objects). Empty means every string field.
+    pub json_text_fields: Vec<String>,
 }
 
 impl Default for Limits {
@@ -25,6 +62,12 @@ impl Default for Limits {
         Self {
             max_input_bytes: 100 * 1024 * 1024,
             max_output_chars: 20_000_000,
+            max_uncompressed_bytes: 512 * 1024 * 1024,
+            max_zip_entries: 10_000,
+            max_compression_ratio: 200,
+            max_pages: 5_000,
+            max_depth: 512,
+            json_text_fields: Vec::new(),
         }
     }
 }
@@ -45,6 +88,12 @@ pub enum BlockKind {
     TableRow,
     /// Preformatted code.
     Code,
+    /// One record of tabular or structured data (a CSV row, a spreadsheet row, a JSON object):
+    /// its text is one `name: value` line per field.
+    Record {
+        /// Field names (from the header row, or the JSON keys) and values, in order.
+        fields: Vec<(String, String)>,
+    },
 }
 
 /// A structural piece of the extracted text.
@@ -52,7 +101,7 @@ pub enum BlockKind {
 pub struct Block {
     /// Kind.
     pub kind: BlockKind,
-    /// Page (slide, sheet) from 1, when the format has pages.
+    /// Page (slide, sheet, spine document) from 1, when the format has pages.
     pub page: Option<u32>,
     /// Start offset in [`Extracted::text`], in chars.
     pub char_start: usize,
@@ -69,8 +118,13 @@ pub struct Block {
 pub struct DocMeta {
     /// Title, when the format has one (or the first heading).
     pub title: Option<String>,
+    /// Author, when the format records one.
+    pub author: Option<String>,
     /// Pages, slides or sheets.
     pub page_count: Option<u32>,
+    /// Main language as an ISO 639-3 code (e.g. `eng`), declared by the document or detected
+    /// from its text when the detection is reliable.
+    pub language: Option<String>,
 }
 
 /// The result of extraction.
@@ -80,7 +134,7 @@ pub struct Extracted {
     pub detected_type: &'static str,
     /// The whole text: blocks separated by blank lines.
     pub text: String,
-    /// Blocks in reading order; offsets index `text` in chars.
+    /// Blocks in reading order; offsets index `text`.
     pub blocks: Vec<Block>,
     /// Document facts.
     pub meta: DocMeta,
@@ -93,27 +147,59 @@ impl Extracted {
     }
 }
 
-/// Why extraction failed. Each variant maps to one stable error code.
+/// Why extraction failed. Each variant maps to one stable error code ([`ExtractError::code`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExtractError {
     /// The bytes are a format docent does not extract.
     #[error("unsupported format: {detected}")]
     Unsupported {
-        /// What the bytes look like.
+        /// What the bytes look like (a MIME type).
         detected: String,
     },
     /// The file is empty or holds only whitespace.
     #[error("the document contains no text")]
     NoText,
-    /// The input or the output exceeds a limit.
+    /// The input, the output or a container budget exceeds a limit.
     #[error("{0}")]
     TooLarge(String),
-    /// The bytes claim a format but cannot be decoded.
+    /// The document is protected by a password.
+    #[error("the document is password-protected")]
+    Encrypted,
+    /// A PDF whose pages carry no text layer (scanned or flattened): it needs OCR.
+    #[error("the PDF has no text layer (scanned or flattened pages need OCR)")]
+    NoTextLayer,
+    /// Extraction did not finish within its deadline.
+    #[error("extraction did not finish within {0:?}")]
+    Timeout(Duration),
+    /// The bytes claim a format but cannot be decoded (corrupt, truncated, or the parser
+    /// failed).
     #[error("cannot extract text: {0}")]
     Failed(String),
 }
 
-/// Extracts the text of a document.
+impl ExtractError {
+    /// The stable error code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExtractError::Unsupported { .. } => "unsupported_format",
+            ExtractError::NoText => "no_text",
+            ExtractError::TooLarge(_) => "payload_too_large",
+            ExtractError::Encrypted => "document_encrypted",
+            ExtractError::NoTextLayer => "no_text_layer",
+            ExtractError::Timeout(_) => "extraction_timeout",
+            ExtractError::Failed(_) => "extraction_failed",
+        }
+    }
+
+    pub(crate) fn failed(what: &str, e: impl std::fmt::Display) -> Self {
+        ExtractError::Failed(format!("{what}: {e}"))
+    }
+}
+
+/// Extracts the text of a document on the calling thread.
+///
+/// Parsers that are known to panic on malformed input are wrapped in `catch_unwind`, but a
+/// caller handling untrusted files should prefer [`extract_isolated`], which also bounds time.
 pub fn extract(
     bytes: &[u8],
     filename: &str,
@@ -128,56 +214,181 @@ pub fn extract(
         )));
     }
     let detected = sniff(bytes, filename, declared_mime);
-    let (kind, text) = match detected {
-        Detected::Text { markdown, text } => (markdown, text),
+    let mut out = match detected {
+        Detected::Binary(sniff::ENCRYPTED_OOXML) => return Err(ExtractError::Encrypted),
         Detected::Binary(name) => {
             return Err(ExtractError::Unsupported {
                 detected: name.into(),
             });
         }
-    };
-    if text.chars().count() > limits.max_output_chars {
-        return Err(ExtractError::TooLarge(format!(
-            "extracted text exceeds the limit of {} characters",
-            limits.max_output_chars
-        )));
-    }
-    let out = if kind {
-        markdown::extract(&text)
-    } else {
-        plain(&text)
+        Detected::Empty => return Err(ExtractError::NoText),
+        Detected::Format(format) => match format {
+            Format::Pdf => pdf::extract(bytes, &limits)?,
+            Format::Docx => docx::extract(bytes, &limits)?,
+            Format::Pptx => pptx::extract(bytes, &limits)?,
+            Format::Xlsx | Format::Xlsb | Format::Ods => sheet::extract(bytes, format, &limits)?,
+            Format::Odt => odf::extract(bytes, &limits)?,
+            Format::Epub => epub::extract(bytes, &limits)?,
+            Format::Eml => eml::extract(bytes, &limits)?,
+            Format::Html
+            | Format::Markdown
+            | Format::Text
+            | Format::Csv
+            | Format::Tsv
+            | Format::Json
+            | Format::Jsonl => {
+                let text = text::decode(bytes, format == Format::Html)
+                    .ok_or_else(|| ExtractError::Failed("cannot decode the text".into()))?;
+                match format {
+                    Format::Html => html::extract(&text, &limits)?,
+                    Format::Markdown => markdown::extract(&text, &limits)?,
+                    Format::Csv => csvx::extract(&text, Some(b','), &limits)?,
+                    Format::Tsv => csvx::extract(&text, Some(b'\t'), &limits)?,
+                    Format::Json => json::extract(&text, false, &limits)?,
+                    Format::Jsonl => json::extract(&text, true, &limits)?,
+                    _ => plain(&text, &limits)?,
+                }
+            }
+        },
     };
     if out.blocks.is_empty() {
         return Err(ExtractError::NoText);
     }
+    if out.meta.language.is_none() {
+        out.meta.language = detect_language(&out.text);
+    }
     Ok(out)
 }
 
-/// Builds the output text block by block, keeping char offsets.
-#[derive(Default)]
+/// Runs [`extract`] on its own thread with a deadline and panic isolation.
+///
+/// A panic inside a parser becomes [`ExtractError::Failed`]; a parser still running at the
+/// deadline is abandoned (its thread keeps running until it ends by itself, holding its
+/// memory) and [`ExtractError::Timeout`] is returned. The thread gets a large stack so deep
+/// but finite recursion in a parser cannot overflow it.
+pub fn extract_isolated(
+    bytes: Vec<u8>,
+    filename: String,
+    declared_mime: String,
+    limits: Limits,
+    deadline: Duration,
+) -> Result<Extracted, ExtractError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("docent-extract".into())
+        .stack_size(64 * 1024 * 1024)
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                extract(&bytes, &filename, &declared_mime, limits)
+            }));
+            let result = result.unwrap_or_else(|panic| {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(ExtractError::Failed(format!("the parser failed: {msg}")))
+            });
+            // The receiver may be gone after a timeout.
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(ExtractError::failed(
+            "cannot start the extraction thread",
+            e,
+        ));
+    }
+    match rx.recv_timeout(deadline) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ExtractError::Timeout(deadline)),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(ExtractError::Failed(
+            "the extraction thread ended without a result".into(),
+        )),
+    }
+}
+
+/// Runs a parser that may panic, turning a panic into [`ExtractError::Failed`].
+pub(crate) fn guard<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, ExtractError>,
+) -> Result<T, ExtractError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(ExtractError::Failed(format!("{what} parser failed: {msg}")))
+        }
+    }
+}
+
+/// Detects the language of a text from a sample, when whatlang is confident.
+fn detect_language(text: &str) -> Option<String> {
+    let mut end = text.len().min(20_000);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let sample = &text[..end];
+    if sample.chars().filter(|c| c.is_alphabetic()).count() < 40 {
+        return None;
+    }
+    let info = whatlang::detect(sample)?;
+    info.is_reliable().then(|| info.lang().code().to_owned())
+}
+
+/// Builds the output text block by block, keeping char and byte offsets, and enforcing the
+/// output limit.
 pub(crate) struct Builder {
     text: String,
     chars: usize,
     blocks: Vec<Block>,
     title: Option<String>,
+    max_chars: usize,
+    overflow: bool,
+    pub(crate) meta: DocMeta,
 }
 
 impl Builder {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Self {
+            text: String::new(),
+            chars: 0,
+            blocks: Vec::new(),
+            title: None,
+            max_chars: limits.max_output_chars,
+            overflow: false,
+            meta: DocMeta::default(),
+        }
+    }
+
+    /// True once the output limit was hit: callers may stop early.
+    pub(crate) fn full(&self) -> bool {
+        self.overflow
+    }
+
     pub(crate) fn push(&mut self, kind: BlockKind, page: Option<u32>, body: &str) {
         let body = body.trim();
-        if body.is_empty() {
+        if body.is_empty() || self.overflow {
             return;
         }
-        if !self.text.is_empty() {
+        let n = body.chars().count();
+        let sep = if self.text.is_empty() { 0 } else { 2 };
+        if self.chars + sep + n > self.max_chars {
+            self.overflow = true;
+            return;
+        }
+        if sep > 0 {
             self.text.push_str("\n\n");
             self.chars += 2;
         }
         if self.title.is_none() && matches!(kind, BlockKind::Heading { .. }) {
-            self.title = Some(body.to_owned());
+            self.title = Some(body.chars().take(300).collect());
         }
         let start = self.chars;
         let byte_start = self.text.len();
-        let n = body.chars().count();
         self.text.push_str(body);
         self.chars += n;
         self.blocks.push(Block {
@@ -190,27 +401,61 @@ impl Builder {
         });
     }
 
-    pub(crate) fn finish(self, detected_type: &'static str) -> Extracted {
-        Extracted {
+    /// Pushes a record: one `name: value` line per non-empty field.
+    pub(crate) fn push_record(&mut self, page: Option<u32>, fields: Vec<(String, String)>) {
+        let fields: Vec<(String, String)> = fields
+            .into_iter()
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        if fields.is_empty() {
+            return;
+        }
+        let mut body = String::new();
+        for (k, v) in &fields {
+            if !body.is_empty() {
+                body.push('\n');
+            }
+            if !k.is_empty() {
+                body.push_str(k);
+                body.push_str(": ");
+            }
+            body.push_str(v);
+        }
+        self.push(BlockKind::Record { fields }, page, &body);
+    }
+
+    pub(crate) fn finish(self, detected_type: &'static str) -> Result<Extracted, ExtractError> {
+        if self.overflow {
+            return Err(ExtractError::TooLarge(format!(
+                "extracted text exceeds the limit of {} characters",
+                self.max_chars
+            )));
+        }
+        let mut meta = self.meta;
+        if meta.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+            meta.title = self.title;
+        }
+        Ok(Extracted {
             detected_type,
             text: self.text,
             blocks: self.blocks,
-            meta: DocMeta {
-                title: self.title,
-                page_count: None,
-            },
-        }
+            meta,
+        })
     }
 }
 
 /// Plain text: paragraphs are runs of non-blank lines; lines inside a paragraph are joined.
-fn plain(text: &str) -> Extracted {
-    let mut b = Builder::default();
+fn plain(text: &str, limits: &Limits) -> Result<Extracted, ExtractError> {
+    let mut b = Builder::new(limits);
     let mut para = String::new();
     for line in text.lines() {
         if line.trim().is_empty() {
             b.push(BlockKind::Paragraph, None, &para);
             para.clear();
+            if b.full() {
+                break;
+            }
         } else {
             if !para.is_empty() {
                 para.push('\n');
@@ -257,7 +502,7 @@ mod tests {
     #[test]
     fn binaries_are_unsupported_with_their_type() {
         let err = extract(
-            b"%PDF-1.7\n\x00\x01binary",
+            b"\x89PNG\r\n\x1A\n\x00\x00\x00\x0DIHDR",
             "a.txt",
             "text/plain",
             Limits::default(),
@@ -266,26 +511,26 @@ mod tests {
         assert_eq!(
             err,
             ExtractError::Unsupported {
-                detected: "application/pdf".into()
+                detected: "image/png".into()
             }
         );
         let err = extract(&[0u8, 159, 146, 150, 0, 0], "x.bin", "", Limits::default()).unwrap_err();
         assert!(matches!(err, ExtractError::Unsupported { .. }));
+        assert_eq!(err.code(), "unsupported_format");
     }
 
     #[test]
     fn limits_are_enforced() {
         let limits = Limits {
             max_input_bytes: 4,
-            max_output_chars: 100,
+            ..Limits::default()
         };
-        assert!(matches!(
-            extract(b"hello", "a.txt", "", limits),
-            Err(ExtractError::TooLarge(_))
-        ));
+        let err = extract(b"hello", "a.txt", "", limits).unwrap_err();
+        assert!(matches!(err, ExtractError::TooLarge(_)));
+        assert_eq!(err.code(), "payload_too_large");
         let limits = Limits {
-            max_input_bytes: 100,
             max_output_chars: 3,
+            ..Limits::default()
         };
         assert!(matches!(
             extract(b"hello", "a.txt", "", limits),
@@ -301,5 +546,60 @@ mod tests {
         }
         let out = extract(&bytes, "a.txt", "", Limits::default()).unwrap();
         assert_eq!(out.text, "Grüße");
+    }
+
+    #[test]
+    fn codes_are_stable() {
+        let all = [
+            (
+                ExtractError::Unsupported {
+                    detected: "x".into(),
+                },
+                "unsupported_format",
+            ),
+            (ExtractError::NoText, "no_text"),
+            (ExtractError::TooLarge("x".into()), "payload_too_large"),
+            (ExtractError::Encrypted, "document_encrypted"),
+            (ExtractError::NoTextLayer, "no_text_layer"),
+            (
+                ExtractError::Timeout(Duration::from_secs(1)),
+                "extraction_timeout",
+            ),
+            (ExtractError::Failed("x".into()), "extraction_failed"),
+        ];
+        for (e, code) in all {
+            assert_eq!(e.code(), code);
+        }
+    }
+
+    #[test]
+    fn isolated_extraction_returns_results_and_times_out() {
+        let out = extract_isolated(
+            b"hello world".to_vec(),
+            "a.txt".into(),
+            String::new(),
+            Limits::default(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(out.text, "hello world");
+        // A zero deadline cannot be met by a real parse of a large text.
+        let big = "word ".repeat(2_000_000).into_bytes();
+        let err = extract_isolated(
+            big,
+            "a.txt".into(),
+            String::new(),
+            Limits::default(),
+            Duration::from_nanos(1),
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "extraction_timeout");
+    }
+
+    #[test]
+    fn language_is_detected_when_reliable() {
+        let text = "The quick brown fox jumps over the lazy dog. This sentence is written in plain English so that the detector has enough words to be sure about it.";
+        let out = extract(text.as_bytes(), "a.txt", "", Limits::default()).unwrap();
+        assert_eq!(out.meta.language.as_deref(), Some("eng"));
     }
 }

@@ -3,10 +3,10 @@
 
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
-use crate::{BlockKind, Builder, Extracted};
+use crate::{BlockKind, Builder, ExtractError, Extracted, Limits};
 
-pub(crate) fn extract(src: &str) -> Extracted {
-    let mut b = Builder::default();
+pub(crate) fn extract(src: &str, limits: &Limits) -> Result<Extracted, ExtractError> {
+    let mut b = Builder::new(limits);
     let mut buf = String::new();
     let mut cells: Vec<String> = Vec::new();
     let mut in_cell = false;

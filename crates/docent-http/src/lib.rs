@@ -8,6 +8,7 @@
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod local;
 pub mod metrics;
 mod middleware;
 pub mod openapi;

@@ -9,6 +9,7 @@ use utoipa::OpenApi;
     tags(
         (name = "collections", description = "Knowledge bases"),
         (name = "documents", description = "Uploaded originals and their chunks"),
+        (name = "search", description = "Hybrid search, extractive answers and summaries"),
         (name = "tasks", description = "Background work: status, progress, cancel, retry"),
         (name = "system", description = "Health, readiness, metrics"),
     )

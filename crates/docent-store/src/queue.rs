@@ -52,7 +52,7 @@ impl SqliteQueue {
     }
 }
 
-const TASK_COLS: &str = "id, tenant_id, kind, status, document_id, collection_id, attempts, \
+const TASK_COLS: &str = "id, tenant_id, kind, status, document_id, collection_id, payload, attempts, \
     max_attempts, lease_token, lease_owner, lease_expires_at, run_after, chunks_total, chunks_done, \
     rows_failed, error_code, error_message, dead_lettered, cancel_requested, created_at, updated_at, \
     started_at, finished_at";
@@ -89,6 +89,8 @@ fn task_from(row: &SqliteRow) -> Result<Task> {
         updated_at: to_dt(int("updated_at")?),
         started_at: opt_dt(row.try_get("started_at").map_err(db_err)?),
         finished_at: opt_dt(row.try_get("finished_at").map_err(db_err)?),
+        payload: serde_json::from_str(&row.try_get::<String, _>("payload").map_err(db_err)?)
+            .unwrap_or(serde_json::Value::Null),
     })
 }
 
@@ -172,14 +174,15 @@ impl TaskQueue for SqliteQueue {
         let id = TaskId::new();
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO tasks (id, tenant_id, kind, status, document_id, collection_id, max_attempts, run_after, created_at, updated_at) \
-             VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tasks (id, tenant_id, kind, status, document_id, collection_id, payload, max_attempts, run_after, created_at, updated_at) \
+             VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string())
         .bind(tenant.to_string())
         .bind(new.kind.as_str())
         .bind(new.document_id.map(|d| d.to_string()))
         .bind(new.collection_id.map(|c| c.to_string()))
+        .bind(new.payload.to_string())
         .bind(i64::from(new.max_attempts.unwrap_or(self.max_attempts).max(1)))
         .bind(now)
         .bind(now)
@@ -363,12 +366,16 @@ impl TaskQueue for SqliteQueue {
     async fn release(&self, lease: &Lease) -> Result<bool> {
         self.with_lease(
             lease,
-            "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, status = 'pending', \
+            // A cancel asked for while it ran wins over the release.
+            "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, \
+             status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'pending' END, \
              attempts = MAX(attempts - 1, 0), ",
             vec![
                 LeaseBind::Sql("run_after = "),
                 LeaseBind::Int(now_ms()),
-                LeaseBind::Sql(", updated_at = "),
+                LeaseBind::Sql(", finished_at = CASE WHEN cancel_requested = 1 THEN "),
+                LeaseBind::Int(now_ms()),
+                LeaseBind::Sql(" ELSE NULL END, updated_at = "),
                 LeaseBind::Int(now_ms()),
             ],
         )
@@ -420,7 +427,7 @@ impl TaskQueue for SqliteQueue {
         let res = sqlx::query(
             "UPDATE tasks SET status = 'pending', attempts = 0, dead_lettered = 0, cancel_requested = 0, \
              error_code = NULL, error_message = NULL, run_after = ?, finished_at = NULL, updated_at = ?, \
-             chunks_done = 0, rows_failed = 0 \
+             chunks_total = 0, chunks_done = 0, rows_failed = 0 \
              WHERE tenant_id = ? AND id = ? AND status IN ('failed', 'cancelled')",
         )
         .bind(now)

@@ -452,6 +452,7 @@ impl MetadataStore for SqliteStore {
         document: DocumentId,
         facts: ExtractionFacts,
         chunks: Vec<NewChunk>,
+        model: Option<EmbeddingModel>,
     ) -> Result<u32> {
         let mut tx = self.write_tx().await?;
         let collection: Option<String> = sqlx::query_scalar(
@@ -465,6 +466,40 @@ impl MetadataStore for SqliteStore {
         let Some(collection) = collection else {
             return Err(not_found(Code::DocumentNotFound, "document", document));
         };
+        if let Some(model) = &model {
+            let row = sqlx::query("SELECT embedding_model, embedding_dim FROM collections WHERE tenant_id = ? AND id = ?")
+                .bind(tenant.to_string())
+                .bind(&collection)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let have: Option<String> = row.try_get("embedding_model").map_err(db_err)?;
+            let dim: Option<i64> = row.try_get("embedding_dim").map_err(db_err)?;
+            match have {
+                None => {
+                    sqlx::query("UPDATE collections SET embedding_model = ?, embedding_dim = ? WHERE tenant_id = ? AND id = ?")
+                        .bind(&model.id)
+                        .bind(i64::from(model.dimension))
+                        .bind(tenant.to_string())
+                        .bind(&collection)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
+                Some(have) if have == model.id && dim == Some(i64::from(model.dimension)) => {}
+                Some(have) => {
+                    return Err(Error::new(
+                        Code::EmbeddingModelMismatch,
+                        format!(
+                            "the collection holds vectors of `{have}` ({} dimensions); refusing vectors of `{}` ({} dimensions) — reindex the collection to change models",
+                            dim.unwrap_or_default(),
+                            model.id,
+                            model.dimension
+                        ),
+                    ));
+                }
+            }
+        }
         sqlx::query("DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?")
             .bind(tenant.to_string())
             .bind(document.to_string())
@@ -475,7 +510,7 @@ impl MetadataStore for SqliteStore {
         // Multi-row inserts, well under SQLite's bound-parameter limit per statement.
         for batch in chunks.chunks(50) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO chunks (document_id, ordinal, tenant_id, collection_id, text, char_start, char_end, page, heading_path, metadata) ",
+                "INSERT INTO chunks (document_id, ordinal, tenant_id, collection_id, text, char_start, char_end, page, heading_path, metadata, embedding) ",
             );
             q.push_values(batch, |mut b, c| {
                 b.push_bind(document.to_string())
@@ -489,7 +524,8 @@ impl MetadataStore for SqliteStore {
                     .push_bind(
                         serde_json::to_string(&c.heading_path).unwrap_or_else(|_| "[]".into()),
                     )
-                    .push_bind(meta_json(&c.metadata));
+                    .push_bind(meta_json(&c.metadata))
+                    .push_bind(c.embedding.as_deref().map(vector_bytes));
             });
             q.build().execute(&mut *tx).await.map_err(db_err)?;
         }
@@ -505,6 +541,79 @@ impl MetadataStore for SqliteStore {
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(count)
+    }
+
+    async fn get_chunks(&self, tenant: TenantId, ids: &[ChunkId]) -> Result<Vec<Chunk>> {
+        let mut found = std::collections::HashMap::with_capacity(ids.len());
+        for batch in ids.chunks(200) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT document_id, ordinal, tenant_id, collection_id, text, char_start, char_end, page, heading_path, metadata \
+                 FROM chunks WHERE tenant_id = ",
+            );
+            q.push_bind(tenant.to_string());
+            q.push(" AND (document_id, ordinal) IN (");
+            let mut sep = q.separated(", ");
+            for id in batch {
+                sep.push("(");
+                sep.push_bind_unseparated(id.document.to_string());
+                sep.push_unseparated(", ");
+                sep.push_bind_unseparated(i64::from(id.ordinal));
+                sep.push_unseparated(")");
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await.map_err(db_err)? {
+                let c = chunk_from(&row)?;
+                found.insert(c.id, c);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantId>> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|s| s.parse().map_err(|_| Error::internal("corrupt tenant id")))
+            .collect()
+    }
+
+    async fn scan_embeddings(
+        &self,
+        tenant: TenantId,
+        after: Option<ChunkId>,
+        limit: u32,
+    ) -> Result<Vec<(CollectionId, ChunkId, Vec<f32>)>> {
+        let (doc, ord) = after.map_or((String::new(), -1), |c| {
+            (c.document.to_string(), i64::from(c.ordinal))
+        });
+        let rows = sqlx::query(
+            "SELECT collection_id, document_id, ordinal, embedding FROM chunks \
+             WHERE tenant_id = ? AND embedding IS NOT NULL AND (document_id > ? OR (document_id = ? AND ordinal > ?)) \
+             ORDER BY document_id, ordinal LIMIT ?",
+        )
+        .bind(tenant.to_string())
+        .bind(&doc)
+        .bind(&doc)
+        .bind(ord)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let blob: Vec<u8> = row.try_get("embedding").map_err(db_err)?;
+                Ok((
+                    parse_id(row, "collection_id")?,
+                    ChunkId {
+                        document: parse_id(row, "document_id")?,
+                        ordinal: row.try_get::<i64, _>("ordinal").map_err(db_err)? as u32,
+                    },
+                    vector_from_bytes(&blob),
+                ))
+            })
+            .collect()
     }
 
     async fn list_chunks(

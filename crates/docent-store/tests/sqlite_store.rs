@@ -102,6 +102,7 @@ fn chunk(ordinal: u32) -> NewChunk {
         page: Some(ordinal / 2 + 1),
         heading_path: vec!["Title".into(), format!("Section {ordinal}")],
         metadata: meta(json!({"ordinal": ordinal})),
+        embedding: None,
     }
 }
 
@@ -591,6 +592,7 @@ async fn document_status_is_its_tasks() {
         document_id: Some(d.id),
         collection_id: Some(d.collection_id),
         max_attempts: None,
+        payload: serde_json::Value::Null,
     };
     let task = q.enqueue(t, new_task(&doc)).await.unwrap();
     s.set_document_task(t, doc.id, task.id).await.unwrap();
@@ -652,7 +654,7 @@ async fn document_status_is_its_tasks() {
     };
     q.fail(&lease, err.clone(), false, None).await.unwrap();
     let d = s.get_document(t, bad.id).await.unwrap();
-    assert_eq!((d.status, d.error), (TaskStatus::Failed, Some(err)));
+    assert_eq!((d.status, d.error), (TaskStatus::Failed, Some(err.clone())));
 
     // Pointing at a newer task switches the status to that task's.
     let task3 = q.enqueue(t, new_task(&bad)).await.unwrap();
@@ -663,7 +665,14 @@ async fn document_status_is_its_tasks() {
         (TaskStatus::Pending, None, Some(task3.id))
     );
 
-    // A task of another tenant never leaks its state into this tenant's document.
+    // A task of another tenant never leaks its state into this tenant's document: give the
+    // foreign task a distinctive state (failed, with an error) first.
+    let held = q
+        .lease("w", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("lease");
+    assert_eq!(held.task.id, task3.id, "the only runnable task");
     let other = TenantId::new();
     let foreign = q.enqueue(other, new_task(&doc)).await.unwrap();
     let l = q
@@ -671,7 +680,12 @@ async fn document_status_is_its_tasks() {
         .await
         .unwrap()
         .expect("lease");
-    assert!(l.task.id == foreign.id || l.task.id == task3.id);
+    assert_eq!(l.task.id, foreign.id, "the only runnable task");
+    q.fail(&l, err.clone(), false, None).await.unwrap();
+    assert_eq!(
+        q.get(other, foreign.id).await.unwrap().status,
+        TaskStatus::Failed
+    );
     let plain = document(s, t, c.id, "sha-3").await;
     s.set_document_task(t, plain.id, foreign.id).await.unwrap();
     let d = s.get_document(t, plain.id).await.unwrap();
@@ -723,6 +737,7 @@ async fn list_documents_filters_and_paginates() {
                     document_id: Some(doc),
                     collection_id: None,
                     max_attempts: None,
+                    payload: serde_json::Value::Null,
                 },
             )
             .await
@@ -861,13 +876,13 @@ async fn replace_chunks_is_idempotent_and_records_facts() {
     let doc = document(s, t, c.id, "sha").await;
 
     assert_eq!(
-        s.replace_chunks(t, doc.id, facts(), chunks(3))
+        s.replace_chunks(t, doc.id, facts(), chunks(3), None)
             .await
             .unwrap(),
         3
     );
     assert_eq!(
-        s.replace_chunks(t, doc.id, facts(), chunks(3))
+        s.replace_chunks(t, doc.id, facts(), chunks(3), None)
             .await
             .unwrap(),
         3,
@@ -905,7 +920,9 @@ async fn replace_chunks_is_idempotent_and_records_facts() {
         page_count: None,
     };
     assert_eq!(
-        s.replace_chunks(t, doc.id, fewer, chunks(2)).await.unwrap(),
+        s.replace_chunks(t, doc.id, fewer, chunks(2), None)
+            .await
+            .unwrap(),
         2
     );
     assert_eq!(all_chunks(s, t, doc.id).await.len(), 2);
@@ -916,7 +933,7 @@ async fn replace_chunks_is_idempotent_and_records_facts() {
     );
 
     assert_eq!(
-        s.replace_chunks(t, doc.id, facts(), Vec::new())
+        s.replace_chunks(t, doc.id, facts(), Vec::new(), None)
             .await
             .unwrap(),
         0
@@ -925,19 +942,20 @@ async fn replace_chunks_is_idempotent_and_records_facts() {
     assert_eq!(s.get_document(t, doc.id).await.unwrap().chunk_count, 0);
 
     // Another tenant can neither write nor read them.
-    s.replace_chunks(t, doc.id, facts(), chunks(3))
+    s.replace_chunks(t, doc.id, facts(), chunks(3), None)
         .await
         .unwrap();
     let other = tenant(s).await;
     assert_code(
-        s.replace_chunks(other, doc.id, facts(), chunks(1)).await,
+        s.replace_chunks(other, doc.id, facts(), chunks(1), None)
+            .await,
         Code::DocumentNotFound,
         "replace from another tenant",
     );
     assert!(all_chunks(s, other, doc.id).await.is_empty());
     assert_eq!(all_chunks(s, t, doc.id).await.len(), 3, "untouched");
     assert_code(
-        s.replace_chunks(t, DocumentId::new(), facts(), chunks(1))
+        s.replace_chunks(t, DocumentId::new(), facts(), chunks(1), None)
             .await,
         Code::DocumentNotFound,
         "missing document",
@@ -955,10 +973,10 @@ async fn list_chunks_in_order_with_pagination() {
     let mut shuffled = chunks(7);
     shuffled.reverse();
     shuffled.swap(1, 4);
-    s.replace_chunks(t, doc.id, facts(), shuffled)
+    s.replace_chunks(t, doc.id, facts(), shuffled, None)
         .await
         .unwrap();
-    s.replace_chunks(t, neighbour.id, facts(), chunks(2))
+    s.replace_chunks(t, neighbour.id, facts(), chunks(2), None)
         .await
         .unwrap();
 
@@ -1013,10 +1031,10 @@ async fn delete_document_removes_its_chunks() {
     let c = collection(s, a, "c").await;
     let doc = document(s, a, c.id, "sha").await;
     let keep = document(s, a, c.id, "sha-keep").await;
-    s.replace_chunks(a, doc.id, facts(), chunks(4))
+    s.replace_chunks(a, doc.id, facts(), chunks(4), None)
         .await
         .unwrap();
-    s.replace_chunks(a, keep.id, facts(), chunks(2))
+    s.replace_chunks(a, keep.id, facts(), chunks(2), None)
         .await
         .unwrap();
 
@@ -1073,7 +1091,9 @@ async fn delete_collection_cascades_and_returns_blob_keys() {
     let d2 = document(s, a, doomed.id, "two").await;
     let survivor = document(s, a, kept.id, "one").await;
     for d in [&d1, &d2, &survivor] {
-        s.replace_chunks(a, d.id, facts(), chunks(3)).await.unwrap();
+        s.replace_chunks(a, d.id, facts(), chunks(3), None)
+            .await
+            .unwrap();
     }
 
     assert_code(

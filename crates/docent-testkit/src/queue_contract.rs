@@ -101,6 +101,7 @@ macro_rules! __queue_contract_cases {
             cancel_requested_task_whose_lease_lapses_is_cancelled,
             cancel_and_retry_conflict_with_wrong_states,
             release_returns_the_task_without_counting_the_attempt,
+            release_of_a_cancel_requested_task_cancels_it,
             depth_counts_by_status_across_tenants,
         }
     };
@@ -169,6 +170,7 @@ fn task_for(document_id: Option<DocumentId>, collection_id: Option<CollectionId>
         document_id,
         collection_id,
         max_attempts: None,
+        payload: serde_json::Value::Null,
     }
 }
 
@@ -1529,6 +1531,24 @@ pub async fn release_returns_the_task_without_counting_the_attempt(qut: QueueUnd
         q.complete(&l, TaskStatus::Completed, progress(0, 0, 0))
             .await
             .unwrap()
+    );
+}
+
+/// A worker shutting down releases a task whose cancel was requested: the cancel wins, the
+/// task is `cancelled` and never handed out again.
+pub async fn release_of_a_cancel_requested_task_cancels_it(qut: QueueUnderTest) {
+    let q = &*qut.queue;
+    let tenant = TenantId::new();
+    let t = enqueue(q, tenant, new_task()).await;
+    let l = must_lease(q, "stopping", LONG, "first lease").await;
+    q.cancel(tenant, t.id).await.unwrap();
+    assert!(q.release(&l).await.unwrap());
+    let stored = get(q, tenant, t.id).await;
+    assert_eq!(stored.status, TaskStatus::Cancelled);
+    assert!(stored.finished_at.is_some());
+    assert!(
+        q.lease("next", LONG).await.unwrap().is_none(),
+        "a cancelled task is not re-delivered"
     );
 }
 

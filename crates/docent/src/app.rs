@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use docent_config::{Config, EmbedderConfig, IndexConfig, LlmConfig};
+use docent_config::{Config, LlmConfig};
 use docent_core::Services;
 use docent_core::worker::WorkerPool;
 use docent_domain::TenantId;
@@ -28,12 +28,17 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
     let queue = db.queue(&config.queue);
     let cache = docent_cache::open(&config.cache);
     check_not_yet_used(&config)?;
+    let index =
+        docent_index::open(&config.index, data_path).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let embedder = crate::embedder::open(&config.embedder)?;
     let services = Services {
         config: config.clone(),
         store: db.metadata(),
         queue,
         blobs,
         cache,
+        index: index.clone(),
+        embedder,
         wake: Arc::new(Notify::new()),
     };
     services
@@ -41,21 +46,123 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
         .ensure_tenant(TenantId::DEFAULT, "default")
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    load_vectors(&services, &index).await?;
     Ok((services, db))
 }
 
-/// Subsystems whose backends arrive with later features: validate what is configured so a
-/// config file written today keeps working, and say plainly what is not used yet.
-fn check_not_yet_used(config: &Config) -> anyhow::Result<()> {
-    match &config.index {
-        IndexConfig::Embedded { .. } => {}
-    }
-    match &config.embedder {
-        EmbedderConfig::None => {}
-        EmbedderConfig::Local { model_dir } => {
-            tracing::warn!(model_dir = %model_dir.display(), "embedder.kind = \"local\" is configured but vector search is not available in this build yet");
+/// Loads the stored vectors into the in-memory vector index.
+async fn load_vectors(
+    services: &Services,
+    index: &docent_index::EmbeddedIndex,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let err = |e: docent_domain::Error| anyhow::anyhow!(e.chain());
+    for tenant in services.store.list_tenants().await.map_err(err)? {
+        let mut after = None;
+        loop {
+            let rows = services
+                .store
+                .scan_embeddings(tenant, after, 5000)
+                .await
+                .map_err(err)?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.1);
+            index.vectors().load(tenant, rows);
         }
     }
+    tracing::info!(
+        vectors = index.vectors().len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "vector index loaded"
+    );
+    Ok(())
+}
+
+/// Rebuilds the search indexes from the metadata store: every chunk of every document, with its
+/// stored vector. Returns the number of chunks indexed.
+pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
+    use docent_domain::ports::IndexChunk;
+    use docent_domain::{DocumentFilter, PageRequest};
+    let err = |e: docent_domain::Error| anyhow::anyhow!(e.chain());
+    services.index.clear().await.map_err(err)?;
+    let mut total = 0u64;
+    for tenant in services.store.list_tenants().await.map_err(err)? {
+        let mut vectors = std::collections::HashMap::new();
+        let mut after = None;
+        loop {
+            let rows = services
+                .store
+                .scan_embeddings(tenant, after, 5000)
+                .await
+                .map_err(err)?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.1);
+            vectors.extend(rows.into_iter().map(|(_, id, v)| (id, v)));
+        }
+        let mut cursor = None;
+        loop {
+            let page = services
+                .store
+                .list_documents(
+                    tenant,
+                    DocumentFilter::default(),
+                    PageRequest {
+                        limit: PageRequest::MAX_LIMIT,
+                        cursor,
+                    },
+                )
+                .await
+                .map_err(err)?;
+            for doc in &page.items {
+                let mut chunks = Vec::new();
+                let mut ccursor = None;
+                loop {
+                    let cp = services
+                        .store
+                        .list_chunks(
+                            tenant,
+                            doc.id,
+                            PageRequest {
+                                limit: PageRequest::MAX_LIMIT,
+                                cursor: ccursor,
+                            },
+                        )
+                        .await
+                        .map_err(err)?;
+                    chunks.extend(cp.items.into_iter().map(|c| IndexChunk {
+                        id: c.id,
+                        collection_id: c.collection_id,
+                        vector: vectors.remove(&c.id),
+                        text: c.text,
+                        heading_path: c.heading_path,
+                        title: doc.filename.clone(),
+                    }));
+                    match cp.next_cursor {
+                        Some(c) => ccursor = Some(c),
+                        None => break,
+                    }
+                }
+                total += chunks.len() as u64;
+                if !chunks.is_empty() {
+                    services
+                        .index
+                        .upsert_document(tenant, doc.id, chunks)
+                        .await
+                        .map_err(err)?;
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The LLM arrives with the chat feature: validate what is configured so a config file written
+/// today keeps working, and say plainly that it is not used yet.
+fn check_not_yet_used(config: &Config) -> anyhow::Result<()> {
     if let LlmConfig::Openai { .. } = &config.llm {
         config.llm.api_key().map_err(|e| anyhow::anyhow!(e))?;
         tracing::warn!(

@@ -96,6 +96,47 @@ pub enum Command {
         #[arg(long, env = "DOCENT_URL", global = true)]
         url: Option<String>,
     },
+    /// Hybrid search.
+    Search {
+        /// Query text.
+        query: String,
+        /// Only this collection (by name; repeatable).
+        #[arg(long, short)]
+        collection: Vec<String>,
+        /// Hits to show.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// hybrid, keyword or vector.
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// A running server, instead of the local data directory.
+        #[arg(long, env = "DOCENT_URL")]
+        url: Option<String>,
+    },
+    /// Answer a question with cited sentences from the documents (extractive).
+    Ask {
+        /// The question.
+        question: String,
+        /// Only this collection (by name; repeatable).
+        #[arg(long, short)]
+        collection: Vec<String>,
+        /// A running server, instead of the local data directory.
+        #[arg(long, env = "DOCENT_URL")]
+        url: Option<String>,
+    },
+    /// Summarize a document (extractive).
+    Summarize {
+        /// Document id.
+        document: String,
+        /// Sentences.
+        #[arg(long, default_value_t = 5)]
+        length: usize,
+        /// A running server, instead of the local data directory.
+        #[arg(long, env = "DOCENT_URL")]
+        url: Option<String>,
+    },
+    /// Rebuild the search indexes from the database (stop the server first).
+    Reindex,
     /// Inspect configuration.
     Config {
         /// Action.
@@ -201,6 +242,103 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(url) => tasks_remote(&Client::new(&url)?, action, status, dead, limit).await?,
                 None => tasks_local(config, action, status, dead, limit).await?,
             }
+        }
+        Command::Search {
+            query,
+            collection,
+            top_k,
+            mode,
+            url,
+        } => {
+            let body = serde_json::json!({ "query": query, "top_k": top_k, "mode": mode });
+            let res = match url {
+                Some(url) => {
+                    let client = Client::new(&url)?;
+                    let mut body = body;
+                    body["collection_ids"] = remote_collections(&client, &collection).await?.into();
+                    client.post("/api/v1/search", &body).await?
+                }
+                None => local_json(config, &collection, body, LocalCall::Search).await?,
+            };
+            print_hits(&res);
+        }
+        Command::Ask {
+            question,
+            collection,
+            url,
+        } => {
+            let body = serde_json::json!({ "question": question });
+            let res = match url {
+                Some(url) => {
+                    let client = Client::new(&url)?;
+                    let mut body = body;
+                    body["collection_ids"] = remote_collections(&client, &collection).await?.into();
+                    client.post("/api/v1/ask", &body).await?
+                }
+                None => local_json(config, &collection, body, LocalCall::Ask).await?,
+            };
+            println!("{}", res["answer"].as_str().unwrap_or_default());
+            for c in res["citations"].as_array().into_iter().flatten() {
+                let page = c["page"]
+                    .as_u64()
+                    .map(|p| format!(" p.{p}"))
+                    .unwrap_or_default();
+                println!(
+                    "  [{}] {}{} chars {}-{}",
+                    c["n"],
+                    c["filename"].as_str().unwrap_or_default(),
+                    page,
+                    c["char_start"],
+                    c["char_end"]
+                );
+            }
+            if res["found"] == false {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Summarize {
+            document,
+            length,
+            url,
+        } => {
+            let res = match url {
+                Some(url) => {
+                    let client = Client::new(&url)?;
+                    let path = format!("/api/v1/documents/{document}/summary?length={length}");
+                    let mut res = client.get(&path).await?;
+                    while res.get("task").is_some() {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        res = client.get(&path).await?;
+                    }
+                    res
+                }
+                None => {
+                    let (svc, db) = open_services(config).await?;
+                    let id = document.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let doc = svc
+                        .store
+                        .get_document(TenantId::DEFAULT, id)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    let summary = svc
+                        .summarize(TenantId::DEFAULT, &doc, length)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    db.close().await;
+                    serde_json::to_value(summary)?
+                }
+            };
+            println!("{}", res["summary"].as_str().unwrap_or_default());
+        }
+        Command::Reindex => {
+            let (svc, db) = open_services(config).await?;
+            let started = std::time::Instant::now();
+            let n = crate::app::reindex(&svc).await?;
+            db.close().await;
+            println!(
+                "reindexed {n} chunks in {:.1}s",
+                started.elapsed().as_secs_f32()
+            );
         }
         Command::Config {
             action: ConfigAction::Show,
@@ -573,4 +711,71 @@ async fn tasks_remote(
         ),
     }
     Ok(())
+}
+
+/// Collection ids for names, through a server.
+async fn remote_collections(client: &Client, names: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for name in names {
+        ids.push(client.existing_collection_id(name).await?);
+    }
+    Ok(ids)
+}
+
+/// Which local operation [`local_json`] runs.
+enum LocalCall {
+    Search,
+    Ask,
+}
+
+/// Runs a search or ask on the local data directory and renders it like the API does.
+async fn local_json(
+    config: Config,
+    names: &[String],
+    mut body: serde_json::Value,
+    call: LocalCall,
+) -> anyhow::Result<serde_json::Value> {
+    let (svc, db) = open_services(config).await?;
+    let mut ids = Vec::new();
+    for name in names {
+        let c = svc
+            .store
+            .find_collection_by_name(TenantId::DEFAULT, name)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?
+            .ok_or_else(|| anyhow::anyhow!("no collection named `{name}`"))?;
+        ids.push(c.id.to_string());
+    }
+    body["collection_ids"] = ids.into();
+    let out = match call {
+        LocalCall::Search => docent_http::local::search(&svc, TenantId::DEFAULT, body).await,
+        LocalCall::Ask => docent_http::local::ask(&svc, TenantId::DEFAULT, body).await,
+    };
+    db.close().await;
+    out.map_err(|e| anyhow::anyhow!(e))
+}
+
+fn print_hits(res: &serde_json::Value) {
+    let hits = res["hits"].as_array().cloned().unwrap_or_default();
+    if hits.is_empty() {
+        println!("no results");
+    }
+    for h in hits {
+        let page = h["page"]
+            .as_u64()
+            .map(|p| format!(" p.{p}"))
+            .unwrap_or_default();
+        println!(
+            "{:>2}. {:.4}  {}{}  [{}]",
+            h["rank"],
+            h["score"].as_f64().unwrap_or(0.0),
+            h["filename"].as_str().unwrap_or(""),
+            page,
+            h["chunk_id"].as_str().unwrap_or("")
+        );
+        println!(
+            "    {}",
+            h["snippet"].as_str().unwrap_or("").replace('\n', " ")
+        );
+    }
 }

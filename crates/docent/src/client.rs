@@ -86,6 +86,30 @@ impl Client {
         Ok(created["id"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// The id of the existing collection named `name`.
+    pub async fn existing_collection_id(&self, name: &str) -> anyhow::Result<String> {
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/collections?limit=200&cursor={c}"),
+                None => "/api/v1/collections?limit=200".to_owned(),
+            };
+            let page = self.get(&path).await?;
+            if let Some(c) = page["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == name)
+            {
+                return Ok(c["id"].as_str().unwrap_or_default().to_owned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => bail!("no collection named `{name}`"),
+            }
+        }
+    }
+
     /// Uploads a file (streamed from disk) into a collection.
     pub async fn upload(&self, collection: &str, path: &Path) -> anyhow::Result<Value> {
         let name = path

@@ -35,6 +35,7 @@ fn start(data: &Path, port: u16, extra_env: &[(&str, &str)]) -> Server {
         .env("DOCENT__QUEUE__POLL_INTERVAL", "50ms")
         .env("DOCENT__WORKER__CONCURRENCY", "2")
         .env("DOCENT__LOG__LEVEL", "warn")
+        .env("DOCENT__EMBEDDER__KIND", "none")
         .env_remove("DOCENT_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -343,6 +344,7 @@ fn cli_ingest_tasks_and_config() {
             .args(args)
             .env("DOCENT__DATA_DIR", &data)
             .env("DOCENT__LLM__KIND", "none")
+            .env("DOCENT__EMBEDDER__KIND", "none")
             .env_remove("DOCENT_CONFIG")
             .env_remove("DOCENT_URL")
             .output()
@@ -378,6 +380,7 @@ fn cli_ingest_tasks_and_config() {
     assert!(shown.contains("[queue]"));
     let out = Command::new(BIN)
         .args(["config", "show"])
+        .env("DOCENT__EMBEDDER__KIND", "none")
         .env("DOCENT__LLM__KIND", "openai")
         .env("DOCENT__LLM__BASE_URL", "http://127.0.0.1:9/v1")
         .env("DOCENT__LLM__MODEL", "m")

@@ -2,6 +2,7 @@
 
 pub(crate) mod collections;
 pub(crate) mod documents;
+pub(crate) mod search;
 pub(crate) mod system;
 pub(crate) mod tasks;
 
@@ -32,6 +33,10 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(documents::content))
         .routes(routes!(documents::chunks))
         .routes(routes!(documents::reprocess))
+        .routes(routes!(search::search))
+        .routes(routes!(search::search_collection))
+        .routes(routes!(search::ask))
+        .routes(routes!(search::summary))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))

@@ -6,6 +6,17 @@ CREATE TABLE tenants (
     created_at  INTEGER NOT NULL
 );
 
+-- Accounts. Filled by the authentication feature; a user belongs to one tenant per row.
+CREATE TABLE users (
+    id           TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    email        TEXT NOT NULL,
+    display_name TEXT,
+    role         TEXT NOT NULL DEFAULT 'member',
+    created_at   INTEGER NOT NULL,
+    UNIQUE (tenant_id, email)
+);
+
 CREATE TABLE collections (
     id               TEXT PRIMARY KEY,
     tenant_id        TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
@@ -52,6 +63,8 @@ CREATE TABLE chunks (
     page           INTEGER,
     heading_path   TEXT NOT NULL DEFAULT '[]',
     metadata       TEXT NOT NULL DEFAULT '{}',
+    -- little-endian f32 vector from the collection's embedding model, when one is configured
+    embedding      BLOB,
     PRIMARY KEY (document_id, ordinal)
 );
 CREATE INDEX chunks_by_collection ON chunks (tenant_id, collection_id);
@@ -65,6 +78,7 @@ CREATE TABLE tasks (
     status            TEXT NOT NULL,
     document_id       TEXT,
     collection_id     TEXT,
+    payload           TEXT NOT NULL DEFAULT 'null',
     attempts          INTEGER NOT NULL DEFAULT 0,
     max_attempts      INTEGER NOT NULL,
     lease_token       TEXT,

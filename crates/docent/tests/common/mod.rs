@@ -29,9 +29,49 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+    spawn_app_in(dir, configure).await
+}
+
+/// The all-MiniLM-L6-v2 model directory, when available (`DOCENT_TEST_MODEL_DIR`, or
+/// `models/all-MiniLM-L6-v2` at the workspace root, as `scripts/get-model` leaves it).
+pub fn model_dir() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("DOCENT_TEST_MODEL_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("model.safetensors").exists())
+}
+
+/// Sets the embedder: the local model when available and `want_model`, else none.
+pub fn embedder(config: &mut Config, want_model: bool) -> bool {
+    match model_dir().filter(|_| want_model) {
+        Some(dir) => {
+            config.embedder = docent_config::EmbedderConfig::Local {
+                model_dir: dir,
+                threads: 0,
+                batch_size: 32,
+            };
+            true
+        }
+        None => {
+            config.embedder = docent_config::EmbedderConfig::None;
+            false
+        }
+    }
+}
+
+/// An app over an existing directory (to restart on the same data).
+pub async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
     config.server.bind = "127.0.0.1:0".parse().unwrap();
     config.server.run_workers = false;
+    embedder(&mut config, false);
     configure(&mut config);
     let data_dir = config.data_dir.clone();
     let app = Application::build(config)
@@ -168,13 +208,24 @@ impl TestApp {
         out
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keep_dir().await;
+    }
+
+    /// Stops the server and hands back its directory, to start again on the same data.
+    pub async fn stop_keep_dir(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.server.take() {
             h.await.expect("server task").expect("server ran cleanly");
         }
+        let TestApp { _dir, .. } = self;
+        _dir
+    }
+
+    pub async fn search(&self, body: Value) -> (StatusCode, Value) {
+        self.post_json("/api/v1/search", body).await
     }
 }
 

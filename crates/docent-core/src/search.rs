@@ -1,0 +1,578 @@
+//! Hybrid search: BM25 and vector candidates fused (reciprocal rank fusion by default, or
+//! normalised weighted fusion), filtered by collection, document, metadata and upload date,
+//! hydrated with chunk text, page and offsets, and highlighted.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use docent_domain::ports::{IndexFilter, ScoredChunk};
+use docent_domain::*;
+use serde_json::Value;
+
+use crate::Services;
+
+/// Which indexes to consult.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMode {
+    /// BM25 + vectors, fused (vectors skipped when no embedder is configured).
+    Hybrid,
+    /// BM25 only.
+    Keyword,
+    /// Vectors only.
+    Vector,
+}
+
+/// How keyword and vector rankings are combined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fusion {
+    /// Reciprocal rank fusion: `Σ 1 / (k + rank)`.
+    Rrf {
+        /// The constant `k` (60 by default).
+        k: f32,
+    },
+    /// Min-max normalised scores, `w · vector + (1 − w) · keyword`.
+    Weighted {
+        /// Weight of the vector score, 0..=1.
+        vector_weight: f32,
+    },
+}
+
+/// A comparison on a metadata field (document metadata overlaid with chunk metadata).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaOp {
+    /// Equal to the JSON value.
+    Eq(Value),
+    /// Equal to one of the values.
+    In(Vec<Value>),
+    /// Numeric (or ISO date string) greater than.
+    Gt(Value),
+    /// Greater or equal.
+    Gte(Value),
+    /// Less than.
+    Lt(Value),
+    /// Less or equal.
+    Lte(Value),
+}
+
+/// A metadata condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetaFilter {
+    /// Field name.
+    pub key: String,
+    /// Condition.
+    pub op: MetaOp,
+}
+
+/// A search request.
+#[derive(Debug, Clone)]
+pub struct SearchParams {
+    /// Free text.
+    pub query: String,
+    /// Only these collections (empty: all of the tenant's).
+    pub collections: Vec<CollectionId>,
+    /// Only these documents.
+    pub documents: Vec<DocumentId>,
+    /// Metadata conditions, all of which must hold.
+    pub metadata: Vec<MetaFilter>,
+    /// Only documents uploaded at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only documents uploaded before.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Hits per page.
+    pub top_k: usize,
+    /// Hits to skip (pagination).
+    pub offset: usize,
+    /// Indexes to use.
+    pub mode: SearchMode,
+    /// Fusion method.
+    pub fusion: Fusion,
+}
+
+impl SearchParams {
+    /// Hybrid RRF search for `query`, top 10.
+    pub fn new(query: impl Into<String>) -> Self {
+        Self {
+            query: query.into(),
+            collections: Vec::new(),
+            documents: Vec::new(),
+            metadata: Vec::new(),
+            created_after: None,
+            created_before: None,
+            top_k: 10,
+            offset: 0,
+            mode: SearchMode::Hybrid,
+            fusion: Fusion::Rrf { k: 60.0 },
+        }
+    }
+}
+
+/// One index's view of a hit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Signal {
+    /// 1-based rank in that index.
+    pub rank: usize,
+    /// Raw score there.
+    pub score: f32,
+}
+
+/// A search hit.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The chunk.
+    pub chunk: Chunk,
+    /// Its document's file name.
+    pub filename: String,
+    /// Fused score.
+    pub score: f32,
+    /// BM25 signal, if the chunk was a keyword candidate.
+    pub keyword: Option<Signal>,
+    /// Vector signal, if it was a vector candidate.
+    pub vector: Option<Signal>,
+    /// A window of the chunk text around the matches.
+    pub snippet: String,
+    /// Char offset of the snippet within the chunk text.
+    pub snippet_offset: usize,
+    /// Matched terms as char ranges within the snippet.
+    pub highlights: Vec<(usize, usize)>,
+}
+
+/// Search results.
+#[derive(Debug, Clone)]
+pub struct SearchResults {
+    /// Hits of the requested page.
+    pub hits: Vec<Hit>,
+    /// The mode actually used (hybrid degrades to keyword without an embedder).
+    pub mode: SearchMode,
+    /// Whether more hits exist after this page.
+    pub has_more: bool,
+}
+
+/// Largest `top_k`.
+pub const MAX_TOP_K: usize = 100;
+/// Largest `offset`.
+pub const MAX_OFFSET: usize = 1000;
+
+fn fuse(
+    kw: &[ScoredChunk],
+    vec: &[ScoredChunk],
+    fusion: Fusion,
+) -> Vec<(ChunkId, f32, Option<Signal>, Option<Signal>)> {
+    let mut map: HashMap<ChunkId, (f32, Option<Signal>, Option<Signal>)> = HashMap::new();
+    let norm = |list: &[ScoredChunk]| -> Vec<f32> {
+        let (lo, hi) = list.iter().fold((f32::MAX, f32::MIN), |(lo, hi), s| {
+            (lo.min(s.score), hi.max(s.score))
+        });
+        list.iter()
+            .map(|s| {
+                if hi > lo {
+                    (s.score - lo) / (hi - lo)
+                } else {
+                    1.0
+                }
+            })
+            .collect()
+    };
+    let (kn, vn) = (norm(kw), norm(vec));
+    for (i, s) in kw.iter().enumerate() {
+        let contrib = match fusion {
+            Fusion::Rrf { k } => 1.0 / (k + (i + 1) as f32),
+            Fusion::Weighted { vector_weight } => (1.0 - vector_weight) * kn[i],
+        };
+        let e = map.entry(s.id).or_insert((0.0, None, None));
+        e.0 += contrib;
+        e.1 = Some(Signal {
+            rank: i + 1,
+            score: s.score,
+        });
+    }
+    for (i, s) in vec.iter().enumerate() {
+        let contrib = match fusion {
+            Fusion::Rrf { k } => 1.0 / (k + (i + 1) as f32),
+            Fusion::Weighted { vector_weight } => vector_weight * vn[i],
+        };
+        let e = map.entry(s.id).or_insert((0.0, None, None));
+        e.0 += contrib;
+        e.2 = Some(Signal {
+            rank: i + 1,
+            score: s.score,
+        });
+    }
+    let mut out: Vec<_> = map
+        .into_iter()
+        .map(|(id, (s, k, v))| (id, s, k, v))
+        .collect();
+    // Ties broken by chunk id descending (trec_eval's docid convention), so results are stable.
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    out
+}
+
+fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (as_f64(a), as_f64(b)) {
+        (Some(x), Some(y)) => x.partial_cmp(&y),
+        _ => match (a, b) {
+            // ISO-8601 dates and other strings compare lexically.
+            (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+            _ => None,
+        },
+    }
+}
+
+/// Whether metadata satisfies one condition.
+pub fn meta_matches(meta: &Metadata, f: &MetaFilter) -> bool {
+    let Some(v) = meta.get(&f.key) else {
+        return false;
+    };
+    use std::cmp::Ordering::*;
+    match &f.op {
+        MetaOp::Eq(want) => v == want,
+        MetaOp::In(list) => list.contains(v),
+        MetaOp::Gt(x) => compare(v, x) == Some(Greater),
+        MetaOp::Gte(x) => matches!(compare(v, x), Some(Greater | Equal)),
+        MetaOp::Lt(x) => compare(v, x) == Some(Less),
+        MetaOp::Lte(x) => matches!(compare(v, x), Some(Less | Equal)),
+    }
+}
+
+/// Lowercased word stems of a text, for highlighting (suffix stripping, not a full stemmer).
+pub fn stem(word: &str) -> String {
+    let w = word.to_lowercase();
+    for suffix in ["ing", "ed", "es", "ly", "s"] {
+        if w.len() > suffix.len() + 2 && w.ends_with(suffix) {
+            return w[..w.len() - suffix.len()].to_owned();
+        }
+    }
+    w
+}
+
+const STOP: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "is", "it", "of",
+    "on", "or", "that", "the", "this", "to", "was", "what", "when", "where", "which", "who", "why",
+    "with", "do", "does", "did", "i", "you",
+];
+
+/// Distinct query terms (stemmed, stop words dropped).
+pub fn query_terms(query: &str) -> Vec<String> {
+    let mut seen = HashSet::new();
+    query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && !STOP.contains(&w.to_lowercase().as_str()))
+        .map(stem)
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
+/// Words of `text` as `(char_start, char_end, stem)`.
+pub fn words(text: &str) -> Vec<(usize, usize, String)> {
+    let mut out = Vec::new();
+    let mut start: Option<(usize, usize)> = None; // (char index, byte index)
+    for (ci, (bi, c)) in text.char_indices().enumerate() {
+        if c.is_alphanumeric() {
+            if start.is_none() {
+                start = Some((ci, bi));
+            }
+        } else if let Some((cs, bs)) = start.take() {
+            out.push((cs, ci, stem(&text[bs..bi])));
+        }
+    }
+    if let Some((cs, bs)) = start {
+        out.push((cs, text.chars().count(), stem(&text[bs..])));
+    }
+    out
+}
+
+const SNIPPET_CHARS: usize = 320;
+
+/// A window of `text` around the first match, and the matches within it.
+pub fn snippet(text: &str, terms: &[String]) -> (String, usize, Vec<(usize, usize)>) {
+    let matches: Vec<(usize, usize)> = words(text)
+        .into_iter()
+        .filter(|(_, _, s)| terms.contains(s))
+        .map(|(a, b, _)| (a, b))
+        .collect();
+    let total = text.chars().count();
+    let start = if total <= SNIPPET_CHARS {
+        0
+    } else {
+        let first = matches.first().map_or(0, |m| m.0);
+        let mut s = first
+            .saturating_sub(SNIPPET_CHARS / 4)
+            .min(total - SNIPPET_CHARS);
+        // Start at a word boundary.
+        let chars: Vec<char> = text.chars().collect();
+        while s > 0 && s < total && chars[s - 1].is_alphanumeric() {
+            s += 1;
+        }
+        s
+    };
+    let end = (start + SNIPPET_CHARS).min(total);
+    let snippet: String = text.chars().skip(start).take(end - start).collect();
+    let highlights = matches
+        .into_iter()
+        .filter(|&(a, b)| a >= start && b <= end)
+        .map(|(a, b)| (a - start, b - start))
+        .collect();
+    (snippet, start, highlights)
+}
+
+impl Services {
+    /// Runs a search in the tenant.
+    pub async fn search(&self, tenant: TenantId, p: &SearchParams) -> Result<SearchResults> {
+        if p.query.trim().is_empty() {
+            return Err(Error::new(Code::InvalidField, "`query` must not be empty"));
+        }
+        if p.top_k == 0 || p.top_k > MAX_TOP_K {
+            return Err(Error::new(
+                Code::InvalidField,
+                format!("`top_k` must be between 1 and {MAX_TOP_K}"),
+            ));
+        }
+        if p.offset > MAX_OFFSET {
+            return Err(Error::new(
+                Code::InvalidField,
+                format!("`offset` must be at most {MAX_OFFSET}"),
+            ));
+        }
+        for c in &p.collections {
+            self.store.get_collection(tenant, *c).await?;
+        }
+        let mode = match (p.mode, &self.embedder) {
+            (SearchMode::Vector, None) => {
+                return Err(Error::new(
+                    Code::EmbedderNotConfigured,
+                    "vector search needs an embedder: set [embedder] kind = \"local\"",
+                ));
+            }
+            (SearchMode::Hybrid, None) => SearchMode::Keyword,
+            (m, _) => m,
+        };
+        let filter = IndexFilter {
+            collections: p.collections.clone(),
+            documents: p.documents.clone(),
+        };
+        let post_filtered =
+            !p.metadata.is_empty() || p.created_after.is_some() || p.created_before.is_some();
+        let wanted = p.offset + p.top_k + 1;
+        let mut depth = (wanted * 3).max(50);
+        if post_filtered {
+            depth *= 5;
+        }
+        let query_vec = match (mode, &self.embedder) {
+            (SearchMode::Hybrid | SearchMode::Vector, Some(e)) => {
+                Some(self.embed_query(e.as_ref(), &p.query).await?)
+            }
+            _ => None,
+        };
+        let terms = query_terms(&p.query);
+        loop {
+            let (kw, vec) = tokio::try_join!(
+                async {
+                    match mode {
+                        SearchMode::Vector => Ok(Vec::new()),
+                        _ => self.index.keyword(tenant, &filter, &p.query, depth).await,
+                    }
+                },
+                async {
+                    match &query_vec {
+                        Some(q) => self.index.vector(tenant, &filter, q, depth).await,
+                        None => Ok(Vec::new()),
+                    }
+                }
+            )?;
+            let exhausted = kw.len() < depth && vec.len() < depth;
+            let fused = fuse(&kw, &vec, p.fusion);
+            let hits = self.hydrate(tenant, p, &fused, &terms, wanted).await?;
+            if hits.len() >= wanted || exhausted || depth >= 20_000 {
+                let has_more = hits.len() > p.offset + p.top_k;
+                let hits = hits.into_iter().skip(p.offset).take(p.top_k).collect();
+                return Ok(SearchResults {
+                    hits,
+                    mode,
+                    has_more,
+                });
+            }
+            depth *= 4;
+        }
+    }
+
+    async fn embed_query(
+        &self,
+        embedder: &dyn docent_domain::ports::Embedder,
+        query: &str,
+    ) -> Result<Vec<f32>> {
+        let key = format!("qvec:{}:{query}", embedder.model_id());
+        if let Some(bytes) = self.cache.get(&key).await? {
+            return Ok(bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect());
+        }
+        let v = embedder
+            .embed(&[query.to_owned()])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::internal("no query vector"))?;
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.cache
+            .put(&key, bytes.into(), std::time::Duration::from_secs(600))
+            .await?;
+        Ok(v)
+    }
+
+    /// Loads fused candidates in rank order, applying post-filters, until `wanted` pass.
+    async fn hydrate(
+        &self,
+        tenant: TenantId,
+        p: &SearchParams,
+        fused: &[(ChunkId, f32, Option<Signal>, Option<Signal>)],
+        terms: &[String],
+        wanted: usize,
+    ) -> Result<Vec<Hit>> {
+        let mut hits = Vec::new();
+        let mut docs: HashMap<DocumentId, Option<Document>> = HashMap::new();
+        for batch in fused.chunks(wanted.max(16)) {
+            let ids: Vec<ChunkId> = batch.iter().map(|f| f.0).collect();
+            let chunks: HashMap<ChunkId, Chunk> = self
+                .store
+                .get_chunks(tenant, &ids)
+                .await?
+                .into_iter()
+                .map(|c| (c.id, c))
+                .collect();
+            for (id, score, kw, vec) in batch {
+                // A chunk in the index but gone from the store (deleted mid-search) is skipped.
+                let Some(chunk) = chunks.get(id) else {
+                    continue;
+                };
+                if !docs.contains_key(&id.document) {
+                    let d = match self.store.get_document(tenant, id.document).await {
+                        Ok(d) => Some(d),
+                        Err(e) if e.code == Code::DocumentNotFound => None,
+                        Err(e) => return Err(e),
+                    };
+                    docs.insert(id.document, d);
+                }
+                let Some(doc) = docs[&id.document].as_ref() else {
+                    continue;
+                };
+                if p.created_after.is_some_and(|t| doc.created_at < t)
+                    || p.created_before.is_some_and(|t| doc.created_at >= t)
+                {
+                    continue;
+                }
+                if !p.metadata.is_empty() {
+                    let mut meta = doc.metadata.clone();
+                    meta.extend(chunk.metadata.clone());
+                    if !p.metadata.iter().all(|f| meta_matches(&meta, f)) {
+                        continue;
+                    }
+                }
+                let (snippet, snippet_offset, highlights) = snippet(&chunk.text, terms);
+                hits.push(Hit {
+                    chunk: chunk.clone(),
+                    filename: doc.filename.clone(),
+                    score: *score,
+                    keyword: *kw,
+                    vector: *vec,
+                    snippet,
+                    snippet_offset,
+                    highlights,
+                });
+                if hits.len() >= wanted {
+                    return Ok(hits);
+                }
+            }
+        }
+        Ok(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rrf_rewards_agreement() {
+        let d = DocumentId::new();
+        let id = |o| ChunkId {
+            document: d,
+            ordinal: o,
+        };
+        let kw = vec![
+            ScoredChunk {
+                id: id(1),
+                score: 9.0,
+            },
+            ScoredChunk {
+                id: id(2),
+                score: 5.0,
+            },
+        ];
+        let vec = vec![
+            ScoredChunk {
+                id: id(2),
+                score: 0.9,
+            },
+            ScoredChunk {
+                id: id(3),
+                score: 0.8,
+            },
+        ];
+        let fused = fuse(&kw, &vec, Fusion::Rrf { k: 60.0 });
+        assert_eq!(fused[0].0, id(2), "in both lists beats first in one");
+        assert_eq!(fused[0].2.unwrap().rank, 2);
+        assert_eq!(fused[0].3.unwrap().rank, 1);
+        let weighted = fuse(&kw, &vec, Fusion::Weighted { vector_weight: 1.0 });
+        assert_eq!(weighted[0].0, id(2));
+    }
+
+    #[test]
+    fn metadata_conditions() {
+        let meta: Metadata =
+            serde_json::from_str(r#"{"year": 2021, "team": "hr", "date": "2024-05-01"}"#).unwrap();
+        let f = |key: &str, op| MetaFilter {
+            key: key.into(),
+            op,
+        };
+        assert!(meta_matches(&meta, &f("team", MetaOp::Eq("hr".into()))));
+        assert!(!meta_matches(&meta, &f("team", MetaOp::Eq("it".into()))));
+        assert!(meta_matches(&meta, &f("year", MetaOp::Gte(2021.into()))));
+        assert!(!meta_matches(&meta, &f("year", MetaOp::Gt(2021.into()))));
+        assert!(meta_matches(
+            &meta,
+            &f("date", MetaOp::Lt("2025-01-01".into()))
+        ));
+        assert!(meta_matches(
+            &meta,
+            &f("team", MetaOp::In(vec!["it".into(), "hr".into()]))
+        ));
+        assert!(!meta_matches(&meta, &f("missing", MetaOp::Eq(1.into()))));
+    }
+
+    #[test]
+    fn snippets_highlight_stems() {
+        let terms = query_terms("What are the leave policies?");
+        assert_eq!(terms, vec!["leave", "polici"]);
+        let (s, off, hl) = snippet("Our policies on leaving: leave is 25 days.", &terms);
+        assert_eq!(off, 0);
+        let marked: Vec<String> = hl
+            .iter()
+            .map(|&(a, b)| s.chars().skip(a).take(b - a).collect())
+            .collect();
+        assert_eq!(marked, vec!["policies", "leave"]);
+        let long = format!(
+            "{} the needle is here {}",
+            "word ".repeat(200),
+            "tail ".repeat(200)
+        );
+        let (s, off, hl) = snippet(&long, &query_terms("needle"));
+        assert!(off > 0 && s.contains("needle") && hl.len() == 1);
+    }
+}

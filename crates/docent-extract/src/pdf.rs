@@ -1,0 +1,884 @@
+//! PDF text layer with lopdf (parsing, decryption with the empty password) and pdf-extract
+//! (content streams, fonts, ToUnicode maps), which hands us every glyph with its position.
+//! The layout is ours: glyphs → lines (word spaces from gaps) → columns (gutters found in the
+//! x coverage of narrow lines; full-width lines split bands) → paragraphs (vertical gaps),
+//! de-hyphenated; headings from font sizes clearly above the body size; lines repeated at the
+//! top or bottom of most pages (running headers, footers, page numbers) are dropped.
+//!
+//! pdf-extract panics on some malformed files: every call is guarded, a failing page is
+//! skipped, and structures that would make it recurse forever (page-tree parent loops, form
+//! XObjects that draw themselves) are refused before it runs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use pdf_extract::{
+    Dictionary, Document, MediaBox, Object, ObjectId, OutputDev, OutputError, Transform,
+};
+
+use crate::{BlockKind, Builder, ExtractError, Extracted, Limits, guard};
+
+pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
+    let doc = guard("PDF", || {
+        Document::load_mem(bytes).map_err(|e| match e {
+            pdf_extract::Error::Decryption(_) => ExtractError::Encrypted,
+            e => ExtractError::failed("corrupt PDF", e),
+        })
+    })?;
+    if doc.is_encrypted() {
+        return Err(ExtractError::Encrypted);
+    }
+    let declared = doc
+        .catalog()
+        .ok()
+        .and_then(|c| c.get(b"Pages").ok())
+        .and_then(|p| p.as_reference().ok())
+        .and_then(|id| doc.get_dictionary(id).ok())
+        .and_then(|d| d.get(b"Count").ok())
+        .and_then(|c| c.as_i64().ok())
+        .unwrap_or(0);
+    if declared > limits.max_pages as i64 {
+        return Err(ExtractError::TooLarge(format!(
+            "the PDF has {declared} pages, more than the limit of {}",
+            limits.max_pages
+        )));
+    }
+    let pages = guard("PDF", || Ok(doc.get_pages()))?;
+    if pages.len() > limits.max_pages as usize {
+        return Err(ExtractError::TooLarge(format!(
+            "the PDF has {} pages, more than the limit of {}",
+            pages.len(),
+            limits.max_pages
+        )));
+    }
+    if pages.is_empty() {
+        return Err(ExtractError::Failed("the PDF has no pages".into()));
+    }
+    check_structure(&doc, &pages)?;
+
+    let mut collector = Collector::new(limits.max_output_chars.saturating_mul(2));
+    let whole = guard("PDF", || {
+        pdf_extract::output_doc(&doc, &mut collector).map_err(|e| ExtractError::failed("PDF", e))
+    });
+    if whole.is_err() {
+        // Salvage: re-run the pages after the last one that finished, one at a time.
+        collector.abort_page();
+        let done = collector.pages.len() as u32;
+        for (&num, _) in pages.range(done + 1..) {
+            let r = guard("PDF", || {
+                pdf_extract::output_doc_page(&doc, &mut collector, num)
+                    .map_err(|e| ExtractError::failed("PDF", e))
+            });
+            if r.is_err() {
+                collector.abort_page();
+                collector.pages.insert(num, Vec::new());
+            }
+        }
+    }
+    let page_count = pages.len() as u32;
+    if collector
+        .pages
+        .values()
+        .all(|g| g.iter().all(|g| g.text.trim().is_empty()))
+    {
+        return match whole {
+            Err(e) if collector.pages.is_empty() => Err(e),
+            _ => Err(ExtractError::NoTextLayer),
+        };
+    }
+
+    // Lines per page in reading order.
+    let mut page_lines: Vec<(u32, PageLayout)> = Vec::new();
+    for (num, glyphs) in std::mem::take(&mut collector.pages) {
+        let size = collector
+            .sizes
+            .get(&num)
+            .copied()
+            .unwrap_or((0.0, 0.0, 612.0, 792.0));
+        page_lines.push((num, layout_page(glyphs, size)));
+    }
+    drop_running_lines(&mut page_lines);
+
+    let body_size = body_font_size(&page_lines);
+    let mut paragraphs: Vec<(u32, f64, String)> = Vec::new();
+    for (num, page) in &page_lines {
+        for (size, text) in paragraphs_of(page) {
+            paragraphs.push((*num, size, text));
+        }
+    }
+    // Heading levels by distinct font size, largest first.
+    let mut heading_sizes: Vec<f64> = paragraphs
+        .iter()
+        .filter(|(_, s, t)| is_heading(*s, body_size, t))
+        .map(|(_, s, _)| (s * 2.0).round() / 2.0)
+        .collect();
+    heading_sizes.sort_by(|a, b| b.total_cmp(a));
+    heading_sizes.dedup();
+
+    let mut b = Builder::new(limits);
+    info_meta(&doc, &mut b);
+    for (page, size, text) in paragraphs {
+        let kind = if is_heading(size, body_size, &text) {
+            let rounded = (size * 2.0).round() / 2.0;
+            let level = heading_sizes
+                .iter()
+                .position(|&s| s == rounded)
+                .unwrap_or(0)
+                + 1;
+            BlockKind::Heading {
+                level: level.min(6) as u8,
+            }
+        } else {
+            BlockKind::Paragraph
+        };
+        b.push(kind, Some(page), &text);
+        if b.full() {
+            break;
+        }
+    }
+    b.meta.page_count = Some(page_count);
+    b.finish("application/pdf")
+}
+
+fn is_heading(size: f64, body: f64, text: &str) -> bool {
+    body > 0.0
+        && size >= body * 1.2
+        && size - body >= 1.5
+        && text.chars().count() <= 200
+        && text.chars().any(char::is_alphabetic)
+}
+
+/// Title, author and language from the document information dictionary and the catalog.
+fn info_meta(doc: &Document, b: &mut Builder) {
+    let info = doc.trailer.get(b"Info").ok().and_then(|o| match o {
+        Object::Reference(id) => doc.get_dictionary(*id).ok(),
+        Object::Dictionary(d) => Some(d),
+        _ => None,
+    });
+    let text = |d: &Dictionary, key: &[u8]| -> Option<String> {
+        let o = d.get(key).ok()?;
+        let o = match o {
+            Object::Reference(id) => doc.get_object(*id).ok()?,
+            o => o,
+        };
+        let bytes = o.as_str().ok()?;
+        let s = pdf_string(bytes);
+        let s = s.trim();
+        // Placeholders some producers write instead of nothing.
+        let junk = [
+            "untitled",
+            "(anonymous)",
+            "anonymous",
+            "unknown",
+            "(unspecified)",
+        ];
+        (!s.is_empty() && !junk.iter().any(|j| s.eq_ignore_ascii_case(j))).then(|| s.to_owned())
+    };
+    if let Some(info) = info {
+        b.meta.title = text(info, b"Title");
+        b.meta.author = text(info, b"Author");
+    }
+    if let Ok(cat) = doc.catalog() {
+        b.meta.language = text(cat, b"Lang");
+    }
+}
+
+/// A PDF text string: UTF-16BE (or LE) with a BOM, UTF-8 with a BOM, else PDFDocEncoding
+/// (read as Latin-1, which agrees on the printable range).
+fn pdf_string(bytes: &[u8]) -> String {
+    if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        let (s, _) = encoding_rs::UTF_16BE.decode_without_bom_handling(rest);
+        return s.into_owned();
+    }
+    if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        let (s, _) = encoding_rs::UTF_16LE.decode_without_bom_handling(rest);
+        return s.into_owned();
+    }
+    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        return String::from_utf8_lossy(rest).into_owned();
+    }
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// Refuses the structures on which pdf-extract would recurse without end.
+fn check_structure(doc: &Document, pages: &BTreeMap<u32, ObjectId>) -> Result<(), ExtractError> {
+    // Parent chains of pages must end.
+    for &id in pages.values() {
+        let mut cur = doc.get_dictionary(id).ok();
+        let mut steps = 0;
+        while let Some(d) = cur {
+            steps += 1;
+            if steps > 64 {
+                return Err(ExtractError::Failed(
+                    "malformed PDF: the page tree loops".into(),
+                ));
+            }
+            cur = d
+                .get(b"Parent")
+                .ok()
+                .and_then(|p| p.as_reference().ok())
+                .and_then(|p| doc.get_dictionary(p).ok());
+        }
+    }
+    // Form XObjects must not (transitively) draw themselves.
+    let mut edges: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+    let mut forms = 0usize;
+    for (&id, obj) in &doc.objects {
+        let Ok(stream) = obj.as_stream() else {
+            continue;
+        };
+        if stream.dict.get(b"Subtype").and_then(|s| s.as_name()).ok() != Some(b"Form".as_slice()) {
+            continue;
+        }
+        forms += 1;
+        if forms > 20_000 {
+            break;
+        }
+        let content = stream
+            .decompressed_content()
+            .unwrap_or_else(|_| stream.content.clone());
+        let names = do_names(&content);
+        if names.is_empty() {
+            continue;
+        }
+        // Its own resources, or (when it has none) any XObject dictionary that names it.
+        let own = stream
+            .dict
+            .get(b"Resources")
+            .ok()
+            .and_then(|r| deref_dict(doc, r))
+            .and_then(|r| r.get(b"XObject").ok())
+            .and_then(|x| deref_dict(doc, x));
+        let targets = edges.entry(id).or_default();
+        let mut resolve_in = |xobjects: &Dictionary| {
+            for n in &names {
+                if let Ok(Object::Reference(t)) = xobjects.get(n) {
+                    targets.push(*t);
+                }
+            }
+        };
+        match own {
+            Some(x) => resolve_in(x),
+            None => {
+                for obj in doc.objects.values() {
+                    if let Ok(d) = obj.as_dict()
+                        && let Ok(x) = d.get(b"XObject")
+                        && let Some(x) = deref_dict(doc, x)
+                        && x.iter().any(|(_, v)| v.as_reference().ok() == Some(id))
+                    {
+                        resolve_in(x);
+                    }
+                }
+            }
+        }
+    }
+    if has_cycle(&edges) {
+        return Err(ExtractError::Failed(
+            "malformed PDF: form XObjects draw themselves recursively".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn deref_dict<'a>(doc: &'a Document, o: &'a Object) -> Option<&'a Dictionary> {
+    match o {
+        Object::Dictionary(d) => Some(d),
+        Object::Reference(id) => doc.get_dictionary(*id).ok(),
+        _ => None,
+    }
+}
+
+/// The names used with the `Do` operator in a content stream (`/Name Do`).
+fn do_names(content: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(p) = content[i..].windows(2).position(|w| w == b"Do") {
+        let at = i + p;
+        i = at + 2;
+        let after_ok = content
+            .get(at + 2)
+            .is_none_or(|c| !c.is_ascii_alphanumeric());
+        if !after_ok {
+            continue;
+        }
+        let before = &content[..at];
+        let end = before
+            .iter()
+            .rposition(|c| !c.is_ascii_whitespace())
+            .map_or(0, |e| e + 1);
+        let start = before[..end]
+            .iter()
+            .rposition(|&c| c == b'/')
+            .unwrap_or(end);
+        if start < end
+            && !before[start + 1..end]
+                .iter()
+                .any(|c| c.is_ascii_whitespace())
+        {
+            let name = before[start + 1..end].to_vec();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+fn has_cycle(edges: &HashMap<ObjectId, Vec<ObjectId>>) -> bool {
+    let mut done: HashSet<ObjectId> = HashSet::new();
+    for &start in edges.keys() {
+        if done.contains(&start) {
+            continue;
+        }
+        let mut on_path: HashSet<ObjectId> = HashSet::new();
+        let mut stack: Vec<(ObjectId, usize)> = vec![(start, 0)];
+        on_path.insert(start);
+        while let Some((node, idx)) = stack.pop() {
+            let next = edges.get(&node).and_then(|v| v.get(idx)).copied();
+            match next {
+                Some(n) => {
+                    stack.push((node, idx + 1));
+                    if on_path.contains(&n) {
+                        return true;
+                    }
+                    if !done.contains(&n) {
+                        on_path.insert(n);
+                        stack.push((n, 0));
+                    }
+                }
+                None => {
+                    on_path.remove(&node);
+                    done.insert(node);
+                }
+            }
+        }
+    }
+    false
+}
+
+/// One glyph in user space.
+struct Glyph {
+    x: f64,
+    y: f64,
+    /// Text direction, unit vector.
+    dir: (f64, f64),
+    /// Advance along the direction.
+    adv: f64,
+    /// Font size in user space.
+    size: f64,
+    text: String,
+}
+
+struct Collector {
+    pages: BTreeMap<u32, Vec<Glyph>>,
+    sizes: HashMap<u32, (f64, f64, f64, f64)>,
+    current: Option<(u32, Vec<Glyph>)>,
+    /// Bytes of glyph text still allowed (bounds memory on pathological files).
+    budget: usize,
+}
+
+impl Collector {
+    fn new(budget: usize) -> Self {
+        Self {
+            pages: BTreeMap::new(),
+            sizes: HashMap::new(),
+            current: None,
+            budget,
+        }
+    }
+
+    /// Keeps what a page that failed half-way had produced.
+    fn abort_page(&mut self) {
+        if let Some((num, glyphs)) = self.current.take() {
+            self.pages.insert(num, glyphs);
+        }
+    }
+}
+
+impl OutputDev for Collector {
+    fn begin_page(
+        &mut self,
+        page_num: u32,
+        media_box: &MediaBox,
+        _: Option<(f64, f64, f64, f64)>,
+    ) -> Result<(), OutputError> {
+        self.sizes.insert(
+            page_num,
+            (media_box.llx, media_box.lly, media_box.urx, media_box.ury),
+        );
+        self.current = Some((page_num, Vec::new()));
+        Ok(())
+    }
+
+    fn end_page(&mut self) -> Result<(), OutputError> {
+        if let Some((num, glyphs)) = self.current.take() {
+            self.pages.insert(num, glyphs);
+        }
+        Ok(())
+    }
+
+    fn output_character(
+        &mut self,
+        trm: &Transform,
+        width: f64,
+        _spacing: f64,
+        font_size: f64,
+        char: &str,
+    ) -> Result<(), OutputError> {
+        let Some((_, glyphs)) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if self.budget == 0 {
+            return Ok(());
+        }
+        let len = (trm.m11 * trm.m11 + trm.m12 * trm.m12).sqrt();
+        let det = (trm.m11 * trm.m22 - trm.m12 * trm.m21).abs();
+        if !len.is_finite() || len == 0.0 || !trm.m31.is_finite() || !trm.m32.is_finite() {
+            return Ok(());
+        }
+        let size = (font_size * det.sqrt()).abs();
+        let size = if size.is_finite() && size > 0.0 {
+            size
+        } else {
+            1.0
+        };
+        self.budget = self.budget.saturating_sub(char.len());
+        glyphs.push(Glyph {
+            x: trm.m31,
+            y: trm.m32,
+            dir: (trm.m11 / len, trm.m12 / len),
+            adv: (width * font_size * len).abs(),
+            size,
+            text: clean_glyph(char),
+        });
+        Ok(())
+    }
+
+    fn begin_word(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+
+    fn end_word(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+
+    fn end_line(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+}
+
+fn clean_glyph(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\u{fb00}' => out.push_str("ff"),
+            '\u{fb01}' => out.push_str("fi"),
+            '\u{fb02}' => out.push_str("fl"),
+            '\u{fb03}' => out.push_str("ffi"),
+            '\u{fb04}' => out.push_str("ffl"),
+            '\u{fb05}' | '\u{fb06}' => out.push_str("st"),
+            '\u{ad}' | '\u{feff}' | '\u{200b}' => {}
+            '\u{a0}' | '\t' | '\r' | '\n' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A line (or a line segment, when a wide gap splits it) in reading order.
+#[derive(Clone)]
+struct Line {
+    /// Text direction in degrees: 0 upright, others rotated.
+    rot: i16,
+    /// Start and end along the baseline, and the baseline's position across it (upright:
+    /// x0, x1, y; y grows upwards).
+    u0: f64,
+    u1: f64,
+    v: f64,
+    size: f64,
+    text: String,
+    /// Column index (upright text), or `usize::MAX` for text spanning columns.
+    col: usize,
+    dropped: bool,
+}
+
+struct PageLayout {
+    lines: Vec<Line>,
+    /// Page box: llx, lly, urx, ury.
+    bbox: (f64, f64, f64, f64),
+    /// Column boundaries (x of gutters' middles).
+    gutters: Vec<f64>,
+}
+
+/// The text direction in whole degrees (0 for upright text).
+fn rot_of(dir: (f64, f64)) -> i16 {
+    let deg = dir.1.atan2(dir.0).to_degrees().round() as i16;
+    if deg == -180 { 180 } else { deg }
+}
+
+fn layout_page(glyphs: Vec<Glyph>, bbox: (f64, f64, f64, f64)) -> PageLayout {
+    // 1. Runs: consecutive glyphs (content order) on one baseline, close together.
+    let mut runs: Vec<Line> = Vec::new();
+    let mut cur: Option<Line> = None;
+    let mut pending_space = false;
+    for g in glyphs {
+        let rot = rot_of(g.dir);
+        let (ux, uy) = if rot == 0 { (1.0, 0.0) } else { g.dir };
+        let u = g.x * ux + g.y * uy;
+        let v = -g.x * uy + g.y * ux;
+        if g.text.trim().is_empty() {
+            pending_space = true;
+            if let Some(c) = cur.as_mut()
+                && c.rot == rot
+                && (v - c.v).abs() < 0.5 * c.size.max(g.size)
+            {
+                c.u1 = c.u1.max(u + g.adv);
+            }
+            continue;
+        }
+        if let Some(c) = cur.as_mut() {
+            let size = c.size.max(g.size);
+            let same_line = c.rot == rot && (v - c.v).abs() < 0.35 * size;
+            let gap = u - c.u1;
+            if same_line && gap > -0.6 * size && gap < 1.2 * size.max(1.0) {
+                if (pending_space || gap > 0.15 * size.min(g.size.max(0.1)))
+                    && !c.text.ends_with(' ')
+                {
+                    c.text.push(' ');
+                }
+                c.text.push_str(&g.text);
+                c.u1 = c.u1.max(u + g.adv);
+                c.size = c.size.max(g.size);
+                pending_space = false;
+                continue;
+            }
+            runs.push(cur.take().expect("current run"));
+        }
+        pending_space = false;
+        cur = Some(Line {
+            rot,
+            u0: u,
+            u1: u + g.adv,
+            v,
+            size: g.size,
+            text: g.text,
+            col: 0,
+            dropped: false,
+        });
+    }
+    runs.extend(cur);
+
+    // 2. Lines: runs on one baseline that touch, whatever their content order.
+    runs.sort_by(|a, b| a.rot.cmp(&b.rot).then(b.v.total_cmp(&a.v)));
+    let mut lines: Vec<Line> = Vec::new();
+    let mut i = 0;
+    while i < runs.len() {
+        let mut j = i + 1;
+        while j < runs.len()
+            && runs[j].rot == runs[i].rot
+            && (runs[i].v - runs[j].v).abs() < 0.35 * runs[i].size.max(runs[j].size)
+        {
+            j += 1;
+        }
+        let mut group: Vec<Line> = runs[i..j].to_vec();
+        group.sort_by(|a, b| a.u0.total_cmp(&b.u0));
+        let mut merged: Vec<Line> = Vec::new();
+        for r in group {
+            if let Some(last) = merged.last_mut() {
+                let size = last.size.max(r.size);
+                let gap = r.u0 - last.u1;
+                if gap < 1.2 * size && gap > -0.5 * size {
+                    if gap > 0.15 * size && !last.text.ends_with(' ') && !r.text.starts_with(' ') {
+                        last.text.push(' ');
+                    }
+                    last.text.push_str(&r.text);
+                    last.u1 = last.u1.max(r.u1);
+                    last.size = size;
+                    continue;
+                }
+            }
+            merged.push(r);
+        }
+        lines.extend(merged);
+        i = j;
+    }
+    for l in &mut lines {
+        l.text = l.text.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    lines.retain(|l| !l.text.is_empty());
+
+    // 3. Columns from gutters in the x coverage of narrow upright lines.
+    let upright: Vec<&Line> = lines.iter().filter(|l| l.rot == 0).collect();
+    let gutters = find_gutters(&upright);
+    for l in &mut lines {
+        if l.rot != 0 {
+            continue;
+        }
+        let start = gutters.iter().filter(|&&g| g <= l.u0).count();
+        let end = gutters.iter().filter(|&&g| g < l.u1).count();
+        l.col = if start == end { start } else { usize::MAX };
+    }
+
+    // 4. Reading order: bands split by spanning lines; inside a band, column by column.
+    let (mut up, rotated): (Vec<Line>, Vec<Line>) = lines.into_iter().partition(|l| l.rot == 0);
+    up.sort_by(|a, b| b.v.total_cmp(&a.v).then(a.u0.total_cmp(&b.u0)));
+    let mut ordered: Vec<Line> = Vec::with_capacity(up.len() + rotated.len());
+    let mut band: Vec<Line> = Vec::new();
+    let flush_band = |band: &mut Vec<Line>, ordered: &mut Vec<Line>| {
+        band.sort_by(|a, b| {
+            a.col
+                .cmp(&b.col)
+                .then(b.v.total_cmp(&a.v))
+                .then(a.u0.total_cmp(&b.u0))
+        });
+        ordered.append(band);
+    };
+    for l in up {
+        if l.col == usize::MAX && !gutters.is_empty() {
+            flush_band(&mut band, &mut ordered);
+            ordered.push(l);
+        } else {
+            band.push(l);
+        }
+    }
+    flush_band(&mut band, &mut ordered);
+    ordered.extend(rotated);
+    PageLayout {
+        lines: ordered,
+        bbox,
+        gutters,
+    }
+}
+
+/// Column gutters: wide vertical strips in the middle of the text area that no narrow line
+/// crosses, with enough lines on both sides.
+fn find_gutters(lines: &[&Line]) -> Vec<f64> {
+    if lines.len() < 6 {
+        return Vec::new();
+    }
+    let min_x = lines.iter().map(|l| l.u0).fold(f64::INFINITY, f64::min);
+    let max_x = lines.iter().map(|l| l.u1).fold(f64::NEG_INFINITY, f64::max);
+    let extent = max_x - min_x;
+    if !(extent.is_finite() && extent > 50.0 && extent < 20_000.0) {
+        return Vec::new();
+    }
+    let narrow: Vec<&&Line> = lines
+        .iter()
+        .filter(|l| l.u1 - l.u0 < 0.55 * extent)
+        .collect();
+    if narrow.len() < 6 {
+        return Vec::new();
+    }
+    let n = extent.ceil() as usize + 1;
+    let mut cover = vec![0u32; n];
+    for l in &narrow {
+        let a = ((l.u0 - min_x).max(0.0) as usize).min(n - 1);
+        let b = ((l.u1 - min_x).max(0.0) as usize).min(n - 1);
+        for c in &mut cover[a..=b] {
+            *c += 1;
+        }
+    }
+    let mut sizes: Vec<f64> = narrow.iter().map(|l| l.size).collect();
+    sizes.sort_by(f64::total_cmp);
+    let size = sizes[sizes.len() / 2];
+    let min_gap = (0.8 * size).max(6.0);
+    let lo = (0.15 * extent) as usize;
+    let hi = (0.85 * extent) as usize;
+    let mut gutters = Vec::new();
+    let mut x = lo;
+    while x < hi {
+        if cover[x] == 0 {
+            let start = x;
+            while x < n && cover[x] == 0 {
+                x += 1;
+            }
+            let width = (x - start) as f64;
+            let mid = min_x + (start + x) as f64 / 2.0;
+            if width >= min_gap {
+                let left = narrow.iter().filter(|l| l.u1 <= mid).count();
+                let right = narrow.iter().filter(|l| l.u0 >= mid).count();
+                if left >= 3 && right >= 3 {
+                    gutters.push(mid);
+                }
+            }
+        }
+        x += 1;
+    }
+    gutters
+}
+
+/// Drops lines near the top or bottom edge whose text (digits ignored) recurs at that edge on
+/// most pages: running headers, footers and page numbers.
+fn drop_running_lines(pages: &mut [(u32, PageLayout)]) {
+    if pages.len() < 3 {
+        return;
+    }
+    let key = |l: &Line| -> String {
+        let mut k = String::new();
+        let mut last_digit = false;
+        for c in l.text.chars() {
+            if c.is_ascii_digit() {
+                if !last_digit {
+                    k.push('#');
+                }
+                last_digit = true;
+            } else {
+                last_digit = false;
+                if !c.is_whitespace() {
+                    k.extend(c.to_lowercase());
+                }
+            }
+        }
+        k
+    };
+    let edge = |p: &PageLayout, l: &Line| -> Option<bool> {
+        let (_, lly, _, ury) = p.bbox;
+        let h = (ury - lly).abs().max(1.0);
+        if l.rot != 0 {
+            return None;
+        }
+        if l.v > ury - 0.12 * h {
+            Some(true)
+        } else if l.v < lly + 0.12 * h {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    let mut counts: HashMap<(bool, String), usize> = HashMap::new();
+    for (_, p) in pages.iter() {
+        let mut seen = HashSet::new();
+        for l in &p.lines {
+            if let Some(top) = edge(p, l)
+                && seen.insert((top, key(l)))
+            {
+                *counts.entry((top, key(l))).or_default() += 1;
+            }
+        }
+    }
+    let need = pages.len().div_ceil(2).max(3);
+    for (_, p) in pages.iter_mut() {
+        let marks: Vec<bool> = p
+            .lines
+            .iter()
+            .map(|l| {
+                edge(p, l)
+                    .is_some_and(|top| counts.get(&(top, key(l))).copied().unwrap_or(0) >= need)
+            })
+            .collect();
+        for (l, drop) in p.lines.iter_mut().zip(marks) {
+            l.dropped = drop;
+        }
+    }
+}
+
+/// The font size that carries most of the text.
+fn body_font_size(pages: &[(u32, PageLayout)]) -> f64 {
+    let mut hist: HashMap<i64, usize> = HashMap::new();
+    for (_, p) in pages {
+        for l in p.lines.iter().filter(|l| !l.dropped) {
+            *hist.entry((l.size * 2.0).round() as i64).or_default() += l.text.len();
+        }
+    }
+    hist.into_iter()
+        .max_by_key(|&(s, n)| (n, -s))
+        .map_or(0.0, |(s, _)| s as f64 / 2.0)
+}
+
+/// Paragraphs of a page: consecutive lines of one column and size with no wide vertical gap.
+fn paragraphs_of(page: &PageLayout) -> Vec<(f64, String)> {
+    let mut out: Vec<(f64, String)> = Vec::new();
+    let mut cur: Option<(Line, String)> = None;
+    let col_right = |col: usize| -> f64 {
+        if col == usize::MAX {
+            f64::INFINITY
+        } else {
+            page.gutters.get(col).copied().unwrap_or(f64::INFINITY)
+        }
+    };
+    for l in page.lines.iter().filter(|l| !l.dropped) {
+        if let Some((prev, text)) = cur.as_mut() {
+            let size = prev.size.max(l.size);
+            let gap = prev.v - l.v;
+            let same_size = (prev.size - l.size).abs() < 0.15 * size;
+            let continues = prev.rot == l.rot
+                && prev.col == l.col
+                && same_size
+                && gap > 0.0
+                && gap < 1.75 * size
+                && !(ends_sentence(&prev.text)
+                    && prev.u1
+                        < col_right(prev.col).min(page_right(page))
+                            - 0.3 * (prev.u1 - prev.u0).max(1.0));
+            if continues {
+                join_line(text, &l.text);
+                *prev = l.clone();
+                continue;
+            }
+            out.push((prev.size, std::mem::take(text)));
+        }
+        cur = Some((l.clone(), l.text.clone()));
+    }
+    if let Some((prev, text)) = cur {
+        out.push((prev.size, text));
+    }
+    out
+}
+
+fn page_right(page: &PageLayout) -> f64 {
+    page.lines
+        .iter()
+        .map(|l| l.u1)
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+fn ends_sentence(s: &str) -> bool {
+    s.ends_with(['.', '!', '?', ':'])
+}
+
+/// Joins a line to a paragraph, undoing end-of-line hyphenation (`exam-` + `ple`).
+fn join_line(text: &mut String, next: &str) {
+    let mut chars = text.chars().rev();
+    let hyphen = chars.next() == Some('-') && chars.next().is_some_and(char::is_alphabetic);
+    if hyphen && next.starts_with(|c: char| c.is_lowercase()) {
+        text.pop();
+        text.push_str(next);
+    } else {
+        text.push(' ');
+        text.push_str(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn do_operator_names() {
+        assert_eq!(
+            do_names(b"q /Fm1 Do Q /X2 Do"),
+            vec![b"Fm1".to_vec(), b"X2".to_vec()]
+        );
+        assert!(do_names(b"Done").is_empty());
+    }
+
+    #[test]
+    fn cycles_are_found() {
+        let mut e: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+        e.insert((1, 0), vec![(2, 0)]);
+        e.insert((2, 0), vec![(3, 0)]);
+        assert!(!has_cycle(&e));
+        e.insert((3, 0), vec![(1, 0)]);
+        assert!(has_cycle(&e));
+    }
+
+    #[test]
+    fn dehyphenation() {
+        let mut s = "an exam-".to_owned();
+        join_line(&mut s, "ple here");
+        assert_eq!(s, "an example here");
+        let mut s = "well-".to_owned();
+        join_line(&mut s, "Known");
+        assert_eq!(s, "well- Known");
+    }
+}

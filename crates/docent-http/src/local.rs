@@ -1,0 +1,30 @@
+//! The API's search and ask operations for in-process callers (the CLI without `--url`): same
+//! request validation, same response shape, no HTTP.
+
+use docent_core::Services;
+use docent_domain::{Code, Error, TenantId};
+use serde_json::Value;
+
+use crate::routes::search::{AskRequest, SearchRequest};
+
+fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Error> {
+    serde_json::from_value(body).map_err(|e| Error::new(Code::InvalidJson, e.to_string()))
+}
+
+/// `POST /api/v1/search`, in process.
+pub async fn search(services: &Services, tenant: TenantId, body: Value) -> Result<Value, Error> {
+    let req: SearchRequest = parse(body)?;
+    let resp = crate::routes::search::run(services, tenant, req, None)
+        .await
+        .map_err(|e| e.0)?;
+    serde_json::to_value(resp).map_err(Error::internal)
+}
+
+/// `POST /api/v1/ask`, in process.
+pub async fn ask(services: &Services, tenant: TenantId, body: Value) -> Result<Value, Error> {
+    let req: AskRequest = parse(body)?;
+    let resp = crate::routes::search::answer(services, tenant, req)
+        .await
+        .map_err(|e| e.0)?;
+    serde_json::to_value(resp).map_err(Error::internal)
+}

@@ -1,0 +1,126 @@
+//! The embedded search indexes behind [`SearchIndex`]:
+//!
+//! - [`keyword`]: BM25 over chunk text with tantivy — English stemming and stop words, the
+//!   document title and heading path as boosted fields. One index for all tenants and
+//!   collections, filtered by indexed `tenant/collection` and `tenant/document` terms, so
+//!   thousands of collections cost nothing extra.
+//! - [`vector`]: exact cosine scan (vectors are L2-normalised, so a dot product) over in-memory
+//!   namespaces per (tenant, collection). The vectors' durable home is the metadata store; the
+//!   index is loaded from it at start and on `docent reindex`.
+//!
+//! [`open`] is the one factory from [`IndexConfig`](docent_config::IndexConfig).
+
+pub mod keyword;
+pub mod vector;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use docent_domain::ports::{IndexChunk, IndexFilter, ScoredChunk, SearchIndex};
+use docent_domain::{CollectionId, DocumentId, Error, Result, TenantId};
+
+pub use keyword::KeywordIndex;
+pub use vector::VectorIndex;
+
+/// Both embedded indexes.
+pub struct EmbeddedIndex {
+    keyword: KeywordIndex,
+    vectors: VectorIndex,
+}
+
+impl EmbeddedIndex {
+    /// Opens (or creates) the indexes under `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::unavailable("the index directory", e))?;
+        Ok(Self {
+            keyword: KeywordIndex::open(&dir.join("keyword"))?,
+            vectors: VectorIndex::default(),
+        })
+    }
+
+    /// The vector index (to load stored vectors at start).
+    pub fn vectors(&self) -> &VectorIndex {
+        &self.vectors
+    }
+
+    /// Number of chunks in the keyword index.
+    pub fn keyword_len(&self) -> u64 {
+        self.keyword.len()
+    }
+}
+
+/// Opens the configured index.
+pub fn open(
+    config: &docent_config::IndexConfig,
+    data_path: impl Fn(&Path) -> std::path::PathBuf,
+) -> Result<Arc<EmbeddedIndex>> {
+    match config {
+        docent_config::IndexConfig::Embedded { path } => {
+            Ok(Arc::new(EmbeddedIndex::open(&data_path(path))?))
+        }
+    }
+}
+
+#[async_trait]
+impl SearchIndex for EmbeddedIndex {
+    async fn upsert_document(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        chunks: Vec<IndexChunk>,
+    ) -> Result<()> {
+        self.vectors.upsert_document(tenant, document, &chunks);
+        let kw = self.keyword.clone();
+        tokio::task::spawn_blocking(move || kw.upsert_document(tenant, document, &chunks))
+            .await
+            .map_err(Error::internal)?
+    }
+
+    async fn delete_document(&self, tenant: TenantId, document: DocumentId) -> Result<()> {
+        self.vectors.delete_document(tenant, document);
+        let kw = self.keyword.clone();
+        tokio::task::spawn_blocking(move || kw.delete_document(tenant, document))
+            .await
+            .map_err(Error::internal)?
+    }
+
+    async fn delete_collection(&self, tenant: TenantId, collection: CollectionId) -> Result<()> {
+        self.vectors.delete_collection(tenant, collection);
+        let kw = self.keyword.clone();
+        tokio::task::spawn_blocking(move || kw.delete_collection(tenant, collection))
+            .await
+            .map_err(Error::internal)?
+    }
+
+    async fn keyword(
+        &self,
+        tenant: TenantId,
+        filter: &IndexFilter,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>> {
+        let (kw, filter, query) = (self.keyword.clone(), filter.clone(), query.to_owned());
+        tokio::task::spawn_blocking(move || kw.search(tenant, &filter, &query, limit))
+            .await
+            .map_err(Error::internal)?
+    }
+
+    async fn vector(
+        &self,
+        tenant: TenantId,
+        filter: &IndexFilter,
+        query: &[f32],
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>> {
+        Ok(self.vectors.search(tenant, filter, query, limit))
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.vectors.clear();
+        let kw = self.keyword.clone();
+        tokio::task::spawn_blocking(move || kw.clear())
+            .await
+            .map_err(Error::internal)?
+    }
+}

@@ -1,0 +1,380 @@
+//! [`LocalMiniLm`]: all-MiniLM-L6-v2 on the CPU, with its own worker threads.
+
+use std::cmp::Reverse;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use docent_domain::Error;
+use rayon::prelude::*;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::bert::{Bert, BertConfig};
+use crate::kernels::Parallelism;
+use crate::{Embedder, LoadError, ModelFiles};
+
+/// The model id [`LocalMiniLm`] reports.
+pub const MINILM_MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// The length of an all-MiniLM-L6-v2 vector.
+pub const MINILM_DIMENSION: usize = 384;
+/// The longest input, in word pieces with `[CLS]` and `[SEP]`, the model was trained on
+/// (its `sentence_bert_config.json` `max_seq_length`); longer inputs are truncated.
+pub const MINILM_MAX_TOKENS: usize = 256;
+
+/// Tuning for [`LocalMiniLm`]. The defaults suit a small machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalMiniLmOptions {
+    /// Threads doing inference, in a pool of their own; `None`: one per available CPU.
+    pub threads: Option<usize>,
+    /// The most texts in one forward pass.
+    pub batch_size: usize,
+    /// The most tokens (summed over its texts) in one forward pass; bounds memory, which is
+    /// about 12 KiB per token of a batch.
+    pub max_batch_tokens: usize,
+    /// Inputs are truncated to this many word pieces, special tokens included (at most the
+    /// model's 512 positions).
+    pub max_tokens: usize,
+}
+
+impl Default for LocalMiniLmOptions {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            batch_size: 32,
+            max_batch_tokens: 4096,
+            max_tokens: MINILM_MAX_TOKENS,
+        }
+    }
+}
+
+/// `sentence-transformers/all-MiniLM-L6-v2` running locally on the CPU.
+///
+/// Texts are tokenized (truncated to [`LocalMiniLmOptions::max_tokens`]), sorted by length and
+/// grouped into batches of similar lengths, run through the encoder without padding, mean
+/// pooled and L2-normalised; the vectors come back in the caller's order. All of it runs on a
+/// dedicated thread pool of [`LocalMiniLmOptions::threads`] threads: [`Embedder::embed`] only
+/// waits for the result, so it never blocks the async runtime.
+///
+/// Cloning is cheap and shares the model and its pool.
+#[derive(Clone)]
+pub struct LocalMiniLm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    model: Bert,
+    /// Truncates to `max_tokens`, never pads: what the model sees.
+    truncating: Tokenizer,
+    /// Neither truncates nor pads: for counting.
+    counting: Tokenizer,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    options: LocalMiniLmOptions,
+}
+
+impl fmt::Debug for LocalMiniLm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalMiniLm")
+            .field("model_id", &MINILM_MODEL_ID)
+            .field("threads", &self.inner.threads)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalMiniLm {
+    /// Loads the model from `path`: a model directory or a Hugging Face cache (see
+    /// [`ModelFiles::locate`]).
+    ///
+    /// # Errors
+    /// A [`LoadError`] when the files are missing (its message says how to get them) or
+    /// invalid, or the options are out of range.
+    pub fn load(path: impl AsRef<Path>, options: LocalMiniLmOptions) -> Result<Self, LoadError> {
+        Self::from_files(&ModelFiles::locate(path)?, options)
+    }
+
+    /// Loads the model from located files.
+    ///
+    /// # Errors
+    /// As [`LocalMiniLm::load`].
+    pub fn from_files(files: &ModelFiles, options: LocalMiniLmOptions) -> Result<Self, LoadError> {
+        if options.batch_size == 0 || options.max_batch_tokens == 0 {
+            return Err(LoadError::Options(
+                "batch_size and max_batch_tokens must be at least 1".into(),
+            ));
+        }
+        if options.threads == Some(0) {
+            return Err(LoadError::Options("threads must be at least 1".into()));
+        }
+        let config = BertConfig::from_file(&files.config)?;
+        if config.hidden_size != MINILM_DIMENSION {
+            return Err(LoadError::Invalid {
+                path: files.config.clone(),
+                reason: format!(
+                    "hidden_size is {}, all-MiniLM-L6-v2 has {MINILM_DIMENSION}",
+                    config.hidden_size
+                ),
+            });
+        }
+        if options.max_tokens < 2 || options.max_tokens > config.max_position_embeddings {
+            return Err(LoadError::Options(format!(
+                "max_tokens must be between 2 and {}",
+                config.max_position_embeddings
+            )));
+        }
+
+        let invalid = |reason: String| LoadError::Invalid {
+            path: files.tokenizer.clone(),
+            reason,
+        };
+        let mut counting =
+            Tokenizer::from_file(&files.tokenizer).map_err(|e| invalid(e.to_string()))?;
+        // tokenizer.json ships with truncation 128 and fixed padding 128: neither is wanted.
+        counting.with_padding(None);
+        counting
+            .with_truncation(None)
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut truncating = counting.clone();
+        truncating
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length: options.max_tokens,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| invalid(e.to_string()))?;
+        if counting.get_vocab_size(true) > config.vocab_size {
+            return Err(invalid(format!(
+                "the tokenizer has {} tokens, the model {}",
+                counting.get_vocab_size(true),
+                config.vocab_size
+            )));
+        }
+
+        let model = Bert::load(&config, &files.weights)?;
+        debug_assert_eq!(model.hidden(), MINILM_DIMENSION);
+        debug_assert!(options.max_tokens <= model.max_positions());
+
+        let threads = options.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("docent-embed-{i}"))
+            .build()?;
+        tracing::info!(
+            dir = %files.dir.display(),
+            threads,
+            batch_size = options.batch_size,
+            "loaded {MINILM_MODEL_ID}"
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                model,
+                truncating,
+                counting,
+                pool,
+                threads,
+                options,
+            }),
+        })
+    }
+
+    /// The tokenizer, with truncation and padding turned off: for sizing chunks in word
+    /// pieces. What the model sees is this, truncated to [`LocalMiniLm::max_tokens`].
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.inner.counting
+    }
+
+    /// The number of word pieces in `text`, `[CLS]` and `[SEP]` included, before truncation.
+    /// A text is embedded whole when this is at most [`LocalMiniLm::max_tokens`].
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.inner
+            .counting
+            .encode_fast(text, true)
+            .map_or(0, |e| e.get_ids().len())
+    }
+
+    /// Inputs longer than this many word pieces (special tokens included) are truncated.
+    pub fn max_tokens(&self) -> usize {
+        self.inner.options.max_tokens
+    }
+
+    /// The number of inference threads.
+    pub fn threads(&self) -> usize {
+        self.inner.threads
+    }
+
+    /// [`Embedder::embed`] for synchronous callers: runs on the model's pool and blocks the
+    /// calling thread until done. Do not call it from an async task.
+    ///
+    /// # Errors
+    /// As [`Embedder::embed`].
+    pub fn embed_blocking<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+    ) -> Result<Vec<Vec<f32>>, Error> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        inner
+            .pool
+            .install(|| catch_unwind(AssertUnwindSafe(|| inner.embed(texts))))
+            .unwrap_or_else(|panic| Err(panicked(panic)))
+    }
+}
+
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> Error {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    Error::internal(std::io::Error::other(format!("embedding panicked: {what}")))
+}
+
+impl Inner {
+    /// Runs inside the pool.
+    fn embed<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, Error> {
+        let ids: Vec<Vec<u32>> = texts
+            .par_iter()
+            .map(|t| {
+                self.truncating
+                    .encode_fast(t.as_ref(), true)
+                    .map(|e| e.get_ids().to_vec())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                Error::internal(std::io::Error::other(format!("tokenization failed: {e}")))
+            })?;
+
+        // Longest first, so that one batch holds texts of similar lengths and the costliest
+        // batches start first; the encoder does not pad, so this evens out the batches.
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| Reverse(ids[i].len()));
+        let batches = make_batches(&order, |i| ids[i].len(), &self.options);
+
+        let run = |batch: &[usize], par: Parallelism| {
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+            self.model.embed(&seqs, par)
+        };
+        // With enough batches, give each thread whole batches (no synchronisation inside a
+        // forward pass); otherwise split each forward pass across the threads.
+        let vectors: Vec<Vec<f32>> = if self.threads > 1 && batches.len() >= 2 * self.threads {
+            batches
+                .par_iter()
+                .map(|b| run(b, Parallelism::None))
+                .collect()
+        } else {
+            let par = if self.threads > 1 {
+                Parallelism::Rayon(self.threads)
+            } else {
+                Parallelism::None
+            };
+            batches.iter().map(|b| run(b, par)).collect()
+        };
+
+        let mut out = vec![Vec::new(); texts.len()];
+        for (batch, flat) in batches.iter().zip(vectors) {
+            for (&i, v) in batch.iter().zip(flat.chunks_exact(MINILM_DIMENSION)) {
+                out[i] = v.to_vec();
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Cuts `order` into consecutive batches of at most `batch_size` texts and
+/// `max_batch_tokens` tokens (a longer single text gets a batch of its own).
+fn make_batches(
+    order: &[usize],
+    len: impl Fn(usize) -> usize,
+    o: &LocalMiniLmOptions,
+) -> Vec<Vec<usize>> {
+    let mut batches = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    let mut tokens = 0;
+    for &i in order {
+        let l = len(i);
+        if !cur.is_empty() && (cur.len() == o.batch_size || tokens + l > o.max_batch_tokens) {
+            batches.push(std::mem::take(&mut cur));
+            tokens = 0;
+        }
+        cur.push(i);
+        tokens += l;
+    }
+    if !cur.is_empty() {
+        batches.push(cur);
+    }
+    batches
+}
+
+#[async_trait]
+impl Embedder for LocalMiniLm {
+    fn model_id(&self) -> &str {
+        MINILM_MODEL_ID
+    }
+
+    fn dimension(&self) -> usize {
+        MINILM_DIMENSION
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, Error> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = Arc::clone(&self.inner);
+        let texts = texts.to_vec();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.pool.spawn(move || {
+            let result = catch_unwind(AssertUnwindSafe(|| inner.embed(&texts)))
+                .unwrap_or_else(|panic| Err(panicked(panic)));
+            // The caller may have gone away; then nobody wants the result.
+            let _ = tx.send(result);
+        });
+        rx.await
+            .map_err(|e| Error::unavailable("the embedding model", e))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_both_limits_and_keep_every_text() {
+        let lens = [300, 200, 100, 100, 50, 10, 10, 10, 5];
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let o = LocalMiniLmOptions {
+            batch_size: 3,
+            max_batch_tokens: 250,
+            ..LocalMiniLmOptions::default()
+        };
+        let b = make_batches(&order, |i| lens[i], &o);
+        assert_eq!(
+            b,
+            vec![vec![0], vec![1], vec![2, 3, 4], vec![5, 6, 7], vec![8]]
+        );
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        for f in crate::REQUIRED_FILES {
+            std::fs::write(tmp.path().join(f), b"x").unwrap();
+        }
+        let bad = LocalMiniLmOptions {
+            batch_size: 0,
+            ..LocalMiniLmOptions::default()
+        };
+        let err = LocalMiniLm::load(tmp.path(), bad).unwrap_err();
+        assert!(matches!(err, LoadError::Options(_)), "{err}");
+        // The files exist but are not a model.
+        let err = LocalMiniLm::load(tmp.path(), LocalMiniLmOptions::default()).unwrap_err();
+        assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains("config.json"), "{err}");
+    }
+}

@@ -1,0 +1,167 @@
+//! Parity with sentence-transformers: the vectors in `fixtures/reference.json` were computed
+//! by sentence-transformers (PyTorch) from the same model files (`scripts/gen-embedding-reference`).
+//!
+//! Needs the model: `$DOCENT_TEST_MODEL_DIR`, else `./models/all-MiniLM-L6-v2` at the
+//! workspace root (`scripts/get-model` puts it there). Without it the tests print a skip
+//! notice and pass.
+
+use std::path::PathBuf;
+
+use docent_models::{Embedder, LocalMiniLm, LocalMiniLmOptions, MINILM_DIMENSION};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Reference {
+    model: String,
+    max_seq_length: usize,
+    sentences: Vec<Sentence>,
+}
+
+#[derive(Deserialize)]
+struct Sentence {
+    text: String,
+    tokens: usize,
+    tokens_untruncated: usize,
+    embedding: Vec<f32>,
+}
+
+fn reference() -> Reference {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn model_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCENT_TEST_MODEL_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    dir.join("model.safetensors").exists().then_some(dir)
+}
+
+fn load(options: LocalMiniLmOptions) -> Option<LocalMiniLm> {
+    let Some(dir) = model_dir() else {
+        eprintln!("skipped: model not found, run scripts/get-model (or set DOCENT_TEST_MODEL_DIR)");
+        return None;
+    };
+    Some(LocalMiniLm::load(&dir, options).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn assert_parity(reference: &Reference, got: &[Vec<f32>], label: &str) {
+    assert_eq!(got.len(), reference.sentences.len());
+    let mut worst = (f64::INFINITY, "");
+    for (s, v) in reference.sentences.iter().zip(got) {
+        assert_eq!(v.len(), MINILM_DIMENSION);
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(
+            (norm - 1.0).abs() < 1e-4,
+            "{label}: norm {norm} for {:?}",
+            s.text
+        );
+        let c = cosine(v, &s.embedding);
+        assert!(c >= 0.999, "{label}: cosine {c} for {:?}", s.text);
+        if c < worst.0 {
+            worst = (c, &s.text);
+        }
+    }
+    eprintln!("{label}: lowest cosine {:.7} ({:?})", worst.0, worst.1);
+}
+
+#[test]
+fn embeddings_match_sentence_transformers() {
+    let reference = reference();
+    assert_eq!(reference.model, "sentence-transformers/all-MiniLM-L6-v2");
+    let Some(model) = load(LocalMiniLmOptions::default()) else {
+        return;
+    };
+    assert_eq!(model.model_id(), reference.model);
+    assert_eq!(model.dimension(), MINILM_DIMENSION);
+    assert_eq!(model.max_tokens(), reference.max_seq_length);
+    let texts: Vec<String> = reference.sentences.iter().map(|s| s.text.clone()).collect();
+    let got = model.embed_blocking(&texts).unwrap();
+    assert_parity(&reference, &got, "default options");
+}
+
+#[test]
+fn token_counts_match_the_reference_tokenizer() {
+    let reference = reference();
+    let Some(model) = load(LocalMiniLmOptions::default()) else {
+        return;
+    };
+    for s in &reference.sentences {
+        let n = model.count_tokens(&s.text);
+        assert_eq!(n, s.tokens_untruncated, "{:?}", s.text);
+        assert_eq!(n.min(model.max_tokens()), s.tokens, "{:?}", s.text);
+    }
+    assert!(
+        reference
+            .sentences
+            .iter()
+            .any(|s| s.tokens_untruncated > model.max_tokens()),
+        "the fixtures exercise truncation"
+    );
+}
+
+#[test]
+fn batching_and_threads_do_not_change_results() {
+    let reference = reference();
+    let texts: Vec<String> = reference.sentences.iter().map(|s| s.text.clone()).collect();
+    for (threads, batch_size, max_batch_tokens) in [(1, 1, 4096), (2, 3, 300), (2, 64, 100_000)] {
+        let options = LocalMiniLmOptions {
+            threads: Some(threads),
+            batch_size,
+            max_batch_tokens,
+            ..LocalMiniLmOptions::default()
+        };
+        let Some(model) = load(options) else {
+            return;
+        };
+        let got = model.embed_blocking(&texts).unwrap();
+        assert_parity(
+            &reference,
+            &got,
+            &format!("threads {threads}, batch {batch_size}, {max_batch_tokens} tokens"),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_embedder_matches_too_and_keeps_order() {
+    let reference = reference();
+    let Some(model) = load(LocalMiniLmOptions::default()) else {
+        return;
+    };
+    let model: std::sync::Arc<dyn Embedder> = std::sync::Arc::new(model);
+    assert!(model.embed(&[]).await.unwrap().is_empty());
+    // Reversed input order, two calls at once.
+    let texts: Vec<String> = reference
+        .sentences
+        .iter()
+        .rev()
+        .map(|s| s.text.clone())
+        .collect();
+    let (a, b) = tokio::join!(model.embed(&texts), model.embed(&texts[..3]));
+    let mut a = a.unwrap();
+    a.reverse();
+    assert_parity(&reference, &a, "async");
+    let b = b.unwrap();
+    assert_eq!(b.len(), 3);
+    for (x, y) in b.iter().zip(&texts[..3]) {
+        let i = reference
+            .sentences
+            .iter()
+            .position(|s| &s.text == y)
+            .unwrap();
+        assert!(cosine(x, &reference.sentences[i].embedding) >= 0.999);
+    }
+}
