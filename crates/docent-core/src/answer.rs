@@ -435,7 +435,7 @@ pub enum SummaryState {
     /// Ready.
     Ready(Summary),
     /// Being computed by this task.
-    Pending(Task),
+    Pending(Box<Task>),
 }
 
 impl Services {
@@ -495,7 +495,7 @@ impl Services {
             .into_iter()
             .find(|t| !t.status.is_terminal() && t.payload["length"] == length)
         {
-            return Ok(SummaryState::Pending(t));
+            return Ok(SummaryState::Pending(Box::new(t)));
         }
         let task = self
             .queue
@@ -511,7 +511,7 @@ impl Services {
             )
             .await?;
         self.wake.notify_waiters();
-        Ok(SummaryState::Pending(task))
+        Ok(SummaryState::Pending(Box::new(task)))
     }
 }
 
@@ -566,7 +566,7 @@ mod tests {
 
     #[test]
     fn mmr_selection_prefers_central_distinct_sentences() {
-        let to_c = [0.9, 0.89, 0.5, 0.1];
+        let to_c = [0.9, 0.85, 0.6, 0.1];
         // 0 and 1 are near-duplicates.
         let sim = |i: usize, j: usize| {
             if (i, j) == (1, 0) || (i, j) == (0, 1) {

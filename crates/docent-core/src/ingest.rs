@@ -121,7 +121,11 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
             char_end: p.char_end as u64,
             page: p.page,
             heading_path: p.heading_path,
-            metadata: Metadata::new(),
+            metadata: p
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect(),
             embedding: None,
         })
         .collect();

@@ -451,13 +451,13 @@ impl Services {
                 let Some(chunk) = chunks.get(id) else {
                     continue;
                 };
-                if !docs.contains_key(&id.document) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = docs.entry(id.document) {
                     let d = match self.store.get_document(tenant, id.document).await {
                         Ok(d) => Some(d),
                         Err(e) if e.code == Code::DocumentNotFound => None,
                         Err(e) => return Err(e),
                     };
-                    docs.insert(id.document, d);
+                    slot.insert(d);
                 }
                 let Some(doc) = docs[&id.document].as_ref() else {
                     continue;

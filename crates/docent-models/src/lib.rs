@@ -111,3 +111,19 @@ impl From<LoadError> for docent_domain::Error {
         docent_domain::Error::unavailable("the embedding model", e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_errors_become_unavailable_without_leaking_paths() {
+        let e: docent_domain::Error = LoadError::NotFound {
+            path: "/secret/models".into(),
+        }
+        .into();
+        assert_eq!(e.code, docent_domain::Code::Unavailable);
+        assert!(!e.message.contains("/secret"), "{}", e.message);
+        assert!(e.chain().contains("scripts/get-model"), "{}", e.chain());
+    }
+}

@@ -165,3 +165,60 @@ async fn the_async_embedder_matches_too_and_keeps_order() {
         assert!(cosine(x, &reference.sentences[i].embedding) >= 0.999);
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn embedding_does_not_block_the_runtime() {
+    let reference = reference();
+    let Some(model) = load(LocalMiniLmOptions::default()) else {
+        return;
+    };
+    // A single-threaded runtime: if `embed` ran the model on it, the ticker could not tick.
+    let texts: Vec<String> = reference.sentences.iter().map(|s| s.text.clone()).collect();
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let got = model.embed(&texts).await.unwrap();
+    let elapsed = started.elapsed();
+    ticker.abort();
+    assert_eq!(got.len(), texts.len());
+    let ticks = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    if elapsed > std::time::Duration::from_millis(50) {
+        assert!(ticks > 0, "the runtime was blocked for {elapsed:?}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn loads_from_a_hugging_face_cache_layout() {
+    let Some(dir) = model_dir() else {
+        eprintln!("skipped: model not found, run scripts/get-model (or set DOCENT_TEST_MODEL_DIR)");
+        return;
+    };
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let hub = tempfile::tempdir().unwrap();
+    let repo = hub.path().join(docent_models::HF_CACHE_REPO_DIR);
+    let rev = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf";
+    let snapshot = repo.join("snapshots").join(rev);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), rev).unwrap();
+    for f in docent_models::REQUIRED_FILES {
+        std::os::unix::fs::symlink(dir.join(f), snapshot.join(f)).unwrap();
+    }
+    let reference = reference();
+    for path in [hub.path(), repo.as_path(), snapshot.as_path()] {
+        let model = LocalMiniLm::load(path, LocalMiniLmOptions::default()).unwrap();
+        let got = model
+            .embed_blocking(&[&reference.sentences[0].text])
+            .unwrap();
+        assert!(cosine(&got[0], &reference.sentences[0].embedding) >= 0.999);
+    }
+}

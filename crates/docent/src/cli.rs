@@ -96,6 +96,17 @@ pub enum Command {
         #[arg(long, env = "DOCENT_URL", global = true)]
         url: Option<String>,
     },
+    /// Show what docent extracts from a file: type, metadata, structured blocks, and chunks.
+    Extract {
+        /// The file.
+        file: PathBuf,
+        /// Also show the chunks it would be split into.
+        #[arg(long)]
+        chunks: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hybrid search.
     Search {
         /// Query text.
@@ -137,11 +148,35 @@ pub enum Command {
     },
     /// Rebuild the search indexes from the database (stop the server first).
     Reindex,
+    /// Benchmarks.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Inspect configuration.
     Config {
         /// Action.
         #[command(subcommand)]
         action: ConfigAction,
+    },
+}
+
+/// `docent bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Retrieval quality and speed on a BEIR-format dataset (corpus.jsonl, queries.jsonl,
+    /// qrels/test.tsv), through the real ingest pipeline, in a temporary data directory.
+    Beir {
+        /// Dataset directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Use at most this many documents (every relevant one first).
+        #[arg(long)]
+        sample: Option<usize>,
+        /// Keep the ingested data in this directory instead of a temporary one.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
 }
 
@@ -243,6 +278,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => tasks_local(config, action, status, dead, limit).await?,
             }
         }
+        Command::Extract { file, chunks, json } => {
+            return crate::inspect::extract(&config, &file, chunks, json);
+        }
         Command::Search {
             query,
             collection,
@@ -329,6 +367,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             println!("{}", res["summary"].as_str().unwrap_or_default());
+        }
+        Command::Bench {
+            which: BenchCommand::Beir { data, sample, keep },
+        } => {
+            crate::bench::beir(config, &data, sample, keep.as_deref()).await?;
         }
         Command::Reindex => {
             let (svc, db) = open_services(config).await?;

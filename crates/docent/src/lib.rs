@@ -5,7 +5,9 @@
 //! [`app::Application`] that `docent serve` runs.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod embedder;
+pub mod inspect;
 pub mod telemetry;

@@ -407,6 +407,24 @@ fn cli_ingest_tasks_and_config() {
 
     let out = run(&["migrate"]);
     assert!(out.status.success());
+
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docent-extract/tests/fixtures/headings_list_table_footnote.docx"
+    );
+    let out = run(&["extract", fixture, "--chunks", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["title"], "Docx Sample");
+    assert_eq!(v["blocks"][0]["kind"], "heading1");
+    assert!(!v["chunks"].as_array().unwrap().is_empty());
+    let out = run(&["extract", files.join("sub/c.png").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported_format"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

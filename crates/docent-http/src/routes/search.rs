@@ -504,7 +504,9 @@ pub(crate) async fn summary(
             .into_response(),
             SummaryState::Pending(task) => (
                 StatusCode::ACCEPTED,
-                Json(SummaryPending { task: task.into() }),
+                Json(SummaryPending {
+                    task: (*task).into(),
+                }),
             )
                 .into_response(),
         },

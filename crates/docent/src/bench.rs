@@ -1,0 +1,310 @@
+//! `docent bench beir`: ingests a BEIR-format dataset through the real pipeline (upload → task →
+//! extract → chunk → embed → index) and evaluates BM25, dense and hybrid retrieval with
+//! trec_eval conventions (nDCG@10 with linear gain, Recall@100, MRR@10; ties by doc id
+//! descending), plus ingest throughput and search latency.
+
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use docent_config::Config;
+use docent_core::Services;
+use docent_core::documents::Upload;
+use docent_core::search::{SearchMode, SearchParams};
+use docent_domain::TenantId;
+use futures::StreamExt;
+
+struct Dataset {
+    corpus: Vec<(String, String, String)>,
+    queries: HashMap<String, String>,
+    qrels: HashMap<String, HashMap<String, u32>>,
+}
+
+fn load(dir: &Path, sample: Option<usize>) -> anyhow::Result<Dataset> {
+    let read_jsonl = |name: &str| -> anyhow::Result<Vec<serde_json::Value>> {
+        let f = std::fs::File::open(dir.join(name))
+            .with_context(|| format!("opening {}", dir.join(name).display()))?;
+        std::io::BufReader::new(f)
+            .lines()
+            .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+            .map(|l| Ok(serde_json::from_str(&l?)?))
+            .collect()
+    };
+    let mut qrels: HashMap<String, HashMap<String, u32>> = HashMap::new();
+    let tsv =
+        std::fs::read_to_string(dir.join("qrels/test.tsv")).context("reading qrels/test.tsv")?;
+    for line in tsv.lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() >= 3 {
+            qrels
+                .entry(f[0].to_owned())
+                .or_default()
+                .insert(f[1].to_owned(), f[2].trim().parse().unwrap_or(0));
+        }
+    }
+    let queries: HashMap<String, String> = read_jsonl("queries.jsonl")?
+        .into_iter()
+        .filter_map(|q| {
+            Some((
+                q["_id"].as_str()?.to_owned(),
+                q["text"].as_str()?.to_owned(),
+            ))
+        })
+        .filter(|(id, _)| qrels.contains_key(id))
+        .collect();
+    let mut corpus: Vec<(String, String, String)> = read_jsonl("corpus.jsonl")?
+        .into_iter()
+        .filter_map(|d| {
+            Some((
+                d["_id"].as_str()?.to_owned(),
+                d["title"].as_str().unwrap_or("").to_owned(),
+                d["text"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    if let Some(n) = sample {
+        let relevant: HashSet<&String> = qrels.values().flat_map(|m| m.keys()).collect();
+        let (mut keep, rest): (Vec<_>, Vec<_>) =
+            corpus.into_iter().partition(|d| relevant.contains(&d.0));
+        keep.truncate(n);
+        let room = n.saturating_sub(keep.len());
+        keep.extend(rest.into_iter().take(room));
+        corpus = keep;
+    }
+    if corpus.is_empty() || queries.is_empty() {
+        bail!("the dataset has no documents or no test queries");
+    }
+    Ok(Dataset {
+        corpus,
+        queries,
+        qrels,
+    })
+}
+
+/// nDCG@10, Recall@100 and MRR@10 of one ranking.
+pub fn metrics(ranking: &[String], rels: &HashMap<String, u32>) -> (f64, f64, f64) {
+    let dcg: f64 = ranking
+        .iter()
+        .take(10)
+        .enumerate()
+        .map(|(i, d)| f64::from(*rels.get(d).unwrap_or(&0)) / ((i + 2) as f64).log2())
+        .sum();
+    let mut ideal: Vec<u32> = rels.values().copied().collect();
+    ideal.sort_unstable_by(|a, b| b.cmp(a));
+    let idcg: f64 = ideal
+        .iter()
+        .take(10)
+        .enumerate()
+        .map(|(i, r)| f64::from(*r) / ((i + 2) as f64).log2())
+        .sum();
+    let relevant = rels.values().filter(|r| **r > 0).count().max(1) as f64;
+    let found = ranking
+        .iter()
+        .take(100)
+        .filter(|d| rels.get(*d).is_some_and(|r| *r > 0))
+        .count() as f64;
+    let mrr = ranking
+        .iter()
+        .take(10)
+        .position(|d| rels.get(d).is_some_and(|r| *r > 0))
+        .map_or(0.0, |p| 1.0 / (p + 1) as f64);
+    (
+        if idcg > 0.0 { dcg / idcg } else { 0.0 },
+        found / relevant,
+        mrr,
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Runs the benchmark and prints the figures.
+pub async fn beir(
+    mut config: Config,
+    data: &Path,
+    sample: Option<usize>,
+    keep: Option<&Path>,
+) -> anyhow::Result<()> {
+    let ds = load(data, sample)?;
+    let tmp = tempfile::tempdir()?;
+    config.data_dir = keep.map_or_else(|| tmp.path().to_path_buf(), Path::to_path_buf);
+    config.server.run_workers = false;
+    let (svc, db) = crate::app::open_services(config).await?;
+    let tenant = TenantId::DEFAULT;
+    let name = data
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("beir")
+        .to_owned();
+    let coll = svc
+        .collection_by_name_or_create(tenant, &name)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "dataset {}: {} documents, {} test queries",
+        data.display(),
+        ds.corpus.len(),
+        ds.queries.len()
+    );
+
+    let started = Instant::now();
+    for (id, title, text) in &ds.corpus {
+        let body = if title.is_empty() {
+            text.clone()
+        } else {
+            format!("# {title}\n\n{text}")
+        };
+        let bytes = bytes::Bytes::from(body.into_bytes());
+        let upload = Upload {
+            filename: format!("{id}.md"),
+            declared_mime: "text/markdown".into(),
+            metadata: Default::default(),
+            body: futures::stream::once(async move { Ok::<_, std::io::Error>(bytes) }).boxed(),
+        };
+        svc.upload_document(tenant, coll.id, upload)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let uploaded = started.elapsed();
+    let workers = svc.config.worker.concurrency.max(1);
+    let runs = (0..workers).map(|i| {
+        let svc = svc.clone();
+        async move { docent_core::worker::drain(&svc, &format!("bench-{i}")).await }
+    });
+    for r in futures::future::join_all(runs).await {
+        r.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let ingest = started.elapsed();
+    let chunks = count_chunks(&svc, tenant).await?;
+    println!(
+        "ingest: {:.1}s ({:.1}s upload), {:.1} documents/s, {} chunks, {:.1} chunks/s",
+        ingest.as_secs_f64(),
+        uploaded.as_secs_f64(),
+        ds.corpus.len() as f64 / ingest.as_secs_f64(),
+        chunks,
+        chunks as f64 / ingest.as_secs_f64()
+    );
+    if let Some(e) = &svc.embedder {
+        let texts: Vec<String> = ds
+            .corpus
+            .iter()
+            .take(200)
+            .map(|(_, t, x)| format!("{t}\n{x}"))
+            .collect();
+        let t0 = Instant::now();
+        e.embed(&texts).await.map_err(|e| anyhow::anyhow!(e))?;
+        let dt = t0.elapsed().as_secs_f64();
+        let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
+        println!(
+            "embedding ({}): {:.1} passages/s, ~{:.0} words/s on {} passages",
+            e.model_id(),
+            texts.len() as f64 / dt,
+            words as f64 / dt,
+            texts.len()
+        );
+    }
+
+    let modes: Vec<(&str, SearchMode)> = match svc.embedder {
+        Some(_) => vec![
+            ("bm25", SearchMode::Keyword),
+            ("dense", SearchMode::Vector),
+            ("hybrid", SearchMode::Hybrid),
+        ],
+        None => vec![("bm25", SearchMode::Keyword)],
+    };
+    let mut qids: Vec<&String> = ds.queries.keys().collect();
+    qids.sort();
+    println!(
+        "{:<8} {:>8} {:>10} {:>8} {:>9} {:>9} {:>9}",
+        "mode", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms", "p99 ms"
+    );
+    for (label, mode) in modes {
+        let (mut ndcg, mut recall, mut mrr) = (0.0, 0.0, 0.0);
+        let mut lat = Vec::with_capacity(qids.len());
+        for qid in &qids {
+            let mut p = SearchParams::new(ds.queries[*qid].clone());
+            p.top_k = 100;
+            p.mode = mode;
+            p.collections = vec![coll.id];
+            let t0 = Instant::now();
+            let res = svc
+                .search(tenant, &p)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            lat.push(t0.elapsed());
+            let mut seen = HashSet::new();
+            let ranking: Vec<String> = res
+                .hits
+                .iter()
+                .map(|h| h.filename.trim_end_matches(".md").to_owned())
+                .filter(|d| seen.insert(d.clone()))
+                .collect();
+            let (n, r, m) = metrics(&ranking, &ds.qrels[*qid]);
+            ndcg += n;
+            recall += r;
+            mrr += m;
+        }
+        let q = qids.len() as f64;
+        lat.sort();
+        println!(
+            "{label:<8} {:>8.4} {:>10.4} {:>8.4} {:>9.2} {:>9.2} {:>9.2}",
+            ndcg / q,
+            recall / q,
+            mrr / q,
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.95),
+            percentile(&lat, 0.99)
+        );
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn count_chunks(svc: &Services, tenant: TenantId) -> anyhow::Result<u64> {
+    let mut n = 0u64;
+    let mut cursor = None;
+    loop {
+        let page = svc
+            .store
+            .list_documents(
+                tenant,
+                Default::default(),
+                docent_domain::PageRequest { limit: 200, cursor },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        n += page
+            .items
+            .iter()
+            .map(|d| u64::from(d.chunk_count))
+            .sum::<u64>();
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trec_metrics() {
+        let rels: HashMap<String, u32> = [("a".to_owned(), 1), ("b".to_owned(), 1)].into();
+        let ranking: Vec<String> = ["x", "a", "y", "b"].iter().map(|s| s.to_string()).collect();
+        let (ndcg, recall, mrr) = metrics(&ranking, &rels);
+        let dcg = 1.0 / 3f64.log2() + 1.0 / 5f64.log2();
+        let idcg = 1.0 + 1.0 / 3f64.log2();
+        assert!((ndcg - dcg / idcg).abs() < 1e-9);
+        assert_eq!(recall, 1.0);
+        assert_eq!(mrr, 0.5);
+    }
+}
