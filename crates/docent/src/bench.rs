@@ -22,7 +22,7 @@ struct Dataset {
     qrels: HashMap<String, HashMap<String, u32>>,
 }
 
-fn load(dir: &Path, sample: Option<usize>) -> anyhow::Result<Dataset> {
+fn load_dataset(dir: &Path, sample: Option<usize>) -> anyhow::Result<Dataset> {
     let read_jsonl = |name: &str| -> anyhow::Result<Vec<serde_json::Value>> {
         let f = std::fs::File::open(dir.join(name))
             .with_context(|| format!("opening {}", dir.join(name).display()))?;
@@ -132,7 +132,7 @@ pub async fn beir(
     sample: Option<usize>,
     keep: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let ds = load(data, sample)?;
+    let ds = load_dataset(data, sample)?;
     let tmp = tempfile::tempdir()?;
     config.data_dir = keep.map_or_else(|| tmp.path().to_path_buf(), Path::to_path_buf);
     config.server.run_workers = false;
@@ -307,4 +307,84 @@ mod tests {
         assert_eq!(recall, 1.0);
         assert_eq!(mrr, 0.5);
     }
+}
+
+/// `docent bench load`: `clients` concurrent clients send `POST /api/v1/search` to a running
+/// server for `duration`, cycling through the queries; prints latency percentiles and rps.
+pub async fn load(
+    url: &str,
+    queries_file: &Path,
+    clients: usize,
+    duration: Duration,
+    top_k: usize,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(queries_file)
+        .with_context(|| format!("reading {}", queries_file.display()))?;
+    let queries: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_owned))
+        .collect();
+    if queries.is_empty() {
+        bail!("no queries (expected JSON lines with a `text` field)");
+    }
+    let queries = std::sync::Arc::new(queries);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let endpoint = format!("{}/api/v1/search", url.trim_end_matches('/'));
+    // Warm up: one pass over a few queries.
+    for q in queries.iter().take(8) {
+        http.post(&endpoint)
+            .json(&serde_json::json!({"query": q, "top_k": top_k}))
+            .send()
+            .await?;
+    }
+    let started = Instant::now();
+    let tasks = (0..clients).map(|c| {
+        let (http, endpoint, queries) = (http.clone(), endpoint.clone(), queries.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            let mut i = c;
+            while started.elapsed() < duration {
+                let q = &queries[i % queries.len()];
+                i += clients;
+                let t0 = Instant::now();
+                match http
+                    .post(&endpoint)
+                    .json(&serde_json::json!({"query": q, "top_k": top_k}))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t0.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        })
+    });
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in futures::future::join_all(tasks).await {
+        let (l, e) = t?;
+        lat.extend(l);
+        errors += e;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    lat.sort();
+    println!(
+        "{clients} clients, {:.0}s: {} requests, {:.1} rps, {errors} errors; latency p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        wall,
+        lat.len(),
+        lat.len() as f64 / wall,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.95),
+        percentile(&lat, 0.99),
+        lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    );
+    Ok(())
 }

@@ -178,6 +178,24 @@ pub enum BenchCommand {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Concurrent search load against a running server.
+    Load {
+        /// The server.
+        #[arg(long, env = "DOCENT_URL")]
+        url: String,
+        /// Queries: JSON lines with a `text` field (e.g. a BEIR queries.jsonl).
+        #[arg(long)]
+        queries: PathBuf,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Hits per search.
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+    },
 }
 
 /// `docent tasks ...`.
@@ -372,6 +390,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             which: BenchCommand::Beir { data, sample, keep },
         } => {
             crate::bench::beir(config, &data, sample, keep.as_deref()).await?;
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Load {
+                    url,
+                    queries,
+                    clients,
+                    seconds,
+                    top_k,
+                },
+        } => {
+            crate::bench::load(
+                &url,
+                &queries,
+                clients.max(1),
+                std::time::Duration::from_secs(seconds),
+                top_k,
+            )
+            .await?;
         }
         Command::Reindex => {
             let (svc, db) = open_services(config).await?;
