@@ -292,23 +292,6 @@ async fn count_chunks(svc: &Services, tenant: TenantId) -> anyhow::Result<u64> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trec_metrics() {
-        let rels: HashMap<String, u32> = [("a".to_owned(), 1), ("b".to_owned(), 1)].into();
-        let ranking: Vec<String> = ["x", "a", "y", "b"].iter().map(|s| s.to_string()).collect();
-        let (ndcg, recall, mrr) = metrics(&ranking, &rels);
-        let dcg = 1.0 / 3f64.log2() + 1.0 / 5f64.log2();
-        let idcg = 1.0 + 1.0 / 3f64.log2();
-        assert!((ndcg - dcg / idcg).abs() < 1e-9);
-        assert_eq!(recall, 1.0);
-        assert_eq!(mrr, 0.5);
-    }
-}
-
 /// `docent bench load`: `clients` concurrent clients send `POST /api/v1/search` to a running
 /// server for `duration`, cycling through the queries; prints latency percentiles and rps.
 pub async fn load(
@@ -387,4 +370,21 @@ pub async fn load(
         lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trec_metrics() {
+        let rels: HashMap<String, u32> = [("a".to_owned(), 1), ("b".to_owned(), 1)].into();
+        let ranking: Vec<String> = ["x", "a", "y", "b"].iter().map(|s| s.to_string()).collect();
+        let (ndcg, recall, mrr) = metrics(&ranking, &rels);
+        let dcg = 1.0 / 3f64.log2() + 1.0 / 5f64.log2();
+        let idcg = 1.0 + 1.0 / 3f64.log2();
+        assert!((ndcg - dcg / idcg).abs() < 1e-9);
+        assert_eq!(recall, 1.0);
+        assert_eq!(mrr, 0.5);
+    }
 }
