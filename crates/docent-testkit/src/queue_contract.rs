@@ -782,7 +782,7 @@ pub async fn lease_is_exclusive_while_visible(qut: QueueUnderTest) {
     let q = &*qut.queue;
     let tenant = TenantId::new();
     let t = enqueue(q, tenant, new_task()).await;
-    let l = must_lease(q, "w1", SHORT * 2, "first lease").await;
+    let l = must_lease(q, "w1", SHORT * 4, "first lease").await;
     assert_eq!(l.task.id, t.id);
     assert_no_lease(q, "leased and still visible to its holder only").await;
     tokio::time::sleep(SHORT).await;
@@ -940,12 +940,12 @@ pub async fn expired_lease_is_redelivered_and_old_lease_is_dead(qut: QueueUnderT
 pub async fn heartbeat_extends_the_lease(qut: QueueUnderTest) {
     let q = &*qut.queue;
     let tenant = TenantId::new();
-    let vis = Duration::from_millis(400);
+    let vis = Duration::from_millis(1000);
     let t = enqueue(q, tenant, new_task()).await;
     let l = must_lease(q, "w", vis, "first lease").await;
     let mut last = l.expires_at;
     for i in 0..4 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
             q.heartbeat(&l, vis).await.unwrap(),
             Heartbeat::Extended,
