@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p docent-models --example embed_bench -- \
 //!     [--n 500] [--model DIR] [--corpus corpus.jsonl] [--threads N] [--batch-size N]
-//!     [--max-batch-tokens N] [--repeat 1] [--dump vectors.json]
+//!     [--max-batch-tokens N] [--precision auto|f32] [--repeat 1] [--dump vectors.json]
 //! ```
 //!
 //! Prints passages/s and tokens/s (tokens the model saw: word pieces with `[CLS]`/`[SEP]`,
@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use docent_models::{LocalMiniLm, LocalMiniLmOptions};
+use docent_models::{LocalMiniLm, LocalMiniLmOptions, Precision};
 
 struct Args {
     n: usize,
@@ -46,6 +46,13 @@ fn parse_args() -> Args {
             "--batch-size" => args.options.batch_size = value().parse().expect("--batch-size"),
             "--max-batch-tokens" => {
                 args.options.max_batch_tokens = value().parse().expect("--max-batch-tokens")
+            }
+            "--precision" => {
+                args.options.precision = match value().as_str() {
+                    "auto" => Precision::Auto,
+                    "f32" => Precision::F32,
+                    other => panic!("--precision auto|f32, not {other}"),
+                }
             }
             other => panic!("unknown argument {other}"),
         }
@@ -95,11 +102,12 @@ fn main() {
     let pps = texts.len() as f64 / best;
     let tps = tokens as f64 / best;
     println!(
-        "docent LocalMiniLm: {} passages, {tokens} tokens, {} threads, batch {}: {best:.2} s, \
+        "docent LocalMiniLm: {} passages, {tokens} tokens, {} threads, batch {}, {}: {best:.2} s, \
          {pps:.1} passages/s, {tps:.0} tokens/s (load {load_s:.2} s; {:.0} tokens per CPU-second)",
         texts.len(),
         model.threads(),
         args.options.batch_size,
+        if model.uses_bf16() { "bf16" } else { "f32" },
         tokens as f64 / best_cpu,
     );
     if let Some(path) = &args.dump {
@@ -112,6 +120,7 @@ fn main() {
             "passages": texts.len(),
             "tokens": tokens,
             "threads": model.threads(),
+            "bf16": model.uses_bf16(),
             "seconds": best,
             "passages_per_s": pps,
             "tokens_per_s": tps,

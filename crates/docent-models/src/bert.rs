@@ -14,6 +14,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
 use crate::LoadError;
+use crate::bf16::{self, PackedWeights};
 use crate::kernels::{self, MatMut, MatRef, NormParams, Parallelism};
 
 /// The fields of `config.json` the encoder needs.
@@ -73,11 +74,23 @@ impl BertConfig {
 }
 
 struct Linear {
-    /// `[out, in]`, row-major, as PyTorch stores it.
+    /// `[out, in]`, row-major, as PyTorch stores it; empty once packed to bf16.
     w: Vec<f32>,
+    /// The weights in bf16, when the bf16 kernels are used.
+    packed: Option<PackedWeights>,
     b: Vec<f32>,
     inp: usize,
     out: usize,
+}
+
+impl Linear {
+    fn into_bf16(self) -> Self {
+        Self {
+            packed: Some(PackedWeights::pack(&self.w, self.out, self.inp)),
+            w: Vec::new(),
+            ..self
+        }
+    }
 }
 
 struct Norm {
@@ -153,6 +166,7 @@ impl Weights<'_> {
     fn linear(&self, prefix: &str, inp: usize, out: usize) -> Result<Linear, LoadError> {
         Ok(Linear {
             w: self.get(&format!("{prefix}.weight"), &[out, inp])?,
+            packed: None,
             b: self.get(&format!("{prefix}.bias"), &[out])?,
             inp,
             out,
@@ -168,8 +182,10 @@ impl Weights<'_> {
 }
 
 impl Bert {
-    /// Reads the weights from a safetensors file.
-    pub(crate) fn load(cfg: &BertConfig, path: &Path) -> Result<Self, LoadError> {
+    /// Reads the weights from a safetensors file; with `use_bf16` (which needs
+    /// [`bf16::available`]), the linear layers' weights are packed for the bf16 kernels.
+    pub(crate) fn load(cfg: &BertConfig, path: &Path, use_bf16: bool) -> Result<Self, LoadError> {
+        assert!(!use_bf16 || bf16::available());
         let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
             path: path.to_owned(),
             source,
@@ -189,18 +205,26 @@ impl Bert {
             let v = w.linear(&format!("{p}.attention.self.value"), h, h)?;
             let qkv = Linear {
                 w: [q.w, k.w, v.w].concat(),
+                packed: None,
                 b: [q.b, k.b, v.b].concat(),
                 inp: h,
                 out: 3 * h,
             };
-            layers.push(Layer {
+            let mut layer = Layer {
                 qkv,
                 attn_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
                 ffn_in: w.linear(&format!("{p}.intermediate.dense"), h, inter)?,
                 ffn_out: w.linear(&format!("{p}.output.dense"), inter, h)?,
                 ffn_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
-            });
+            };
+            if use_bf16 {
+                layer.qkv = layer.qkv.into_bf16();
+                layer.attn_out = layer.attn_out.into_bf16();
+                layer.ffn_in = layer.ffn_in.into_bf16();
+                layer.ffn_out = layer.ffn_out.into_bf16();
+            }
+            layers.push(layer);
         }
         let token_type = w.get(
             "embeddings.token_type_embeddings.weight",
@@ -378,6 +402,11 @@ fn linear(lin: &Linear, x: &[f32], t: usize, out: &mut [f32], par: Parallelism) 
     let out = &mut out[..t * lin.out];
     for row in out.chunks_exact_mut(lin.out) {
         row.copy_from_slice(&lin.b);
+    }
+    if let Some(packed) = &lin.packed {
+        debug_assert_eq!(packed.n(), lin.out);
+        bf16::matmul_acc(out, &x[..t * lin.inp], t, packed, par);
+        return;
     }
     kernels::matmul(
         MatMut::rows(out, t, lin.out, lin.out),

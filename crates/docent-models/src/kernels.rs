@@ -232,9 +232,11 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.0, 88.0);
     // Round to nearest by adding and removing 1.5·2²³: no call to `floor`, so it vectorises
-    // with any instruction set.
+    // with any instruction set. While `t` is in that range its bits count in units of one, so
+    // they also give n as an integer without a (scalarised, saturating) float-to-int cast.
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -243,8 +245,9 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    // n is in [-126, 127] after the clamp, so the biased exponent is a normal one.
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n is in [-126, 127] after the clamp, so the biased exponent n + 127 is a normal one.
+    let biased = t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
+    let scale = f32::from_bits(biased << 23);
     y * scale
 }
 
@@ -252,10 +255,21 @@ pub(crate) fn exp(x: f32) -> f32 {
 #[inline(always)]
 fn softmax_row(x: &mut [f32]) {
     let m = max(x);
-    for v in x.iter_mut() {
-        *v = exp(*v - m);
+    // Exponentiate and sum in one pass, with independent lanes.
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            c[i] = exp(c[i] - m);
+            acc[i] += c[i];
+        }
     }
-    let inv = 1.0 / sum(x);
+    let mut total: f32 = acc.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = exp(*v - m);
+        total += *v;
+    }
+    let inv = 1.0 / total;
     for v in x.iter_mut() {
         *v *= inv;
     }

@@ -8,42 +8,29 @@
 //! Hugging Face hub cache. Embeddings match sentence-transformers' (mean pooling over the
 //! tokens, L2-normalised, inputs truncated to 256 word pieces); `tests/parity.rs` checks them
 //! against vectors computed by sentence-transformers itself.
+//!
+//! How it is fast (`bench/embed/run` compares it with sentence-transformers): batches are
+//! packed, never padded (`bert`); the linear layers run in bfloat16 on CPUs with
+//! AVX512-BF16 (`bf16`, [`Precision`]) and otherwise in f32 through `gemm`, the GEMM candle
+//! uses; the element-wise steps are vectorised for the CPU found at run time (`kernels`); and
+//! whole batches go to the threads of the model's own pool.
 
 mod bert;
+mod bf16;
 mod files;
 mod kernels;
 mod minilm;
 
 use std::path::PathBuf;
 
-use async_trait::async_trait;
-
 pub use files::{HF_CACHE_REPO_DIR, ModelFiles, REQUIRED_FILES, default_hf_cache_repo_dir};
 pub use minilm::{
     LocalMiniLm, LocalMiniLmOptions, MINILM_DIMENSION, MINILM_MAX_TOKENS, MINILM_MODEL_ID,
+    Precision,
 };
 
-/// Turns texts into fixed-size vectors for similarity search.
-///
-/// Implementations are shared between tasks (`Arc<dyn Embedder>`); `embed` must not block the
-/// async runtime, so CPU-bound implementations run their work elsewhere.
-#[async_trait]
-pub trait Embedder: Send + Sync + 'static {
-    /// The model's stable name, stored beside the vectors it produced
-    /// (`sentence-transformers/all-MiniLM-L6-v2`): vectors from different models never mix.
-    fn model_id(&self) -> &str;
-
-    /// The length of every vector `embed` returns.
-    fn dimension(&self) -> usize;
-
-    /// One vector per text, in the order given; `dimension()` floats each. An empty slice
-    /// gives an empty result.
-    ///
-    /// # Errors
-    /// [`docent_domain::Code::Unavailable`] when the model cannot run (for instance its worker
-    /// pool is gone), [`docent_domain::Code::Internal`] for failures inside the model.
-    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, docent_domain::Error>;
-}
+/// The embedding port, defined with the other ports in `docent-domain`.
+pub use docent_domain::ports::Embedder;
 
 /// Why a model could not be loaded. Every variant about missing files says how to get them.
 #[derive(Debug, thiserror::Error)]

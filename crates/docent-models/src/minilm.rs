@@ -23,6 +23,17 @@ pub const MINILM_DIMENSION: usize = 384;
 /// (its `sentence_bert_config.json` `max_seq_length`); longer inputs are truncated.
 pub const MINILM_MAX_TOKENS: usize = 256;
 
+/// The arithmetic of the linear layers (about 90 % of the work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// bfloat16 products with f32 sums where the CPU has AVX512-BF16 (about twice as fast;
+    /// embeddings within a cosine distance of 1e-4 of the f32 ones), f32 elsewhere.
+    #[default]
+    Auto,
+    /// f32 everywhere.
+    F32,
+}
+
 /// Tuning for [`LocalMiniLm`]. The defaults suit a small machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalMiniLmOptions {
@@ -31,11 +42,13 @@ pub struct LocalMiniLmOptions {
     /// The most texts in one forward pass.
     pub batch_size: usize,
     /// The most tokens (summed over its texts) in one forward pass; bounds memory, which is
-    /// about 12 KiB per token of a batch.
+    /// about 16 KiB per token of a batch.
     pub max_batch_tokens: usize,
     /// Inputs are truncated to this many word pieces, special tokens included (at most the
     /// model's 512 positions).
     pub max_tokens: usize,
+    /// The arithmetic of the linear layers.
+    pub precision: Precision,
 }
 
 impl Default for LocalMiniLmOptions {
@@ -43,8 +56,9 @@ impl Default for LocalMiniLmOptions {
         Self {
             threads: None,
             batch_size: 32,
-            max_batch_tokens: 4096,
+            max_batch_tokens: 2048,
             max_tokens: MINILM_MAX_TOKENS,
+            precision: Precision::Auto,
         }
     }
 }
@@ -71,6 +85,7 @@ struct Inner {
     counting: Tokenizer,
     pool: rayon::ThreadPool,
     threads: usize,
+    bf16: bool,
     options: LocalMiniLmOptions,
 }
 
@@ -79,6 +94,7 @@ impl fmt::Debug for LocalMiniLm {
         f.debug_struct("LocalMiniLm")
             .field("model_id", &MINILM_MODEL_ID)
             .field("threads", &self.inner.threads)
+            .field("bf16", &self.inner.bf16)
             .field("options", &self.inner.options)
             .finish_non_exhaustive()
     }
@@ -153,7 +169,8 @@ impl LocalMiniLm {
             )));
         }
 
-        let model = Bert::load(&config, &files.weights)?;
+        let use_bf16 = options.precision == Precision::Auto && crate::bf16::available();
+        let model = Bert::load(&config, &files.weights, use_bf16)?;
         debug_assert_eq!(model.hidden(), MINILM_DIMENSION);
         debug_assert!(options.max_tokens <= model.max_positions());
 
@@ -168,6 +185,7 @@ impl LocalMiniLm {
             dir = %files.dir.display(),
             threads,
             batch_size = options.batch_size,
+            bf16 = use_bf16,
             "loaded {MINILM_MODEL_ID}"
         );
         Ok(Self {
@@ -177,6 +195,7 @@ impl LocalMiniLm {
                 counting,
                 pool,
                 threads,
+                bf16: use_bf16,
                 options,
             }),
         })
@@ -205,6 +224,11 @@ impl LocalMiniLm {
     /// The number of inference threads.
     pub fn threads(&self) -> usize {
         self.inner.threads
+    }
+
+    /// Whether the linear layers run in bfloat16 (see [`Precision::Auto`]).
+    pub fn uses_bf16(&self) -> bool {
+        self.inner.bf16
     }
 
     /// [`Embedder::embed`] for synchronous callers: runs on the model's pool and blocks the

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use async_trait::async_trait;
 use docent_config::EmbedderConfig;
 use docent_domain::ports::Embedder;
 use docent_models::{LocalMiniLm, LocalMiniLmOptions};
@@ -25,22 +24,7 @@ pub fn open(config: &EmbedderConfig) -> anyhow::Result<Option<Arc<dyn Embedder>>
             let model = LocalMiniLm::load(model_dir, options).with_context(|| {
                 "cannot load the embedding model (set [embedder] kind = \"none\" for keyword search only)"
             })?;
-            Ok(Some(Arc::new(Local(model))))
+            Ok(Some(Arc::new(model)))
         }
-    }
-}
-
-struct Local(LocalMiniLm);
-
-#[async_trait]
-impl Embedder for Local {
-    fn model_id(&self) -> &str {
-        docent_models::Embedder::model_id(&self.0)
-    }
-    fn dimension(&self) -> usize {
-        docent_models::Embedder::dimension(&self.0)
-    }
-    async fn embed(&self, texts: &[String]) -> docent_domain::Result<Vec<Vec<f32>>> {
-        docent_models::Embedder::embed(&self.0, texts).await
     }
 }
