@@ -50,25 +50,48 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
     Ok((services, db))
 }
 
+/// Every stored vector of a tenant: `(collection, chunk, vector)`.
+async fn stored_vectors(
+    services: &Services,
+    tenant: TenantId,
+) -> anyhow::Result<
+    Vec<(
+        docent_domain::CollectionId,
+        docent_domain::ChunkId,
+        Vec<f32>,
+    )>,
+> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let rows = services
+            .store
+            .scan_embeddings(tenant, after, 5000)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        let Some(last) = rows.last() else {
+            return Ok(out);
+        };
+        after = Some(last.1);
+        out.extend(rows);
+    }
+}
+
 /// Loads the stored vectors into the in-memory vector index.
 async fn load_vectors(
     services: &Services,
     index: &docent_index::EmbeddedIndex,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let err = |e: docent_domain::Error| anyhow::anyhow!(e.chain());
-    for tenant in services.store.list_tenants().await.map_err(err)? {
-        let mut after = None;
-        loop {
-            let rows = services
-                .store
-                .scan_embeddings(tenant, after, 5000)
-                .await
-                .map_err(err)?;
-            let Some(last) = rows.last() else { break };
-            after = Some(last.1);
-            index.vectors().load(tenant, rows);
-        }
+    for tenant in services
+        .store
+        .list_tenants()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))?
+    {
+        index
+            .vectors()
+            .load(tenant, stored_vectors(services, tenant).await?);
     }
     tracing::info!(
         vectors = index.vectors().len(),
@@ -87,18 +110,11 @@ pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
     services.index.clear().await.map_err(err)?;
     let mut total = 0u64;
     for tenant in services.store.list_tenants().await.map_err(err)? {
-        let mut vectors = std::collections::HashMap::new();
-        let mut after = None;
-        loop {
-            let rows = services
-                .store
-                .scan_embeddings(tenant, after, 5000)
-                .await
-                .map_err(err)?;
-            let Some(last) = rows.last() else { break };
-            after = Some(last.1);
-            vectors.extend(rows.into_iter().map(|(_, id, v)| (id, v)));
-        }
+        let mut vectors: std::collections::HashMap<_, _> = stored_vectors(services, tenant)
+            .await?
+            .into_iter()
+            .map(|(_, id, v)| (id, v))
+            .collect();
         let mut cursor = None;
         loop {
             let page = services

@@ -58,8 +58,8 @@ impl Client {
         Self::json(resp).await
     }
 
-    /// The id of the collection named `name`, created if missing.
-    pub async fn collection_id(&self, name: &str) -> anyhow::Result<String> {
+    /// The id of the collection named `name`, if it exists.
+    async fn find_collection(&self, name: &str) -> anyhow::Result<Option<String>> {
         let mut cursor: Option<String> = None;
         loop {
             let path = match &cursor {
@@ -73,12 +73,19 @@ impl Client {
                 .flatten()
                 .find(|c| c["name"] == name)
             {
-                return Ok(c["id"].as_str().unwrap_or_default().to_owned());
+                return Ok(Some(c["id"].as_str().unwrap_or_default().to_owned()));
             }
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_owned()),
-                None => break,
+                None => return Ok(None),
             }
+        }
+    }
+
+    /// The id of the collection named `name`, created if missing.
+    pub async fn collection_id(&self, name: &str) -> anyhow::Result<String> {
+        if let Some(id) = self.find_collection(name).await? {
+            return Ok(id);
         }
         let created = self
             .post("/api/v1/collections", &serde_json::json!({ "name": name }))
@@ -88,25 +95,9 @@ impl Client {
 
     /// The id of the existing collection named `name`.
     pub async fn existing_collection_id(&self, name: &str) -> anyhow::Result<String> {
-        let mut cursor: Option<String> = None;
-        loop {
-            let path = match &cursor {
-                Some(c) => format!("/api/v1/collections?limit=200&cursor={c}"),
-                None => "/api/v1/collections?limit=200".to_owned(),
-            };
-            let page = self.get(&path).await?;
-            if let Some(c) = page["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["name"] == name)
-            {
-                return Ok(c["id"].as_str().unwrap_or_default().to_owned());
-            }
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => bail!("no collection named `{name}`"),
-            }
+        match self.find_collection(name).await? {
+            Some(id) => Ok(id),
+            None => bail!("no collection named `{name}`"),
         }
     }
 

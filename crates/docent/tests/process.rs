@@ -408,6 +408,35 @@ fn cli_ingest_tasks_and_config() {
     let out = run(&["migrate"]);
     assert!(out.status.success());
 
+    // Indexes are derived data: wipe them, rebuild from the database, search again.
+    std::fs::remove_dir_all(data.join("index")).unwrap();
+    let out = run(&["search", "alpha"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no results"),
+        "index gone: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(&["reindex"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reindexed 2 chunks"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(&["search", "alpha", "--collection", "notes"]);
+    let found = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && found.contains("a.md"), "{found}");
+    let out = run(&["ask", "what about beta text"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("b.txt"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../docent-extract/tests/fixtures/headings_list_table_footnote.docx"
