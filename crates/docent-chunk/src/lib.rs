@@ -10,6 +10,38 @@
 
 use docent_extract::{BlockKind, Extracted};
 
+/// How chunk size is measured: in chars, or in the embedding model's word pieces.
+pub trait Measure {
+    /// Size of a text.
+    fn size(&self, text: &str) -> usize;
+    /// Size of the blank line that joins two packed blocks.
+    fn separator(&self) -> usize;
+}
+
+/// Size in chars.
+pub struct Chars;
+
+impl Measure for Chars {
+    fn size(&self, text: &str) -> usize {
+        text.chars().count()
+    }
+    fn separator(&self) -> usize {
+        2
+    }
+}
+
+/// Size in tokens, counted by the given function (e.g. the embedding model's tokenizer).
+pub struct Tokens<F: Fn(&str) -> usize>(pub F);
+
+impl<F: Fn(&str) -> usize> Measure for Tokens<F> {
+    fn size(&self, text: &str) -> usize {
+        (self.0)(text)
+    }
+    fn separator(&self) -> usize {
+        0
+    }
+}
+
 /// Chunk sizing.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkConfig {
@@ -38,17 +70,24 @@ pub struct Piece {
     pub fields: Vec<(String, String)>,
 }
 
-/// Splits an extraction into chunks.
+/// Splits an extraction into chunks of at most `cfg.max_chars` chars.
 pub fn chunk(doc: &Extracted, cfg: ChunkConfig) -> Vec<Piece> {
-    let max = cfg.max_chars.max(16);
-    let overlap = cfg.overlap.min(max / 2);
+    chunk_by(doc, cfg.max_chars, cfg.overlap, &Chars)
+}
+
+/// Splits an extraction into chunks of at most `max` units of `measure` (e.g. word pieces),
+/// consecutive pieces of a split block sharing about `overlap` units.
+pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measure) -> Vec<Piece> {
+    let max = max.max(8);
+    let overlap = overlap.min(max / 2);
+    let sep = measure.separator();
     let text = doc.text.as_str();
     let mut spans: Vec<Span> = Vec::new();
     let mut headings: Vec<(u8, String)> = Vec::new();
     let mut open: Option<Span> = None;
 
     for block in &doc.blocks {
-        let len = block.char_end - block.char_start;
+        let len = measure.size(doc.block_text(block));
         if let BlockKind::Heading { level } = block.kind {
             spans.extend(open.take());
             headings.retain(|(l, _)| *l < level);
@@ -60,7 +99,12 @@ pub fn chunk(doc: &Extracted, cfg: ChunkConfig) -> Vec<Piece> {
             let pieces = if len <= max {
                 vec![(0, block.byte_end - block.byte_start)]
             } else {
-                split_long(&text[block.byte_start..block.byte_end], max, overlap)
+                split_measured(
+                    &text[block.byte_start..block.byte_end],
+                    max,
+                    overlap,
+                    measure,
+                )
             };
             for (s, e) in pieces {
                 spans.push(Span {
@@ -75,9 +119,9 @@ pub fn chunk(doc: &Extracted, cfg: ChunkConfig) -> Vec<Piece> {
             continue;
         }
         if let Some(cur) = open.as_mut() {
-            if cur.chars + 2 + len <= max {
+            if cur.chars + sep + len <= max {
                 cur.byte_end = block.byte_end;
-                cur.chars += 2 + len;
+                cur.chars += sep + len;
                 continue;
             }
             spans.extend(open.take());
@@ -92,7 +136,12 @@ pub fn chunk(doc: &Extracted, cfg: ChunkConfig) -> Vec<Piece> {
                 fields: Vec::new(),
             });
         } else {
-            for (s, e) in split_long(&text[block.byte_start..block.byte_end], max, overlap) {
+            for (s, e) in split_measured(
+                &text[block.byte_start..block.byte_end],
+                max,
+                overlap,
+                measure,
+            ) {
                 spans.push(Span {
                     byte_start: block.byte_start + s,
                     byte_end: block.byte_start + e,
@@ -125,10 +174,10 @@ fn to_pieces(text: &str, spans: Vec<Span>) -> Vec<Piece> {
     let mut char_at = |byte: usize| {
         // Spans of split blocks overlap, so positions can step back a little.
         if byte < byte_pos {
-            byte_pos = 0;
-            char_pos = 0;
+            char_pos -= text[byte..byte_pos].chars().count();
+        } else {
+            char_pos += text[byte_pos..byte].chars().count();
         }
-        char_pos += text[byte_pos..byte].chars().count();
         byte_pos = byte;
         char_pos
     };
@@ -151,35 +200,46 @@ fn to_pieces(text: &str, spans: Vec<Span>) -> Vec<Piece> {
         .collect()
 }
 
-/// Splits `s` into byte ranges of at most `max` chars, preferring sentence ends, then
-/// whitespace; consecutive ranges share about `overlap` chars, starting at a word boundary.
-fn split_long(s: &str, max: usize, overlap: usize) -> Vec<(usize, usize)> {
+/// Splits `s` so every piece measures at most `max`: char windows are sized from the text's
+/// chars-per-unit ratio and shrunk until the piece fits.
+fn split_measured(
+    s: &str,
+    max: usize,
+    overlap: usize,
+    measure: &dyn Measure,
+) -> Vec<(usize, usize)> {
+    let chars = s.chars().count().max(1);
+    let ratio = chars as f64 / measure.size(s).max(1) as f64;
+    let window = ((max as f64 * ratio) as usize).max(8);
+    let overlap = (overlap as f64 * ratio) as usize;
+    split_long(s, window, overlap, &|piece: &str| {
+        measure.size(piece) <= max
+    })
+}
+
+/// Splits `s` into byte ranges of at most `max` chars that `fits`, preferring sentence ends,
+/// then whitespace; consecutive ranges share about `overlap` chars, starting at a word boundary.
+fn split_long(
+    s: &str,
+    max: usize,
+    overlap: usize,
+    fits: &dyn Fn(&str) -> bool,
+) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0usize;
     while start < s.len() {
-        let rest = &s[start..];
-        let hard_end = rest
-            .char_indices()
-            .nth(max)
-            .map_or(s.len(), |(i, _)| start + i);
-        if hard_end == s.len() {
-            out.push((start, s.len()));
+        let mut window_chars = max;
+        let (end, piece_end) = loop {
+            let (end, piece_end, last) = cut(s, start, window_chars);
+            if last || fits(&s[start..piece_end]) || window_chars <= 8 {
+                break (end, piece_end);
+            }
+            window_chars = window_chars * 9 / 10;
+        };
+        out.push((start, piece_end));
+        if end == s.len() {
             break;
         }
-        let window = &s[start..hard_end];
-        let min_cut = window.char_indices().nth(max / 2).map_or(0, |(i, _)| i);
-        let sentence = window[min_cut..]
-            .char_indices()
-            .filter(|&(i, c)| {
-                matches!(c, '.' | '!' | '?' | '\n')
-                    && window[min_cut + i + c.len_utf8()..].starts_with(char::is_whitespace)
-            })
-            .map(|(i, c)| min_cut + i + c.len_utf8())
-            .next_back();
-        let space = window.rfind(char::is_whitespace).filter(|&i| i > 0);
-        let end = start + sentence.or(space).unwrap_or(window.len());
-        let piece = s[start..end].trim_end();
-        out.push((start, start + piece.len()));
         // Next piece starts `overlap` chars back, moved forward to the start of a word.
         let back = s[start..end]
             .char_indices()
@@ -202,6 +262,31 @@ fn split_long(s: &str, max: usize, overlap: usize) -> Vec<(usize, usize)> {
         }
     }
     out
+}
+
+/// One piece starting at `start` within `max` chars: `(end, end without trailing space, last)`.
+fn cut(s: &str, start: usize, max: usize) -> (usize, usize, bool) {
+    let rest = &s[start..];
+    let hard_end = rest
+        .char_indices()
+        .nth(max)
+        .map_or(s.len(), |(i, _)| start + i);
+    if hard_end == s.len() {
+        return (s.len(), s.len(), true);
+    }
+    let window = &s[start..hard_end];
+    let min_cut = window.char_indices().nth(max / 2).map_or(0, |(i, _)| i);
+    let sentence = window[min_cut..]
+        .char_indices()
+        .filter(|&(i, c)| {
+            matches!(c, '.' | '!' | '?' | '\n')
+                && window[min_cut + i + c.len_utf8()..].starts_with(char::is_whitespace)
+        })
+        .map(|(i, c)| min_cut + i + c.len_utf8())
+        .next_back();
+    let space = window.rfind(char::is_whitespace).filter(|&i| i > 0);
+    let end = start + sentence.or(space).unwrap_or(window.len());
+    (end, start + s[start..end].trim_end().len(), false)
 }
 
 #[cfg(test)]
@@ -297,5 +382,32 @@ mod tests {
         let (_, pieces) = run(&src, "a.txt", 100, 10);
         assert!(pieces.len() >= 10);
         assert!(pieces.iter().all(|p| p.text.len() <= 100));
+    }
+
+    #[test]
+    fn token_measure_bounds_every_piece() {
+        let words = |t: &str| t.split_whitespace().count();
+        let src = format!(
+            "# Title here\n\n{}\n\nshort tail.",
+            "alpha beta gamma delta epsilon. ".repeat(30)
+        );
+        let doc = extract(src.as_bytes(), "a.md", "", Limits::default()).unwrap();
+        let pieces = chunk_by(&doc, 12, 3, &Tokens(words));
+        assert!(pieces.len() > 10);
+        let chars: Vec<char> = doc.text.chars().collect();
+        for p in &pieces {
+            assert!(
+                words(&p.text) <= 12,
+                "{:?} has {} words",
+                p.text,
+                words(&p.text)
+            );
+            assert_eq!(
+                chars[p.char_start..p.char_end].iter().collect::<String>(),
+                p.text
+            );
+        }
+        // Small blocks still pack: the heading and its first words share nothing over the budget.
+        assert!(pieces.iter().any(|p| p.text.contains("short tail.")));
     }
 }

@@ -175,6 +175,11 @@ pub struct IngestConfig {
     pub chunk_chars: usize,
     /// Characters repeated between consecutive chunks.
     pub chunk_overlap: usize,
+    /// When the embedder can count its word pieces: the largest chunk in word pieces
+    /// (including the model's two special tokens; all-MiniLM-L6-v2 reads 256).
+    pub chunk_tokens: usize,
+    /// Word pieces repeated between pieces of a split block.
+    pub chunk_overlap_tokens: usize,
 }
 
 /// Cache backend.
@@ -302,6 +307,8 @@ impl Default for Config {
                 max_upload_size: ByteSize::mib(100),
                 chunk_chars: 1200,
                 chunk_overlap: 150,
+                chunk_tokens: 256,
+                chunk_overlap_tokens: 32,
             },
             cache: CacheConfig::Memory {
                 max_entries: 10_000,
@@ -374,6 +381,14 @@ impl Config {
         }
         if self.ingest.chunk_overlap >= self.ingest.chunk_chars / 2 {
             return bad("ingest.chunk_overlap must be less than half of ingest.chunk_chars");
+        }
+        if self.ingest.chunk_tokens < 16 {
+            return bad("ingest.chunk_tokens must be at least 16");
+        }
+        if self.ingest.chunk_overlap_tokens >= self.ingest.chunk_tokens / 2 {
+            return bad(
+                "ingest.chunk_overlap_tokens must be less than half of ingest.chunk_tokens",
+            );
         }
         if self.ingest.max_upload_size.as_u64() == 0 {
             return bad("ingest.max_upload_size must be positive");

@@ -62,10 +62,8 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
         max_input_bytes: ingest.max_upload_size.as_u64(),
         ..Limits::default()
     };
-    let chunk_cfg = ChunkConfig {
-        max_chars: ingest.chunk_chars,
-        overlap: ingest.chunk_overlap,
-    };
+    let ingest_cfg = ingest.clone();
+    let embedder = svc.embedder.clone();
     let (filename, mime) = (doc.filename.clone(), doc.declared_mime.clone());
     let work = tokio::task::spawn_blocking(move || {
         // Its own thread, deadline and panic isolation; the outer timeout below stays as a
@@ -77,7 +75,7 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
             limits,
             EXTRACTION_DEADLINE,
         )?;
-        let pieces = docent_chunk::chunk(&extracted, chunk_cfg);
+        let pieces = chunk_document(&extracted, &ingest_cfg, embedder.as_deref());
         Ok::<_, ExtractError>((extracted.detected_type, extracted.meta.page_count, pieces))
     });
     let (detected, page_count, pieces) = match tokio::time::timeout(EXTRACTION_DEADLINE, work).await
@@ -181,6 +179,34 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
         chunks_done: total,
         rows_failed: 0,
     })
+}
+
+/// Splits an extraction the way ingest does: in the embedder's word pieces when it can count
+/// them (so no chunk is truncated by the model), else in chars.
+pub fn chunk_document(
+    extracted: &docent_extract::Extracted,
+    cfg: &docent_config::IngestConfig,
+    embedder: Option<&dyn docent_domain::ports::Embedder>,
+) -> Vec<docent_chunk::Piece> {
+    match embedder.filter(|e| e.count_tokens("probe").is_some()) {
+        Some(e) => {
+            let tokens = docent_chunk::Tokens(|t: &str| e.count_tokens(t).unwrap_or_default());
+            // The model adds two special tokens to every input.
+            docent_chunk::chunk_by(
+                extracted,
+                cfg.chunk_tokens.saturating_sub(2),
+                cfg.chunk_overlap_tokens,
+                &tokens,
+            )
+        }
+        None => docent_chunk::chunk(
+            extracted,
+            ChunkConfig {
+                max_chars: cfg.chunk_chars,
+                overlap: cfg.chunk_overlap,
+            },
+        ),
+    }
 }
 
 /// Chunks embedded per call to the embedder.

@@ -286,4 +286,9 @@ pub trait Embedder: Send + Sync + 'static {
     fn dimension(&self) -> usize;
     /// One vector per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+    /// The number of word pieces the model sees for `text` (special tokens excluded, no
+    /// truncation), when the model can tell; chunks are then sized in word pieces.
+    fn count_tokens(&self, _text: &str) -> Option<usize> {
+        None
+    }
 }

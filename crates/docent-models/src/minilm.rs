@@ -346,6 +346,11 @@ impl Embedder for LocalMiniLm {
         MINILM_DIMENSION
     }
 
+    fn count_tokens(&self, text: &str) -> Option<usize> {
+        // [CLS] and [SEP] are the model's, not the text's.
+        Some(LocalMiniLm::count_tokens(self, text).saturating_sub(2))
+    }
+
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, Error> {
         if texts.is_empty() {
             return Ok(Vec::new());

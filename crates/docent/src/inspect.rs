@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use docent_chunk::ChunkConfig;
 use docent_config::Config;
 use docent_extract::{BlockKind, Limits};
 use serde_json::{Value, json};
@@ -60,15 +59,17 @@ pub fn extract(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let pieces = with_chunks.then(|| {
-        docent_chunk::chunk(
+    let pieces = if with_chunks {
+        // Chunked exactly as ingest would: in the model's word pieces when it is available.
+        let embedder = crate::embedder::open(&config.embedder).ok().flatten();
+        Some(docent_core::ingest::chunk_document(
             &doc,
-            ChunkConfig {
-                max_chars: config.ingest.chunk_chars,
-                overlap: config.ingest.chunk_overlap,
-            },
-        )
-    });
+            &config.ingest,
+            embedder.as_deref(),
+        ))
+    } else {
+        None
+    };
     if as_json {
         let blocks: Vec<Value> = doc
             .blocks
