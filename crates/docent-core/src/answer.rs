@@ -322,34 +322,16 @@ impl Services {
         }
         let mut sents: Vec<(String, u64, u64, Option<u32>)> = Vec::new();
         let mut seen = HashSet::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .list_chunks(
-                    tenant,
-                    doc.id,
-                    PageRequest {
-                        limit: PageRequest::MAX_LIMIT,
-                        cursor,
-                    },
-                )
-                .await?;
-            for c in &page.items {
-                for s in sentences(&c.text) {
-                    if seen.insert(s.text.clone()) {
-                        sents.push((
-                            s.text,
-                            c.char_start + s.start as u64,
-                            c.char_start + s.end as u64,
-                            c.page,
-                        ));
-                    }
+        for c in self.document_chunks(tenant, doc.id).await? {
+            for s in sentences(&c.text) {
+                if seen.insert(s.text.clone()) {
+                    sents.push((
+                        s.text,
+                        c.char_start + s.start as u64,
+                        c.char_start + s.end as u64,
+                        c.page,
+                    ));
                 }
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
             }
         }
         if sents.is_empty() {

@@ -174,6 +174,30 @@ impl Services {
         Ok(doc)
     }
 
+    /// Every chunk of a document, in order (all pages).
+    pub async fn document_chunks(&self, tenant: TenantId, id: DocumentId) -> Result<Vec<Chunk>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .list_chunks(
+                    tenant,
+                    id,
+                    PageRequest {
+                        limit: PageRequest::MAX_LIMIT,
+                        cursor,
+                    },
+                )
+                .await?;
+            out.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Queues a fresh ingest of a document whose last task has finished.
     pub async fn reprocess_document(
         &self,

@@ -130,34 +130,20 @@ pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
                 .await
                 .map_err(err)?;
             for doc in &page.items {
-                let mut chunks = Vec::new();
-                let mut ccursor = None;
-                loop {
-                    let cp = services
-                        .store
-                        .list_chunks(
-                            tenant,
-                            doc.id,
-                            PageRequest {
-                                limit: PageRequest::MAX_LIMIT,
-                                cursor: ccursor,
-                            },
-                        )
-                        .await
-                        .map_err(err)?;
-                    chunks.extend(cp.items.into_iter().map(|c| IndexChunk {
+                let chunks: Vec<IndexChunk> = services
+                    .document_chunks(tenant, doc.id)
+                    .await
+                    .map_err(err)?
+                    .into_iter()
+                    .map(|c| IndexChunk {
                         id: c.id,
                         collection_id: c.collection_id,
                         vector: vectors.remove(&c.id),
                         text: c.text,
                         heading_path: c.heading_path,
                         title: doc.filename.clone(),
-                    }));
-                    match cp.next_cursor {
-                        Some(c) => ccursor = Some(c),
-                        None => break,
-                    }
-                }
+                    })
+                    .collect();
                 total += chunks.len() as u64;
                 if !chunks.is_empty() {
                     services
