@@ -59,7 +59,7 @@ pub fn sentences(text: &str) -> Vec<Sentence> {
 }
 
 /// A cited passage of an answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Citation {
     /// Marker number used in the answer text (`[1]`).
     pub n: usize,

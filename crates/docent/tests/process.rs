@@ -72,6 +72,19 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) -> Duration {
     }
 }
 
+async fn create_collection(client: &reqwest::Client, base: &str, name: &str) -> String {
+    let body: Value = client
+        .post(format!("{base}/api/v1/collections"))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["id"].as_str().unwrap().to_owned()
+}
+
 async fn get(client: &reqwest::Client, url: String) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
@@ -199,18 +212,7 @@ async fn kill_9_mid_run_then_restart_completes_every_document_exactly_once() {
     let healthy_after = wait_healthy(&client, &server.base).await;
     eprintln!("/health answered {healthy_after:?} after start");
 
-    let cid = client
-        .post(format!("{}/api/v1/collections", server.base))
-        .json(&json!({"name": "crash"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cid = create_collection(&client, &server.base, "crash").await;
     // Large documents so that tasks are still running when the process dies.
     for i in 0..50 {
         upload(
@@ -274,18 +276,7 @@ async fn sigterm_stops_gracefully_and_releases_work() {
         &[("DOCENT__SERVER__SHUTDOWN_GRACE", "50ms")],
     );
     wait_healthy(&client, &server.base).await;
-    let cid = client
-        .post(format!("{}/api/v1/collections", server.base))
-        .json(&json!({"name": "term"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cid = create_collection(&client, &server.base, "term").await;
     for i in 0..20 {
         upload(
             &client,
