@@ -18,6 +18,7 @@ mod eml;
 mod epub;
 mod html;
 mod json;
+mod lang;
 mod markdown;
 mod odf;
 mod pdf;
@@ -122,8 +123,9 @@ pub struct DocMeta {
     pub author: Option<String>,
     /// Pages, slides or sheets.
     pub page_count: Option<u32>,
-    /// Main language as an ISO 639-3 code (e.g. `eng`), declared by the document or detected
-    /// from its text when the detection is reliable.
+    /// Main language as an ISO 639-1 code (e.g. `en`; a language without one keeps its ISO
+    /// 639-3 code, e.g. `yue`), declared by the document (`en-US`, `fre`, ... are normalised)
+    /// or detected from its text when the detection is reliable.
     pub language: Option<String>,
 }
 
@@ -254,6 +256,7 @@ pub fn extract(
     if out.blocks.is_empty() {
         return Err(ExtractError::NoText);
     }
+    out.meta.language = out.meta.language.as_deref().and_then(lang::normalize);
     if out.meta.language.is_none() {
         out.meta.language = detect_language(&out.text);
     }
@@ -336,7 +339,9 @@ fn detect_language(text: &str) -> Option<String> {
         return None;
     }
     let info = whatlang::detect(sample)?;
-    info.is_reliable().then(|| info.lang().code().to_owned())
+    info.is_reliable()
+        .then(|| lang::normalize(info.lang().code()))
+        .flatten()
 }
 
 /// Builds the output text block by block, keeping char and byte offsets, and enforcing the
@@ -600,6 +605,20 @@ mod tests {
     fn language_is_detected_when_reliable() {
         let text = "The quick brown fox jumps over the lazy dog. This sentence is written in plain English so that the detector has enough words to be sure about it.";
         let out = extract(text.as_bytes(), "a.txt", "", Limits::default()).unwrap();
-        assert_eq!(out.meta.language.as_deref(), Some("eng"));
+        assert_eq!(out.meta.language.as_deref(), Some("en"));
+    }
+
+    #[test]
+    fn declared_languages_are_normalised_to_two_letters() {
+        let html = b"<html lang='fr-CA'><body><p>Bonjour.</p></body></html>";
+        let out = extract(html, "a.html", "", Limits::default()).unwrap();
+        assert_eq!(out.meta.language.as_deref(), Some("fr"));
+        let html = b"<html lang='GER'><body><p>Hallo.</p></body></html>";
+        let out = extract(html, "a.html", "", Limits::default()).unwrap();
+        assert_eq!(out.meta.language.as_deref(), Some("de"));
+        // Not a language code: dropped (too little text to detect one).
+        let html = b"<html lang='klingon'><body><p>Qapla'.</p></body></html>";
+        let out = extract(html, "a.html", "", Limits::default()).unwrap();
+        assert_eq!(out.meta.language, None);
     }
 }

@@ -5,9 +5,18 @@
 //! de-hyphenated; headings from font sizes clearly above the body size; lines repeated at the
 //! top or bottom of most pages (running headers, footers, page numbers) are dropped.
 //!
-//! pdf-extract panics on some malformed files: every call is guarded, a failing page is
-//! skipped, and structures that would make it recurse forever (page-tree parent loops, form
-//! XObjects that draw themselves) are refused before it runs.
+//! Lines of right-to-left scripts are put back in reading order ([`bidi`]).
+//!
+//! pdf-extract panics on some malformed files: every call is guarded, and structures that
+//! would make it recurse forever (page-tree parent loops, form XObjects that draw themselves)
+//! are refused before it runs. ToUnicode maps are rewritten in a form its CMap parser reads
+//! in full ([`cmap`]). A page that still fails is repaired — the failing operation found,
+//! its font replaced by a simpler stand-in or the operation dropped ([`repair`]) — and read
+//! again; only if that fails too is the page kept as far as it got.
+
+mod bidi;
+mod cmap;
+mod repair;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -18,9 +27,14 @@ use pdf_extract::{
 use crate::{BlockKind, Builder, ExtractError, Extracted, Limits, guard};
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
-    let doc = guard("PDF", || {
+    let mut doc = guard("PDF", || {
         Document::load_mem(bytes).map_err(|e| match e {
-            pdf_extract::Error::Decryption(_) => ExtractError::Encrypted,
+            pdf_extract::Error::Decryption(_) | pdf_extract::Error::InvalidPassword => {
+                ExtractError::Encrypted
+            }
+            // An encrypted file that does not open with the empty password can fail to
+            // load in other ways first.
+            _ if names_encryption(bytes) => ExtractError::Encrypted,
             e => ExtractError::failed("corrupt PDF", e),
         })
     })?;
@@ -54,24 +68,40 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
         return Err(ExtractError::Failed("the PDF has no pages".into()));
     }
     check_structure(&doc, &pages)?;
+    // Our own code, but it walks untrusted structures: a failure leaves the maps as they were
+    // (or partly rewritten, which is as good).
+    let _ = guard("PDF", || {
+        cmap::normalize_to_unicode(&mut doc);
+        Ok(())
+    });
 
     let mut collector = Collector::new(limits.max_output_chars.saturating_mul(2));
     let whole = guard("PDF", || {
         pdf_extract::output_doc(&doc, &mut collector).map_err(|e| ExtractError::failed("PDF", e))
     });
     if whole.is_err() {
-        // Salvage: re-run the pages after the last one that finished, one at a time.
-        collector.abort_page();
+        // Salvage: from the page that failed on, one page at a time; a failing page is
+        // repaired and read again, else kept as far as it got.
+        collector.current = None;
         let done = collector.pages.len() as u32;
-        for (&num, _) in pages.range(done + 1..) {
-            let r = guard("PDF", || {
-                pdf_extract::output_doc_page(&doc, &mut collector, num)
-                    .map_err(|e| ExtractError::failed("PDF", e))
-            });
-            if r.is_err() {
-                collector.abort_page();
-                collector.pages.insert(num, Vec::new());
+        let mut repair = repair::Repair::new();
+        for (&num, &id) in pages.range(done + 1..) {
+            let run = |doc: &Document, collector: &mut Collector| {
+                guard("PDF", || {
+                    pdf_extract::output_doc_page(doc, collector, num)
+                        .map_err(|e| ExtractError::failed("PDF", e))
+                })
+            };
+            if run(&doc, &mut collector).is_ok() {
+                continue;
             }
+            let partial = collector.current.take();
+            if repair.page(&mut doc, num, id) && run(&doc, &mut collector).is_ok() {
+                continue;
+            }
+            collector.current = partial;
+            collector.abort_page();
+            collector.pages.entry(num).or_default();
         }
     }
     let page_count = pages.len() as u32;
@@ -145,6 +175,11 @@ fn is_heading(size: f64, body: f64, text: &str) -> bool {
         && size - body >= 1.5
         && text.chars().count() <= 200
         && text.chars().any(char::is_alphabetic)
+}
+
+/// Whether the file names an encryption dictionary (`/Encrypt`, a trailer key) in plain bytes.
+fn names_encryption(bytes: &[u8]) -> bool {
+    bytes.windows(8).any(|w| w == b"/Encrypt")
 }
 
 /// Title, author and language from the document information dictionary and the catalog.
@@ -477,6 +512,9 @@ fn clean_glyph(s: &str) -> String {
             '\u{fb04}' => out.push_str("ffl"),
             '\u{fb05}' | '\u{fb06}' => out.push_str("st"),
             '\u{ad}' | '\u{feff}' | '\u{200b}' => {}
+            // Replacement characters and noncharacters: what broken ToUnicode maps give for
+            // glyphs they cannot name. Not text.
+            '\u{fffd}' | '\u{fffe}' | '\u{ffff}' | '\u{fdd0}'..='\u{fdef}' => {}
             '\u{a0}' | '\t' | '\r' | '\n' => out.push(' '),
             c if c.is_control() => {}
             c => out.push(c),
@@ -522,6 +560,10 @@ fn layout_page(glyphs: Vec<Glyph>, bbox: (f64, f64, f64, f64)) -> PageLayout {
     let mut cur: Option<Line> = None;
     let mut pending_space = false;
     for g in glyphs {
+        if g.text.is_empty() {
+            // A glyph without text (no Unicode mapping): neither a letter nor a space.
+            continue;
+        }
         let rot = rot_of(g.dir);
         let (ux, uy) = if rot == 0 { (1.0, 0.0) } else { g.dir };
         let u = g.x * ux + g.y * uy;
@@ -604,6 +646,9 @@ fn layout_page(glyphs: Vec<Glyph>, bbox: (f64, f64, f64, f64)) -> PageLayout {
     }
     for l in &mut lines {
         l.text = l.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if bidi::has_rtl(&l.text) {
+            l.text = bidi::visual_to_logical(&l.text);
+        }
     }
     lines.retain(|l| !l.text.is_empty());
 
@@ -852,6 +897,7 @@ fn join_line(text: &mut String, next: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pdf_extract::Stream;
 
     #[test]
     fn do_operator_names() {
@@ -870,6 +916,124 @@ mod tests {
         assert!(!has_cycle(&e));
         e.insert((3, 0), vec![(1, 0)]);
         assert!(has_cycle(&e));
+    }
+
+    /// A one-page PDF: `fonts` (resource name, font dictionary, ToUnicode CMap) and the page's
+    /// content stream.
+    fn one_page(fonts: Vec<(&str, Dictionary, Option<&str>)>, content: &str) -> Vec<u8> {
+        let mut doc = Document::with_version("1.5");
+        let mut font_res = Dictionary::new();
+        for (name, mut font, cmap) in fonts {
+            if let Some(cmap) = cmap {
+                let id = doc.add_object(Stream::new(Dictionary::new(), cmap.as_bytes().to_vec()));
+                font.set("ToUnicode", id);
+            }
+            let id = doc.add_object(font);
+            font_res.set(name, id);
+        }
+        let mut resources = Dictionary::new();
+        resources.set("Font", font_res);
+        let content = doc.add_object(Stream::new(Dictionary::new(), content.as_bytes().to_vec()));
+        let pages_id = doc.new_object_id();
+        let mut page = Dictionary::new();
+        page.set("Type", Object::Name(b"Page".to_vec()));
+        page.set("Parent", pages_id);
+        page.set("MediaBox", vec![0.into(), 0.into(), 612.into(), 792.into()]);
+        page.set("Resources", resources);
+        page.set("Contents", content);
+        let page_id = doc.add_object(page);
+        let mut pages = Dictionary::new();
+        pages.set("Type", Object::Name(b"Pages".to_vec()));
+        pages.set("Kids", vec![Object::Reference(page_id)]);
+        pages.set("Count", 1);
+        doc.objects.insert(pages_id, Object::Dictionary(pages));
+        let mut catalog = Dictionary::new();
+        catalog.set("Type", Object::Name(b"Catalog".to_vec()));
+        catalog.set("Pages", pages_id);
+        let catalog_id = doc.add_object(catalog);
+        doc.trailer.set("Root", catalog_id);
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    fn helvetica() -> Dictionary {
+        let mut f = Dictionary::new();
+        f.set("Type", Object::Name(b"Font".to_vec()));
+        f.set("Subtype", Object::Name(b"Type1".to_vec()));
+        f.set("BaseFont", Object::Name(b"Helvetica".to_vec()));
+        f.set("Encoding", Object::Name(b"WinAnsiEncoding".to_vec()));
+        f
+    }
+
+    /// A composite font with two-byte codes; `descendant: false` leaves its descendant font
+    /// out (`[null]`), on which pdf-extract panics.
+    fn type0(descendant: bool) -> Dictionary {
+        let mut f = Dictionary::new();
+        f.set("Type", Object::Name(b"Font".to_vec()));
+        f.set("Subtype", Object::Name(b"Type0".to_vec()));
+        f.set("BaseFont", Object::Name(b"Test".to_vec()));
+        f.set("Encoding", Object::Name(b"Identity-H".to_vec()));
+        let d = if descendant {
+            let mut desc = Dictionary::new();
+            desc.set("Type", Object::Name(b"FontDescriptor".to_vec()));
+            desc.set("FontName", Object::Name(b"Test".to_vec()));
+            desc.set("Flags", 4);
+            let mut d = Dictionary::new();
+            d.set("Type", Object::Name(b"Font".to_vec()));
+            d.set("Subtype", Object::Name(b"CIDFontType2".to_vec()));
+            d.set("BaseFont", Object::Name(b"Test".to_vec()));
+            d.set("FontDescriptor", desc);
+            d.set("DW", 600);
+            Object::Dictionary(d)
+        } else {
+            Object::Null
+        };
+        f.set("DescendantFonts", vec![d]);
+        f
+    }
+
+    fn text_of(pdf: &[u8]) -> String {
+        extract(pdf, &Limits::default()).unwrap().text
+    }
+
+    #[test]
+    fn a_font_pdf_extract_cannot_load_loses_only_its_own_text() {
+        let cmap = "1 beginbfchar <0001> <26F3> endbfchar";
+        let content = "BT /F1 12 Tf 72 700 Td (Before the flag) Tj ET\n\
+                       BT /F2 12 Tf 72 680 Td <0001> Tj ET\n\
+                       BT /F1 12 Tf 72 660 Td (After the flag) Tj ET";
+        let pdf = one_page(
+            vec![("F1", helvetica(), None), ("F2", type0(false), Some(cmap))],
+            content,
+        );
+        let text = text_of(&pdf);
+        assert!(text.contains("Before the flag"), "{text}");
+        assert!(text.contains("After the flag"), "{text}");
+        // The stand-in font keeps the ToUnicode map.
+        assert!(text.contains('\u{26F3}'), "{text}");
+    }
+
+    #[test]
+    fn failing_operators_are_dropped_and_the_page_read_on() {
+        // `cm` with five operands and `Tj` with a number make pdf-extract panic.
+        let content = "BT /F1 12 Tf 72 700 Td (First line) Tj ET\n\
+                       1 0 0 1 5 cm\n\
+                       BT /F1 12 Tf 72 680 Td 42 Tj ET\n\
+                       BT /F1 12 Tf 72 660 Td (Last line) Tj ET";
+        let text = text_of(&one_page(vec![("F1", helvetica(), None)], content));
+        assert!(text.contains("First line"), "{text}");
+        assert!(text.contains("Last line"), "{text}");
+    }
+
+    #[test]
+    fn to_unicode_maps_are_read_past_odd_names_and_rtl_lines_put_in_reading_order() {
+        // Hebrew drawn left to right as it appears (שלום read right to left).
+        let cmap = "/CMapName /Font-Name Regular-Font Name.ttf,000-UTF16 def\n\
+                    4 beginbfchar <0001> <05E9> <0002> <05DC> <0003> <05D5> <0004> <05DD> endbfchar";
+        let content = "BT /F1 12 Tf 72 700 Td <0004000300020001> Tj ET";
+        let text = text_of(&one_page(vec![("F1", type0(true), Some(cmap))], content));
+        assert_eq!(text, "\u{5E9}\u{5DC}\u{5D5}\u{5DD}");
     }
 
     #[test]
