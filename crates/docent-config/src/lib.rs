@@ -250,11 +250,439 @@ pub enum LlmConfig {
 }
 
 /// Authentication mode.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AuthConfig {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
     /// No authentication: every request acts in the default tenant. Only for local use.
     None,
+    /// Built-in accounts (argon2id passwords, JWT access + rotating refresh tokens), API keys,
+    /// and the OIDC providers listed under `auth.oidc`.
+    Builtin,
+}
+
+/// Authentication, accounts, API keys and rate limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Mode.
+    pub mode: AuthMode,
+    /// Anyone may sign up (creating their own tenant); when false, only invites admit.
+    pub allow_signup: bool,
+    /// Signing in needs a verified email address.
+    pub require_email_verification: bool,
+    /// Base URL used in links sent by mail (e.g. `https://docent.example.com`); defaults to
+    /// the server's bind address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Lifetime of an access token (JWT).
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token; each refresh issues a new one.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// Absolute lifetime of a login session (a refresh-token family).
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Lifetime of an email-verification link.
+    #[serde(with = "humantime_serde")]
+    pub verification_token_ttl: Duration,
+    /// Lifetime of a password-reset link.
+    #[serde(with = "humantime_serde")]
+    pub reset_token_ttl: Duration,
+    /// Lifetime of an invitation.
+    #[serde(with = "humantime_serde")]
+    pub invite_token_ttl: Duration,
+    /// Lifetime of the first-run setup token.
+    #[serde(with = "humantime_serde")]
+    pub setup_token_ttl: Duration,
+    /// Clock skew tolerated when checking `exp`/`nbf` of JWTs.
+    #[serde(with = "humantime_serde")]
+    pub clock_leeway: Duration,
+    /// Access-token signing.
+    pub jwt: JwtConfig,
+    /// Password hashing (argon2id) and rules.
+    pub password: PasswordConfig,
+    /// How verification, reset and invite mails are delivered.
+    pub mail: MailConfig,
+    /// API keys.
+    pub api_keys: ApiKeyConfig,
+    /// Request rate limits.
+    pub rate_limit: RateLimitConfig,
+    /// Sign-in brute-force protection.
+    pub signin_guard: SigninGuardConfig,
+    /// Per-tenant quotas.
+    pub quotas: QuotaConfig,
+    /// External identity providers whose JWTs are accepted.
+    pub oidc: Vec<OidcProviderConfig>,
+}
+
+/// Access-token signing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    /// Ed25519 signatures (default).
+    EdDSA,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    RS256,
+    /// HMAC-SHA256 with a shared secret: only when set explicitly.
+    HS256,
+}
+
+/// Access-token signing keys and claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Algorithm.
+    pub algorithm: JwtAlgorithm,
+    /// `iss` of issued tokens, required on verification.
+    pub issuer: String,
+    /// `aud` of issued tokens, required on verification.
+    pub audience: String,
+    /// PEM private key (PKCS#8 for EdDSA; PKCS#1 or PKCS#8 for RS256).
+    #[serde(
+        default,
+        serialize_with = "redact",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub private_key: Option<SecretString>,
+    /// File holding the PEM private key (wins over `private_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<PathBuf>,
+    /// HS256 secret (at least 32 bytes).
+    #[serde(
+        default,
+        serialize_with = "redact",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub secret: Option<SecretString>,
+    /// File holding the HS256 secret (wins over `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// With EdDSA and no key configured: where the generated key is kept (under `data_dir`).
+    pub generated_key_path: PathBuf,
+    /// PEM public keys of retired signing keys still accepted (key rotation).
+    pub previous_public_key_files: Vec<PathBuf>,
+}
+
+/// Password hashing and rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// argon2id memory cost in KiB.
+    pub memory_kib: u32,
+    /// argon2id passes.
+    pub iterations: u32,
+    /// argon2id lanes.
+    pub parallelism: u32,
+    /// Shortest accepted password, in characters.
+    pub min_length: usize,
+}
+
+/// How account mails are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailKind {
+    /// Write each mail as a file under `path` (the default: links appear under `data_dir`).
+    File,
+    /// Send through the SMTP server below (needs the `smtp` build feature).
+    Smtp,
+}
+
+/// Mail delivery. One flat section, so switching `kind` needs no other change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// `file` or `smtp`.
+    pub kind: MailKind,
+    /// File mailer: directory; relative paths are under `data_dir`.
+    pub path: PathBuf,
+    /// SMTP: server host.
+    pub host: String,
+    /// SMTP: server port.
+    pub port: u16,
+    /// SMTP: `starttls`, `tls` (implicit) or `none` (local relays only).
+    pub tls: SmtpTls,
+    /// Sender address, e.g. `docent <noreply@example.com>`.
+    pub from: String,
+    /// SMTP login name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// SMTP password.
+    #[serde(
+        default,
+        serialize_with = "redact",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password: Option<SecretString>,
+    /// File holding the SMTP password (wins over `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// SMTP transport security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Upgrade with STARTTLS (port 587).
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+    /// Plain text: only for a relay on the same host.
+    None,
+}
+
+/// API keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A key's last-used time is written at most this often.
+    #[serde(with = "humantime_serde")]
+    pub last_used_interval: Duration,
+}
+
+/// One token bucket: `burst` requests at once, refilled at `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateQuota {
+    /// Sustained requests per minute.
+    pub per_minute: u32,
+    /// Requests allowed at once.
+    pub burst: u32,
+}
+
+/// Token buckets per caller (API key, user or IP address) and route class.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Apply rate limits.
+    pub enabled: bool,
+    /// Sign-up, sign-in, refresh, verification and reset routes (keyed by IP).
+    pub auth: RateQuota,
+    /// Reads: lists, gets, downloads.
+    pub read: RateQuota,
+    /// Writes: creates, updates, deletes.
+    pub write: RateQuota,
+    /// Uploads and reprocessing.
+    pub ingest: RateQuota,
+    /// Search.
+    pub search: RateQuota,
+    /// Answers, chat and summaries (may call an LLM).
+    pub ask: RateQuota,
+}
+
+/// Sign-in brute-force protection: per account and client address, failures beyond
+/// `max_failures` lock sign-in out for `lockout_base`, doubling per further failure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigninGuardConfig {
+    /// Failures allowed before the first lockout.
+    pub max_failures: u32,
+    /// First lockout.
+    #[serde(with = "humantime_serde")]
+    pub lockout_base: Duration,
+    /// Longest lockout.
+    #[serde(with = "humantime_serde")]
+    pub lockout_max: Duration,
+    /// Failures older than this are forgotten.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+/// Per-tenant quotas; 0 means unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Most documents per tenant.
+    pub max_documents: u64,
+    /// Most bytes of originals per tenant.
+    pub max_stored_bytes: ByteSize,
+}
+
+/// An external OpenID Connect provider (Cognito, Auth0, Keycloak, ...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// Label for logs.
+    pub name: String,
+    /// Expected `iss` (exact match).
+    pub issuer: String,
+    /// Expected `aud` (one of them must match).
+    pub audience: Vec<String>,
+    /// Where the provider publishes its signing keys.
+    pub jwks_url: String,
+    /// Accepted algorithms (HMAC is never accepted).
+    #[serde(default = "default_oidc_algorithms")]
+    pub algorithms: Vec<String>,
+    /// How long fetched keys are trusted before refetching.
+    #[serde(default = "default_jwks_ttl", with = "humantime_serde")]
+    pub jwks_ttl: Duration,
+    /// Least time between two fetches caused by unknown `kid`s.
+    #[serde(default = "default_jwks_min_refresh", with = "humantime_serde")]
+    pub jwks_min_refresh: Duration,
+    /// Claim holding the stable user id.
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// Claim holding the email address.
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    /// Claim holding the display name.
+    #[serde(default = "default_name_claim")]
+    pub name_claim: String,
+    /// Claim naming the tenant (its value is mapped to a docent tenant per provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_claim: Option<String>,
+    /// Fixed docent tenant id for every user of this provider (when no `tenant_claim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Create a docent tenant the first time a `tenant_claim` value is seen.
+    #[serde(default)]
+    pub create_tenants: bool,
+    /// Claim holding the role or groups (string or array).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_claim: Option<String>,
+    /// Maps values of `role_claim` to roles (values equal to a role name map to it anyway).
+    #[serde(default)]
+    pub role_map: std::collections::BTreeMap<String, String>,
+    /// Role when the claim names none.
+    #[serde(default = "default_oidc_role")]
+    pub default_role: String,
+}
+
+fn default_oidc_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+fn default_jwks_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_jwks_min_refresh() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_subject_claim() -> String {
+    "sub".into()
+}
+fn default_email_claim() -> String {
+    "email".into()
+}
+fn default_name_claim() -> String {
+    "name".into()
+}
+fn default_oidc_role() -> String {
+    "member".into()
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let minute = Duration::from_secs(60);
+        let quota = |per_minute, burst| RateQuota { per_minute, burst };
+        Self {
+            mode: AuthMode::None,
+            allow_signup: true,
+            require_email_verification: false,
+            public_url: None,
+            access_token_ttl: 15 * minute,
+            refresh_token_ttl: 14 * 24 * 60 * minute,
+            session_ttl: 90 * 24 * 60 * minute,
+            verification_token_ttl: 24 * 60 * minute,
+            reset_token_ttl: 60 * minute,
+            invite_token_ttl: 7 * 24 * 60 * minute,
+            setup_token_ttl: 24 * 60 * minute,
+            clock_leeway: Duration::from_secs(30),
+            jwt: JwtConfig {
+                algorithm: JwtAlgorithm::EdDSA,
+                issuer: "docent".into(),
+                audience: "docent-api".into(),
+                private_key: None,
+                private_key_file: None,
+                secret: None,
+                secret_file: None,
+                generated_key_path: "auth/jwt-ed25519.pem".into(),
+                previous_public_key_files: Vec::new(),
+            },
+            password: PasswordConfig {
+                memory_kib: 19 * 1024,
+                iterations: 2,
+                parallelism: 1,
+                min_length: 10,
+            },
+            mail: MailConfig {
+                kind: MailKind::File,
+                path: "mail".into(),
+                host: String::new(),
+                port: 587,
+                tls: SmtpTls::Starttls,
+                from: "docent <noreply@localhost>".into(),
+                username: None,
+                password: None,
+                password_file: None,
+            },
+            api_keys: ApiKeyConfig {
+                last_used_interval: minute,
+            },
+            rate_limit: RateLimitConfig {
+                enabled: true,
+                auth: quota(30, 10),
+                read: quota(600, 120),
+                write: quota(120, 40),
+                ingest: quota(60, 20),
+                search: quota(300, 60),
+                ask: quota(60, 10),
+            },
+            signin_guard: SigninGuardConfig {
+                max_failures: 5,
+                lockout_base: Duration::from_secs(30),
+                lockout_max: 15 * minute,
+                window: 15 * minute,
+            },
+            quotas: QuotaConfig {
+                max_documents: 0,
+                max_stored_bytes: ByteSize::b(0),
+            },
+            oidc: Vec::new(),
+        }
+    }
+}
+
+impl JwtConfig {
+    /// The PEM private key, read from `private_key_file` when set.
+    pub fn private_key(&self) -> Result<Option<SecretString>, ConfigError> {
+        read_secret(
+            "auth.jwt.private_key_file",
+            &self.private_key,
+            &self.private_key_file,
+        )
+    }
+
+    /// The HS256 secret, read from `secret_file` when set.
+    pub fn secret(&self) -> Result<Option<SecretString>, ConfigError> {
+        read_secret("auth.jwt.secret_file", &self.secret, &self.secret_file)
+    }
+}
+
+impl MailConfig {
+    /// The SMTP password, read from `password_file` when set.
+    pub fn password(&self) -> Result<Option<SecretString>, ConfigError> {
+        read_secret(
+            "auth.mail.password_file",
+            &self.password,
+            &self.password_file,
+        )
+    }
+}
+
+/// A secret from its `*_file` sibling when set, else from the inline value. A PEM or secret
+/// file keeps its content as is apart from surrounding whitespace.
+fn read_secret(
+    key: &str,
+    inline: &Option<SecretString>,
+    file: &Option<PathBuf>,
+) -> Result<Option<SecretString>, ConfigError> {
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| Some(SecretString::from(s.trim().to_owned())))
+            .map_err(|e| ConfigError::Invalid(format!("{key} {}: {e}", path.display()))),
+        None => Ok(inline
+            .as_ref()
+            .map(|k| SecretString::from(k.expose_secret()))),
+    }
 }
 
 fn default_embed_batch() -> usize {
@@ -322,7 +750,7 @@ impl Default for Config {
                 batch_size: 32,
             },
             llm: LlmConfig::None,
-            auth: AuthConfig::None,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -399,10 +827,138 @@ impl Config {
         {
             return bad("database.max_connections must be at least 1");
         }
+        self.validate_auth()?;
         if let LlmConfig::Openai { base_url, .. } = &self.llm
             && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
         {
             return bad("llm.base_url must be an http(s) URL");
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let a = &self.auth;
+        if a.access_token_ttl < Duration::from_secs(30)
+            || a.access_token_ttl > Duration::from_secs(24 * 3600)
+        {
+            return bad("auth.access_token_ttl must be between 30s and 24h".into());
+        }
+        if a.refresh_token_ttl <= a.access_token_ttl {
+            return bad("auth.refresh_token_ttl must be longer than auth.access_token_ttl".into());
+        }
+        if a.session_ttl < a.refresh_token_ttl {
+            return bad("auth.session_ttl must not be shorter than auth.refresh_token_ttl".into());
+        }
+        if a.clock_leeway > Duration::from_secs(300) {
+            return bad("auth.clock_leeway must be at most 5m".into());
+        }
+        if a.password.min_length < 8 {
+            return bad("auth.password.min_length must be at least 8".into());
+        }
+        if a.password.memory_kib < 8 * a.password.parallelism.max(1)
+            || a.password.iterations == 0
+            || a.password.parallelism == 0
+        {
+            return bad(
+                "auth.password: memory_kib, iterations and parallelism are too small".into(),
+            );
+        }
+        let has_secret = a.jwt.secret.is_some() || a.jwt.secret_file.is_some();
+        match a.jwt.algorithm {
+            JwtAlgorithm::HS256 if !has_secret => {
+                return bad(
+                    "auth.jwt.algorithm = \"HS256\" needs auth.jwt.secret or secret_file".into(),
+                );
+            }
+            JwtAlgorithm::EdDSA | JwtAlgorithm::RS256 if has_secret => {
+                return bad("auth.jwt.secret is only used with algorithm = \"HS256\"".into());
+            }
+            JwtAlgorithm::RS256
+                if a.jwt.private_key.is_none() && a.jwt.private_key_file.is_none() =>
+            {
+                return bad(
+                    "auth.jwt.algorithm = \"RS256\" needs auth.jwt.private_key or private_key_file"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        for (name, q) in [
+            ("auth", a.rate_limit.auth),
+            ("read", a.rate_limit.read),
+            ("write", a.rate_limit.write),
+            ("ingest", a.rate_limit.ingest),
+            ("search", a.rate_limit.search),
+            ("ask", a.rate_limit.ask),
+        ] {
+            if q.per_minute == 0 || q.burst == 0 {
+                return bad(format!(
+                    "auth.rate_limit.{name}: per_minute and burst must be at least 1"
+                ));
+            }
+        }
+        if a.signin_guard.max_failures == 0
+            || a.signin_guard.lockout_base > a.signin_guard.lockout_max
+        {
+            return bad("auth.signin_guard: max_failures must be at least 1 and lockout_base at most lockout_max".into());
+        }
+        if a.mail.kind == MailKind::Smtp && (a.mail.host.is_empty() || a.mail.from.is_empty()) {
+            return bad("auth.mail.kind = \"smtp\" needs auth.mail.host and auth.mail.from".into());
+        }
+        if let Some(url) = &a.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return bad("auth.public_url must be an http(s) URL".into());
+        }
+        for p in &a.oidc {
+            if p.issuer.is_empty() || p.audience.is_empty() {
+                return bad(format!(
+                    "auth.oidc `{}`: issuer and audience are required",
+                    p.name
+                ));
+            }
+            if !(p.jwks_url.starts_with("https://") || p.jwks_url.starts_with("http://")) {
+                return bad(format!(
+                    "auth.oidc `{}`: jwks_url must be an http(s) URL",
+                    p.name
+                ));
+            }
+            if p.algorithms.is_empty()
+                || p.algorithms.iter().any(|a| {
+                    a.starts_with("HS")
+                        || !matches!(
+                            a.as_str(),
+                            "RS256"
+                                | "RS384"
+                                | "RS512"
+                                | "PS256"
+                                | "PS384"
+                                | "PS512"
+                                | "ES256"
+                                | "ES384"
+                                | "EdDSA"
+                        )
+                })
+            {
+                return bad(format!(
+                    "auth.oidc `{}`: algorithms must be asymmetric JWS algorithms (RS256, ES256, EdDSA, ...)",
+                    p.name
+                ));
+            }
+            let is_role = |r: &str| matches!(r, "owner" | "admin" | "member" | "viewer");
+            if !is_role(&p.default_role) || p.role_map.values().any(|r| !is_role(r)) {
+                return bad(format!(
+                    "auth.oidc `{}`: roles must be owner, admin, member or viewer",
+                    p.name
+                ));
+            }
+            if p.tenant_claim.is_none() && p.tenant_id.is_none() {
+                return bad(format!(
+                    "auth.oidc `{}`: set tenant_claim or tenant_id",
+                    p.name
+                ));
+            }
         }
         Ok(())
     }
@@ -431,16 +987,7 @@ impl LlmConfig {
                 api_key,
                 api_key_file,
                 ..
-            } => match api_key_file {
-                Some(path) => std::fs::read_to_string(path)
-                    .map(|s| Some(SecretString::from(s.trim().to_owned())))
-                    .map_err(|e| {
-                        ConfigError::Invalid(format!("llm.api_key_file {}: {e}", path.display()))
-                    }),
-                None => Ok(api_key
-                    .as_ref()
-                    .map(|k| SecretString::from(k.expose_secret()))),
-            },
+            } => read_secret("llm.api_key_file", api_key, api_key_file),
         }
     }
 }
@@ -535,6 +1082,120 @@ mod tests {
             c2.llm.api_key().unwrap().unwrap().expose_secret(),
             "sk-from-file"
         );
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__"))
+    }
+
+    #[test]
+    fn the_old_auth_section_still_loads() {
+        let c = load("[auth]\nmode = \"none\"\n").unwrap();
+        assert_eq!(c.auth.mode, AuthMode::None);
+        let c = load("[auth]\nmode = \"builtin\"\n").unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Builtin);
+        assert_eq!(c.auth.jwt.algorithm, JwtAlgorithm::EdDSA);
+    }
+
+    #[test]
+    fn hs256_needs_an_explicit_secret_and_only_hs256_takes_one() {
+        let err = load("[auth.jwt]\nalgorithm = \"HS256\"\n").unwrap_err();
+        assert!(err.to_string().contains("HS256"), "{err}");
+        let err = load("[auth.jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n").unwrap_err();
+        assert!(err.to_string().contains("only used"), "{err}");
+        let c = load(
+            "[auth.jwt]\nalgorithm = \"HS256\"\nsecret = \"hs-canary-0123456789abcdef0123456789\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.jwt.secret().unwrap().unwrap().expose_secret(),
+            "hs-canary-0123456789abcdef0123456789"
+        );
+        assert!(!c.to_redacted_toml().contains("hs-canary"));
+        let err = load("[auth.jwt]\nalgorithm = \"RS256\"\n").unwrap_err();
+        assert!(err.to_string().contains("private_key"), "{err}");
+        assert!(load("[auth.jwt]\nalgorithm = \"none\"\n").is_err());
+    }
+
+    #[test]
+    fn key_and_password_files_win_and_stay_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("jwt.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nfile\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let pass = dir.path().join("smtp");
+        std::fs::write(&pass, "smtp-from-file\n").unwrap();
+        let c = load(&format!(
+            "[auth.jwt]\nprivate_key = \"inline-canary\"\nprivate_key_file = {:?}\n\
+             [auth.mail]\nkind = \"smtp\"\nhost = \"mail.example.com\"\nport = 587\n\
+             tls = \"starttls\"\nfrom = \"docent <noreply@example.com>\"\nusername = \"u\"\n\
+             password = \"smtp-canary\"\npassword_file = {:?}\n",
+            key, pass
+        ))
+        .unwrap();
+        assert!(
+            c.auth
+                .jwt
+                .private_key()
+                .unwrap()
+                .unwrap()
+                .expose_secret()
+                .contains("file")
+        );
+        assert_eq!(
+            c.auth.mail.password().unwrap().unwrap().expose_secret(),
+            "smtp-from-file"
+        );
+        let shown = c.to_redacted_toml();
+        assert!(
+            !shown.contains("inline-canary") && !shown.contains("smtp-canary"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn oidc_providers_are_checked() {
+        let provider = |extra: &str| {
+            format!(
+                "[[auth.oidc]]\nname = \"kc\"\nissuer = \"https://idp\"\naudience = [\"docent\"]\n\
+                 jwks_url = \"https://idp/certs\"\n{extra}"
+            )
+        };
+        let c = load(&provider(
+            "tenant_claim = \"org\"\nrole_map = { admins = \"admin\" }\n",
+        ))
+        .unwrap();
+        assert_eq!(c.auth.oidc[0].algorithms, vec!["RS256".to_owned()]);
+        assert_eq!(c.auth.oidc[0].jwks_ttl, Duration::from_secs(600));
+        for bad in [
+            "",
+            "tenant_claim = \"org\"\nalgorithms = [\"HS256\"]\n",
+            "tenant_claim = \"org\"\ndefault_role = \"root\"\n",
+            "tenant_claim = \"org\"\nrole_map = { x = \"god\" }\n",
+        ] {
+            assert!(load(&provider(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_lifetimes_are_checked() {
+        assert!(load("[auth]\naccess_token_ttl = \"1s\"\n").is_err());
+        assert!(load("[auth]\nrefresh_token_ttl = \"1m\"\n").is_err());
+        assert!(load("[auth]\nsession_ttl = \"1h\"\n").is_err());
+        assert!(load("[auth.password]\nmin_length = 4\n").is_err());
+        assert!(load("[auth.rate_limit]\nread = { per_minute = 0, burst = 1 }\n").is_err());
+        assert!(load("[auth]\npublic_url = \"docent.example.com\"\n").is_err());
     }
 }
 

@@ -134,6 +134,50 @@ codes! {
     BlobMissing => ("blob_missing", Internal, 500, false),
     /// Too many requests.
     RateLimited => ("rate_limited", RateLimited, 429, true),
+    /// Too many failed sign-ins for this account from this address; wait for `Retry-After`.
+    TooManyAttempts => ("too_many_attempts", RateLimited, 429, true),
+    /// The request carries no credentials and the route needs them.
+    Unauthenticated => ("unauthenticated", Auth, 401, false),
+    /// Wrong email or password (never says which).
+    InvalidCredentials => ("invalid_credentials", Auth, 401, false),
+    /// The token is malformed, forged, for another audience, signed out or already used.
+    TokenInvalid => ("token_invalid", Auth, 401, false),
+    /// The token has expired.
+    TokenExpired => ("token_expired", Auth, 401, false),
+    /// A refresh token was presented after it had been rotated: its whole session is revoked.
+    RefreshTokenReused => ("refresh_token_reused", Auth, 401, false),
+    /// The API key is unknown or malformed.
+    InvalidApiKey => ("invalid_api_key", Auth, 401, false),
+    /// The API key was revoked.
+    ApiKeyRevoked => ("api_key_revoked", Auth, 401, false),
+    /// The API key has expired.
+    ApiKeyExpired => ("api_key_expired", Auth, 401, false),
+    /// The account's email address is not verified yet.
+    EmailNotVerified => ("email_not_verified", Auth, 403, false),
+    /// The account is disabled.
+    AccountDisabled => ("account_disabled", Auth, 403, false),
+    /// The caller's role in the tenant does not allow this.
+    InsufficientRole => ("insufficient_role", Auth, 403, false),
+    /// The API key's scope does not allow this.
+    InsufficientScope => ("insufficient_scope", Auth, 403, false),
+    /// Open sign-up is turned off; ask for an invite.
+    SignupDisabled => ("signup_disabled", Auth, 403, false),
+    /// A per-tenant quota (documents, stored bytes) would be exceeded.
+    QuotaExceeded => ("quota_exceeded", InvalidRequest, 403, false),
+    /// An account with that email already exists.
+    EmailTaken => ("email_taken", InvalidRequest, 409, false),
+    /// The user is already a member of the tenant.
+    AlreadyMember => ("already_member", InvalidRequest, 409, false),
+    /// The change would leave the tenant without an owner.
+    LastOwner => ("last_owner", InvalidRequest, 409, false),
+    /// First-run setup is over: users exist.
+    SetupCompleted => ("setup_completed", InvalidRequest, 409, false),
+    /// No such user (in this tenant).
+    UserNotFound => ("user_not_found", NotFound, 404, false),
+    /// No such tenant (or you are not a member).
+    TenantNotFound => ("tenant_not_found", NotFound, 404, false),
+    /// No such API key (in this tenant).
+    ApiKeyNotFound => ("api_key_not_found", NotFound, 404, false),
     /// The request took longer than the server's request timeout.
     RequestTimeout => ("request_timeout", Unavailable, 408, true),
     /// A dependency (database, blob store, queue) is unavailable.

@@ -5,10 +5,15 @@
 //! Architecture invariant: every port method that touches tenant data takes a [`TenantId`].
 
 pub mod error;
+#[macro_use]
 pub mod ids;
+pub mod auth;
 pub mod model;
 pub mod ports;
 
+pub use auth::{
+    Actor, ApiKey, ApiKeyId, BotId, KeyAccess, KeyScope, Principal, Role, SessionId, User, UserId,
+};
 pub use error::{Code, Error, ErrorInfo, ErrorType, Result};
 pub use ids::{ChunkId, CollectionId, DocumentId, IdParseError, TaskId, TenantId};
 pub use model::*;

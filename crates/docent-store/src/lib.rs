@@ -9,12 +9,14 @@
 
 mod queue;
 mod sqlite;
+mod sqlite_auth;
 mod util;
 
 use std::sync::Arc;
 
 use docent_config::{DatabaseConfig, QueueBackend, QueueConfig};
 use docent_domain::Result;
+use docent_domain::auth::AuthStore;
 use docent_domain::ports::{MetadataStore, TaskQueue};
 
 pub use queue::{Backoff, SqliteQueue};
@@ -29,6 +31,11 @@ pub struct Database {
 impl Database {
     /// The metadata repositories.
     pub fn metadata(&self) -> Arc<dyn MetadataStore> {
+        self.store.clone()
+    }
+
+    /// Accounts, sessions, API keys and external identities.
+    pub fn auth(&self) -> Arc<dyn AuthStore> {
         self.store.clone()
     }
 
