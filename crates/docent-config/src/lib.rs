@@ -201,7 +201,17 @@ pub enum IndexConfig {
     Embedded {
         /// Directory; relative paths are under `data_dir`.
         path: PathBuf,
+        /// Vectors per collection above which an HNSW graph (built in the background) answers
+        /// vector queries instead of the exact scan; 0 never builds one.
+        #[serde(default = "default_ann_threshold")]
+        ann_threshold: usize,
     },
+}
+
+fn default_ann_threshold() -> usize {
+    // Measured here (2 cores, AVX-512): at 100k 384-d vectors the exact scan takes 5.0 ms and
+    // the graph 5.3 ms, so the graph is for collections well beyond that.
+    200_000
 }
 
 /// Embedding model.
@@ -743,6 +753,7 @@ impl Default for Config {
             },
             index: IndexConfig::Embedded {
                 path: "index".into(),
+                ann_threshold: default_ann_threshold(),
             },
             embedder: EmbedderConfig::Local {
                 model_dir: "models/all-MiniLM-L6-v2".into(),

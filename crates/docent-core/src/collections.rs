@@ -41,33 +41,47 @@ impl Services {
         self.store.create_collection(tenant, new).await
     }
 
-    /// Returns the collection named `name`, creating it if needed (CLI ingest).
+    /// Returns the collection named `name`, creating it (in `language`, when given) if needed
+    /// (CLI ingest). An existing collection of another language is `invalid_field`: the
+    /// language is fixed at creation.
     pub async fn collection_by_name_or_create(
         &self,
         tenant: TenantId,
         name: &str,
+        language: Option<TextLanguage>,
     ) -> Result<Collection> {
         let name = parse_name(name)?;
-        if let Some(c) = self.store.find_collection_by_name(tenant, &name).await? {
-            return Ok(c);
-        }
-        match self
-            .store
-            .create_collection(
-                tenant,
-                NewCollection {
-                    name: name.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-        {
-            Err(e) if e.code == Code::CollectionNameTaken => self
+        let found = match self.store.find_collection_by_name(tenant, &name).await? {
+            Some(c) => c,
+            None => match self
                 .store
-                .find_collection_by_name(tenant, &name)
-                .await?
-                .ok_or_else(|| Error::internal("collection vanished after a name conflict")),
-            other => other,
+                .create_collection(
+                    tenant,
+                    NewCollection {
+                        name: name.clone(),
+                        language: language.unwrap_or_default(),
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
+                Err(e) if e.code == Code::CollectionNameTaken => self
+                    .store
+                    .find_collection_by_name(tenant, &name)
+                    .await?
+                    .ok_or_else(|| Error::internal("collection vanished after a name conflict"))?,
+                other => other?,
+            },
+        };
+        match language {
+            Some(l) if l != found.language => Err(Error::new(
+                Code::InvalidField,
+                format!(
+                    "collection `{name}` exists with language `{}`; a collection's language is fixed at creation",
+                    found.language
+                ),
+            )),
+            _ => Ok(found),
         }
     }
 

@@ -142,6 +142,11 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
         page_count,
     };
     let title = doc.filename.clone();
+    let language = match svc.store.get_collection(tenant, doc.collection_id).await {
+        Ok(c) => c.language,
+        Err(e) if e.code == Code::CollectionNotFound => return Err(JobError::Cancelled),
+        Err(e) => return Err(JobError::Failed(e)),
+    };
     let indexed: Vec<IndexChunk> = chunks
         .iter()
         .map(|c| IndexChunk {
@@ -151,8 +156,10 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
             },
             collection_id: doc.collection_id,
             text: c.text.clone(),
+            char_start: c.char_start,
             heading_path: c.heading_path.clone(),
             title: title.clone(),
+            language,
             vector: c.embedding.clone(),
         })
         .collect();

@@ -40,6 +40,8 @@ pub struct Collection {
     pub embedding_model: Option<String>,
     /// Dimension of those vectors.
     pub embedding_dim: Option<u32>,
+    /// Language of its text: keyword search stems and drops stop words for it. Set at creation.
+    pub language: TextLanguage,
     /// Number of documents.
     pub document_count: u64,
     /// Creation time.
@@ -57,6 +59,8 @@ pub struct NewCollection {
     pub description: Option<String>,
     /// User metadata.
     pub metadata: Metadata,
+    /// Text language (English by default).
+    pub language: TextLanguage,
 }
 
 /// A partial update of a collection; `None` leaves a field alone.
@@ -105,6 +109,59 @@ macro_rules! string_enum {
             }
         }
     };
+}
+
+string_enum!(
+    /// Language a collection's text is analysed in for keyword search (stemming and stop
+    /// words), as an ISO 639-1 code; `none` only lowercases and splits words.
+    TextLanguage {
+        /// Arabic.
+        Arabic => "ar",
+        /// Danish.
+        Danish => "da",
+        /// German.
+        German => "de",
+        /// Greek.
+        Greek => "el",
+        /// English (the default).
+        English => "en",
+        /// Spanish.
+        Spanish => "es",
+        /// Finnish.
+        Finnish => "fi",
+        /// French.
+        French => "fr",
+        /// Hungarian.
+        Hungarian => "hu",
+        /// Italian.
+        Italian => "it",
+        /// Dutch.
+        Dutch => "nl",
+        /// Norwegian.
+        Norwegian => "no",
+        /// Portuguese.
+        Portuguese => "pt",
+        /// Romanian.
+        Romanian => "ro",
+        /// Russian.
+        Russian => "ru",
+        /// Swedish.
+        Swedish => "sv",
+        /// Tamil.
+        Tamil => "ta",
+        /// Turkish.
+        Turkish => "tr",
+        /// No stemming or stop words (any other language).
+        Unspecified => "none",
+    }
+);
+
+// `string_enum!` derives a fixed set of traits, so the default is written out.
+#[allow(clippy::derivable_impls)]
+impl Default for TextLanguage {
+    fn default() -> Self {
+        Self::English
+    }
 }
 
 string_enum!(

@@ -57,6 +57,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     -> Result<(Document, bool)>;
     /// A document, or `document_not_found`.
     async fn get_document(&self, tenant: TenantId, id: DocumentId) -> Result<Document>;
+    /// Documents by id (missing or other tenants' ids are skipped), in the order asked.
+    async fn get_documents(&self, tenant: TenantId, ids: &[DocumentId]) -> Result<Vec<Document>>;
     /// Documents, newest first.
     async fn list_documents(
         &self,
@@ -216,10 +218,14 @@ pub struct IndexChunk {
     pub collection_id: CollectionId,
     /// Text (BM25 field).
     pub text: String,
+    /// Char offset of the text in the document's extracted text (chunks may overlap).
+    pub char_start: u64,
     /// Headings above it (boosted field).
     pub heading_path: Vec<String>,
     /// Document title or file name (boosted field).
     pub title: String,
+    /// Language the text is analysed in (the collection's).
+    pub language: TextLanguage,
     /// Embedding, when an embedder is configured.
     pub vector: Option<Vec<f32>>,
 }
@@ -231,6 +237,15 @@ pub struct IndexFilter {
     pub collections: Vec<CollectionId>,
     /// Only these documents.
     pub documents: Vec<DocumentId>,
+}
+
+/// A document-level hit from one index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredDocument {
+    /// Document.
+    pub id: DocumentId,
+    /// Score; higher is better.
+    pub score: f32,
 }
 
 /// A search hit from one index.
@@ -265,6 +280,15 @@ pub trait SearchIndex: Send + Sync + 'static {
         query: &str,
         limit: usize,
     ) -> Result<Vec<ScoredChunk>>;
+    /// BM25 over whole documents (each document's chunks as one text), best first: how
+    /// documents rather than passages are ranked.
+    async fn keyword_documents(
+        &self,
+        tenant: TenantId,
+        filter: &IndexFilter,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ScoredDocument>>;
     /// Nearest chunks by cosine similarity (vectors are L2-normalised).
     async fn vector(
         &self,

@@ -40,6 +40,8 @@ pub struct Collection {
     pub embedding_model: Option<String>,
     /// Their dimension.
     pub embedding_dim: Option<u32>,
+    /// Language keyword search analyses its text in (ISO 639-1 code, or `none`).
+    pub language: String,
     /// Documents in it.
     pub document_count: u64,
     /// Created.
@@ -57,6 +59,7 @@ impl From<d::Collection> for Collection {
             metadata: c.metadata,
             embedding_model: c.embedding_model,
             embedding_dim: c.embedding_dim,
+            language: c.language.as_str().to_owned(),
             document_count: c.document_count,
             created_at: c.created_at,
             updated_at: c.updated_at,
@@ -76,6 +79,11 @@ pub struct CreateCollection {
     /// User metadata (a JSON object).
     #[serde(default)]
     pub metadata: Option<Map<String, Value>>,
+    /// Language of the text, for keyword search's stemming and stop words: an ISO 639-1 code
+    /// (ar, da, de, el, en, es, fi, fr, hu, it, nl, no, pt, ro, ru, sv, ta, tr) or `none`.
+    /// Default `en`. Fixed once the collection exists.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// Body of `PATCH /api/v1/collections/{id}`; absent fields are left alone, `"description": null`

@@ -1,11 +1,12 @@
 //! The embedded search indexes behind [`SearchIndex`]:
 //!
-//! - [`keyword`]: BM25 over chunk text with tantivy — English stemming and stop words, the
-//!   document title and heading path as boosted fields. One index for all tenants and
+//! - [`keyword`]: BM25 over chunk text with tantivy — stemming and stop words in each
+//!   collection's language (English by default), the title and heading path as boosted fields. One index for all tenants and
 //!   collections, filtered by indexed `tenant/collection` and `tenant/document` terms, so
 //!   thousands of collections cost nothing extra.
 //! - [`vector`]: exact cosine scan (vectors are L2-normalised, so a dot product) over in-memory
-//!   namespaces per (tenant, collection). The vectors' durable home is the metadata store; the
+//!   namespaces per (tenant, collection), plus an HNSW graph built in the background for
+//!   collections above `index.ann_threshold` vectors. The vectors' durable home is the metadata store; the
 //!   index is loaded from it at start and on `docent reindex`.
 //!
 //! [`open`] is the one factory from [`IndexConfig`](docent_config::IndexConfig).
@@ -17,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use docent_domain::ports::{IndexChunk, IndexFilter, ScoredChunk, SearchIndex};
+use docent_domain::ports::{IndexChunk, IndexFilter, ScoredChunk, ScoredDocument, SearchIndex};
 use docent_domain::{CollectionId, DocumentId, Error, Result, TenantId};
 
 pub use keyword::KeywordIndex;
@@ -30,12 +31,13 @@ pub struct EmbeddedIndex {
 }
 
 impl EmbeddedIndex {
-    /// Opens (or creates) the indexes under `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Opens (or creates) the indexes under `dir`; collections with at least `ann_threshold`
+    /// vectors get an HNSW graph (0: exact scan only).
+    pub fn open(dir: &Path, ann_threshold: usize) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::unavailable("the index directory", e))?;
         Ok(Self {
             keyword: KeywordIndex::open(&dir.join("keyword"))?,
-            vectors: VectorIndex::default(),
+            vectors: VectorIndex::new(ann_threshold),
         })
     }
 
@@ -44,7 +46,13 @@ impl EmbeddedIndex {
         &self.vectors
     }
 
-    /// Number of chunks in the keyword index.
+    /// Whether the keyword index was of an older layout and has been started afresh: it needs
+    /// filling from the database ([`SearchIndex::upsert_document`] for every document).
+    pub fn needs_rebuild(&self) -> bool {
+        self.keyword.recreated()
+    }
+
+    /// Number of entries in the keyword index (chunks, plus one per document).
     pub fn keyword_len(&self) -> u64 {
         self.keyword.len()
     }
@@ -56,9 +64,13 @@ pub fn open(
     data_path: impl Fn(&Path) -> std::path::PathBuf,
 ) -> Result<Arc<EmbeddedIndex>> {
     match config {
-        docent_config::IndexConfig::Embedded { path } => {
-            Ok(Arc::new(EmbeddedIndex::open(&data_path(path))?))
-        }
+        docent_config::IndexConfig::Embedded {
+            path,
+            ann_threshold,
+        } => Ok(Arc::new(EmbeddedIndex::open(
+            &data_path(path),
+            *ann_threshold,
+        )?)),
     }
 }
 
@@ -102,6 +114,19 @@ impl SearchIndex for EmbeddedIndex {
     ) -> Result<Vec<ScoredChunk>> {
         let (kw, filter, query) = (self.keyword.clone(), filter.clone(), query.to_owned());
         tokio::task::spawn_blocking(move || kw.search(tenant, &filter, &query, limit))
+            .await
+            .map_err(Error::internal)?
+    }
+
+    async fn keyword_documents(
+        &self,
+        tenant: TenantId,
+        filter: &IndexFilter,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ScoredDocument>> {
+        let (kw, filter, query) = (self.keyword.clone(), filter.clone(), query.to_owned());
+        tokio::task::spawn_blocking(move || kw.search_documents(tenant, &filter, &query, limit))
             .await
             .map_err(Error::internal)?
     }

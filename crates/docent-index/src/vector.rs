@@ -1,54 +1,167 @@
-//! Exact nearest-neighbour search over L2-normalised vectors, by namespace.
+//! Nearest-neighbour search over L2-normalised vectors, by namespace.
 //!
 //! A namespace is one (tenant, collection): a flat `Vec<f32>` of rows plus their chunk ids.
-//! Thousands of collections cost one small allocation each. The scan is a dot product written so
-//! the compiler vectorises it (about 10 ms per 100k 384-d vectors per core).
+//! Thousands of collections cost one small allocation each. Small namespaces are scanned
+//! exactly — a dot product written so the compiler vectorises it, compiled for the CPU's widest
+//! instruction set through `pulp`'s run-time dispatch.
+//!
+//! A namespace with at least `ann_threshold` vectors also gets an HNSW graph (hnsw_rs), built on
+//! a background thread over a snapshot of its rows. Until the first graph is ready the exact scan
+//! answers. Afterwards a query asks the graph for the rows of the snapshot and scans exactly the
+//! rows added since (the *delta*, a suffix: every row carries an increasing sequence number);
+//! rows deleted since the snapshot are tombstoned in the graph and filtered out during the graph
+//! walk, so deletes are honoured at once. When the delta or the tombstones grow past a fraction
+//! of the graph, a new graph is built in the background and swapped in.
+//!
+//! Document-filtered queries (a few documents) always scan exactly: cheap and exact.
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use docent_domain::ports::{IndexChunk, IndexFilter, ScoredChunk};
 use docent_domain::{ChunkId, CollectionId, DocumentId, TenantId};
+use hnsw_rs::anndists::dist::Distance;
+use hnsw_rs::prelude::Hnsw;
+
+/// Rebuild the graph when rows added since it was built exceed this fraction of it.
+const DELTA_FRACTION: f64 = 0.2;
+/// Rebuild the graph when rows deleted since it was built exceed this fraction of it.
+const DEAD_FRACTION: f64 = 0.2;
+
+/// Cosine distance of unit vectors, `1 − a·b`, clamped at 0 (rounding can make a vector's dot
+/// product with itself exceed 1; hnsw_rs's own `DistDot` asserts on that).
+struct CosineDistance;
+
+impl Distance<f32> for CosineDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// An HNSW graph over a snapshot of a namespace.
+struct Ann {
+    graph: Hnsw<'static, f32, CosineDistance>,
+    /// Chunk of each graph data id.
+    ids: Vec<ChunkId>,
+    /// Sequence number of each graph data id's row.
+    seqs: Vec<u64>,
+    /// Graph data ids of each document.
+    by_doc: HashMap<DocumentId, Vec<usize>>,
+    /// Rows with a sequence number below this were in the snapshot.
+    upto: u64,
+}
 
 #[derive(Default)]
 struct Namespace {
     dim: usize,
     ids: Vec<ChunkId>,
+    /// Increasing sequence number of each row.
+    seqs: Vec<u64>,
     rows: Vec<f32>,
+    ann: Option<Arc<Ann>>,
+    /// Graph data ids whose rows have been deleted since the graph was built.
+    dead: HashSet<usize>,
+    /// A build is running for this namespace.
+    building: bool,
+    /// A build failed: no more are tried (until restart).
+    graph_failed: bool,
 }
 
 impl Namespace {
     fn remove_document(&mut self, document: DocumentId) {
+        if let Some(ann) = &self.ann
+            && let Some(ids) = ann.by_doc.get(&document)
+        {
+            self.dead.extend(ids.iter().copied());
+        }
         if !self.ids.iter().any(|id| id.document == document) {
             return;
         }
         let dim = self.dim;
         let mut ids = Vec::with_capacity(self.ids.len());
+        let mut seqs = Vec::with_capacity(self.seqs.len());
         let mut rows = Vec::with_capacity(self.rows.len());
         for (i, id) in self.ids.iter().enumerate() {
             if id.document != document {
                 ids.push(*id);
+                seqs.push(self.seqs[i]);
                 rows.extend_from_slice(&self.rows[i * dim..(i + 1) * dim]);
             }
         }
         self.ids = ids;
+        self.seqs = seqs;
         self.rows = rows;
+    }
+
+    /// Index of the first row not in the graph (all rows without one).
+    fn delta_start(&self) -> usize {
+        match &self.ann {
+            Some(ann) => self.seqs.partition_point(|s| *s < ann.upto),
+            None => 0,
+        }
+    }
+
+    /// Whether a (new) graph should be built now.
+    fn wants_build(&self, threshold: usize) -> bool {
+        if threshold == 0 || self.building || self.graph_failed || self.ids.len() < threshold {
+            return false;
+        }
+        match &self.ann {
+            None => true,
+            Some(ann) => {
+                let base = ann.ids.len().max(1) as f64;
+                let delta = (self.ids.len() - self.delta_start()) as f64;
+                delta > base * DELTA_FRACTION || self.dead.len() as f64 > base * DEAD_FRACTION
+            }
+        }
+    }
+
+    /// Scores rows `from..` exactly into `heap`.
+    fn scan(
+        &self,
+        from: usize,
+        docs: &HashSet<DocumentId>,
+        query: &[f32],
+        limit: usize,
+        heap: &mut BinaryHeap<Candidate>,
+    ) {
+        // Compiled once per instruction set (AVX-512, AVX2+FMA, ...) and picked at run time,
+        // so the dot products use the widest vectors the CPU has.
+        pulp::Arch::new().dispatch(|| {
+            for (i, id) in self.ids.iter().enumerate().skip(from) {
+                if !docs.is_empty() && !docs.contains(&id.document) {
+                    continue;
+                }
+                let score = dot(query, &self.rows[i * self.dim..(i + 1) * self.dim]);
+                push(heap, limit, Candidate(score, *id));
+            }
+        });
     }
 }
 
-/// In-memory exact vector index.
-#[derive(Default)]
+/// In-memory vector index: exact scan, plus HNSW graphs for large namespaces.
 pub struct VectorIndex {
-    spaces: RwLock<HashMap<(TenantId, CollectionId), Namespace>>,
+    spaces: Arc<Spaces>,
+    seq: AtomicU64,
+    ann_threshold: usize,
 }
 
-/// Dot product, in 8 independent lanes so it vectorises.
+impl Default for VectorIndex {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+/// Dot product, in 16 independent lanes so it vectorises (inlined into callers compiled for
+/// wider instruction sets).
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..16 {
             acc[i] += x[i] * y[i];
         }
     }
@@ -74,22 +187,189 @@ impl Ord for Candidate {
     }
 }
 
+fn push(heap: &mut BinaryHeap<Candidate>, limit: usize, c: Candidate) {
+    if heap.len() < limit {
+        heap.push(c);
+    } else if heap.peek().is_some_and(|w| c.0 > w.0) {
+        heap.pop();
+        heap.push(c);
+    }
+}
+
+/// A copy of a namespace's rows to build a graph from.
+struct Snapshot {
+    dim: usize,
+    ids: Vec<ChunkId>,
+    seqs: Vec<u64>,
+    rows: Vec<f32>,
+}
+
+impl Snapshot {
+    fn of(ns: &Namespace) -> Self {
+        Self {
+            dim: ns.dim,
+            ids: ns.ids.clone(),
+            seqs: ns.seqs.clone(),
+            rows: ns.rows.clone(),
+        }
+    }
+}
+
+type Spaces = RwLock<HashMap<(TenantId, CollectionId), Namespace>>;
+
+/// Builds graphs for a namespace until one is current: rows may change during a build, and
+/// enough change asks for another.
+fn build_loop(
+    spaces: &Spaces,
+    key: (TenantId, CollectionId),
+    threshold: usize,
+    mut snapshot: Snapshot,
+) {
+    loop {
+        let started = std::time::Instant::now();
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            build_graph(snapshot.dim, &snapshot.rows)
+        }));
+        let Ok(graph) = built else {
+            tracing::error!(
+                "building a vector graph panicked; this collection stays on the exact scan"
+            );
+            if let Some(ns) = spaces.write().expect("vector index lock").get_mut(&key) {
+                ns.building = false;
+                ns.graph_failed = true;
+            }
+            return;
+        };
+        let mut by_doc: HashMap<DocumentId, Vec<usize>> = HashMap::new();
+        for (i, id) in snapshot.ids.iter().enumerate() {
+            by_doc.entry(id.document).or_default().push(i);
+        }
+        // Sequence numbers grow, so every row of this namespace added later is above the last.
+        let upto = snapshot.seqs.last().map_or(0, |s| s + 1);
+        let ann = Ann {
+            graph,
+            ids: snapshot.ids,
+            seqs: snapshot.seqs,
+            by_doc,
+            upto,
+        };
+        let mut guard = spaces.write().expect("vector index lock");
+        // The collection may have been deleted meanwhile: then the graph is dropped.
+        let Some(ns) = guard.get_mut(&key) else {
+            return;
+        };
+        if ns.ids.len() < threshold {
+            // Shrunk below the threshold during the build: the exact scan answers.
+            ns.ann = None;
+            ns.dead.clear();
+            ns.building = false;
+            return;
+        }
+        // Rows deleted while the graph was built are tombstoned now.
+        let live: HashSet<u64> = ns.seqs.iter().copied().filter(|s| *s < upto).collect();
+        ns.dead = ann
+            .seqs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !live.contains(s))
+            .map(|(i, _)| i)
+            .collect();
+        tracing::info!(
+            vectors = ann.ids.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "vector graph built"
+        );
+        ns.ann = Some(Arc::new(ann));
+        ns.building = false;
+        if !ns.wants_build(threshold) {
+            return;
+        }
+        ns.building = true;
+        snapshot = Snapshot::of(ns);
+    }
+}
+
+/// Builds a graph over `rows` (data id = row index).
+fn build_graph(dim: usize, rows: &[f32]) -> Hnsw<'static, f32, CosineDistance> {
+    let n = rows.len() / dim.max(1);
+    let mut graph = Hnsw::<f32, CosineDistance>::new(16, n.max(1), 16, 200, CosineDistance);
+    let data: Vec<(&[f32], usize)> = rows.chunks_exact(dim).zip(0..).collect();
+    graph.parallel_insert_slice(&data);
+    graph.set_searching_mode(true);
+    graph
+}
+
 impl VectorIndex {
+    /// An index that builds an HNSW graph for namespaces of at least `ann_threshold` vectors
+    /// (0: never).
+    pub fn new(ann_threshold: usize) -> Self {
+        Self {
+            spaces: Arc::default(),
+            seq: AtomicU64::new(0),
+            ann_threshold,
+        }
+    }
+
     /// Adds vectors loaded from the store (`(collection, chunk, vector)`), at start or rebuild.
     pub fn load(
         &self,
         tenant: TenantId,
         rows: impl IntoIterator<Item = (CollectionId, ChunkId, Vec<f32>)>,
     ) {
-        let mut spaces = self.spaces.write().expect("vector index lock");
-        for (collection, id, v) in rows {
-            let ns = spaces.entry((tenant, collection)).or_default();
-            if ns.dim == 0 {
-                ns.dim = v.len();
+        let mut touched = HashSet::new();
+        {
+            let mut spaces = self.spaces.write().expect("vector index lock");
+            for (collection, id, v) in rows {
+                let ns = spaces.entry((tenant, collection)).or_default();
+                if ns.dim == 0 {
+                    ns.dim = v.len();
+                }
+                if v.len() == ns.dim {
+                    ns.ids.push(id);
+                    ns.seqs.push(self.seq.fetch_add(1, Ordering::Relaxed));
+                    ns.rows.extend_from_slice(&v);
+                    touched.insert(collection);
+                }
             }
-            if v.len() == ns.dim {
-                ns.ids.push(id);
-                ns.rows.extend_from_slice(&v);
+        }
+        for c in touched {
+            self.maybe_build(tenant, c);
+        }
+    }
+
+    /// Starts a background graph build for the namespace if it wants one, or drops its graph
+    /// when it has shrunk below the threshold.
+    fn maybe_build(&self, tenant: TenantId, collection: CollectionId) {
+        let key = (tenant, collection);
+        let snapshot = {
+            let mut spaces = self.spaces.write().expect("vector index lock");
+            let Some(ns) = spaces.get_mut(&key) else {
+                return;
+            };
+            if ns.ids.len() < self.ann_threshold && ns.ann.is_some() && !ns.building {
+                ns.ann = None;
+                ns.dead.clear();
+            }
+            if !ns.wants_build(self.ann_threshold) {
+                return;
+            }
+            ns.building = true;
+            Snapshot::of(ns)
+        };
+        let spaces = self.spaces.clone();
+        let threshold = self.ann_threshold;
+        let spawned = std::thread::Builder::new()
+            .name("docent-hnsw".into())
+            .spawn(move || build_loop(&spaces, key, threshold, snapshot));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start a vector graph build; exact scan continues");
+            if let Some(ns) = self
+                .spaces
+                .write()
+                .expect("vector index lock")
+                .get_mut(&key)
+            {
+                ns.building = false;
             }
         }
     }
@@ -107,11 +387,18 @@ impl VectorIndex {
 
     /// Removes a document's vectors.
     pub fn delete_document(&self, tenant: TenantId, document: DocumentId) {
-        let mut spaces = self.spaces.write().expect("vector index lock");
-        for ((t, _), ns) in spaces.iter_mut() {
-            if *t == tenant {
-                ns.remove_document(document);
+        let mut touched = Vec::new();
+        {
+            let mut spaces = self.spaces.write().expect("vector index lock");
+            for ((t, c), ns) in spaces.iter_mut() {
+                if *t == tenant {
+                    ns.remove_document(document);
+                    touched.push(*c);
+                }
             }
+        }
+        for c in touched {
+            self.maybe_build(tenant, c);
         }
     }
 
@@ -143,6 +430,24 @@ impl VectorIndex {
         self.len() == 0
     }
 
+    /// Whether a collection's vector queries are answered by a graph (for tests and benches).
+    pub fn has_graph(&self, tenant: TenantId, collection: CollectionId) -> bool {
+        self.spaces
+            .read()
+            .expect("vector index lock")
+            .get(&(tenant, collection))
+            .is_some_and(|ns| ns.ann.is_some())
+    }
+
+    /// Whether a graph build is running for the collection.
+    pub fn is_building(&self, tenant: TenantId, collection: CollectionId) -> bool {
+        self.spaces
+            .read()
+            .expect("vector index lock")
+            .get(&(tenant, collection))
+            .is_some_and(|ns| ns.building)
+    }
+
     /// The `limit` most similar chunks within the tenant and filter.
     pub fn search(
         &self,
@@ -150,6 +455,18 @@ impl VectorIndex {
         filter: &IndexFilter,
         query: &[f32],
         limit: usize,
+    ) -> Vec<ScoredChunk> {
+        self.search_with(tenant, filter, query, limit, true)
+    }
+
+    /// [`search`](Self::search) with the graphs optionally ignored (exact scan everywhere).
+    pub fn search_with(
+        &self,
+        tenant: TenantId,
+        filter: &IndexFilter,
+        query: &[f32],
+        limit: usize,
+        use_graphs: bool,
     ) -> Vec<ScoredChunk> {
         let spaces = self.spaces.read().expect("vector index lock");
         let docs: HashSet<DocumentId> = filter.documents.iter().copied().collect();
@@ -161,17 +478,22 @@ impl VectorIndex {
             {
                 continue;
             }
-            for (i, id) in ns.ids.iter().enumerate() {
-                if !docs.is_empty() && !docs.contains(&id.document) {
-                    continue;
+            match &ns.ann {
+                Some(ann) if use_graphs && docs.is_empty() => {
+                    let dead = &ns.dead;
+                    let alive = |id: &usize| !dead.contains(id);
+                    let ef = (limit * 2).max(64);
+                    for n in ann.graph.search_filter(query, limit, ef, Some(&alive)) {
+                        // The distance is 1 − cosine.
+                        push(
+                            &mut heap,
+                            limit,
+                            Candidate(1.0 - n.distance, ann.ids[n.d_id]),
+                        );
+                    }
+                    ns.scan(ns.delta_start(), &docs, query, limit, &mut heap);
                 }
-                let score = dot(query, &ns.rows[i * ns.dim..(i + 1) * ns.dim]);
-                if heap.len() < limit {
-                    heap.push(Candidate(score, *id));
-                } else if heap.peek().is_some_and(|w| score > w.0) {
-                    heap.pop();
-                    heap.push(Candidate(score, *id));
-                }
+                _ => ns.scan(0, &docs, query, limit, &mut heap),
             }
         }
         let mut out: Vec<ScoredChunk> = heap
@@ -213,8 +535,10 @@ mod tests {
             },
             collection_id: c,
             text: String::new(),
+            char_start: 0,
             heading_path: vec![],
             title: String::new(),
+            language: Default::default(),
             vector: Some(unit(v)),
         };
         idx.upsert_document(
@@ -275,5 +599,140 @@ mod tests {
         idx.delete_collection(t, c2);
         assert!(idx.search(t, &IndexFilter::default(), &q, 5).is_empty());
         assert_eq!(idx.search(other, &IndexFilter::default(), &q, 5).len(), 1);
+    }
+
+    /// Deterministic pseudo-random unit vectors (xorshift).
+    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut s = seed.max(1);
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 10_000) as f32 / 5_000.0 - 1.0
+        };
+        (0..n)
+            .map(|_| unit(&(0..dim).map(|_| next()).collect::<Vec<_>>()))
+            .collect()
+    }
+
+    fn wait_for_graph(idx: &VectorIndex, t: TenantId, c: CollectionId) {
+        let started = std::time::Instant::now();
+        while idx.is_building(t, c) || !idx.has_graph(t, c) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "graph never built"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn wait_for_idle(idx: &VectorIndex, t: TenantId, c: CollectionId) {
+        let started = std::time::Instant::now();
+        while idx.is_building(t, c) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(120));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn large_namespaces_get_a_graph_that_honours_deletes_and_new_rows() {
+        let (dim, n) = (32, 1500);
+        let idx = VectorIndex::new(1000);
+        let (t, c) = (TenantId::new(), CollectionId::new());
+        let docs: Vec<DocumentId> = (0..n / 3).map(|_| DocumentId::new()).collect();
+        let data = vectors(n, dim, 7);
+        let rows = data.iter().enumerate().map(|(i, v)| {
+            (
+                c,
+                ChunkId {
+                    document: docs[i / 3],
+                    ordinal: (i % 3) as u32,
+                },
+                v.clone(),
+            )
+        });
+        idx.load(t, rows.clone().take(900));
+        assert!(
+            !idx.has_graph(t, c) && !idx.is_building(t, c),
+            "below the threshold"
+        );
+        idx.load(t, rows.skip(900));
+        wait_for_graph(&idx, t, c);
+
+        // Recall@10 of the graph against the exact scan.
+        let queries = vectors(50, dim, 99);
+        let all = IndexFilter::default();
+        let mut found = 0;
+        for q in &queries {
+            let exact: HashSet<ChunkId> = idx
+                .search_with(t, &all, q, 10, false)
+                .iter()
+                .map(|h| h.id)
+                .collect();
+            found += idx
+                .search(t, &all, q, 10)
+                .iter()
+                .filter(|h| exact.contains(&h.id))
+                .count();
+        }
+        let recall = found as f64 / (queries.len() * 10) as f64;
+        assert!(recall >= 0.9, "graph recall@10 {recall}");
+
+        // A deleted document never comes back, though its rows are still in the graph.
+        let q = &data[30];
+        let top = idx.search(t, &all, q, 1)[0].id;
+        assert_eq!(top.document, docs[10]);
+        idx.delete_document(t, docs[10]);
+        assert!(idx.has_graph(t, c), "one delete does not rebuild");
+        let after = idx.search(t, &all, q, 20);
+        assert!(after.iter().all(|h| h.id.document != docs[10]));
+        assert_eq!(after.len(), 20);
+
+        // A row added after the build is found through the exact delta scan.
+        let fresh = DocumentId::new();
+        let v = vectors(1, dim, 12345).remove(0);
+        idx.load(
+            t,
+            [(
+                c,
+                ChunkId {
+                    document: fresh,
+                    ordinal: 0,
+                },
+                v.clone(),
+            )],
+        );
+        assert_eq!(idx.search(t, &all, &v, 1)[0].id.document, fresh);
+
+        // Document filters scan exactly.
+        let only = IndexFilter {
+            documents: vec![docs[3]],
+            ..Default::default()
+        };
+        assert_eq!(idx.search(t, &only, q, 10).len(), 3);
+
+        // Deleting over a fifth of the rows rebuilds the graph without them.
+        for d in &docs[100..220] {
+            idx.delete_document(t, *d);
+        }
+        wait_for_graph(&idx, t, c);
+        for q in queries.iter().take(10) {
+            let hits = idx.search(t, &all, q, 10);
+            assert!(
+                hits.iter()
+                    .all(|h| !docs[100..220].contains(&h.id.document))
+            );
+            assert_eq!(hits.len(), 10);
+        }
+        assert_eq!(idx.len(), n + 1 - 3 - 360);
+
+        // Shrinking below the threshold goes back to the exact scan.
+        for d in &docs[220..] {
+            idx.delete_document(t, *d);
+        }
+        assert!(!idx.has_graph(t, c) || idx.is_building(t, c));
+        wait_for_idle(&idx, t, c);
+        assert!(!idx.has_graph(t, c));
+        assert_eq!(idx.search(t, &all, q, 5).len(), 5);
     }
 }

@@ -198,6 +198,7 @@ async fn collection_create_get_find_update_delete() {
                 name: "handbook".into(),
                 description: Some("the staff handbook".into()),
                 metadata: meta(json!({"team": "hr", "n": 1})),
+                language: TextLanguage::English,
             },
         )
         .await
@@ -1154,4 +1155,53 @@ async fn delete_collection_cascades_and_returns_blob_keys() {
         all_document_ids(s, a, DocumentFilter::default(), 10).await,
         vec![survivor.id]
     );
+}
+
+#[tokio::test]
+async fn get_documents_keeps_order_and_skips_other_tenants() {
+    let f = fixture().await;
+    let (t1, t2) = (tenant(&f.store).await, tenant(&f.store).await);
+    let c1 = collection(&f.store, t1, "mine").await;
+    let c2 = collection(&f.store, t2, "theirs").await;
+    let a = document(&f.store, t1, c1.id, "aa").await;
+    let b = document(&f.store, t1, c1.id, "bb").await;
+    let theirs = document(&f.store, t2, c2.id, "cc").await;
+    let ids = [b.id, DocumentId::new(), theirs.id, a.id, b.id];
+    let got: Vec<DocumentId> = f
+        .store
+        .get_documents(t1, &ids)
+        .await
+        .expect("get_documents")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(
+        got,
+        vec![b.id, a.id],
+        "asked order; unknown and other tenants' ids skipped; a repeated id once"
+    );
+    assert!(f.store.get_documents(t1, &[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn collections_keep_their_text_language() {
+    let f = fixture().await;
+    let t = tenant(&f.store).await;
+    let default = collection(&f.store, t, "plain").await;
+    assert_eq!(default.language, TextLanguage::English);
+    let german = f
+        .store
+        .create_collection(
+            t,
+            NewCollection {
+                name: "akten".into(),
+                language: TextLanguage::German,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create_collection");
+    assert_eq!(german.language, TextLanguage::German);
+    let again = f.store.get_collection(t, german.id).await.unwrap();
+    assert_eq!(again.language, TextLanguage::German);
 }

@@ -46,7 +46,12 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
         .ensure_tenant(TenantId::DEFAULT, "default")
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
-    load_vectors(&services, &index).await?;
+    if index.needs_rebuild() {
+        let n = reindex(&services).await?;
+        tracing::info!(chunks = n, "keyword index rebuilt from the database");
+    } else {
+        load_vectors(&services, &index).await?;
+    }
     Ok((services, db))
 }
 
@@ -115,6 +120,7 @@ pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
             .into_iter()
             .map(|(_, id, v)| (id, v))
             .collect();
+        let mut languages = std::collections::HashMap::new();
         let mut cursor = None;
         loop {
             let page = services
@@ -130,6 +136,18 @@ pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
                 .await
                 .map_err(err)?;
             for doc in &page.items {
+                let language = match languages.get(&doc.collection_id) {
+                    Some(l) => *l,
+                    None => {
+                        let c = services
+                            .store
+                            .get_collection(tenant, doc.collection_id)
+                            .await
+                            .map_err(err)?;
+                        languages.insert(c.id, c.language);
+                        c.language
+                    }
+                };
                 let chunks: Vec<IndexChunk> = services
                     .document_chunks(tenant, doc.id)
                     .await
@@ -139,9 +157,11 @@ pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
                         id: c.id,
                         collection_id: c.collection_id,
                         vector: vectors.remove(&c.id),
+                        char_start: c.char_start,
                         text: c.text,
                         heading_path: c.heading_path,
                         title: doc.filename.clone(),
+                        language,
                     })
                     .collect();
                 total += chunks.len() as u64;

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use docent_config::Config;
 use docent_core::Services;
 use docent_core::documents::Upload;
-use docent_core::search::{SearchMode, SearchParams};
+use docent_core::search::{Fusion, Grouping, SearchMode, SearchParams};
 use docent_domain::TenantId;
 use futures::StreamExt;
 
@@ -144,7 +144,7 @@ pub async fn beir(
         .unwrap_or("beir")
         .to_owned();
     let coll = svc
-        .collection_by_name_or_create(tenant, &name)
+        .collection_by_name_or_create(tenant, &name, None)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     println!(
@@ -211,13 +211,19 @@ pub async fn beir(
         );
     }
 
-    let modes: Vec<(&str, SearchMode)> = match svc.embedder {
+    let rrf = Fusion::Rrf { k: 60.0 };
+    let modes: Vec<(&str, SearchMode, Fusion)> = match svc.embedder {
         Some(_) => vec![
-            ("bm25", SearchMode::Keyword),
-            ("dense", SearchMode::Vector),
-            ("hybrid", SearchMode::Hybrid),
+            ("bm25", SearchMode::Keyword, rrf),
+            ("dense", SearchMode::Vector, rrf),
+            ("hybrid", SearchMode::Hybrid, rrf),
+            (
+                "hybrid-w",
+                SearchMode::Hybrid,
+                Fusion::Weighted { vector_weight: 0.5 },
+            ),
         ],
-        None => vec![("bm25", SearchMode::Keyword)],
+        None => vec![("bm25", SearchMode::Keyword, rrf)],
     };
     let mut qids: Vec<&String> = ds.queries.keys().collect();
     qids.sort();
@@ -225,13 +231,16 @@ pub async fn beir(
         "{:<8} {:>8} {:>10} {:>8} {:>9} {:>9} {:>9}",
         "mode", "nDCG@10", "Recall@100", "MRR@10", "p50 ms", "p95 ms", "p99 ms"
     );
-    for (label, mode) in modes {
+    for (label, mode, fusion) in modes {
         let (mut ndcg, mut recall, mut mrr) = (0.0, 0.0, 0.0);
         let mut lat = Vec::with_capacity(qids.len());
         for qid in &qids {
             let mut p = SearchParams::new(ds.queries[*qid].clone());
             p.top_k = 100;
             p.mode = mode;
+            p.fusion = fusion;
+            // BEIR judges documents: one hit per document, fused at document level.
+            p.group = Grouping::Document;
             p.collections = vec![coll.id];
             let t0 = Instant::now();
             let res = svc
@@ -290,6 +299,103 @@ async fn count_chunks(svc: &Services, tenant: TenantId) -> anyhow::Result<u64> {
             None => return Ok(n),
         }
     }
+}
+
+/// Deterministic clustered unit vectors: `n` points around `n / 100` random centres, like
+/// embeddings of a corpus of topics (xorshift noise, no dependency on an RNG crate's stream).
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed.max(1);
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % 1_000_000) as f32 / 500_000.0 - 1.0
+    };
+    let unit = |v: Vec<f32>| {
+        let norm = v
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE);
+        v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
+    };
+    let centres: Vec<Vec<f32>> = (0..(n / 100).max(1))
+        .map(|_| unit((0..dim).map(|_| next()).collect()))
+        .collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % centres.len()];
+            unit(
+                c.iter()
+                    .map(|x| x + 0.6 * next() / (dim as f32).sqrt() * 4.0)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// `docent bench vectors`: the exact scan against the HNSW graph on one collection of `n`
+/// vectors; prints build time, recall@10 of the graph and both latencies.
+pub fn vectors(n: usize, dim: usize, queries: usize) -> anyhow::Result<()> {
+    use docent_domain::ports::IndexFilter;
+    use docent_domain::{ChunkId, CollectionId, DocumentId};
+    use docent_index::VectorIndex;
+    if n == 0 || dim == 0 || queries == 0 {
+        bail!("--n, --dim and --queries must be positive");
+    }
+    let data = clustered(n + queries, dim, 42);
+    let (rows, qs) = data.split_at(n);
+    let idx = VectorIndex::new(n);
+    let (tenant, coll) = (TenantId::new(), CollectionId::new());
+    let started = Instant::now();
+    idx.load(
+        tenant,
+        rows.iter().enumerate().map(|(i, v)| {
+            (
+                coll,
+                ChunkId {
+                    document: DocumentId::new(),
+                    ordinal: i as u32,
+                },
+                v.clone(),
+            )
+        }),
+    );
+    while idx.is_building(tenant, coll) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::ensure!(idx.has_graph(tenant, coll), "the graph was not built");
+    let build = started.elapsed();
+    let all = IndexFilter::default();
+    let (mut exact_lat, mut graph_lat, mut found) = (Vec::new(), Vec::new(), 0usize);
+    for q in qs {
+        let t0 = Instant::now();
+        let exact = idx.search_with(tenant, &all, q, 10, false);
+        exact_lat.push(t0.elapsed());
+        let t0 = Instant::now();
+        let graph = idx.search(tenant, &all, q, 10);
+        graph_lat.push(t0.elapsed());
+        let truth: HashSet<_> = exact.iter().map(|h| h.id).collect();
+        found += graph.iter().filter(|h| truth.contains(&h.id)).count();
+    }
+    exact_lat.sort();
+    graph_lat.sort();
+    println!(
+        "{n} vectors × {dim}: graph built in {:.1}s on {} threads; recall@10 {:.3} over {} queries",
+        build.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |p| p.get()),
+        found as f64 / (qs.len() * 10) as f64,
+        qs.len()
+    );
+    println!(
+        "exact scan: p50 {:.2} ms, p99 {:.2} ms; graph: p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&exact_lat, 0.5),
+        percentile(&exact_lat, 0.99),
+        percentile(&graph_lat, 0.5),
+        percentile(&graph_lat, 0.99)
+    );
+    Ok(())
 }
 
 /// `docent bench load`: `clients` concurrent clients send `POST /api/v1/search` to a running

@@ -58,8 +58,8 @@ impl Client {
         Self::json(resp).await
     }
 
-    /// The id of the collection named `name`, if it exists.
-    async fn find_collection(&self, name: &str) -> anyhow::Result<Option<String>> {
+    /// The collection named `name`, if it exists.
+    async fn find_collection(&self, name: &str) -> anyhow::Result<Option<Value>> {
         let mut cursor: Option<String> = None;
         loop {
             let path = match &cursor {
@@ -73,7 +73,7 @@ impl Client {
                 .flatten()
                 .find(|c| c["name"] == name)
             {
-                return Ok(Some(c["id"].as_str().unwrap_or_default().to_owned()));
+                return Ok(Some(c.clone()));
             }
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_owned()),
@@ -82,21 +82,36 @@ impl Client {
         }
     }
 
-    /// The id of the collection named `name`, created if missing.
-    pub async fn collection_id(&self, name: &str) -> anyhow::Result<String> {
-        if let Some(id) = self.find_collection(name).await? {
-            return Ok(id);
+    /// The id of the collection named `name`, created (with `language`, when given) if missing.
+    /// An existing collection of another language is an error: the language is fixed.
+    pub async fn collection_id(
+        &self,
+        name: &str,
+        language: Option<&str>,
+    ) -> anyhow::Result<String> {
+        if let Some(c) = self.find_collection(name).await? {
+            if let Some(want) = language
+                && c["language"].as_str() != Some(want)
+            {
+                bail!(
+                    "collection `{name}` exists with language `{}`; a collection's language is fixed at creation",
+                    c["language"].as_str().unwrap_or("?")
+                );
+            }
+            return Ok(c["id"].as_str().unwrap_or_default().to_owned());
         }
-        let created = self
-            .post("/api/v1/collections", &serde_json::json!({ "name": name }))
-            .await?;
+        let mut body = serde_json::json!({ "name": name });
+        if let Some(l) = language {
+            body["language"] = l.into();
+        }
+        let created = self.post("/api/v1/collections", &body).await?;
         Ok(created["id"].as_str().unwrap_or_default().to_owned())
     }
 
     /// The id of the existing collection named `name`.
     pub async fn existing_collection_id(&self, name: &str) -> anyhow::Result<String> {
         match self.find_collection(name).await? {
-            Some(id) => Ok(id),
+            Some(c) => Ok(c["id"].as_str().unwrap_or_default().to_owned()),
             None => bail!("no collection named `{name}`"),
         }
     }

@@ -6,9 +6,10 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber (once; later calls are no-ops).
 pub fn init(format: LogFormat, level: &str) {
+    // hnsw_rs reports every graph build step at info; docent logs the build itself.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(format!("{level},hnsw_rs=warn")))
+        .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

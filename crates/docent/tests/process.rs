@@ -421,6 +421,56 @@ fn cli_ingest_tasks_and_config() {
     let out = run(&["search", "alpha", "--collection", "notes"]);
     let found = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && found.contains("a.md"), "{found}");
+    let out = run(&["search", "text", "--group-by", "document"]);
+    let found = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && found.contains("a.md") && found.contains("b.txt"),
+        "{found}"
+    );
+
+    // A collection's language is chosen when it is created, and fixed.
+    let german = dir.path().join("german");
+    std::fs::create_dir_all(&german).unwrap();
+    std::fs::write(german.join("h.md"), "# Häuser\n\nDie Häuser der Stadt").unwrap();
+    let out = run(&[
+        "ingest",
+        german.to_str().unwrap(),
+        "--collection",
+        "akten",
+        "--language",
+        "de",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["search", "Haus", "--collection", "akten"]);
+    let found = String::from_utf8_lossy(&out.stdout);
+    assert!(found.contains("h.md"), "German stemming: {found}");
+    let out = run(&[
+        "ingest",
+        german.to_str().unwrap(),
+        "--collection",
+        "notes",
+        "--language",
+        "de",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fixed at creation"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "ingest",
+        german.to_str().unwrap(),
+        "--collection",
+        "x",
+        "--language",
+        "xx",
+    ]);
+    assert!(!out.status.success(), "an unknown language is refused");
     let out = run(&["ask", "what about beta text"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("b.txt"),

@@ -109,6 +109,7 @@ async fn search_bad_input_gets_the_envelope() {
         (json!({"query": "x", "top_k": 1000}), "invalid_field"),
         (json!({"query": "x", "offset": 100000}), "invalid_field"),
         (json!({"query": "x", "mode": "magic"}), "invalid_field"),
+        (json!({"query": "x", "group_by": "page"}), "invalid_field"),
         (
             json!({"query": "x", "fusion": "weighted", "vector_weight": 2}),
             "invalid_field",
@@ -466,4 +467,125 @@ mod property {
             });
         }
     }
+}
+
+#[tokio::test]
+async fn group_by_document_gives_one_hit_per_document() {
+    let app = spawn_app().await;
+    let cid = app.create_collection("long").await;
+    // Many sections that all mention the query terms: by chunk, one document fills the page.
+    let long: String = (0..40)
+        .map(|i| {
+            format!(
+                "## Part {i}\n\nThe leave policy grants leave in part {i}. {}\n\n",
+                "Filler words about the office. ".repeat(30)
+            )
+        })
+        .collect();
+    let long_id = app.upload_ok(&cid, "long.md", long.as_bytes()).await;
+    let short_id = app
+        .upload_ok(
+            &cid,
+            "short.md",
+            b"# Leave\n\nAnnual leave policy: 25 days.",
+        )
+        .await;
+    app.drain().await;
+
+    let (s, by_chunk) = app
+        .search(json!({"query": "leave policy", "top_k": 10}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{by_chunk}");
+    let docs: Vec<&str> = by_chunk["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["document_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        docs.iter().filter(|d| **d == long_id).count() > 1,
+        "by chunk, the long document has several hits: {docs:?}"
+    );
+
+    let (s, by_doc) = app
+        .search(
+            json!({"query": "leave policy", "top_k": 10, "group_by": "document", "explain": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{by_doc}");
+    let hits = by_doc["hits"].as_array().unwrap();
+    let mut docs: Vec<&str> = hits
+        .iter()
+        .map(|h| h["document_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(hits.len(), 2, "one hit per document: {by_doc}");
+    docs.sort_unstable();
+    let mut want = vec![long_id.as_str(), short_id.as_str()];
+    want.sort_unstable();
+    assert_eq!(docs, want);
+    assert_eq!(
+        hits[0]["scores"]["keyword"]["rank"], 1,
+        "ranks among documents"
+    );
+    assert_eq!(hits[1]["scores"]["keyword"]["rank"], 2);
+    assert!(by_doc["next_offset"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn collections_search_in_their_own_language() {
+    let app = spawn_app().await;
+    let (s, de) = app
+        .post_json(
+            "/api/v1/collections",
+            json!({"name": "akten", "language": "de"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{de}");
+    assert_eq!(de["language"], "de");
+    let (s, en) = app
+        .post_json("/api/v1/collections", json!({"name": "files"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(en["language"], "en", "English by default");
+    let (s, b) = app
+        .post_json(
+            "/api/v1/collections",
+            json!({"name": "x", "language": "klingon"}),
+        )
+        .await;
+    assert_error(s, &b, 400, "invalid_field");
+    assert!(b["error"]["message"].as_str().unwrap().contains("language"));
+    let (s, b) = app
+        .patch_json(
+            &format!("/api/v1/collections/{}", de["id"].as_str().unwrap()),
+            json!({"language": "en"}),
+        )
+        .await;
+    assert_error(s, &b, 400, "invalid_json");
+
+    let de_doc = app
+        .upload_ok(
+            de["id"].as_str().unwrap(),
+            "haeuser.md",
+            "# Die Häuser\n\nDie Häuser der Stadt wurden renoviert.".as_bytes(),
+        )
+        .await;
+    app.upload_ok(
+        en["id"].as_str().unwrap(),
+        "houses.md",
+        b"# Houses\n\nThe houses of the town were renovated.",
+    )
+    .await;
+    app.drain().await;
+    // German stemming finds "Häuser" from "Haus"; German stop words alone find nothing.
+    let (s, res) = app.search(json!({"query": "Haus"})).await;
+    assert_eq!(s, StatusCode::OK, "{res}");
+    assert_eq!(res["hits"].as_array().unwrap().len(), 1, "{res}");
+    assert_eq!(res["hits"][0]["document_id"], de_doc.as_str());
+    let (_, res) = app.search(json!({"query": "der die"})).await;
+    assert!(res["hits"].as_array().unwrap().is_empty(), "{res}");
+    let (_, res) = app.search(json!({"query": "house renovating"})).await;
+    assert_eq!(res["hits"][0]["filename"], "houses.md");
+    app.stop().await;
 }

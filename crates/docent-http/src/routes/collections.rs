@@ -3,12 +3,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use docent_domain::{CollectionId, CollectionPatch, NewCollection};
+use docent_domain::{Code, CollectionId, CollectionPatch, NewCollection, TextLanguage};
 
 use super::page;
 use crate::AppState;
 use crate::dto::{Collection, CollectionList, CreateCollection, PageQuery, UpdateCollection};
-use crate::error::{ApiResult, ErrorEnvelope};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Tenant, id};
 
 /// Lists collections, newest first.
@@ -36,6 +36,12 @@ pub(crate) async fn create(
     Tenant(t): Tenant,
     ApiJson(body): ApiJson<CreateCollection>,
 ) -> ApiResult<(StatusCode, Json<Collection>)> {
+    let language = match body.language.as_deref() {
+        None => TextLanguage::default(),
+        Some(l) => l
+            .parse()
+            .map_err(|e: String| ApiError::new(Code::InvalidField, format!("`language`: {e}")))?,
+    };
     let c = s
         .services
         .create_collection(
@@ -44,6 +50,7 @@ pub(crate) async fn create(
                 name: body.name,
                 description: body.description,
                 metadata: body.metadata.unwrap_or_default(),
+                language,
             },
         )
         .await?;

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use docent_core::answer::SummaryState;
-use docent_core::search::{Fusion, Hit, MetaFilter, MetaOp, SearchMode, SearchParams};
+use docent_core::search::{Fusion, Grouping, Hit, MetaFilter, MetaOp, SearchMode, SearchParams};
 use docent_domain::{Code, CollectionId, DocumentId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -58,6 +58,10 @@ pub struct SearchRequest {
     /// Weight of the vector score in `weighted` fusion (0–1, default 0.5).
     #[serde(default)]
     pub vector_weight: Option<f32>,
+    /// `chunk` (default: every matching chunk is a hit) or `document` (one hit per document,
+    /// its best chunk; documents ranked by fusing each index's document ranking).
+    #[serde(default)]
+    pub group_by: Option<String>,
     /// Include each index's rank and score.
     #[serde(default)]
     pub explain: bool,
@@ -208,6 +212,16 @@ pub(crate) fn params(
             return Err(ApiError::new(
                 Code::InvalidField,
                 "`mode` must be hybrid, keyword or vector",
+            ));
+        }
+    };
+    p.group = match r.group_by.as_deref() {
+        None | Some("chunk") => Grouping::Chunk,
+        Some("document") => Grouping::Document,
+        Some(_) => {
+            return Err(ApiError::new(
+                Code::InvalidField,
+                "`group_by` must be chunk or document",
             ));
         }
     };
@@ -399,6 +413,7 @@ pub(crate) async fn answer(
         fusion: None,
         rrf_k: None,
         vector_weight: None,
+        group_by: None,
         explain: false,
     };
     let p = params(req, None)?;
