@@ -53,6 +53,11 @@ pub struct Limits {
     pub max_pages: u32,
     /// Deepest nesting accepted in HTML, XML and JSON.
     pub max_depth: usize,
+    /// Spreadsheets read into dense grids (ODS): most cells in one sheet's grid (first to last
+    /// non-empty row × column A to the last non-empty column, repeats expanded), in all the
+    /// workbook's grids together, and most non-empty cells. Checked by a streaming scan before
+    /// any grid is built.
+    pub max_sheet_cells: u64,
     /// JSON/JSONL: the fields whose values become record fields (dotted paths such as
     /// `author.name` for nested objects). Empty means every string field.
     pub json_text_fields: Vec<String>,
@@ -68,6 +73,7 @@ impl Default for Limits {
             max_compression_ratio: 200,
             max_pages: 5_000,
             max_depth: 512,
+            max_sheet_cells: 5_000_000,
             json_text_fields: Vec::new(),
         }
     }

@@ -17,6 +17,8 @@ pub(crate) struct Container<'a> {
     /// Uncompressed bytes still allowed.
     budget: u64,
     limit: u64,
+    /// Entries already inflated in full and counted (by index).
+    counted: Vec<bool>,
 }
 
 impl<'a> Container<'a> {
@@ -62,8 +64,10 @@ impl<'a> Container<'a> {
                 limits.max_compression_ratio
             )));
         }
+        let counted = vec![false; archive.len()];
         Ok(Self {
             archive,
+            counted,
             budget: limits.max_uncompressed_bytes,
             limit: limits.max_uncompressed_bytes,
         })
@@ -122,6 +126,7 @@ impl<'a> Container<'a> {
             });
         }
         self.budget -= n;
+        self.counted[index] = true;
         Ok(out)
     }
 
@@ -132,10 +137,13 @@ impl<'a> Container<'a> {
             .map(|b| crate::xml::decode(&b).into_owned()))
     }
 
-    /// Inflates every entry into nothing, so that a parser that reads the archive by itself
-    /// (calamine) only ever sees sizes that were really counted.
+    /// Inflates every entry not read yet into nothing, so that a parser that reads the archive
+    /// by itself (calamine) only ever sees sizes that were really counted.
     pub(crate) fn verify_all(&mut self) -> Result<(), ExtractError> {
         for i in 0..self.archive.len() {
+            if self.counted[i] {
+                continue;
+            }
             let is_dir = self
                 .archive
                 .by_index_raw(i)

@@ -323,3 +323,153 @@ fn truncated_and_corrupted_containers_give_typed_errors() {
     println!("corrupted variants: {outcomes:?}");
     assert!(!outcomes.contains_key("extraction_timeout"));
 }
+
+/// An ODS whose only sheet, "Data", holds `rows` (`table:table-row` elements).
+fn ods_with_rows(rows: &str) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("mimetype", stored).unwrap();
+    zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
+        .unwrap();
+    zip.start_file("META-INF/manifest.xml", opts).unwrap();
+    zip.write_all(
+        br#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#,
+    )
+    .unwrap();
+    zip.start_file("content.xml", opts).unwrap();
+    write!(
+        zip,
+        r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet><table:table table:name="Data">{rows}</table:table></office:spreadsheet></office:body></office:document-content>"#
+    )
+    .unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+/// A row of string cells.
+fn ods_row(cells: &[&str]) -> String {
+    let cells: String = cells
+        .iter()
+        .map(|c| format!(r#"<table:table-cell office:value-type="string"><text:p>{c}</text:p></table:table-cell>"#))
+        .collect();
+    format!("<table:table-row>{cells}</table:table-row>")
+}
+
+/// Extracts with a timing printed, asserting it stays well under a second.
+fn extract_ods_quickly(what: &str, ods: &[u8]) -> Result<docent_extract::Extracted, ExtractError> {
+    let started = Instant::now();
+    let r = extract(ods, "hostile.ods", "", Limits::default());
+    let took = started.elapsed();
+    println!(
+        "{what} ({} bytes): {:?} in {took:?}",
+        ods.len(),
+        r.as_ref().map(|o| o.text.len())
+    );
+    assert!(took < Duration::from_millis(500), "{what} took {took:?}");
+    r
+}
+
+#[test]
+fn ods_far_away_cell_is_refused_before_calamine_builds_a_grid() {
+    // One cell at row 1,000,002, column 16,001: a 16-billion-cell dense grid.
+    let rows = format!(
+        r#"{}<table:table-row table:number-rows-repeated="1000000"><table:table-cell/></table:table-row><table:table-row><table:table-cell table:number-columns-repeated="16000"/><table:table-cell office:value-type="float" office:value="1"/></table:table-row>"#,
+        ods_row(&["a"])
+    );
+    let err = extract_ods_quickly("far-away ODS cell", &ods_with_rows(&rows)).unwrap_err();
+    assert!(matches!(err, ExtractError::TooLarge(_)), "{err:?}");
+    assert_eq!(err.code(), "payload_too_large");
+    assert!(err.to_string().contains("sheet \"Data\""), "{err}");
+    // A value without a value type, a formula alone and a covered cell count as well.
+    for cell in [
+        r#"<table:table-cell office:value="1"/>"#,
+        r#"<table:table-cell table:formula="of:=1"/>"#,
+        r#"<table:covered-table-cell office:value-type="string"><text:p>x</text:p></table:covered-table-cell>"#,
+    ] {
+        let rows = format!(
+            r#"<table:table-row><table:table-cell table:number-columns-repeated="16000"/>{cell}</table:table-row>"#
+        );
+        let rows = format!(
+            r#"{rows}<table:table-row table:number-rows-repeated="1000"><table:table-cell/></table:table-row>{rows}"#
+        );
+        let err = extract_ods_quickly(cell, &ods_with_rows(&rows)).unwrap_err();
+        assert!(matches!(err, ExtractError::TooLarge(_)), "{cell}: {err:?}");
+    }
+}
+
+#[test]
+fn ods_non_empty_row_repeated_millions_of_times_is_refused() {
+    let rows = format!(
+        r#"{}<table:table-row table:number-rows-repeated="10000000"><table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell></table:table-row>"#,
+        ods_row(&["name"])
+    );
+    let err = extract_ods_quickly("row repeated 10M times", &ods_with_rows(&rows)).unwrap_err();
+    assert!(matches!(err, ExtractError::TooLarge(_)), "{err:?}");
+    assert!(err.to_string().contains("10000001"), "{err}");
+    // The limit is configurable: a smaller one refuses a modest repeat.
+    let rows = format!(
+        r#"{}<table:table-row table:number-rows-repeated="100"><table:table-cell office:value="1"/></table:table-row>"#,
+        ods_row(&["n"])
+    );
+    let ods = ods_with_rows(&rows);
+    let limits = Limits {
+        max_sheet_cells: 50,
+        ..Limits::default()
+    };
+    let err = extract(&ods, "a.ods", "", limits).unwrap_err();
+    assert!(matches!(err, ExtractError::TooLarge(_)), "{err:?}");
+    let out = extract(&ods, "a.ods", "", Limits::default()).unwrap();
+    assert_eq!(out.text.matches("n: 1").count(), 100);
+}
+
+#[test]
+fn ods_with_huge_empty_repeats_still_extracts() {
+    // What LibreOffice writes: the data, then the rest of the sheet as repeated empty cells.
+    let empty_cols = r#"<table:table-cell table:number-columns-repeated="16000"/>"#;
+    let rows = format!(
+        r#"{}{}{}<table:table-row table:number-rows-repeated="1048553">{empty_cols}</table:table-row>"#,
+        ods_row(&["Name", "City"]).replace(
+            "</table:table-row>",
+            &format!("{empty_cols}</table:table-row>")
+        ),
+        ods_row(&["Ann", "Paris"]).replace(
+            "</table:table-row>",
+            &format!("{empty_cols}</table:table-row>")
+        ),
+        ods_row(&["Bob", "Oslo"]).replace(
+            "</table:table-row>",
+            &format!("{empty_cols}</table:table-row>")
+        ),
+    );
+    let out =
+        extract_ods_quickly("LibreOffice-style empty repeats", &ods_with_rows(&rows)).unwrap();
+    assert_eq!(
+        out.text,
+        "Data\n\nName: Ann\nCity: Paris\n\nName: Bob\nCity: Oslo"
+    );
+}
+
+#[test]
+fn ods_content_ending_inside_a_sheet_is_refused() {
+    // Calamine would wait for the table's end forever.
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("mimetype", opts).unwrap();
+    zip.write_all(b"application/vnd.oasis.opendocument.spreadsheet")
+        .unwrap();
+    zip.start_file("META-INF/manifest.xml", opts).unwrap();
+    zip.write_all(b"<manifest:manifest/>").unwrap();
+    zip.start_file("content.xml", opts).unwrap();
+    zip.write_all(br#"<office:document-content><table:table table:name="Cut"><table:table-row><table:table-cell office:value="1"/></table:table-row>"#)
+        .unwrap();
+    let ods = zip.finish().unwrap().into_inner();
+    let err = extract_isolated(
+        ods,
+        "cut.ods".into(),
+        String::new(),
+        Limits::default(),
+        Duration::from_secs(10),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "extraction_failed", "{err:?}");
+}
