@@ -81,6 +81,10 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         });
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(after) = retry
             && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
         {

@@ -1,12 +1,18 @@
 //! Extractors that turn every rejection into the error envelope: JSON bodies (malformed, wrong
-//! shape, unknown fields, wrong content type, too large), query strings, and the tenant.
+//! shape, unknown fields, wrong content type, too large), query strings, and the caller
+//! ([`Auth`]: the principal every request acts as).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use docent_domain::{Code, TenantId};
+use docent_auth::ClientInfo;
+use docent_domain::{Actor, Code, CollectionId, DocumentId, Principal, Role, TenantId, UserId};
 use serde::de::DeserializeOwned;
 
+use crate::AppState;
 use crate::error::ApiError;
 
 /// `Json<T>` with envelope errors.
@@ -65,17 +71,139 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The tenant a request acts in. Until authentication lands every request acts in
-/// [`TenantId::DEFAULT`]; handlers never pick a tenant themselves.
+/// The caller every request acts as. With `auth.mode = "none"` that is an owner of
+/// [`TenantId::DEFAULT`]; with `auth.mode = "builtin"` the `Authorization: Bearer …` credential
+/// (access token, API key or external OIDC token) decides, and a missing or invalid one is 401.
+/// Handlers never pick a tenant themselves: they act in `principal.tenant_id`.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+/// The principal of `auth.mode = "none"`: the owner of the default tenant.
+pub fn local_owner() -> Principal {
+    Principal {
+        tenant_id: TenantId::DEFAULT,
+        actor: Actor::User {
+            id: UserId::from_uuid(uuid::Uuid::nil()),
+            session: None,
+        },
+        role: Role::Owner,
+        key_scope: None,
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(Auth(p.clone()));
+        }
+        let Some(auth) = &state.auth else {
+            return Ok(Auth(local_owner()));
+        };
+        let credential = bearer(parts)?;
+        let principal = auth.authenticate_bearer(credential).await?;
+        parts.extensions.insert(principal.clone());
+        Ok(Auth(principal))
+    }
+}
+
+/// The credential of an `Authorization: Bearer …` header; `unauthenticated` when there is none.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let missing = || {
+        ApiError::new(
+            Code::Unauthenticated,
+            "this route needs `Authorization: Bearer <access token or API key>`",
+        )
+    };
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?
+        .to_str()
+        .map_err(|_| ApiError::new(Code::TokenInvalid, "the Authorization header is not ASCII"))?;
+    let (scheme, credential) = value.split_once(' ').ok_or_else(missing)?;
+    let credential = credential.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() {
+        return Err(missing());
+    }
+    Ok(credential)
+}
+
+/// The tenant a request acts in: the principal's. Kept for handlers that need nothing else.
 #[derive(Debug, Clone, Copy)]
 pub struct Tenant(pub TenantId);
 
-impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Tenant(TenantId::DEFAULT))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Auth(p) = Auth::from_request_parts(parts, state).await?;
+        Ok(Tenant(p.tenant_id))
     }
+}
+
+/// The client address (for sign-in brute-force protection); unspecified when the server was
+/// not started with connection info.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub ClientInfo);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        Ok(Client(ClientInfo { ip }))
+    }
+}
+
+/// `collection_not_found` unless the caller may see `id` (keys limited to some collections).
+pub fn scope_collection(p: &Principal, id: CollectionId) -> Result<(), ApiError> {
+    if p.can_access_collection(id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::CollectionNotFound,
+            format!("collection {id} not found"),
+        ))
+    }
+}
+
+/// `document_not_found` unless the caller may see a document of `collection`.
+pub fn scope_document(
+    p: &Principal,
+    id: DocumentId,
+    collection: CollectionId,
+) -> Result<(), ApiError> {
+    if p.can_access_collection(collection) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::DocumentNotFound,
+            format!("document {id} not found"),
+        ))
+    }
+}
+
+/// `insufficient_scope` for keys limited to some collections (they cannot create more).
+pub fn require_tenant_wide(p: &Principal) -> Result<(), ApiError> {
+    if p.collection_limit().is_some() {
+        return Err(ApiError::new(
+            Code::InsufficientScope,
+            "this API key is limited to some collections",
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a path id; a malformed one is `invalid_id`.

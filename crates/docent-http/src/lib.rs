@@ -14,10 +14,12 @@ mod middleware;
 pub mod openapi;
 mod routes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use docent_auth::AuthService;
 use docent_core::Services;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -34,6 +36,9 @@ pub struct AppState {
     pub services: Services,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Accounts and credentials with `auth.mode = "builtin"`; `None` in mode `none`, where
+    /// every request acts as the owner of the default tenant and the auth routes answer 404.
+    pub auth: Option<Arc<AuthService>>,
 }
 
 /// Builds the whole application router.

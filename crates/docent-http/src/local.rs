@@ -7,6 +7,14 @@ use serde_json::Value;
 
 use crate::routes::search::{AskRequest, SearchRequest};
 
+/// In-process callers act as the owner of the tenant they name.
+fn acting(tenant: TenantId) -> docent_domain::Principal {
+    docent_domain::Principal {
+        tenant_id: tenant,
+        ..crate::extract::local_owner()
+    }
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Error> {
     serde_json::from_value(body).map_err(|e| Error::new(Code::InvalidJson, e.to_string()))
 }
@@ -14,7 +22,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Error> {
 /// `POST /api/v1/search`, in process.
 pub async fn search(services: &Services, tenant: TenantId, body: Value) -> Result<Value, Error> {
     let req: SearchRequest = parse(body)?;
-    let resp = crate::routes::search::run(services, tenant, req, None)
+    let resp = crate::routes::search::run(services, &acting(tenant), req, None)
         .await
         .map_err(|e| e.0)?;
     serde_json::to_value(resp).map_err(Error::internal)
@@ -23,7 +31,7 @@ pub async fn search(services: &Services, tenant: TenantId, body: Value) -> Resul
 /// `POST /api/v1/ask`, in process.
 pub async fn ask(services: &Services, tenant: TenantId, body: Value) -> Result<Value, Error> {
     let req: AskRequest = parse(body)?;
-    let resp = crate::routes::search::answer(services, tenant, req)
+    let resp = crate::routes::search::answer(services, &acting(tenant), req)
         .await
         .map_err(|e| e.0)?;
     serde_json::to_value(resp).map_err(Error::internal)

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 /// Top-level info and tags; paths are added by the routers.
 #[derive(OpenApi)]
@@ -12,9 +13,35 @@ use utoipa::OpenApi;
         (name = "search", description = "Hybrid search, extractive answers and summaries"),
         (name = "tasks", description = "Background work: status, progress, cancel, retry"),
         (name = "system", description = "Health, readiness, metrics"),
-    )
+        (name = "auth", description = "Accounts: sign-up, sign-in, refresh, sign-out, email verification, password reset, first-run setup"),
+        (name = "keys", description = "API keys: create (secret shown once), list, revoke"),
+    ),
+    modifiers(&BearerAuth),
+    security(("bearerAuth" = []))
 )]
 pub struct ApiDoc;
+
+/// Declares `bearerAuth`: an access token (JWT) or an API key in `Authorization: Bearer …`.
+/// It applies to every operation except those marked public (`security(())`); with
+/// `auth.mode = "none"` the server does not ask for it.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An access token from /api/v1/auth/signin, or an API key (dk_…)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The base document.
 pub fn base() -> utoipa::openapi::OpenApi {

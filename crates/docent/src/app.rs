@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use docent_config::{Config, LlmConfig};
+use docent_auth::AuthService;
+use docent_config::{AuthMode, Config, LlmConfig};
 use docent_core::Services;
 use docent_core::worker::WorkerPool;
 use docent_domain::TenantId;
@@ -194,10 +195,36 @@ fn check_not_yet_used(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The account service when `auth.mode = "builtin"`, or `None` in mode `none` (where a
+/// listener beyond loopback gets a loud warning: the API is then open to anyone who reaches it).
+pub fn open_auth(
+    config: &Config,
+    db: &docent_store::Database,
+) -> anyhow::Result<Option<Arc<AuthService>>> {
+    match config.auth.mode {
+        AuthMode::Builtin => Ok(Some(Arc::new(
+            AuthService::from_config(config, db.auth()).map_err(|e| anyhow::anyhow!(e.chain()))?,
+        ))),
+        AuthMode::None => {
+            if !config.server.bind.ip().is_loopback() {
+                tracing::warn!(
+                    bind = %config.server.bind,
+                    "auth.mode = \"none\" on a non-loopback address: ANYONE WHO CAN REACH THIS \
+                     SERVER CAN READ, CHANGE AND DELETE EVERY DOCUMENT. Set auth.mode = \"builtin\" \
+                     or bind to 127.0.0.1"
+                );
+            }
+            Ok(None)
+        }
+    }
+}
+
 /// A running docent: listener bound, services open.
 pub struct Application {
     listener: TcpListener,
     services: Services,
+    auth: Option<Arc<AuthService>>,
+    setup_link: Option<String>,
     db: docent_store::Database,
 }
 
@@ -206,14 +233,48 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let bind = config.server.bind;
         let (services, db) = open_services(config).await?;
+        let auth = open_auth(&services.config, &db)?;
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
+        let mut setup_link = None;
+        if let Some(auth) = &auth
+            && let Some(token) = auth
+                .ensure_setup_token()
+                .await
+                .map_err(|e| anyhow::anyhow!(e.chain()))?
+        {
+            let link = auth.setup_link(&token);
+            // Printed once, to stderr only: the token is a credential and stays out of the log.
+            eprintln!(
+                "\n  docent has no users yet. First-run setup (valid {ttl}):\n\n    {link}\n\n  \
+                 Until the web UI lands, create the first owner with\n\n    \
+                 curl -X POST {base}/api/v1/setup -H 'content-type: application/json' \\\n      \
+                 -d '{{\"token\": \"{token}\", \"email\": \"you@example.com\", \"password\": \"…\"}}'\n\n  \
+                 or run `docent users create --email you@example.com --admin`.\n",
+                ttl = humantime::format_duration(services.config.auth.setup_token_ttl),
+                base = auth.settings().public_url,
+            );
+            tracing::info!("first-run setup link printed to stderr");
+            setup_link = Some(link);
+        }
         Ok(Self {
             listener,
             services,
+            auth,
+            setup_link,
             db,
         })
+    }
+
+    /// The first-run setup link printed at start, while no user exists (`auth.mode = "builtin"`).
+    pub fn setup_link(&self) -> Option<&str> {
+        self.setup_link.as_deref()
+    }
+
+    /// The account service (`auth.mode = "builtin"`).
+    pub fn auth(&self) -> Option<&Arc<AuthService>> {
+        self.auth.as_ref()
     }
 
     /// The address the server listens on.
@@ -238,6 +299,7 @@ impl Application {
         let state = docent_http::AppState {
             services: self.services.clone(),
             metrics: docent_http::metrics::install(),
+            auth: self.auth.clone(),
         };
         let router = docent_http::router(state);
         let pool = config
@@ -245,10 +307,13 @@ impl Application {
             .run_workers
             .then(|| WorkerPool::start(self.services.clone(), config.worker.concurrency));
         tracing::info!(addr = %self.local_addr(), "docent is listening");
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
         tracing::info!("shutting down");
         if let Some(pool) = pool {
             pool.shutdown(config.server.shutdown_grace).await;

@@ -167,6 +167,36 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Manage accounts (`auth.mode = "builtin"`).
+    Users {
+        /// Action.
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+/// `docent users ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a verified account: owner of a new workspace, or with `--admin` owner of the
+    /// default workspace. The password comes from `--password-file` or `DOCENT_PASSWORD`.
+    Create {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// A file holding the password (first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Make the user an owner of the default workspace (the first admin).
+        #[arg(long)]
+        admin: bool,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Name of the new workspace (without `--admin`).
+        #[arg(long)]
+        tenant_name: Option<String>,
+    },
 }
 
 /// `docent bench ...`.
@@ -458,8 +488,77 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             action: ConfigAction::Check,
         } => println!("configuration is valid"),
+        Command::Users {
+            action:
+                UserAction::Create {
+                    email,
+                    password_file,
+                    admin,
+                    name,
+                    tenant_name,
+                },
+        } => create_user(config, email, password_file, admin, name, tenant_name).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `docent users create`.
+async fn create_user(
+    config: Config,
+    email: String,
+    password_file: Option<PathBuf>,
+    admin: bool,
+    display_name: Option<String>,
+    tenant_name: Option<String>,
+) -> anyhow::Result<()> {
+    use docent_domain::auth::AccountTenant;
+    let password = match password_file {
+        Some(path) => std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        None => std::env::var("DOCENT_PASSWORD")
+            .context("give the password with --password-file or the DOCENT_PASSWORD variable")?,
+    };
+    if config.auth.mode == docent_config::AuthMode::None {
+        eprintln!(
+            "note: auth.mode = \"none\": the account is created, but the server ignores it until \
+             auth.mode = \"builtin\""
+        );
+    }
+    let (services, db) = open_services(config).await?;
+    let auth = docent_auth::AuthService::from_config(&services.config, db.auth())
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let tenant = if admin {
+        AccountTenant::Existing {
+            tenant_id: TenantId::DEFAULT,
+            role: docent_domain::Role::Owner,
+        }
+    } else {
+        AccountTenant::New {
+            name: tenant_name.unwrap_or_default(),
+        }
+    };
+    let result = auth
+        .create_user(docent_auth::CreateUser {
+            email,
+            password: Some(password),
+            display_name,
+            tenant,
+        })
+        .await;
+    db.close().await;
+    let (user, membership) = result.map_err(|e| anyhow::anyhow!(e.chain()))?;
+    println!(
+        "created user {} ({}) as {} of workspace {}",
+        user.email.unwrap_or_default(),
+        user.id,
+        membership.role,
+        membership.tenant_id
+    );
+    Ok(())
 }
 
 /// Files under `paths`, directories walked recursively, hidden entries skipped, sorted.

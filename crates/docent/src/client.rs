@@ -12,15 +12,25 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `base` (e.g. `http://127.0.0.1:8080`).
+    /// A client for `base` (e.g. `http://127.0.0.1:8080`). With `auth.mode = "builtin"` on the
+    /// server, `DOCENT_TOKEN` (an API key or access token) is sent as `Authorization: Bearer`.
     pub fn new(base: &str) -> anyhow::Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             bail!("--url must start with http:// or https://");
         }
+        let mut builder = reqwest::Client::builder();
+        if let Some(token) = std::env::var("DOCENT_TOKEN").ok().filter(|t| !t.is_empty()) {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("DOCENT_TOKEN holds characters a header cannot carry")?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
         Ok(Self {
             base,
-            http: reqwest::Client::builder().build()?,
+            http: builder.build()?,
         })
     }
 

@@ -9,23 +9,24 @@ use super::page;
 use crate::AppState;
 use crate::dto::{Collection, CollectionList, CreateCollection, PageQuery, UpdateCollection};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Tenant, id};
+use crate::extract::{ApiJson, ApiQuery, Auth, id, require_tenant_wide, scope_collection};
 
 /// Lists collections, newest first.
 #[utoipa::path(get, path = "/api/v1/collections", tag = "collections", params(PageQuery),
     responses((status = 200, body = CollectionList), (status = 400, body = ErrorEnvelope)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<CollectionList>> {
-    Ok(Json(
-        s.services
-            .store
-            .list_collections(t, page(q.limit, q.cursor)?)
-            .await?
-            .into(),
-    ))
+    let t = p.tenant_id;
+    let mut list = s
+        .services
+        .store
+        .list_collections(t, page(q.limit, q.cursor)?)
+        .await?;
+    list.items.retain(|c| p.can_access_collection(c.id));
+    Ok(Json(list.into()))
 }
 
 /// Creates a collection.
@@ -33,9 +34,12 @@ pub(crate) async fn list(
     responses((status = 201, body = Collection), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub(crate) async fn create(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     ApiJson(body): ApiJson<CreateCollection>,
 ) -> ApiResult<(StatusCode, Json<Collection>)> {
+    let t = p.tenant_id;
+    p.require_write()?;
+    require_tenant_wide(&p)?;
     let language = match body.language.as_deref() {
         None => TextLanguage::default(),
         Some(l) => l
@@ -62,10 +66,12 @@ pub(crate) async fn create(
     responses((status = 200, body = Collection), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Collection>> {
+    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
+    scope_collection(&p, cid)?;
     Ok(Json(s.services.store.get_collection(t, cid).await?.into()))
 }
 
@@ -75,11 +81,14 @@ pub(crate) async fn get(
     responses((status = 200, body = Collection), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub(crate) async fn update(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<UpdateCollection>,
 ) -> ApiResult<Json<Collection>> {
+    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
+    p.require_write()?;
+    scope_collection(&p, cid)?;
     let patch = CollectionPatch {
         name: body.name,
         description: body.description,
@@ -95,10 +104,13 @@ pub(crate) async fn update(
     responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn delete(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
+    p.require_write()?;
+    scope_collection(&p, cid)?;
     s.services.delete_collection(t, cid).await?;
     Ok(StatusCode::NO_CONTENT)
 }

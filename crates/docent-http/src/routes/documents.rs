@@ -17,7 +17,7 @@ use super::{page, parse_enum};
 use crate::AppState;
 use crate::dto::{ChunkList, Document, DocumentList, DocumentQuery, PageQuery, UploadResult};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiQuery, Tenant, id};
+use crate::extract::{ApiQuery, Auth, id, scope_collection, scope_document};
 
 /// Multipart form of an upload. Send `metadata` (optional) before `file`.
 #[derive(ToSchema)]
@@ -70,11 +70,14 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope)))]
 pub(crate) async fn upload_document(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<UploadResult>)> {
+    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
+    p.require_write()?;
+    scope_collection(&p, cid)?;
     let mut form = multipart.map_err(|_| {
         ApiError::new(
             Code::UnsupportedMediaType,
@@ -141,13 +144,15 @@ pub(crate) async fn upload_document(
     responses((status = 200, body = DocumentList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
     ApiQuery(q): ApiQuery<DocumentQuery>,
 ) -> ApiResult<Json<DocumentList>> {
+    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
     let status = parse_enum(q.status, "status")?;
     let page = page(q.limit, q.cursor)?;
+    scope_collection(&p, cid)?;
     s.services.store.get_collection(t, cid).await?;
     let docs = s
         .services
@@ -169,11 +174,14 @@ pub(crate) async fn list(
     responses((status = 200, body = Document), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Document>> {
+    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
-    Ok(Json(s.services.store.get_document(t, did).await?.into()))
+    let doc = s.services.store.get_document(t, did).await?;
+    scope_document(&p, did, doc.collection_id)?;
+    Ok(Json(doc.into()))
 }
 
 /// Deletes a document: its chunks, index entries and original are gone when this returns.
@@ -181,10 +189,14 @@ pub(crate) async fn get(
     responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn delete(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
+    p.require_write()?;
+    let doc = s.services.store.get_document(t, did).await?;
+    scope_document(&p, did, doc.collection_id)?;
     s.services.delete_document(t, did).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -194,11 +206,13 @@ pub(crate) async fn delete(
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn content(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Response> {
+    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
     let (doc, size, stream) = s.services.download_document(t, did).await?;
+    scope_document(&p, did, doc.collection_id)?;
     let mime = HeaderValue::from_str(&doc.declared_mime)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let ascii: String = doc
@@ -232,13 +246,15 @@ pub(crate) async fn content(
     responses((status = 200, body = ChunkList), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn chunks(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ChunkList>> {
+    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
     let page = page(q.limit, q.cursor)?;
-    s.services.store.get_document(t, did).await?;
+    let doc = s.services.store.get_document(t, did).await?;
+    scope_document(&p, did, doc.collection_id)?;
     Ok(Json(
         s.services.store.list_chunks(t, did, page).await?.into(),
     ))
@@ -249,10 +265,14 @@ pub(crate) async fn chunks(
     responses((status = 202, body = UploadResult), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub(crate) async fn reprocess(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<(StatusCode, Json<UploadResult>)> {
+    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
+    p.require_write()?;
+    let doc = s.services.store.get_document(t, did).await?;
+    scope_document(&p, did, doc.collection_id)?;
     let o = s.services.reprocess_document(t, did).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -1,5 +1,6 @@
 //! Route handlers, grouped by resource.
 
+pub(crate) mod auth;
 pub(crate) mod collections;
 pub(crate) mod documents;
 pub(crate) mod search;
@@ -41,6 +42,22 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::retry))
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::signin))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::signout))
+        .routes(routes!(auth::verify))
+        .routes(routes!(auth::confirm))
+        .routes(routes!(auth::password_reset))
+        .routes(routes!(auth::password_reset_confirm))
+        .routes(routes!(auth::setup))
+        .routes(routes!(auth::create_key, auth::list_keys))
+        .routes(routes!(auth::revoke_key))
+        .routes(routes!(auth::seed_signup))
+        .routes(routes!(auth::seed_signin))
+        .routes(routes!(auth::seed_verify))
+        .routes(routes!(auth::seed_confirm))
+        .routes(routes!(auth::seed_refresh))
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use docent_core::answer::SummaryState;
 use docent_core::search::{Fusion, Grouping, Hit, MetaFilter, MetaOp, SearchMode, SearchParams};
-use docent_domain::{Code, CollectionId, DocumentId};
+use docent_domain::{Code, CollectionId, DocumentId, Principal};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::dto::Task;
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Tenant, id};
+use crate::extract::{ApiJson, ApiQuery, Auth, id, scope_collection, scope_document};
 
 /// A search (or question) and its filters.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -278,15 +278,32 @@ fn hit_dto(rank: usize, h: Hit, explain: bool) -> SearchHit {
     }
 }
 
+/// Limits a search to the collections the caller may see: a key limited to some collections
+/// searches those when none is named, and naming another is `collection_not_found`.
+pub(crate) fn scope_search(principal: &Principal, p: &mut SearchParams) -> Result<(), ApiError> {
+    let Some(allowed) = principal.collection_limit() else {
+        return Ok(());
+    };
+    if p.collections.is_empty() {
+        p.collections = allowed.to_vec();
+        return Ok(());
+    }
+    for c in &p.collections {
+        scope_collection(principal, *c)?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(
     services: &docent_core::Services,
-    tenant: docent_domain::TenantId,
+    principal: &Principal,
     r: SearchRequest,
     collection: Option<CollectionId>,
 ) -> ApiResult<SearchResponse> {
     let explain = r.explain;
-    let p = params(r, collection)?;
-    let res = services.search(tenant, &p).await?;
+    let mut p = params(r, collection)?;
+    scope_search(principal, &mut p)?;
+    let res = services.search(principal.tenant_id, &p).await?;
     let next_offset = res.has_more.then_some(p.offset + p.top_k);
     let hits = res
         .hits
@@ -311,10 +328,10 @@ pub(crate) async fn run(
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn search(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     ApiJson(r): ApiJson<SearchRequest>,
 ) -> ApiResult<Json<SearchResponse>> {
-    run(&s.services, t, r, None).await.map(Json)
+    run(&s.services, &p, r, None).await.map(Json)
 }
 
 /// Hybrid search within one collection.
@@ -323,12 +340,12 @@ pub(crate) async fn search(
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn search_collection(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
     ApiJson(r): ApiJson<SearchRequest>,
 ) -> ApiResult<Json<SearchResponse>> {
     let cid: CollectionId = id(&raw, "collection")?;
-    run(&s.services, t, r, Some(cid)).await.map(Json)
+    run(&s.services, &p, r, Some(cid)).await.map(Json)
 }
 
 /// A question.
@@ -389,15 +406,15 @@ pub struct AskResponse {
     responses((status = 200, body = AskResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn ask(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     ApiJson(r): ApiJson<AskRequest>,
 ) -> ApiResult<Json<AskResponse>> {
-    answer(&s.services, t, r).await.map(Json)
+    answer(&s.services, &p, r).await.map(Json)
 }
 
 pub(crate) async fn answer(
     services: &docent_core::Services,
-    t: docent_domain::TenantId,
+    principal: &Principal,
     r: AskRequest,
 ) -> ApiResult<AskResponse> {
     let req = SearchRequest {
@@ -416,8 +433,9 @@ pub(crate) async fn answer(
         group_by: None,
         explain: false,
     };
-    let p = params(req, None)?;
-    let a = services.ask(t, p).await?;
+    let mut p = params(req, None)?;
+    scope_search(principal, &mut p)?;
+    let a = services.ask(principal.tenant_id, p).await?;
     Ok(AskResponse {
         found: a.answer.is_some(),
         answer: a
@@ -490,11 +508,14 @@ pub struct SummaryPending {
     responses((status = 200, body = SummaryResponse), (status = 202, body = SummaryPending), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub(crate) async fn summary(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
+    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
+    let doc = s.services.store.get_document(t, did).await?;
+    scope_document(&p, did, doc.collection_id)?;
     Ok(
         match s
             .services

@@ -18,19 +18,19 @@ fn health_body() -> Json<Health> {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", tag = "system", security(()), responses((status = 200, body = Health)))]
 pub(crate) async fn health() -> Json<Health> {
     health_body()
 }
 
 /// Liveness (alias under the API prefix).
-#[utoipa::path(get, path = "/api/v1/health", tag = "system", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/api/v1/health", tag = "system", security(()), responses((status = 200, body = Health)))]
 pub(crate) async fn health_v1() -> Json<Health> {
     health_body()
 }
 
 /// Readiness: the database, blob store and queue answer.
-#[utoipa::path(get, path = "/ready", tag = "system", responses(
+#[utoipa::path(get, path = "/ready", tag = "system", security(()), responses(
     (status = 200, body = Ready), (status = 503, body = Ready, description = "a dependency is down")
 ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
@@ -67,7 +67,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     crate::metrics::refresh(&state.services).await;
     (
@@ -78,7 +78,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// The table of error codes every error envelope draws from.
-#[utoipa::path(get, path = "/api/v1/errors", tag = "system", responses((status = 200, body = [ErrorCodeInfo])))]
+#[utoipa::path(get, path = "/api/v1/errors", tag = "system", security(()), responses((status = 200, body = [ErrorCodeInfo])))]
 pub(crate) async fn error_codes() -> Json<Vec<ErrorCodeInfo>> {
     Json(
         Code::ALL

@@ -2,22 +2,23 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use docent_domain::{TaskFilter, TaskId};
+use docent_domain::{Code, Principal, TaskFilter, TaskId};
 
 use super::{page, parse_enum};
 use crate::AppState;
 use crate::dto::{Task, TaskList, TaskQuery};
-use crate::error::{ApiResult, ErrorEnvelope};
-use crate::extract::{ApiQuery, Tenant, id, query_id};
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{ApiQuery, Auth, id, query_id};
 
 /// Lists tasks, newest first, with filters.
 #[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(TaskQuery),
     responses((status = 200, body = TaskList), (status = 400, body = ErrorEnvelope)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     ApiQuery(q): ApiQuery<TaskQuery>,
 ) -> ApiResult<Json<TaskList>> {
+    let t = p.tenant_id;
     let filter = TaskFilter {
         status: parse_enum(q.status, "status")?,
         kind: parse_enum(q.kind, "kind")?,
@@ -33,13 +34,18 @@ pub(crate) async fn list(
             .transpose()?,
         dead_lettered: q.dead_lettered,
     };
-    Ok(Json(
-        s.services
-            .queue
-            .list(t, filter, page(q.limit, q.cursor)?)
-            .await?
-            .into(),
-    ))
+    let mut list = s
+        .services
+        .queue
+        .list(t, filter, page(q.limit, q.cursor)?)
+        .await?;
+    if p.collection_limit().is_some() {
+        list.items.retain(|task| {
+            task.collection_id
+                .is_some_and(|c| p.can_access_collection(c))
+        });
+    }
+    Ok(Json(list.into()))
 }
 
 /// Gets a task.
@@ -47,11 +53,11 @@ pub(crate) async fn list(
     responses((status = 200, body = Task), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Task>> {
     let tid: TaskId = id(&raw, "task")?;
-    Ok(Json(s.services.queue.get(t, tid).await?.into()))
+    Ok(Json(scoped_task(&s, &p, tid).await?.into()))
 }
 
 /// Cancels a task: a pending one at once, a running one at its next heartbeat.
@@ -59,10 +65,13 @@ pub(crate) async fn get(
     responses((status = 200, body = Task), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub(crate) async fn cancel(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Task>> {
+    let t = p.tenant_id;
     let tid: TaskId = id(&raw, "task")?;
+    p.require_write()?;
+    scoped_task(&s, &p, tid).await?;
     Ok(Json(s.services.cancel_task(t, tid).await?.into()))
 }
 
@@ -71,9 +80,28 @@ pub(crate) async fn cancel(
     responses((status = 200, body = Task), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub(crate) async fn retry(
     State(s): State<AppState>,
-    Tenant(t): Tenant,
+    Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Task>> {
+    let t = p.tenant_id;
     let tid: TaskId = id(&raw, "task")?;
+    p.require_write()?;
+    scoped_task(&s, &p, tid).await?;
     Ok(Json(s.services.retry_task(t, tid).await?.into()))
+}
+
+/// The task, or `task_not_found` when the caller may not see its collection.
+async fn scoped_task(s: &AppState, p: &Principal, tid: TaskId) -> ApiResult<docent_domain::Task> {
+    let task = s.services.queue.get(p.tenant_id, tid).await?;
+    if p.collection_limit().is_some()
+        && !task
+            .collection_id
+            .is_some_and(|c| p.can_access_collection(c))
+    {
+        return Err(ApiError::new(
+            Code::TaskNotFound,
+            format!("task {tid} not found"),
+        ));
+    }
+    Ok(task)
 }

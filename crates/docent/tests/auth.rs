@@ -1,0 +1,761 @@
+//! `auth.mode = "builtin"` end to end: accounts, tokens, API keys and tenant isolation through
+//! the HTTP API, plus `docent users create` through the binary.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestApp, assert_error, spawn_app, spawn_app_in, spawn_app_with};
+use docent_config::{AuthMode, Config};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_docent");
+const PASSWORD: &str = "correct horse battery";
+
+/// Built-in accounts with cheap argon2 parameters; mail goes to files under the data directory.
+fn builtin(config: &mut Config) {
+    config.auth.mode = AuthMode::Builtin;
+    config.auth.password.memory_kib = 64;
+    config.auth.password.iterations = 1;
+    config.auth.password.parallelism = 1;
+    config.auth.rate_limit.enabled = false;
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    let mut req = app.client.request(method, app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status();
+    let headers = r.headers().clone();
+    (status, r.json().await.unwrap_or(Value::Null), headers)
+}
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let (s, b, _) = call(app, Method::POST, path, token, Some(body)).await;
+    (s, b)
+}
+
+async fn get(app: &TestApp, path: &str, token: &str) -> (StatusCode, Value) {
+    let (s, b, _) = call(app, Method::GET, path, Some(token), None).await;
+    (s, b)
+}
+
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    collection: &str,
+    name: &str,
+    text: &str,
+) -> (StatusCode, Value) {
+    let part = reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name(name.to_owned());
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/collections/{collection}/documents")))
+        .bearer_auth(token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .expect("upload");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Signs up (open sign-up, no verification) and returns the session.
+async fn signup(app: &TestApp, email: &str) -> Value {
+    let (s, b) = post(
+        app,
+        "/api/v1/auth/signup",
+        None,
+        json!({ "email": email, "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b
+}
+
+async fn create_collection(app: &TestApp, token: &str, name: &str) -> String {
+    let (s, b) = post(
+        app,
+        "/api/v1/collections",
+        Some(token),
+        json!({ "name": name }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["id"].as_str().unwrap().to_owned()
+}
+
+/// The token in the newest mail whose file name contains `kind`.
+fn mailed_token(data_dir: &Path, kind: &str) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(data_dir.join("mail"))
+        .expect("mail dir")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(kind))
+        .collect();
+    files.sort();
+    let text = std::fs::read_to_string(files.last().expect("a mail")).unwrap();
+    let at = text.find("token=").expect("a link with a token") + "token=".len();
+    text[at..]
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn hit_collections(res: &Value) -> Vec<String> {
+    res["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["collection_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn signup_with_verification_signin_and_tenant_isolation() {
+    let app = spawn_app_with(|c| {
+        builtin(c);
+        c.auth.require_email_verification = true;
+    })
+    .await;
+
+    // Sign-up asks for verification; sign-in waits for it.
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/signup",
+        None,
+        json!({ "email": "Alice@Example.com", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["verification_required"], true);
+    let signin = json!({ "email": "alice@example.com", "password": PASSWORD });
+    let (s, b) = post(&app, "/api/v1/auth/signin", None, signin.clone()).await;
+    assert_error(s, &b, 403, "email_not_verified");
+    let token = mailed_token(&app.data_dir, "verify");
+    let (s, b) = post(&app, "/auth/confirm", None, json!({ "token": token })).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["email_verified"], true);
+    let (s, b) = post(&app, "/api/v1/auth/signin", None, signin).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let alice = b["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(b["token_type"], "Bearer");
+
+    // Alice works in her tenant.
+    let coll = create_collection(&app, &alice, "alice-notes").await;
+    let (s, b) = upload(
+        &app,
+        &alice,
+        &coll,
+        "a.md",
+        "# Alpha\n\nThe aardvark eats ants at night.\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let doc = b["document"]["id"].as_str().unwrap().to_owned();
+    app.drain().await;
+    let (s, b) = post(
+        &app,
+        "/api/v1/search",
+        Some(&alice),
+        json!({ "query": "aardvark" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(hit_collections(&b), vec![coll.clone()]);
+
+    // Bob (another tenant, through the seed alias) sees none of it.
+    let (s, b) = post(
+        &app,
+        "/auth/signup",
+        None,
+        json!({ "email": "bob@example.com", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let token = mailed_token(&app.data_dir, "verify");
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/confirm",
+        None,
+        json!({ "token": token }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = post(
+        &app,
+        "/auth/signin",
+        None,
+        json!({ "email": "bob@example.com", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let bob = b["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(b["tenant_id"], json!(null));
+
+    let (s, b) = get(&app, &format!("/api/v1/collections/{coll}"), &bob).await;
+    assert_error(s, &b, 404, "collection_not_found");
+    let (s, b) = get(&app, &format!("/api/v1/documents/{doc}"), &bob).await;
+    assert_error(s, &b, 404, "document_not_found");
+    let (s, b) = get(&app, &format!("/api/v1/documents/{doc}/content"), &bob).await;
+    assert_error(s, &b, 404, "document_not_found");
+    let (s, b) = get(&app, &format!("/api/v1/collections/{coll}/documents"), &bob).await;
+    assert_error(s, &b, 404, "collection_not_found");
+    let (s, b, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/documents/{doc}"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 404, "document_not_found");
+    let (s, b) = upload(&app, &bob, &coll, "b.md", "# Bob\n\nintruder\n").await;
+    assert_error(s, &b, 404, "collection_not_found");
+    let (s, b) = get(&app, "/api/v1/collections", &bob).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ids(&b).is_empty(), "{b}");
+    let (s, b) = get(&app, "/api/v1/tasks", &bob).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b["items"].as_array().unwrap().is_empty(), "{b}");
+    let (s, b) = post(
+        &app,
+        "/api/v1/search",
+        Some(&bob),
+        json!({ "query": "aardvark" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["hits"].as_array().unwrap().is_empty(), "{b}");
+    let (s, b) = post(
+        &app,
+        "/api/v1/search",
+        Some(&bob),
+        json!({ "query": "aardvark", "collection_ids": [coll] }),
+    )
+    .await;
+    assert!(
+        s == StatusCode::NOT_FOUND || b["hits"].as_array().is_some_and(|h| h.is_empty()),
+        "{s} {b}"
+    );
+
+    // Alice still has it all.
+    let (s, b) = get(&app, "/api/v1/collections", &alice).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ids(&b), vec![coll]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn missing_tampered_and_rotated_credentials_are_401() {
+    let app = spawn_app_with(builtin).await;
+    let session = signup(&app, "carol@example.com").await;
+    let access = session["access_token"].as_str().unwrap();
+    let refresh = session["refresh_token"].as_str().unwrap();
+
+    let (s, b, h) = call(&app, Method::GET, "/api/v1/collections", None, None).await;
+    assert_error(s, &b, 401, "unauthenticated");
+    assert_eq!(h["www-authenticate"], "Bearer");
+    let (s, b, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/collections",
+        Some("not-a-token"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    // Change a character inside the signature (not the last one, whose low bits are padding).
+    let mut chars: Vec<char> = access.chars().collect();
+    let at = chars.len() - 5;
+    chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+    let tampered: String = chars.into_iter().collect();
+    let (s, b, h) = call(
+        &app,
+        Method::GET,
+        "/api/v1/collections",
+        Some(&tampered),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 401, "token_invalid");
+    assert_eq!(h["www-authenticate"], "Bearer");
+    let (s, b) = get(&app, "/api/v1/collections", access).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Health stays public.
+    let (s, _, _) = call(&app, Method::GET, "/health", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Refresh rotates; the old refresh token used again revokes the family.
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/refresh",
+        None,
+        json!({ "refresh_token": refresh }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let next = b["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(next, refresh);
+    let (s, b) = post(
+        &app,
+        "/auth/refresh",
+        None,
+        json!({ "refresh_token": refresh }),
+    )
+    .await;
+    assert_error(s, &b, 401, "refresh_token_reused");
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/refresh",
+        None,
+        json!({ "refresh_token": next }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+
+    // Sign-out ends a session.
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/signin",
+        None,
+        json!({ "email": "carol@example.com", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let r = b["refresh_token"].as_str().unwrap().to_owned();
+    let (s, _) = post(
+        &app,
+        "/api/v1/auth/signout",
+        None,
+        json!({ "refresh_token": r }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/refresh",
+        None,
+        json!({ "refresh_token": r }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+
+    // Wrong password.
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/signin",
+        None,
+        json!({ "email": "carol@example.com", "password": "wrong password!" }),
+    )
+    .await;
+    assert_error(s, &b, 401, "invalid_credentials");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_are_scoped_and_revocable() {
+    let app = spawn_app_with(builtin).await;
+    let session = signup(&app, "dana@example.com").await;
+    let owner = session["access_token"].as_str().unwrap().to_owned();
+    let a = create_collection(&app, &owner, "a").await;
+    let b_coll = create_collection(&app, &owner, "b").await;
+    let (s, b) = upload(
+        &app,
+        &owner,
+        &a,
+        "a.md",
+        "# A\n\nZebras graze in collection a.\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b) = upload(
+        &app,
+        &owner,
+        &b_coll,
+        "b.md",
+        "# B\n\nZebras graze in collection b.\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let doc_b = b["document"]["id"].as_str().unwrap().to_owned();
+    app.drain().await;
+
+    // A read-only key reads but cannot write.
+    let (s, b) = post(
+        &app,
+        "/api/v1/keys",
+        Some(&owner),
+        json!({ "name": "ro", "access": "read" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let ro = b["secret"].as_str().unwrap().to_owned();
+    assert!(ro.starts_with("dk_"), "{b}");
+    let (s, b) = get(&app, "/api/v1/collections", &ro).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(ids(&b).len(), 2);
+    let (s, b) = post(
+        &app,
+        "/api/v1/collections",
+        Some(&ro),
+        json!({ "name": "nope" }),
+    )
+    .await;
+    assert_error(s, &b, 403, "insufficient_scope");
+    let (s, b) = upload(&app, &ro, &a, "c.md", "# C\n\nno\n").await;
+    assert_error(s, &b, 403, "insufficient_scope");
+    let (s, b) = post(
+        &app,
+        "/api/v1/keys",
+        Some(&ro),
+        json!({ "name": "escalate" }),
+    )
+    .await;
+    assert_error(s, &b, 403, "insufficient_scope");
+
+    // A key limited to collection a sees nothing of b.
+    let (s, b) = post(
+        &app,
+        "/api/v1/keys",
+        Some(&owner),
+        json!({ "name": "only-a", "collection_ids": [a] }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let only_a = b["secret"].as_str().unwrap().to_owned();
+    let only_a_id = b["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(b["key"]["collection_ids"], json!([a]));
+    let (s, b) = get(&app, &format!("/api/v1/collections/{b_coll}"), &only_a).await;
+    assert_error(s, &b, 404, "collection_not_found");
+    let (s, b) = get(&app, &format!("/api/v1/documents/{doc_b}"), &only_a).await;
+    assert_error(s, &b, 404, "document_not_found");
+    let (s, b) = get(&app, "/api/v1/collections", &only_a).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(ids(&b), vec![a.clone()]);
+    let (s, b) = post(
+        &app,
+        "/api/v1/search",
+        Some(&only_a),
+        json!({ "query": "zebras" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let hits = hit_collections(&b);
+    assert!(!hits.is_empty() && hits.iter().all(|c| *c == a), "{b}");
+    let (s, b) = post(
+        &app,
+        "/api/v1/search",
+        Some(&only_a),
+        json!({ "query": "zebras", "collection_ids": [b_coll] }),
+    )
+    .await;
+    assert_error(s, &b, 404, "collection_not_found");
+    let (s, b) = post(
+        &app,
+        &format!("/api/v1/collections/{b_coll}/search"),
+        Some(&only_a),
+        json!({ "query": "zebras" }),
+    )
+    .await;
+    assert_error(s, &b, 404, "collection_not_found");
+    let (s, b) = post(
+        &app,
+        "/api/v1/ask",
+        Some(&only_a),
+        json!({ "question": "what grazes?" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(!b.to_string().contains(&doc_b), "{b}");
+    let (s, b) = get(&app, "/api/v1/tasks", &only_a).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["collection_id"] == json!(a)),
+        "{b}"
+    );
+    let (s, b) = upload(&app, &only_a, &a, "d.md", "# D\n\nMore zebras.\n").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+
+    // Listing and revoking.
+    let (s, b) = get(&app, "/api/v1/keys", &owner).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["items"].as_array().unwrap().len(), 2);
+    assert!(!b.to_string().contains(&only_a), "secrets are never listed");
+    let (s, b, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/keys/{only_a_id}"),
+        Some(&owner),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["revoked_at"].is_string(), "{b}");
+    let (s, b) = get(&app, "/api/v1/collections", &only_a).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    assert!(
+        ["api_key_revoked", "invalid_api_key"].contains(&b["error"]["code"].as_str().unwrap()),
+        "{b}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn setup_token_openapi_and_mode_none() {
+    // Builtin: the OpenAPI document declares bearerAuth and lists the auth routes.
+    let app = spawn_app_with(builtin).await;
+    let (s, spec, _) = call(&app, Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+        "bearer"
+    );
+    for path in [
+        "/api/v1/auth/signup",
+        "/api/v1/auth/signin",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/signout",
+        "/api/v1/auth/verify",
+        "/api/v1/auth/confirm",
+        "/api/v1/auth/password/reset",
+        "/api/v1/auth/password/reset/confirm",
+        "/api/v1/setup",
+        "/api/v1/keys",
+        "/api/v1/keys/{id}",
+        "/auth/signup",
+        "/auth/signin",
+        "/auth/verify",
+        "/auth/confirm",
+        "/auth/refresh",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} missing");
+    }
+    assert_eq!(spec["security"], json!([{ "bearerAuth": [] }]));
+    assert_eq!(
+        spec["paths"]["/api/v1/auth/signin"]["post"]["security"],
+        json!([{}]),
+        "account routes are public"
+    );
+    assert!(spec["paths"]["/api/v1/collections"]["get"]["security"].is_null());
+
+    // Password reset through the mailed token.
+    signup(&app, "erin@example.com").await;
+    let (s, _) = post(
+        &app,
+        "/api/v1/auth/password/reset",
+        None,
+        json!({ "email": "erin@example.com" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let token = mailed_token(&app.data_dir, "reset");
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/password/reset/confirm",
+        None,
+        json!({ "token": token, "password": "a brand new password" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/signin",
+        None,
+        json!({ "email": "erin@example.com", "password": "a brand new password" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Setup is over once a user exists.
+    let (s, b) = post(
+        &app,
+        "/api/v1/setup",
+        None,
+        json!({ "token": "whatever", "email": "x@example.com", "password": PASSWORD }),
+    )
+    .await;
+    assert!(
+        s == StatusCode::CONFLICT || s == StatusCode::UNAUTHORIZED,
+        "{s} {b}"
+    );
+    app.stop().await;
+
+    // Mode none (the default): auth routes say authentication is disabled; content is open.
+    let app = spawn_app().await;
+    for path in ["/api/v1/auth/signin", "/auth/signup", "/api/v1/setup"] {
+        let (s, b) = post(
+            &app,
+            path,
+            None,
+            json!({ "email": "a@b.c", "password": PASSWORD, "token": "t" }),
+        )
+        .await;
+        assert_error(s, &b, 404, "route_not_found");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("auth.mode"),
+            "{b}"
+        );
+    }
+    let (s, b) = post(&app, "/api/v1/keys", None, json!({ "name": "k" })).await;
+    assert_error(s, &b, 404, "route_not_found");
+    let (s, _) = app.get("/api/v1/collections").await;
+    assert_eq!(s, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn first_run_setup_with_the_printed_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut config = Config {
+        data_dir: data,
+        ..Config::default()
+    };
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.run_workers = false;
+    config.embedder = docent_config::EmbedderConfig::None;
+    builtin(&mut config);
+    let app = docent::app::Application::build(config).await.unwrap();
+    let link = app
+        .setup_link()
+        .expect("a setup link with no users")
+        .to_owned();
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let auth = app.auth().unwrap().clone();
+    let signed_in = auth
+        .complete_setup(
+            &token,
+            docent_auth::Signup {
+                email: "first@example.com".into(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("setup completes");
+    assert_eq!(signed_in.role, docent_domain::Role::Owner);
+    assert!(auth.ensure_setup_token().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn users_create_through_the_binary_then_signin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let password_file = dir.path().join("pw");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "users",
+            "create",
+            "--email",
+            "Op@Example.com",
+            "--admin",
+            "--password-file",
+        ])
+        .arg(&password_file)
+        .env("DOCENT__DATA_DIR", &data)
+        .env("DOCENT__EMBEDDER__KIND", "none")
+        .env("DOCENT__AUTH__MODE", "builtin")
+        .env("DOCENT__AUTH__PASSWORD__MEMORY_KIB", "64")
+        .env("DOCENT__AUTH__PASSWORD__ITERATIONS", "1")
+        .env("DOCENT__LOG__LEVEL", "warn")
+        .env_remove("DOCENT_CONFIG")
+        .env_remove("DOCENT_PASSWORD")
+        .output()
+        .expect("docent runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("op@example.com") && stdout.contains("owner"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&docent_domain::TenantId::DEFAULT.to_string()),
+        "{stdout}"
+    );
+
+    // The same data directory, served: the operator signs in to the default tenant.
+    let app = spawn_app_in(dir, |c| {
+        c.data_dir = data.clone();
+        builtin(c);
+    })
+    .await;
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/signin",
+        None,
+        json!({ "email": "op@example.com", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["role"], "owner");
+    assert_eq!(b["tenant_id"], docent_domain::TenantId::DEFAULT.to_string());
+    let access = b["access_token"].as_str().unwrap().to_owned();
+    let (s, b) = post(
+        &app,
+        "/api/v1/keys",
+        Some(&access),
+        json!({ "name": "cli" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let key = b["secret"].as_str().unwrap().to_owned();
+
+    // `--url` commands send DOCENT_TOKEN; without it the server answers 401.
+    let tasks = |token: Option<String>| {
+        let base = app.base.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(BIN);
+            cmd.args(["tasks", "--url", &base])
+                .env("DOCENT__LOG__LEVEL", "warn")
+                .env_remove("DOCENT_CONFIG")
+                .env_remove("DOCENT_TOKEN");
+            if let Some(t) = token {
+                cmd.env("DOCENT_TOKEN", t);
+            }
+            cmd.output().expect("docent runs")
+        })
+    };
+    let out = tasks(Some(key)).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tasks(None).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated"));
+    app.stop().await;
+}
