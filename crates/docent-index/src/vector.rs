@@ -1,9 +1,11 @@
 //! Nearest-neighbour search over L2-normalised vectors, by namespace.
 //!
 //! A namespace is one (tenant, collection): a flat `Vec<f32>` of rows plus their chunk ids.
-//! Thousands of collections cost one small allocation each. Small namespaces are scanned
-//! exactly — a dot product written so the compiler vectorises it, compiled for the CPU's widest
-//! instruction set through `pulp`'s run-time dispatch.
+//! Thousands of collections cost one small allocation each. Small namespaces are scanned in
+//! full: a first pass over the rows quantised to i8 (a quarter of the memory traffic, which is
+//! what bounds the scan) keeps a shortlist several times the requested size, which is rescored
+//! with the f32 rows; both loops are compiled for the CPU's widest instruction set through
+//! `pulp`'s run-time dispatch.
 //!
 //! A namespace with at least `ann_threshold` vectors also gets an HNSW graph (hnsw_rs), built on
 //! a background thread over a snapshot of its rows. Until the first graph is ready the exact scan
@@ -59,6 +61,10 @@ struct Namespace {
     /// Increasing sequence number of each row.
     seqs: Vec<u64>,
     rows: Vec<f32>,
+    /// The rows quantised to i8 (a quarter of the bytes for the scan's first pass) and each
+    /// row's scale (`x ≈ q / scale`).
+    quant: Vec<i8>,
+    scales: Vec<f32>,
     ann: Option<Arc<Ann>>,
     /// Graph data ids whose rows have been deleted since the graph was built.
     dead: HashSet<usize>,
@@ -82,16 +88,22 @@ impl Namespace {
         let mut ids = Vec::with_capacity(self.ids.len());
         let mut seqs = Vec::with_capacity(self.seqs.len());
         let mut rows = Vec::with_capacity(self.rows.len());
+        let mut quant = Vec::with_capacity(self.quant.len());
+        let mut scales = Vec::with_capacity(self.scales.len());
         for (i, id) in self.ids.iter().enumerate() {
             if id.document != document {
                 ids.push(*id);
                 seqs.push(self.seqs[i]);
                 rows.extend_from_slice(&self.rows[i * dim..(i + 1) * dim]);
+                quant.extend_from_slice(&self.quant[i * dim..(i + 1) * dim]);
+                scales.push(self.scales[i]);
             }
         }
         self.ids = ids;
         self.seqs = seqs;
         self.rows = rows;
+        self.quant = quant;
+        self.scales = scales;
     }
 
     /// Index of the first row not in the graph (all rows without one).
@@ -117,7 +129,10 @@ impl Namespace {
         }
     }
 
-    /// Scores rows `from..` exactly into `heap`.
+    /// Scores rows `from..` into `heap`: a first pass over the i8 rows keeps the best
+    /// `shortlist(limit)` candidates, which are then scored exactly with the f32 rows, so the
+    /// result is the exact top `limit` unless the quantisation error (about 1% of a score)
+    /// pushes a true hit out of a shortlist several times larger than `limit`.
     fn scan(
         &self,
         from: usize,
@@ -126,18 +141,18 @@ impl Namespace {
         limit: usize,
         heap: &mut BinaryHeap<Candidate>,
     ) {
-        // Compiled once per instruction set (AVX-512, AVX2+FMA, ...) and picked at run time,
-        // so the dot products use the widest vectors the CPU has. `with_simd` and `dot` must be
-        // inlined for that (a closure is not, measurably).
-        struct Scan<'a> {
+        // Compiled once per instruction set (AVX-512, AVX2, ...) and picked at run time, so the
+        // first pass uses the widest vectors the CPU has. `with_simd` and the dot products must
+        // be inlined for that (a closure is not, measurably).
+        struct FirstPass<'a> {
             ns: &'a Namespace,
             from: usize,
             docs: &'a HashSet<DocumentId>,
-            query: &'a [f32],
-            limit: usize,
-            heap: &'a mut BinaryHeap<Candidate>,
+            query: &'a [i8],
+            keep: usize,
+            out: &'a mut BinaryHeap<Shortlisted>,
         }
-        impl pulp::WithSimd for Scan<'_> {
+        impl pulp::WithSimd for FirstPass<'_> {
             type Output = ();
             #[inline(always)]
             fn with_simd<S: pulp::Simd>(self, _: S) {
@@ -146,19 +161,90 @@ impl Namespace {
                     if !self.docs.is_empty() && !self.docs.contains(&id.document) {
                         continue;
                     }
-                    let score = dot(self.query, &self.ns.rows[i * dim..(i + 1) * dim]);
-                    push(self.heap, self.limit, Candidate(score, *id));
+                    let raw = dot_i8(self.query, &self.ns.quant[i * dim..(i + 1) * dim]);
+                    let score = raw as f32 / self.ns.scales[i];
+                    if self.out.len() < self.keep {
+                        self.out.push(Shortlisted(score, i));
+                    } else if self.out.peek().is_some_and(|w| score > w.0) {
+                        self.out.pop();
+                        self.out.push(Shortlisted(score, i));
+                    }
                 }
             }
         }
-        pulp::Arch::new().dispatch(Scan {
+        if self.ids.len() <= from {
+            return;
+        }
+        // The query's scale is a common factor of every first-pass score: the order needs no
+        // division by it.
+        let mut q = Vec::with_capacity(query.len());
+        quantise(query, &mut q);
+        let mut shortlist = BinaryHeap::new();
+        pulp::Arch::new().dispatch(FirstPass {
             ns: self,
             from,
             docs,
-            query,
-            limit,
-            heap,
+            query: &q,
+            keep: shortlist_len(limit),
+            out: &mut shortlist,
         });
+        for Shortlisted(_, i) in shortlist {
+            let score = dot(query, &self.rows[i * self.dim..(i + 1) * self.dim]);
+            push(heap, limit, Candidate(score, self.ids[i]));
+        }
+    }
+}
+
+/// How many first-pass candidates are scored exactly for a request of `limit`.
+fn shortlist_len(limit: usize) -> usize {
+    limit * 4 + 32
+}
+
+/// Quantises `v` to i8 onto `out` (symmetric, per row) and returns the scale (`x ≈ q / scale`).
+fn quantise(v: &[f32], out: &mut Vec<i8>) -> f32 {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 { 127.0 / max } else { 1.0 };
+    out.extend(
+        v.iter()
+            .map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8),
+    );
+    scale
+}
+
+/// i8 dot product accumulated in i32 lanes (vectorises to widening multiply-adds).
+#[inline(always)]
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let mut acc = [0i32; 64];
+    let (ca, cb) = (a.chunks_exact(64), b.chunks_exact(64));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..64 {
+            acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    let tail: i32 = ra
+        .iter()
+        .zip(rb)
+        .map(|(x, y)| i32::from(*x) * i32::from(*y))
+        .sum();
+    acc.iter().sum::<i32>() + tail
+}
+
+/// A first-pass candidate: approximate score and row index (min-heap on the score).
+#[derive(PartialEq)]
+struct Shortlisted(f32, usize);
+impl Eq for Shortlisted {}
+impl PartialOrd for Shortlisted {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Shortlisted {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .0
+            .total_cmp(&self.0)
+            .then_with(|| self.1.cmp(&other.1))
     }
 }
 
@@ -350,6 +436,7 @@ impl VectorIndex {
                 if v.len() == ns.dim {
                     ns.ids.push(id);
                     ns.seqs.push(self.seq.fetch_add(1, Ordering::Relaxed));
+                    ns.scales.push(quantise(&v, &mut ns.quant));
                     ns.rows.extend_from_slice(&v);
                     touched.insert(collection);
                 }
@@ -655,6 +742,45 @@ mod tests {
             assert!(started.elapsed() < std::time::Duration::from_secs(120));
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn the_quantised_first_pass_keeps_the_exact_top_k() {
+        let (dim, n) = (384, 4000);
+        let idx = VectorIndex::default();
+        let (t, c) = (TenantId::new(), CollectionId::new());
+        let data = vectors(n, dim, 3);
+        let ids: Vec<ChunkId> = (0..n)
+            .map(|i| ChunkId {
+                document: DocumentId::new(),
+                ordinal: i as u32,
+            })
+            .collect();
+        idx.load(t, ids.iter().zip(&data).map(|(id, v)| (c, *id, v.clone())));
+        let (mut same, mut total) = (0, 0);
+        for q in &vectors(100, dim, 77) {
+            let mut exact: Vec<(f32, ChunkId)> = data
+                .iter()
+                .zip(&ids)
+                .map(|(v, id)| (v.iter().zip(q).map(|(a, b)| a * b).sum(), *id))
+                .collect();
+            exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let want: HashSet<ChunkId> = exact.iter().take(10).map(|e| e.1).collect();
+            let got = idx.search(t, &IndexFilter::default(), q, 10);
+            assert_eq!(got.len(), 10);
+            for h in &got {
+                let v = &data[h.id.ordinal as usize];
+                let true_score: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+                assert!((h.score - true_score).abs() < 1e-4, "scores are exact f32");
+            }
+            same += got.iter().filter(|h| want.contains(&h.id)).count();
+            total += 10;
+        }
+        let agreement = same as f64 / total as f64;
+        assert!(
+            agreement >= 0.99,
+            "top-10 agreement with brute force {agreement}"
+        );
     }
 
     #[test]
