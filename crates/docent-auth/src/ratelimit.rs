@@ -186,6 +186,11 @@ impl<C: Clock + Clone> RateLimiter<C> {
         }
     }
 
+    /// Whether limits apply (`auth.rate_limit.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Takes one request from `key`'s bucket for `class`.
     pub fn check(&self, class: RouteClass, key: &RateKey) -> RateDecision {
         let (bucket, quota) = &self.buckets[&class];

@@ -412,12 +412,33 @@ impl AuthService {
             ));
         }
         if max_bytes > 0 && usage.stored_bytes.saturating_add(bytes) > max_bytes {
-            return Err(Error::new(
-                Code::QuotaExceeded,
-                format!("this workspace may store at most {max_bytes} bytes of originals"),
-            ));
+            return Err(self.stored_bytes_exceeded());
         }
         Ok(())
+    }
+
+    /// Checks that one more document fits the tenant's quotas (`quota_exceeded` if not) and
+    /// returns how many bytes it may have (`None`: no byte quota). The HTTP edge checks this
+    /// before an upload and aborts the upload stream past the headroom, so nothing is stored.
+    pub async fn upload_headroom(&self, tenant: TenantId) -> Result<Option<u64>> {
+        self.check_quota(tenant, 1, 0).await?;
+        let max_bytes = self.settings.max_stored_bytes;
+        if max_bytes == 0 {
+            return Ok(None);
+        }
+        let usage = self.store.tenant_usage(tenant).await?;
+        Ok(Some(max_bytes.saturating_sub(usage.stored_bytes)))
+    }
+
+    /// The `quota_exceeded` error of the byte quota.
+    pub fn stored_bytes_exceeded(&self) -> Error {
+        Error::new(
+            Code::QuotaExceeded,
+            format!(
+                "this workspace may store at most {} bytes of originals",
+                self.settings.max_stored_bytes
+            ),
+        )
     }
 
     // ----- helpers -----

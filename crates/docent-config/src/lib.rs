@@ -463,7 +463,7 @@ pub struct RateQuota {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
-    /// Apply rate limits.
+    /// Apply rate limits (with `auth.mode = "builtin"`; mode `none` is never limited).
     pub enabled: bool,
     /// Sign-up, sign-in, refresh, verification and reset routes (keyed by IP).
     pub auth: RateQuota,

@@ -12,6 +12,7 @@ pub mod local;
 pub mod metrics;
 mod middleware;
 pub mod openapi;
+mod ratelimit;
 mod routes;
 
 use std::sync::Arc;
@@ -70,6 +71,10 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(CompressionLayer::new())

@@ -306,6 +306,17 @@ impl Application {
             .server
             .run_workers
             .then(|| WorkerPool::start(self.services.clone(), config.worker.concurrency));
+        // Rate-limit buckets that are full again are forgotten every minute (bounded memory).
+        let pruner = self.auth.clone().map(|auth| {
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    auth.limiter().prune();
+                }
+            })
+        });
         tracing::info!(addr = %self.local_addr(), "docent is listening");
         axum::serve(
             self.listener,
@@ -315,6 +326,9 @@ impl Application {
         .await
         .context("serving HTTP")?;
         tracing::info!("shutting down");
+        if let Some(pruner) = pruner {
+            pruner.abort();
+        }
         if let Some(pool) = pool {
             pool.shutdown(config.server.shutdown_grace).await;
         }

@@ -759,3 +759,266 @@ async fn users_create_through_the_binary_then_signin() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated"));
     app.stop().await;
 }
+
+fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    h.get(name)
+        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rate_limits_per_caller_with_headers_and_retry_after() {
+    let app = spawn_app_with(|c| {
+        builtin(c);
+        c.auth.rate_limit.enabled = true;
+        c.auth.rate_limit.search = docent_config::RateQuota {
+            per_minute: 1,
+            burst: 3,
+        };
+    })
+    .await;
+    let alice = signup(&app, "rl-alice@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob = signup(&app, "rl-bob@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let search = json!({ "query": "anything" });
+
+    // Three searches pass, counting down; the fourth is refused.
+    for remaining in ["2", "1", "0"] {
+        let (s, b, h) = call(
+            &app,
+            Method::POST,
+            "/api/v1/search",
+            Some(&alice),
+            Some(search.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(header(&h, "ratelimit-limit"), "3");
+        assert_eq!(header(&h, "ratelimit-remaining"), remaining);
+        assert!(header(&h, "ratelimit-reset").parse::<u64>().is_ok());
+        assert!(h.get("retry-after").is_none());
+    }
+    let (s, b, h) = call(
+        &app,
+        Method::POST,
+        "/api/v1/search",
+        Some(&alice),
+        Some(search.clone()),
+    )
+    .await;
+    assert_error(s, &b, 429, "rate_limited");
+    let wait: u64 = header(&h, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(header(&h, "ratelimit-limit"), "3");
+    assert_eq!(header(&h, "ratelimit-remaining"), "0");
+    assert!(header(&h, "ratelimit-reset").parse::<u64>().unwrap() >= wait);
+
+    // Other classes and other callers have their own buckets.
+    let (s, b, h) = call(&app, Method::GET, "/api/v1/collections", Some(&alice), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(header(&h, "ratelimit-limit"), "120");
+    let (s, b, h) = call(
+        &app,
+        Method::POST,
+        "/api/v1/search",
+        Some(&bob),
+        Some(search.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(header(&h, "ratelimit-remaining"), "2");
+    let (s, b) = post(&app, "/api/v1/keys", Some(&alice), json!({ "name": "k" })).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let key = b["secret"].as_str().unwrap().to_owned();
+    let (s, b, h) = call(
+        &app,
+        Method::POST,
+        "/api/v1/search",
+        Some(&key),
+        Some(search.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "an API key has its own bucket: {b}");
+    assert_eq!(header(&h, "ratelimit-remaining"), "2");
+
+    // Anonymous and invalid credentials count against the address, and stay 401.
+    for _ in 0..3 {
+        let (s, b, h) = call(
+            &app,
+            Method::POST,
+            "/api/v1/search",
+            Some("dk_guess_guess"),
+            Some(search.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+        assert!(h.get("ratelimit-remaining").is_some());
+    }
+    let (s, b, h) = call(
+        &app,
+        Method::POST,
+        "/api/v1/search",
+        None,
+        Some(search.clone()),
+    )
+    .await;
+    assert_error(s, &b, 429, "rate_limited");
+    assert!(h.get("retry-after").is_some());
+
+    // Probes are never limited.
+    let (s, _, h) = call(&app, Method::GET, "/health", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h.get("ratelimit-limit").is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn account_routes_are_limited_by_address_and_signin_locks_out() {
+    let app = spawn_app_with(|c| {
+        builtin(c);
+        c.auth.signin_guard.max_failures = 3;
+    })
+    .await;
+    signup(&app, "brute@example.com").await;
+    let wrong = json!({ "email": "brute@example.com", "password": "not the password" });
+    for _ in 0..3 {
+        let (s, b) = post(&app, "/api/v1/auth/signin", None, wrong.clone()).await;
+        assert_error(s, &b, 401, "invalid_credentials");
+    }
+    // Locked out — even with the right password, from this address.
+    let (s, b, h) = call(
+        &app,
+        Method::POST,
+        "/auth/signin",
+        None,
+        Some(json!({ "email": "brute@example.com", "password": PASSWORD })),
+    )
+    .await;
+    assert_error(s, &b, 429, "too_many_attempts");
+    let wait: u64 = header(&h, "retry-after").parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert!(
+        h.get("ratelimit-limit").is_none(),
+        "no rate-limit headers while limits are off"
+    );
+    app.stop().await;
+
+    // The account routes share one bucket per address.
+    let app = spawn_app_with(|c| {
+        builtin(c);
+        c.auth.rate_limit.enabled = true;
+        c.auth.rate_limit.auth = docent_config::RateQuota {
+            per_minute: 1,
+            burst: 2,
+        };
+    })
+    .await;
+    for _ in 0..2 {
+        let (s, b, h) = call(
+            &app,
+            Method::POST,
+            "/auth/signin",
+            None,
+            Some(wrong.clone()),
+        )
+        .await;
+        assert_error(s, &b, 401, "invalid_credentials");
+        assert_eq!(header(&h, "ratelimit-limit"), "2");
+    }
+    let (s, b, h) = call(
+        &app,
+        Method::POST,
+        "/api/v1/auth/password/reset",
+        None,
+        Some(json!({ "email": "brute@example.com" })),
+    )
+    .await;
+    assert_error(s, &b, 429, "rate_limited");
+    assert!(h.get("retry-after").is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn uploads_past_the_tenant_quotas_are_refused_and_store_nothing() {
+    let app = spawn_app_with(|c| {
+        builtin(c);
+        c.auth.quotas.max_documents = 2;
+    })
+    .await;
+    let owner = signup(&app, "quota@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let coll = create_collection(&app, &owner, "q").await;
+    for i in 0..2 {
+        let (s, b) = upload(
+            &app,
+            &owner,
+            &coll,
+            &format!("{i}.md"),
+            &format!("# {i}\n\nText {i}.\n"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    }
+    let blobs = app.blob_files().len();
+    let (s, b) = upload(&app, &owner, &coll, "3.md", "# 3\n\nOne too many.\n").await;
+    assert_error(s, &b, 403, "quota_exceeded");
+    assert_eq!(app.blob_files().len(), blobs);
+    let (s, b) = get(
+        &app,
+        &format!("/api/v1/collections/{coll}/documents"),
+        &owner,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(ids(&b).len(), 2);
+    // Another tenant has its own quota.
+    let other = signup(&app, "quota-other@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_coll = create_collection(&app, &other, "o").await;
+    let (s, b) = upload(&app, &other, &other_coll, "o.md", "# O\n\nMine.\n").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    app.stop().await;
+
+    // Stored bytes: the stream is cut off past what is left.
+    let app = spawn_app_with(|c| {
+        builtin(c);
+        c.auth.quotas.max_stored_bytes = bytesize::ByteSize::b(100);
+    })
+    .await;
+    let owner = signup(&app, "bytes@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let coll = create_collection(&app, &owner, "b").await;
+    let first = format!("# A\n\n{}\n", "a".repeat(54));
+    assert_eq!(first.len(), 60);
+    let (s, b) = upload(&app, &owner, &coll, "a.md", &first).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let blobs = app.blob_files().len();
+    let second = format!("# B\n\n{}\n", "b".repeat(54));
+    let (s, b) = upload(&app, &owner, &coll, "b.md", &second).await;
+    assert_error(s, &b, 403, "quota_exceeded");
+    assert_eq!(app.blob_files().len(), blobs, "nothing of it is kept");
+    let (s, b) = get(
+        &app,
+        &format!("/api/v1/collections/{coll}/documents"),
+        &owner,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(ids(&b).len(), 1);
+    // What still fits is accepted.
+    let (s, b) = upload(&app, &owner, &coll, "c.md", "# C\n\nsmall\n").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    app.stop().await;
+}

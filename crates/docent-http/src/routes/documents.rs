@@ -1,6 +1,9 @@
 //! Documents: `/api/v1/collections/{id}/documents` (upload, list) and `/api/v1/documents/{id}`
 //! (get, download, chunks, reprocess, delete).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
@@ -67,6 +70,7 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
         (status = 202, body = UploadResult, description = "stored; processing queued"),
         (status = 200, body = UploadResult, description = "identical file already in the collection"),
         (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope, description = "read-only key, or `quota_exceeded`"),
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope)))]
 pub(crate) async fn upload_document(
     State(s): State<AppState>,
@@ -78,6 +82,12 @@ pub(crate) async fn upload_document(
     let cid: CollectionId = id(&raw, "collection")?;
     p.require_write()?;
     scope_collection(&p, cid)?;
+    // Per-tenant quotas (builtin mode): one more document must fit, and the stream is cut off
+    // past the bytes left, before anything is registered.
+    let headroom = match &s.auth {
+        Some(auth) => auth.upload_headroom(t).await?,
+        None => None,
+    };
     let mut form = multipart.map_err(|_| {
         ApiError::new(
             Code::UnsupportedMediaType,
@@ -105,7 +115,21 @@ pub(crate) async fn upload_document(
                     .content_type()
                     .unwrap_or("application/octet-stream")
                     .to_owned();
-                let body = field.map_err(|e| e.body_text()).boxed();
+                let over_quota = Arc::new(AtomicBool::new(false));
+                let flag = over_quota.clone();
+                let mut seen = 0u64;
+                let body = field
+                    .map_err(|e| e.body_text())
+                    .map(move |chunk| {
+                        let bytes = chunk?;
+                        seen += bytes.len() as u64;
+                        if headroom.is_some_and(|h| seen > h) {
+                            flag.store(true, Ordering::Relaxed);
+                            return Err("the upload exceeds the workspace quota".to_owned());
+                        }
+                        Ok(bytes)
+                    })
+                    .boxed();
                 let outcome = s
                     .services
                     .upload_document(
@@ -118,8 +142,13 @@ pub(crate) async fn upload_document(
                             body,
                         },
                     )
-                    .await?;
-                return Ok(upload_result(outcome));
+                    .await;
+                return match (outcome, &s.auth) {
+                    (Err(_), Some(auth)) if over_quota.load(Ordering::Relaxed) => {
+                        Err(auth.stored_bytes_exceeded().into())
+                    }
+                    (outcome, _) => Ok(upload_result(outcome?)),
+                };
             }
             other => {
                 return Err(ApiError::new(

@@ -16,6 +16,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub services: Services,
+    /// The account service (`auth.mode = "builtin"`).
+    pub auth: Option<std::sync::Arc<docent_auth::AuthService>>,
     pub data_dir: PathBuf,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -79,6 +81,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Co
         .expect("application builds");
     let base = format!("http://{}", app.local_addr());
     let services = app.services().clone();
+    let auth = app.auth().cloned();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -87,6 +90,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Co
         base,
         client: reqwest::Client::new(),
         services,
+        auth,
         data_dir,
         _dir: dir,
         stop: Some(tx),

@@ -1,0 +1,613 @@
+//! The authorization matrix, generated from `/openapi.json`: every operation (path × method) is
+//! called as each kind of caller, and the answer must match the table below. An operation in
+//! the OpenAPI document but not in the table (or the other way round) fails the test, so no
+//! route ships without an authorization decision.
+//!
+//! Callers: anonymous; the owner of another tenant; a viewer of tenant A; a read-only API key
+//! of A; a read-write key of A limited to another collection; a member, an admin and the owner
+//! of A. Path ids are tenant A's real ids (collection `main`, its document and task); each call
+//! of a destructive operation gets a fresh target of its own, so every caller meets a live one. Besides the
+//! status class, every successful answer to the other tenant or to the wrong-collection key is
+//! checked not to contain the ids it must not see.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{TestApp, spawn_app_with};
+use docent_config::{AuthMode, Config};
+use docent_domain::Role;
+use docent_domain::auth::AccountTenant;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    OtherTenant,
+    Viewer,
+    ReadKey,
+    WrongCollectionKey,
+    Member,
+    Admin,
+    Owner,
+}
+
+const CALLERS: [Caller; 8] = [
+    Caller::Anonymous,
+    Caller::OtherTenant,
+    Caller::Viewer,
+    Caller::ReadKey,
+    Caller::WrongCollectionKey,
+    Caller::Member,
+    Caller::Admin,
+    Caller::Owner,
+];
+
+/// The expected answer class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Anything but `unauthenticated` (or a 5xx): the route needs no credential.
+    Public,
+    /// 401.
+    Unauthorized,
+    /// 403.
+    Forbidden,
+    /// 404: the id is not visible to this caller.
+    NotFound,
+    /// 2xx.
+    Success,
+    /// Not 401, 403 or 404 (nor 5xx): the caller is let through (a 409 for a finished task is fine).
+    Allowed,
+}
+
+use Expect::{Allowed, Forbidden, NotFound, Public, Success, Unauthorized};
+
+// Rows in caller order: anonymous, other tenant, viewer, read-only key, wrong-collection key,
+// member, admin, owner.
+/// Public routes.
+const PUBLIC: [Expect; 8] = [Public; 8];
+/// Reads of one of A's resources (in collection `main`).
+const READ_ID: [Expect; 8] = [
+    Unauthorized,
+    NotFound,
+    Success,
+    Success,
+    NotFound,
+    Success,
+    Success,
+    Success,
+];
+/// Reads over the caller's own tenant (lists, searches): others see only their own.
+const READ_TENANT: [Expect; 8] = [
+    Unauthorized,
+    Success,
+    Success,
+    Success,
+    Success,
+    Success,
+    Success,
+    Success,
+];
+/// Changes to one of A's resources.
+const WRITE_ID: [Expect; 8] = [
+    Unauthorized,
+    NotFound,
+    Forbidden,
+    Forbidden,
+    NotFound,
+    Allowed,
+    Allowed,
+    Allowed,
+];
+/// Creating a tenant-wide resource (a collection) in the caller's own tenant.
+const CREATE: [Expect; 8] = [
+    Unauthorized,
+    Success,
+    Forbidden,
+    Forbidden,
+    Forbidden,
+    Success,
+    Success,
+    Success,
+];
+/// Administration over the caller's own tenant (API keys): admins and owners only, never keys.
+const ADMIN: [Expect; 8] = [
+    Unauthorized,
+    Success,
+    Forbidden,
+    Forbidden,
+    Forbidden,
+    Forbidden,
+    Success,
+    Success,
+];
+/// Administration of one of A's resources.
+const ADMIN_ID: [Expect; 8] = [
+    Unauthorized,
+    NotFound,
+    Forbidden,
+    Forbidden,
+    Forbidden,
+    Forbidden,
+    Success,
+    Success,
+];
+
+/// Every operation, in the order the test runs them (destructive ones last).
+const MATRIX: &[(&str, &str, [Expect; 8])] = &[
+    ("GET", "/health", PUBLIC),
+    ("GET", "/api/v1/health", PUBLIC),
+    ("GET", "/ready", PUBLIC),
+    ("GET", "/metrics", PUBLIC),
+    ("GET", "/api/v1/errors", PUBLIC),
+    ("POST", "/api/v1/auth/signup", PUBLIC),
+    ("POST", "/api/v1/auth/signin", PUBLIC),
+    ("POST", "/api/v1/auth/refresh", PUBLIC),
+    ("POST", "/api/v1/auth/signout", PUBLIC),
+    ("POST", "/api/v1/auth/verify", PUBLIC),
+    ("POST", "/api/v1/auth/confirm", PUBLIC),
+    ("POST", "/api/v1/auth/password/reset", PUBLIC),
+    ("POST", "/api/v1/auth/password/reset/confirm", PUBLIC),
+    ("POST", "/api/v1/setup", PUBLIC),
+    ("POST", "/auth/signup", PUBLIC),
+    ("POST", "/auth/signin", PUBLIC),
+    ("POST", "/auth/verify", PUBLIC),
+    ("POST", "/auth/confirm", PUBLIC),
+    ("POST", "/auth/refresh", PUBLIC),
+    ("GET", "/api/v1/collections", READ_TENANT),
+    ("GET", "/api/v1/collections/{id}", READ_ID),
+    ("GET", "/api/v1/collections/{id}/documents", READ_ID),
+    ("GET", "/api/v1/documents/{id}", READ_ID),
+    ("GET", "/api/v1/documents/{id}/content", READ_ID),
+    ("GET", "/api/v1/documents/{id}/chunks", READ_ID),
+    ("GET", "/api/v1/documents/{id}/summary", READ_ID),
+    ("GET", "/api/v1/tasks", READ_TENANT),
+    ("GET", "/api/v1/tasks/{id}", READ_ID),
+    ("POST", "/api/v1/search", READ_TENANT),
+    ("POST", "/api/v1/collections/{id}/search", READ_ID),
+    ("POST", "/api/v1/ask", READ_TENANT),
+    ("GET", "/api/v1/keys", ADMIN),
+    ("POST", "/api/v1/keys", ADMIN),
+    ("POST", "/api/v1/collections", CREATE),
+    ("PATCH", "/api/v1/collections/{id}", WRITE_ID),
+    ("POST", "/api/v1/collections/{id}/documents", WRITE_ID),
+    ("POST", "/api/v1/tasks/{id}/cancel", WRITE_ID),
+    ("POST", "/api/v1/tasks/{id}/retry", WRITE_ID),
+    ("POST", "/api/v1/documents/{id}/reprocess", WRITE_ID),
+    ("DELETE", "/api/v1/keys/{id}", ADMIN_ID),
+    ("DELETE", "/api/v1/documents/{id}", WRITE_ID),
+    ("DELETE", "/api/v1/collections/{id}", WRITE_ID),
+];
+
+/// Tenant A's ids, and the credentials of every caller.
+struct World {
+    collection: String,
+    other_collection: String,
+    document: String,
+    task: String,
+    spare_key: String,
+    credentials: Vec<(Caller, Option<String>)>,
+}
+
+impl World {
+    fn credential(&self, caller: Caller) -> Option<&str> {
+        self.credentials
+            .iter()
+            .find(|(c, _)| *c == caller)
+            .and_then(|(_, t)| t.as_deref())
+    }
+
+    /// The concrete path of an operation.
+    fn fill(&self, path: &str) -> String {
+        let id = if path.starts_with("/api/v1/collections/") {
+            &self.collection
+        } else if path.starts_with("/api/v1/documents/") {
+            &self.document
+        } else if path.starts_with("/api/v1/tasks/") {
+            &self.task
+        } else if path.starts_with("/api/v1/keys/") {
+            &self.spare_key
+        } else {
+            ""
+        };
+        path.replace("{id}", id)
+    }
+
+    /// Ids that must never appear in an answer to `caller`.
+    fn hidden_from(&self, caller: Caller) -> Vec<&str> {
+        match caller {
+            Caller::OtherTenant => vec![
+                &self.collection,
+                &self.other_collection,
+                &self.document,
+                &self.task,
+                &self.spare_key,
+            ],
+            Caller::WrongCollectionKey => vec![&self.collection, &self.document, &self.task],
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn builtin(config: &mut Config) {
+    config.auth.mode = AuthMode::Builtin;
+    config.auth.password.memory_kib = 64;
+    config.auth.password.iterations = 1;
+    config.auth.password.parallelism = 1;
+    config.auth.rate_limit.enabled = false;
+}
+
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = app.client.request(method, app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn upload(
+    app: &TestApp,
+    token: Option<&str>,
+    path: &str,
+    name: &str,
+    text: &str,
+) -> (StatusCode, Value) {
+    let part = reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name(name.to_owned());
+    let mut req = app
+        .client
+        .post(app.url(path))
+        .multipart(reqwest::multipart::Form::new().part("file", part));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("upload");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn ok(app: &TestApp, method: Method, path: &str, token: Option<&str>, body: Value) -> Value {
+    let (s, b) = send(app, method, path, token, Some(body)).await;
+    assert!(s.is_success(), "{path}: {s} {b}");
+    b
+}
+
+/// Signs up (a new tenant) and returns the session.
+async fn signup(app: &TestApp, email: &str) -> Value {
+    ok(
+        app,
+        Method::POST,
+        "/api/v1/auth/signup",
+        None,
+        json!({ "email": email, "password": PASSWORD }),
+    )
+    .await
+}
+
+/// A new user of tenant A with `role`, signed in. There is no invitation route yet: the
+/// membership is made through the service.
+async fn join(app: &TestApp, tenant: docent_domain::TenantId, role: Role) -> String {
+    let email = format!("{role}-a@example.com");
+    let auth = app.auth.as_ref().expect("builtin mode");
+    auth.create_user(docent_auth::CreateUser {
+        email: email.clone(),
+        password: Some(PASSWORD.into()),
+        display_name: None,
+        tenant: AccountTenant::Existing {
+            tenant_id: tenant,
+            role,
+        },
+    })
+    .await
+    .expect("user created");
+    let session = ok(
+        app,
+        Method::POST,
+        "/api/v1/auth/signin",
+        None,
+        json!({ "email": email, "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(session["role"], role.to_string(), "{session}");
+    session["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A fresh target for a destructive operation, so that every caller meets a live one.
+async fn fresh(app: &TestApp, world: &World, path: &str, n: usize) -> String {
+    let owner = world.credential(Caller::Owner);
+    let id = match path {
+        "/api/v1/documents/{id}" => {
+            let (s, b) = upload(
+                app,
+                owner,
+                &format!("/api/v1/collections/{}/documents", world.collection),
+                &format!("gone-{n}.md"),
+                &format!("# Gone {n}\n\nShort-lived zebras {n}.\n"),
+            )
+            .await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+            app.drain().await;
+            b["document"]["id"].as_str().unwrap().to_owned()
+        }
+        "/api/v1/collections/{id}" => {
+            let b = ok(
+                app,
+                Method::POST,
+                "/api/v1/collections",
+                owner,
+                json!({ "name": format!("gone-{n}") }),
+            )
+            .await;
+            b["id"].as_str().unwrap().to_owned()
+        }
+        "/api/v1/keys/{id}" => {
+            let b = ok(
+                app,
+                Method::POST,
+                "/api/v1/keys",
+                owner,
+                json!({ "name": format!("gone-{n}") }),
+            )
+            .await;
+            b["key"]["id"].as_str().unwrap().to_owned()
+        }
+        other => panic!("no fresh target for {other}"),
+    };
+    path.replace("{id}", &id)
+}
+
+/// Tenant A (owner, admin, member, viewer, keys, a processed document) and tenant B's owner.
+async fn world(app: &TestApp) -> World {
+    let session_a = signup(app, "owner-a@example.com").await;
+    let owner = session_a["access_token"].as_str().unwrap().to_owned();
+    let tenant_a: docent_domain::TenantId =
+        session_a["tenant_id"].as_str().unwrap().parse().unwrap();
+    let other = signup(app, "owner-b@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let main = ok(
+        app,
+        Method::POST,
+        "/api/v1/collections",
+        Some(&owner),
+        json!({ "name": "main" }),
+    )
+    .await;
+    let collection = main["id"].as_str().unwrap().to_owned();
+    let side = ok(
+        app,
+        Method::POST,
+        "/api/v1/collections",
+        Some(&owner),
+        json!({ "name": "side" }),
+    )
+    .await;
+    let other_collection = side["id"].as_str().unwrap().to_owned();
+    let (s, b) = upload(
+        app,
+        Some(&owner),
+        &format!("/api/v1/collections/{collection}/documents"),
+        "zebra.md",
+        "# Zebras\n\nZebras graze on the savanna. Zebras have stripes.\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let document = b["document"]["id"].as_str().unwrap().to_owned();
+    let task = b["task"]["id"].as_str().unwrap().to_owned();
+    app.drain().await;
+
+    let key = |body: Value| {
+        let owner = owner.clone();
+        async move { ok(app, Method::POST, "/api/v1/keys", Some(&owner), body).await }
+    };
+    let read_key = key(json!({ "name": "ro", "access": "read" })).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong_key = key(json!({ "name": "side-only", "collection_ids": [other_collection] })).await
+        ["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spare_key = key(json!({ "name": "spare" })).await["key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let viewer = join(app, tenant_a, Role::Viewer).await;
+    let member = join(app, tenant_a, Role::Member).await;
+    let admin = join(app, tenant_a, Role::Admin).await;
+
+    World {
+        collection,
+        other_collection,
+        document,
+        task,
+        spare_key,
+        credentials: vec![
+            (Caller::Anonymous, None),
+            (Caller::OtherTenant, Some(other)),
+            (Caller::Viewer, Some(viewer)),
+            (Caller::ReadKey, Some(read_key)),
+            (Caller::WrongCollectionKey, Some(wrong_key)),
+            (Caller::Member, Some(member)),
+            (Caller::Admin, Some(admin)),
+            (Caller::Owner, Some(owner)),
+        ],
+    }
+}
+
+/// A plausible body for each operation (the matrix is about who may call, not about input).
+fn body_for(method: &str, path: &str, n: usize) -> Option<Value> {
+    if method != "POST" && method != "PATCH" {
+        return None;
+    }
+    Some(match path {
+        "/api/v1/collections" => json!({ "name": format!("made-{n}") }),
+        "/api/v1/collections/{id}" => json!({ "description": format!("edited {n}") }),
+        "/api/v1/search" | "/api/v1/collections/{id}/search" => json!({ "query": "zebras" }),
+        "/api/v1/ask" => json!({ "question": "what do zebras eat?" }),
+        "/api/v1/keys" => json!({ "name": format!("key-{n}") }),
+        p if p.ends_with("/signup") => {
+            json!({ "email": format!("new-{n}@example.com"), "password": PASSWORD })
+        }
+        p if p.ends_with("/signin") => {
+            json!({ "email": format!("nobody-{n}@example.com"), "password": PASSWORD })
+        }
+        p if p.ends_with("/refresh") || p.ends_with("/signout") => {
+            json!({ "refresh_token": "not-a-refresh-token" })
+        }
+        p if p.ends_with("/verify") || p.ends_with("/password/reset") => {
+            json!({ "email": "nobody@example.com" })
+        }
+        p if p.ends_with("/confirm") && p.contains("password") => {
+            json!({ "token": "not-a-token", "password": PASSWORD })
+        }
+        p if p.ends_with("/confirm") => json!({ "token": "not-a-token" }),
+        "/api/v1/setup" => {
+            json!({ "token": "not-a-token", "email": "setup@example.com", "password": PASSWORD })
+        }
+        _ => return None,
+    })
+}
+
+/// Every (METHOD, path) of the OpenAPI document.
+fn operations(spec: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for method in [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ] {
+            if item.get(method).is_some() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn check(expect: Expect, status: StatusCode, body: &Value) -> bool {
+    let code = body["error"]["code"].as_str().unwrap_or_default();
+    let s = status.as_u16();
+    if s >= 500 {
+        return false;
+    }
+    match expect {
+        Public => code != "unauthenticated",
+        Unauthorized => s == 401,
+        Forbidden => s == 403,
+        NotFound => s == 404,
+        Success => status.is_success(),
+        Allowed => !matches!(s, 401 | 403 | 404),
+    }
+}
+
+#[tokio::test]
+async fn every_operation_authorizes_every_kind_of_caller() {
+    let app = spawn_app_with(builtin).await;
+    let (s, spec) = send(&app, Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // The table and the document list the same operations.
+    let documented = operations(&spec);
+    let tabled: BTreeSet<(String, String)> = MATRIX
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        tabled.len(),
+        MATRIX.len(),
+        "an operation is in the table twice"
+    );
+    let missing: Vec<_> = documented.difference(&tabled).collect();
+    assert!(
+        missing.is_empty(),
+        "operations without an authorization decision in MATRIX: {missing:?}"
+    );
+    let stale: Vec<_> = tabled.difference(&documented).collect();
+    assert!(
+        stale.is_empty(),
+        "MATRIX lists operations the API no longer has: {stale:?}"
+    );
+    // Public rows are exactly the operations the document marks `security: [{}]`.
+    for (method, path, row) in MATRIX {
+        let op = &spec["paths"][*path][method.to_lowercase()];
+        let public_in_spec = op["security"] == json!([{}]);
+        assert_eq!(
+            public_in_spec,
+            *row == PUBLIC,
+            "{method} {path}: the OpenAPI security and the matrix disagree"
+        );
+    }
+
+    let world = world(&app).await;
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (method, path, row) in MATRIX {
+        for (caller, expect) in CALLERS.iter().zip(row) {
+            n += 1;
+            let url = if *method == "DELETE" {
+                fresh(&app, &world, path, n).await
+            } else {
+                world.fill(path)
+            };
+            let token = world.credential(*caller);
+            let (status, body) =
+                if *path == "/api/v1/collections/{id}/documents" && *method == "POST" {
+                    upload(
+                        &app,
+                        token,
+                        &url,
+                        &format!("up-{n}.md"),
+                        &format!("# Up {n}\n\nZebras {n}.\n"),
+                    )
+                    .await
+                } else {
+                    let m = Method::from_bytes(method.as_bytes()).unwrap();
+                    send(&app, m, &url, token, body_for(method, path, n)).await
+                };
+            if !check(*expect, status, &body) {
+                failures.push(format!(
+                    "{method} {path} as {caller:?}: expected {expect:?}, got {status} {body}"
+                ));
+                continue;
+            }
+            if status.is_success() {
+                let text = body.to_string();
+                for hidden in world.hidden_from(*caller) {
+                    if text.contains(hidden) {
+                        failures.push(format!(
+                            "{method} {path} as {caller:?}: the answer shows {hidden}: {text}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} authorization failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    app.stop().await;
+}
