@@ -8,7 +8,8 @@ ARGS ?=
 .PHONY: run build model test lint fmt ci clean-data
 
 ## Fetch the embedding model, build in release mode and run `docent serve` on the embedded
-## default (./docent-data).
+## default (./docent-data). Sign-in is required: on a first run (no users yet) the server prints
+## a one-time setup token and the curl that creates the first account with it.
 run: model
 	$(CARGO) run --release --locked -p docent -- serve $(ARGS)
 

@@ -72,6 +72,42 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Run the worker pool inside `serve`.
     pub run_workers: bool,
+    /// Cross-origin requests from browsers.
+    pub cors: CorsConfig,
+}
+
+/// CORS: which browser origins may call the API. With no origins, no CORS headers are sent
+/// and browsers keep cross-origin pages out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`), or `["*"]` for any (never with credentials).
+    pub allowed_origins: Vec<String>,
+    /// Let browsers send cookies / `Authorization` credentials cross-origin.
+    pub allow_credentials: bool,
+    /// Methods allowed cross-origin.
+    pub allowed_methods: Vec<String>,
+    /// Request headers allowed cross-origin.
+    pub allowed_headers: Vec<String>,
+    /// How long browsers may cache a preflight answer.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allow_credentials: false,
+            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            allowed_headers: ["authorization", "content-type", "x-request-id"]
+                .map(String::from)
+                .to_vec(),
+            max_age: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Log format.
@@ -263,9 +299,10 @@ pub enum LlmConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
-    /// No authentication: every request acts in the default tenant. Only for local use.
+    /// No authentication: every request acts in the default tenant. Only for local use: set
+    /// explicitly, and `docent serve` refuses to listen beyond loopback in this mode.
     None,
-    /// Built-in accounts (argon2id passwords, JWT access + rotating refresh tokens), API keys,
+    /// Built-in accounts (the default) (argon2id passwords, JWT access + rotating refresh tokens), API keys,
     /// and the OIDC providers listed under `auth.oidc`.
     Builtin,
 }
@@ -584,7 +621,7 @@ impl Default for AuthConfig {
         let minute = Duration::from_secs(60);
         let quota = |per_minute, burst| RateQuota { per_minute, burst };
         Self {
-            mode: AuthMode::None,
+            mode: AuthMode::Builtin,
             allow_signup: true,
             require_email_verification: false,
             public_url: None,
@@ -715,6 +752,7 @@ impl Default for Config {
                 request_timeout: Duration::from_secs(30),
                 shutdown_grace: Duration::from_secs(20),
                 run_workers: true,
+                cors: CorsConfig::default(),
             },
             log: LogConfig {
                 format: LogFormat::Human,
@@ -838,11 +876,58 @@ impl Config {
         {
             return bad("database.max_connections must be at least 1");
         }
+        self.validate_cors()?;
         self.validate_auth()?;
         if let LlmConfig::Openai { base_url, .. } = &self.llm
             && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
         {
             return bad("llm.base_url must be an http(s) URL");
+        }
+        Ok(())
+    }
+
+    fn validate_cors(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let c = &self.server.cors;
+        let wildcard = c.allowed_origins.iter().any(|o| o == "*");
+        if wildcard && c.allow_credentials {
+            return bad(
+                "server.cors: a \"*\" origin cannot be combined with allow_credentials = true; \
+                 list the origins instead"
+                    .into(),
+            );
+        }
+        if wildcard && c.allowed_origins.len() > 1 {
+            return bad("server.cors.allowed_origins: \"*\" must be the only entry".into());
+        }
+        for o in c.allowed_origins.iter().filter(|o| *o != "*") {
+            let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o.ends_with('/')
+                && !o[o.find("//").unwrap_or(0) + 2..].contains('/')
+                && !o.chars().any(|ch| ch.is_whitespace());
+            if !ok {
+                return bad(format!(
+                    "server.cors.allowed_origins: {o:?} is not an origin like \"https://app.example.com\""
+                ));
+            }
+        }
+        for m in &c.allowed_methods {
+            if m.is_empty() || !m.chars().all(|ch| ch.is_ascii_uppercase()) {
+                return bad(format!(
+                    "server.cors.allowed_methods: {m:?} is not an upper-case HTTP method"
+                ));
+            }
+        }
+        for h in &c.allowed_headers {
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                return bad(format!(
+                    "server.cors.allowed_headers: {h:?} is not a header name"
+                ));
+            }
         }
         Ok(())
     }
@@ -1108,11 +1193,32 @@ mod auth_tests {
     }
 
     #[test]
+    fn cors_refuses_a_wildcard_with_credentials() {
+        let err = load("[server.cors]\nallowed_origins = [\"*\"]\nallow_credentials = true\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("allow_credentials"), "{err}");
+        let c = load("[server.cors]\nallowed_origins = [\"*\"]\n").unwrap();
+        assert_eq!(c.server.cors.allowed_origins, ["*"]);
+        let c = load(
+            "[server.cors]\nallowed_origins = [\"https://app.example.com\"]\nallow_credentials = true\n",
+        )
+        .unwrap();
+        assert!(c.server.cors.allow_credentials);
+        assert!(load("[server.cors]\nallowed_origins = [\"app.example.com\"]\n").is_err());
+        assert!(
+            load("[server.cors]\nallowed_origins = [\"https://a.example.com/path\"]\n").is_err()
+        );
+        assert!(load("[server.cors]\nallowed_methods = [\"get\"]\n").is_err());
+    }
+
+    #[test]
     fn the_old_auth_section_still_loads() {
         let c = load("[auth]\nmode = \"none\"\n").unwrap();
         assert_eq!(c.auth.mode, AuthMode::None);
         let c = load("[auth]\nmode = \"builtin\"\n").unwrap();
         assert_eq!(c.auth.mode, AuthMode::Builtin);
+        let c = load("").unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Builtin, "secure by default");
         assert_eq!(c.auth.jwt.algorithm, JwtAlgorithm::EdDSA);
     }
 

@@ -554,6 +554,12 @@ pub trait AuthStore: Send + Sync + 'static {
     async fn get_tenant(&self, id: TenantId) -> Result<Tenant>;
     /// How many users exist (first-run setup is open while there are none).
     async fn count_users(&self) -> Result<u64>;
+    /// Every tenant, oldest first. Operator-wide (`docent tenants list`); never reachable
+    /// through the API, whose calls all act in one tenant.
+    async fn list_all_tenants(&self) -> Result<Vec<Tenant>>;
+    /// Every user, oldest first. Operator-wide (`docent users list`), like
+    /// [`AuthStore::list_all_tenants`].
+    async fn list_all_users(&self) -> Result<Vec<User>>;
     /// Creates a user and its first membership (and tenant) in one transaction;
     /// `email_taken` if the email is in use.
     async fn create_account(&self, new: NewAccount) -> Result<(User, Membership)>;

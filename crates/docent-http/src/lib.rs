@@ -14,6 +14,7 @@ mod middleware;
 pub mod openapi;
 mod ratelimit;
 mod routes;
+mod security;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +66,8 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     doc.merge(upload_api);
 
-    Router::new()
+    let cors = security::cors_layer(&state.services.config.server.cors);
+    let app = Router::new()
         .merge(api)
         .merge(uploads)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
@@ -76,8 +78,13 @@ pub fn router(state: AppState) -> Router {
             ratelimit::limit,
         ))
         .with_state(state)
-        .layer(axum::middleware::from_fn(middleware::record_metrics))
-        .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn(middleware::record_metrics));
+    // Preflights are answered here, before rate limits and authentication.
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(CompressionLayer::new())
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(
             TraceLayer::new_for_http()
@@ -86,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(security::headers))
 }
 
 /// How long clients are told to wait before retrying after a 503.

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
         (name = "tasks", description = "Background work: status, progress, cancel, retry"),
         (name = "system", description = "Health, readiness, metrics"),
         (name = "auth", description = "Accounts: sign-up, sign-in, refresh, sign-out, email verification, password reset, first-run setup"),
+        (name = "members", description = "Workspace members, invitations, and the signed-in user's workspaces"),
         (name = "keys", description = "API keys: create (secret shown once), list, revoke"),
     ),
     modifiers(&BearerAuth),

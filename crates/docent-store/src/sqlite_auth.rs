@@ -335,6 +335,24 @@ impl AuthStore for SqliteStore {
         Ok(n as u64)
     }
 
+    async fn list_all_tenants(&self) -> Result<Vec<Tenant>> {
+        let rows =
+            sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, rowid")
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_err)?;
+        rows.iter().map(tenant_from).collect()
+    }
+
+    async fn list_all_users(&self) -> Result<Vec<User>> {
+        let sql = format!("SELECT {USER_COLS} FROM users u ORDER BY u.created_at, u.rowid");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(user_from).collect()
+    }
+
     async fn create_account(&self, new: NewAccount) -> Result<(User, Membership)> {
         let mut tx = self.auth_tx().await?;
         let (tenant, role) = match &new.tenant {

@@ -195,8 +195,9 @@ fn check_not_yet_used(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The account service when `auth.mode = "builtin"`, or `None` in mode `none` (where a
-/// listener beyond loopback gets a loud warning: the API is then open to anyone who reaches it).
+/// The account service when `auth.mode = "builtin"` (the default), or `None` in mode `none`.
+/// Mode `none` must be chosen explicitly and is refused on a listener beyond loopback (the API
+/// would be open to anyone who reaches it); on loopback it gets a loud warning.
 pub fn open_auth(
     config: &Config,
     db: &docent_store::Database,
@@ -206,17 +207,46 @@ pub fn open_auth(
             AuthService::from_config(config, db.auth()).map_err(|e| anyhow::anyhow!(e.chain()))?,
         ))),
         AuthMode::None => {
-            if !config.server.bind.ip().is_loopback() {
-                tracing::warn!(
-                    bind = %config.server.bind,
-                    "auth.mode = \"none\" on a non-loopback address: ANYONE WHO CAN REACH THIS \
-                     SERVER CAN READ, CHANGE AND DELETE EVERY DOCUMENT. Set auth.mode = \"builtin\" \
-                     or bind to 127.0.0.1"
-                );
-            }
+            check_mode_none_bind(config.server.bind)?;
+            tracing::warn!(
+                bind = %config.server.bind,
+                "AUTHENTICATION IS DISABLED (auth.mode = \"none\"): every local process can read, \
+                 change and delete every document. Remove auth.mode = \"none\" to require sign-in"
+            );
             Ok(None)
         }
     }
+}
+
+/// `auth.mode = "none"` only on loopback: anything else is a configuration error.
+pub fn check_mode_none_bind(bind: SocketAddr) -> anyhow::Result<()> {
+    if bind.ip().is_loopback() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to start: auth.mode = \"none\" disables authentication, and server.bind = {bind} \
+         is not a loopback address, so anyone who can reach it could read, change and delete every \
+         document. Remove auth.mode = \"none\" (the default, \"builtin\", requires sign-in) or bind \
+         to 127.0.0.1"
+    )
+}
+
+/// What `docent serve` prints while no user exists: the one-time setup token, the `curl` that
+/// completes setup with it (and answers with an access token), and the CLI alternative. (The
+/// setup link, [`Application::setup_link`], is for the web UI, which is not served yet.)
+fn setup_banner(token: &str, base: &str, ttl: std::time::Duration) -> String {
+    let rule = "=".repeat(78);
+    format!(
+        "\n{rule}\n  \
+         docent has no users yet. One-time setup token (valid {ttl}):\n\n    \
+         {token}\n\n  \
+         Create the first owner and get an access token (password: 10+ characters):\n\n    \
+         curl -s -X POST {base}/api/v1/setup -H 'content-type: application/json' \\\n      \
+         -d '{{\"token\": \"{token}\", \"email\": \"you@example.com\", \"password\": \"change me, 10+ chars\"}}'\n\n  \
+         Or create an admin from the shell: docent users create --email you@example.com --admin --password-file FILE\n\
+         {rule}\n",
+        ttl = humantime::format_duration(ttl),
+    )
 }
 
 /// A running docent: listener bound, services open.
@@ -232,6 +262,9 @@ impl Application {
     /// Opens the backends and binds the listener (`server.bind`; port 0 picks a free port).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let bind = config.server.bind;
+        if config.auth.mode == AuthMode::None {
+            check_mode_none_bind(bind)?;
+        }
         let (services, db) = open_services(config).await?;
         let auth = open_auth(&services.config, &db)?;
         let listener = TcpListener::bind(bind)
@@ -247,15 +280,14 @@ impl Application {
             let link = auth.setup_link(&token);
             // Printed once, to stderr only: the token is a credential and stays out of the log.
             eprintln!(
-                "\n  docent has no users yet. First-run setup (valid {ttl}):\n\n    {link}\n\n  \
-                 Until the web UI lands, create the first owner with\n\n    \
-                 curl -X POST {base}/api/v1/setup -H 'content-type: application/json' \\\n      \
-                 -d '{{\"token\": \"{token}\", \"email\": \"you@example.com\", \"password\": \"…\"}}'\n\n  \
-                 or run `docent users create --email you@example.com --admin`.\n",
-                ttl = humantime::format_duration(services.config.auth.setup_token_ttl),
-                base = auth.settings().public_url,
+                "{}",
+                setup_banner(
+                    &token,
+                    &auth.settings().public_url,
+                    services.config.auth.setup_token_ttl
+                )
             );
-            tracing::info!("first-run setup link printed to stderr");
+            tracing::info!("first-run setup token printed to stderr");
             setup_link = Some(link);
         }
         Ok(Self {

@@ -418,16 +418,33 @@ pub async fn load(
         bail!("no queries (expected JSON lines with a `text` field)");
     }
     let queries = std::sync::Arc::new(queries);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
-        .build()?;
+    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(clients);
+    // Like the other `--url` commands: `DOCENT_TOKEN` (an API key or access token) as bearer.
+    if let Some(token) = std::env::var("DOCENT_TOKEN").ok().filter(|t| !t.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("DOCENT_TOKEN holds characters a header cannot carry")?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    let http = builder.build()?;
     let endpoint = format!("{}/api/v1/search", url.trim_end_matches('/'));
-    // Warm up: one pass over a few queries.
+    // Warm up: one pass over a few queries; a refused request (no token, rate limit) stops here.
     for q in queries.iter().take(8) {
-        http.post(&endpoint)
+        let r = http
+            .post(&endpoint)
             .json(&serde_json::json!({"query": q, "top_k": top_k}))
             .send()
             .await?;
+        if !r.status().is_success() {
+            let status = r.status();
+            bail!(
+                "the server answered {status} to a warm-up search: {} (set DOCENT_TOKEN to an \
+                 API key; for a load test, also raise auth.rate_limit on the server)",
+                r.text().await.unwrap_or_default()
+            );
+        }
     }
     let started = Instant::now();
     let tasks = (0..clients).map(|c| {

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `worker`, `migrate`, `ingest`, `tasks`, `config`.
+//! The command line: `serve`, `worker`, `migrate`, `ingest`, `tasks`, `config`, and the
+//! account commands `users`, `tenants`, `keys`.
 //!
 //! Commands that read or change data work on the local data directory by default, or against a
 //! running server with `--url` (or `DOCENT_URL`).
@@ -173,6 +174,70 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Manage workspaces (tenants) in the local data directory, as the operator.
+    Tenants {
+        /// Action.
+        #[command(subcommand)]
+        action: TenantAction,
+    },
+    /// Manage API keys: in the local data directory as the operator (any workspace, with
+    /// `--tenant`), or through a running server with `--url` and `DOCENT_TOKEN` (an admin's
+    /// access token or key; the token's workspace).
+    Keys {
+        /// Action.
+        #[command(subcommand)]
+        action: KeyAction,
+        /// A running server, instead of the local data directory.
+        #[arg(long, env = "DOCENT_URL", global = true)]
+        url: Option<String>,
+    },
+}
+
+/// `docent tenants ...`.
+#[derive(Debug, Subcommand)]
+pub enum TenantAction {
+    /// List every workspace: id, name, creation time.
+    List,
+    /// Create a workspace, optionally with an existing user as its owner.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Email of an existing user to make its owner.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+}
+
+/// `docent keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Create a key; its secret is printed once, alone on standard output.
+    Create {
+        /// Label.
+        #[arg(long)]
+        name: String,
+        /// A read-only key (default: read-write).
+        #[arg(long)]
+        read_only: bool,
+        /// Workspace id (local only; default: the default workspace).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Workspace id (local only; default: the default workspace).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key; it stops working at once.
+    Revoke {
+        /// Key id.
+        id: String,
+        /// Workspace id (local only; default: the default workspace).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 /// `docent users ...`.
@@ -197,6 +262,8 @@ pub enum UserAction {
         #[arg(long)]
         tenant_name: Option<String>,
     },
+    /// List every account: id, email, whether verified or disabled, workspaces and roles.
+    List,
 }
 
 /// `docent bench ...`.
@@ -498,6 +565,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tenant_name,
                 },
         } => create_user(config, email, password_file, admin, name, tenant_name).await?,
+        Command::Users {
+            action: UserAction::List,
+        } => list_users(config).await?,
+        Command::Tenants { action } => tenants(config, action).await?,
+        Command::Keys {
+            action,
+            url: Some(url),
+        } => keys_remote(&Client::new(&url)?, action).await?,
+        Command::Keys { action, url: None } => keys_local(config, action).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -558,6 +634,293 @@ async fn create_user(
         membership.role,
         membership.tenant_id
     );
+    Ok(())
+}
+
+/// The account service over the local data directory, as the operator.
+async fn local_accounts(
+    config: Config,
+) -> anyhow::Result<(docent_auth::AuthService, docent_store::Database)> {
+    if config.auth.mode == docent_config::AuthMode::None {
+        eprintln!(
+            "note: auth.mode = \"none\": accounts and keys are kept, but the server ignores them \
+             until auth.mode = \"builtin\""
+        );
+    }
+    let (services, db) = open_services(config).await?;
+    let auth = docent_auth::AuthService::from_config(&services.config, db.auth())
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    Ok((auth, db))
+}
+
+/// `docent users list`.
+async fn list_users(config: Config) -> anyhow::Result<()> {
+    let (_, db) = local_accounts(config).await?;
+    let store = db.auth();
+    let result = async {
+        let mut lines = Vec::new();
+        for u in store.list_all_users().await? {
+            let tenants = store
+                .list_user_tenants(u.id)
+                .await?
+                .into_iter()
+                .map(|m| format!("{}:{}", m.tenant.id, m.role))
+                .collect::<Vec<_>>()
+                .join(",");
+            lines.push(format!(
+                "{}  {}  {}{}  {}",
+                u.id,
+                u.email.as_deref().unwrap_or("-"),
+                if u.email_verified_at.is_some() {
+                    "verified"
+                } else {
+                    "unverified"
+                },
+                if u.disabled { " disabled" } else { "" },
+                if tenants.is_empty() { "-" } else { &tenants },
+            ));
+        }
+        Ok::<_, docent_domain::Error>(lines)
+    }
+    .await;
+    db.close().await;
+    for line in result.map_err(|e| anyhow::anyhow!(e.chain()))? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `docent tenants ...`.
+async fn tenants(config: Config, action: TenantAction) -> anyhow::Result<()> {
+    let (_, db) = local_accounts(config).await?;
+    let store = db.auth();
+    let result = async {
+        match action {
+            TenantAction::List => Ok(store
+                .list_all_tenants()
+                .await?
+                .into_iter()
+                .map(|t| format!("{}  {}  {}", t.id, t.created_at.to_rfc3339(), t.name))
+                .collect::<Vec<_>>()),
+            TenantAction::Create { name, owner } => {
+                let name = name.trim().to_owned();
+                if name.is_empty() || name.chars().count() > 200 {
+                    return Err(docent_domain::Error::new(
+                        docent_domain::Code::InvalidField,
+                        "the name must hold 1 to 200 characters",
+                    ));
+                }
+                let owner = match owner {
+                    Some(email) => {
+                        let email = docent_auth::normalize_email(&email)?;
+                        Some(store.find_user_by_email(&email).await?.ok_or_else(|| {
+                            docent_domain::Error::new(
+                                docent_domain::Code::UserNotFound,
+                                format!("no user with the email {email}"),
+                            )
+                        })?)
+                    }
+                    None => None,
+                };
+                let tenant = store.create_tenant(&name).await?;
+                let mut line = format!("created workspace {} ({})", tenant.name, tenant.id);
+                if let Some(owner) = owner {
+                    store
+                        .add_member(tenant.id, owner.user.id, docent_domain::Role::Owner)
+                        .await?;
+                    line.push_str(&format!(
+                        " owned by {}",
+                        owner.user.email.unwrap_or_default()
+                    ));
+                }
+                Ok(vec![line])
+            }
+        }
+    }
+    .await;
+    db.close().await;
+    for line in result.map_err(|e| anyhow::anyhow!(e.chain()))? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn print_key_line(k: &serde_json::Value) {
+    println!(
+        "{}  {}  {}  {}  {}",
+        k["id"].as_str().unwrap_or(""),
+        k["prefix"].as_str().unwrap_or(""),
+        k["access"].as_str().unwrap_or(""),
+        if k["revoked_at"].is_null() {
+            "active"
+        } else {
+            "revoked"
+        },
+        k["name"].as_str().unwrap_or(""),
+    );
+}
+
+fn key_json(k: &docent_domain::ApiKey) -> serde_json::Value {
+    serde_json::json!({
+        "id": k.id.to_string(),
+        "prefix": k.prefix,
+        "access": k.scope.access.as_str(),
+        "revoked_at": k.revoked_at,
+        "name": k.name,
+    })
+}
+
+/// `docent keys ...` on the local data directory, as an owner of the workspace.
+async fn keys_local(config: Config, action: KeyAction) -> anyhow::Result<()> {
+    let tenant_arg = match &action {
+        KeyAction::Create { tenant, .. }
+        | KeyAction::List { tenant }
+        | KeyAction::Revoke { tenant, .. } => tenant.clone(),
+    };
+    let tenant_id = match tenant_arg {
+        Some(raw) => raw
+            .parse::<TenantId>()
+            .map_err(|_| anyhow::anyhow!("`{raw}` is not a workspace id"))?,
+        None => TenantId::DEFAULT,
+    };
+    let (auth, db) = local_accounts(config).await?;
+    let operator = docent_domain::Principal {
+        tenant_id,
+        ..docent_http::extract::local_owner()
+    };
+    let result = async {
+        auth.tenant(tenant_id).await?;
+        match action {
+            KeyAction::Create {
+                name, read_only, ..
+            } => {
+                let created = auth
+                    .create_api_key(
+                        &operator,
+                        docent_auth::CreateApiKey {
+                            name,
+                            access: if read_only {
+                                docent_domain::KeyAccess::Read
+                            } else {
+                                docent_domain::KeyAccess::ReadWrite
+                            },
+                            collections: None,
+                            bots: None,
+                            expires_at: None,
+                        },
+                    )
+                    .await?;
+                Ok((vec![key_json(&created.key)], Some(created.secret)))
+            }
+            KeyAction::List { .. } => {
+                let mut out = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = auth
+                        .list_api_keys(
+                            &operator,
+                            PageRequest {
+                                limit: PageRequest::MAX_LIMIT,
+                                cursor,
+                            },
+                        )
+                        .await?;
+                    out.extend(page.items.iter().map(key_json));
+                    match page.next_cursor {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+                Ok((out, None))
+            }
+            KeyAction::Revoke { id, .. } => {
+                let kid = id.parse().map_err(|_| {
+                    docent_domain::Error::new(
+                        docent_domain::Code::InvalidId,
+                        format!("`{id}` is not an API key id"),
+                    )
+                })?;
+                Ok((
+                    vec![key_json(&auth.revoke_api_key(&operator, kid).await?)],
+                    None,
+                ))
+            }
+        }
+    }
+    .await;
+    db.close().await;
+    let (keys, secret) = result.map_err(|e: docent_domain::Error| anyhow::anyhow!(e.chain()))?;
+    print_keys(&keys, secret.as_deref());
+    Ok(())
+}
+
+/// Prints keys; a new key's secret goes alone on standard output, the rest to standard error.
+fn print_keys(keys: &[serde_json::Value], secret: Option<&str>) {
+    match secret {
+        Some(secret) => {
+            for k in keys {
+                eprintln!(
+                    "created API key {} ({}, {}); the secret is shown this once:",
+                    k["id"].as_str().unwrap_or(""),
+                    k["prefix"].as_str().unwrap_or(""),
+                    k["access"].as_str().unwrap_or("")
+                );
+            }
+            println!("{secret}");
+        }
+        None => keys.iter().for_each(print_key_line),
+    }
+}
+
+/// `docent keys ...` through a running server, as the `DOCENT_TOKEN` caller.
+async fn keys_remote(client: &Client, action: KeyAction) -> anyhow::Result<()> {
+    let tenant = match &action {
+        KeyAction::Create { tenant, .. }
+        | KeyAction::List { tenant }
+        | KeyAction::Revoke { tenant, .. } => tenant.is_some(),
+    };
+    if tenant {
+        bail!("--tenant is for the local data directory; with --url the token's workspace is used");
+    }
+    match action {
+        KeyAction::Create {
+            name, read_only, ..
+        } => {
+            let access = if read_only { "read" } else { "read_write" };
+            let b = client
+                .post(
+                    "/api/v1/keys",
+                    &serde_json::json!({ "name": name, "access": access }),
+                )
+                .await?;
+            print_keys(
+                std::slice::from_ref(&b["key"]),
+                Some(b["secret"].as_str().unwrap_or_default()),
+            );
+        }
+        KeyAction::List { .. } => {
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("/api/v1/keys?limit=200&cursor={c}"),
+                    None => "/api/v1/keys?limit=200".to_owned(),
+                };
+                let page = client.get(&path).await?;
+                page["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .for_each(print_key_line);
+                match page["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        KeyAction::Revoke { id, .. } => {
+            print_key_line(&client.delete(&format!("/api/v1/keys/{id}")).await?);
+        }
+    }
     Ok(())
 }
 

@@ -68,6 +68,17 @@ impl Client {
         Self::json(resp).await
     }
 
+    /// DELETE a resource.
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .context("contacting the server")?;
+        Self::json(resp).await
+    }
+
     /// The collection named `name`, if it exists.
     async fn find_collection(&self, name: &str) -> anyhow::Result<Option<Value>> {
         let mut cursor: Option<String> = None;

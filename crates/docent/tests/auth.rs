@@ -605,7 +605,8 @@ async fn setup_token_openapi_and_mode_none() {
     );
     app.stop().await;
 
-    // Mode none (the default): auth routes say authentication is disabled; content is open.
+    // Mode none (set explicitly by spawn_app): auth routes say authentication is disabled;
+    // content is open.
     let app = spawn_app().await;
     for path in ["/api/v1/auth/signin", "/auth/signup", "/api/v1/setup"] {
         let (s, b) = post(

@@ -62,9 +62,12 @@ enum Expect {
     Success,
     /// Not 401, 403 or 404 (nor 5xx): the caller is let through (a 409 for a finished task is fine).
     Allowed,
+    /// The credential is accepted (no `unauthenticated`, no 403, no 5xx) though the body may
+    /// not be (an invalid invitation token is 401 `token_invalid`).
+    Authenticated,
 }
 
-use Expect::{Allowed, Forbidden, NotFound, Public, Success, Unauthorized};
+use Expect::{Allowed, Authenticated, Forbidden, NotFound, Public, Success, Unauthorized};
 
 // Rows in caller order: anonymous, other tenant, viewer, read-only key, wrong-collection key,
 // member, admin, owner.
@@ -137,6 +140,40 @@ const ADMIN_ID: [Expect; 8] = [
     Success,
 ];
 
+/// Acting on one's own account (accepting an invitation): any signed-in user, never keys.
+const SIGNED_IN: [Expect; 8] = [
+    Unauthorized,
+    Authenticated,
+    Authenticated,
+    Forbidden,
+    Forbidden,
+    Authenticated,
+    Authenticated,
+    Authenticated,
+];
+/// Reading one's own account (my workspaces): any signed-in user, never keys.
+const SIGNED_IN_READ: [Expect; 8] = [
+    Unauthorized,
+    Success,
+    Success,
+    Forbidden,
+    Forbidden,
+    Success,
+    Success,
+    Success,
+];
+/// Switching into tenant A: its users only; others' users do not see it, keys never.
+const SWITCH: [Expect; 8] = [
+    Unauthorized,
+    NotFound,
+    Success,
+    Forbidden,
+    Forbidden,
+    Success,
+    Success,
+    Success,
+];
+
 /// Every operation, in the order the test runs them (destructive ones last).
 const MATRIX: &[(&str, &str, [Expect; 8])] = &[
     ("GET", "/health", PUBLIC),
@@ -172,6 +209,12 @@ const MATRIX: &[(&str, &str, [Expect; 8])] = &[
     ("POST", "/api/v1/ask", READ_TENANT),
     ("GET", "/api/v1/keys", ADMIN),
     ("POST", "/api/v1/keys", ADMIN),
+    ("GET", "/api/v1/members", ADMIN),
+    ("PATCH", "/api/v1/members/{user_id}", ADMIN_ID),
+    ("POST", "/api/v1/invites", ADMIN),
+    ("POST", "/api/v1/auth/invites/accept", SIGNED_IN),
+    ("GET", "/api/v1/auth/tenants", SIGNED_IN_READ),
+    ("POST", "/api/v1/auth/switch", SWITCH),
     ("POST", "/api/v1/collections", CREATE),
     ("PATCH", "/api/v1/collections/{id}", WRITE_ID),
     ("POST", "/api/v1/collections/{id}/documents", WRITE_ID),
@@ -179,6 +222,7 @@ const MATRIX: &[(&str, &str, [Expect; 8])] = &[
     ("POST", "/api/v1/tasks/{id}/retry", WRITE_ID),
     ("POST", "/api/v1/documents/{id}/reprocess", WRITE_ID),
     ("DELETE", "/api/v1/keys/{id}", ADMIN_ID),
+    ("DELETE", "/api/v1/members/{user_id}", ADMIN_ID),
     ("DELETE", "/api/v1/documents/{id}", WRITE_ID),
     ("DELETE", "/api/v1/collections/{id}", WRITE_ID),
 ];
@@ -190,6 +234,9 @@ struct World {
     document: String,
     task: String,
     spare_key: String,
+    /// A viewer of tenant A whose role the matrix changes.
+    spare_member: String,
+    tenant: String,
     credentials: Vec<(Caller, Option<String>)>,
 }
 
@@ -211,10 +258,12 @@ impl World {
             &self.task
         } else if path.starts_with("/api/v1/keys/") {
             &self.spare_key
+        } else if path.starts_with("/api/v1/members/") {
+            &self.spare_member
         } else {
             ""
         };
-        path.replace("{id}", id)
+        path.replace("{id}", id).replace("{user_id}", id)
     }
 
     /// Ids that must never appear in an answer to `caller`.
@@ -226,6 +275,8 @@ impl World {
                 &self.document,
                 &self.task,
                 &self.spare_key,
+                &self.spare_member,
+                &self.tenant,
             ],
             Caller::WrongCollectionKey => vec![&self.collection, &self.document, &self.task],
             _ => Vec::new(),
@@ -302,8 +353,30 @@ async fn signup(app: &TestApp, email: &str) -> Value {
     .await
 }
 
-/// A new user of tenant A with `role`, signed in. There is no invitation route yet: the
-/// membership is made through the service.
+/// A new user of tenant A with `role` (made through the service); returns the user id.
+async fn add_user(
+    app: &TestApp,
+    tenant: docent_domain::TenantId,
+    role: Role,
+    email: &str,
+) -> String {
+    let auth = app.auth.as_ref().expect("builtin mode");
+    let (user, _) = auth
+        .create_user(docent_auth::CreateUser {
+            email: email.to_owned(),
+            password: Some(PASSWORD.into()),
+            display_name: None,
+            tenant: AccountTenant::Existing {
+                tenant_id: tenant,
+                role,
+            },
+        })
+        .await
+        .expect("user created");
+    user.id.to_string()
+}
+
+/// A new user of tenant A with `role`, signed in. The membership is made through the service.
 async fn join(app: &TestApp, tenant: docent_domain::TenantId, role: Role) -> String {
     let email = format!("{role}-a@example.com");
     let auth = app.auth.as_ref().expect("builtin mode");
@@ -357,6 +430,11 @@ async fn fresh(app: &TestApp, world: &World, path: &str, n: usize) -> String {
             )
             .await;
             b["id"].as_str().unwrap().to_owned()
+        }
+        "/api/v1/members/{user_id}" => {
+            let tenant = world.tenant.parse().unwrap();
+            let id = add_user(app, tenant, Role::Viewer, &format!("gone-{n}@example.com")).await;
+            return path.replace("{user_id}", &id);
         }
         "/api/v1/keys/{id}" => {
             let b = ok(
@@ -436,6 +514,7 @@ async fn world(app: &TestApp) -> World {
     let viewer = join(app, tenant_a, Role::Viewer).await;
     let member = join(app, tenant_a, Role::Member).await;
     let admin = join(app, tenant_a, Role::Admin).await;
+    let spare_member = add_user(app, tenant_a, Role::Viewer, "spare-a@example.com").await;
 
     World {
         collection,
@@ -443,6 +522,8 @@ async fn world(app: &TestApp) -> World {
         document,
         task,
         spare_key,
+        spare_member,
+        tenant: tenant_a.to_string(),
         credentials: vec![
             (Caller::Anonymous, None),
             (Caller::OtherTenant, Some(other)),
@@ -457,7 +538,7 @@ async fn world(app: &TestApp) -> World {
 }
 
 /// A plausible body for each operation (the matrix is about who may call, not about input).
-fn body_for(method: &str, path: &str, n: usize) -> Option<Value> {
+fn body_for(world: &World, method: &str, path: &str, n: usize) -> Option<Value> {
     if method != "POST" && method != "PATCH" {
         return None;
     }
@@ -467,6 +548,10 @@ fn body_for(method: &str, path: &str, n: usize) -> Option<Value> {
         "/api/v1/search" | "/api/v1/collections/{id}/search" => json!({ "query": "zebras" }),
         "/api/v1/ask" => json!({ "question": "what do zebras eat?" }),
         "/api/v1/keys" => json!({ "name": format!("key-{n}") }),
+        "/api/v1/members/{user_id}" => json!({ "role": "member" }),
+        "/api/v1/invites" => json!({ "email": format!("invitee-{n}@example.com") }),
+        "/api/v1/auth/invites/accept" => json!({ "token": "not-a-token" }),
+        "/api/v1/auth/switch" => json!({ "tenant_id": world.tenant }),
         p if p.ends_with("/signup") => {
             json!({ "email": format!("new-{n}@example.com"), "password": PASSWORD })
         }
@@ -518,6 +603,7 @@ fn check(expect: Expect, status: StatusCode, body: &Value) -> bool {
         NotFound => s == 404,
         Success => status.is_success(),
         Allowed => !matches!(s, 401 | 403 | 404),
+        Authenticated => code != "unauthenticated" && s != 403,
     }
 }
 
@@ -583,7 +669,7 @@ async fn every_operation_authorizes_every_kind_of_caller() {
                     .await
                 } else {
                     let m = Method::from_bytes(method.as_bytes()).unwrap();
-                    send(&app, m, &url, token, body_for(method, path, n)).await
+                    send(&app, m, &url, token, body_for(&world, method, path, n)).await
                 };
             if !check(*expect, status, &body) {
                 failures.push(format!(

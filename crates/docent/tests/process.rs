@@ -36,6 +36,7 @@ fn start(data: &Path, port: u16, extra_env: &[(&str, &str)]) -> Server {
         .env("DOCENT__WORKER__CONCURRENCY", "2")
         .env("DOCENT__LOG__LEVEL", "warn")
         .env("DOCENT__EMBEDDER__KIND", "none")
+        .env("DOCENT__AUTH__MODE", "none")
         .env_remove("DOCENT_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -539,4 +540,146 @@ async fn cli_ingest_against_a_running_server() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("completed"));
+}
+
+/// `docent serve` with `auth.mode = "none"` set explicitly (and nothing else about auth) on
+/// `bind`, stderr captured.
+fn serve_mode_none(data: &Path, bind: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--bind", bind])
+        .env("DOCENT__DATA_DIR", data)
+        .env("DOCENT__EMBEDDER__KIND", "none")
+        .env("DOCENT__AUTH__MODE", "none")
+        .env("DOCENT__LOG__LEVEL", "warn")
+        .env_remove("DOCENT_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_none_is_refused_beyond_loopback_and_loud_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = serve_mode_none(&data, &format!("0.0.0.0:{}", free_port()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refusing to start") && stderr.contains("auth.mode = \"none\""),
+        "{stderr}"
+    );
+
+    let port = free_port();
+    let child = serve_mode_none(&data, &format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    let mut server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &server.base).await;
+    let r = client
+        .get(format!("{}/api/v1/collections", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "open on loopback");
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("AUTHENTICATION IS DISABLED"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_config_needs_a_token_and_the_printed_setup_gives_one() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Nothing about auth in the environment: the defaults.
+    let child = Command::new(BIN)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("DOCENT__DATA_DIR", dir.path().join("data"))
+        .env("DOCENT__EMBEDDER__KIND", "none")
+        .env("DOCENT__LOG__LEVEL", "warn")
+        .env("DOCENT__AUTH__PASSWORD__MEMORY_KIB", "64")
+        .env("DOCENT__AUTH__PASSWORD__ITERATIONS", "1")
+        .env_remove("DOCENT_CONFIG")
+        .env_remove("DOCENT__AUTH__MODE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    // The banner: the token on its own line, and the curl that completes setup.
+    let stderr = server.child.stderr.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut banner = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("docent users create") {
+                break;
+            }
+        }
+        banner
+    })
+    .await
+    .unwrap();
+    assert!(banner.contains("/api/v1/setup"), "{banner}");
+    assert!(banner.contains("curl -s -X POST"), "{banner}");
+    let token = banner
+        .lines()
+        .skip_while(|l| !l.contains("One-time setup token"))
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.contains("One-time setup token"))
+        .expect("the token line")
+        .to_owned();
+    assert!(
+        banner.contains(&format!("\"token\": \"{token}\"")),
+        "{banner}"
+    );
+
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &server.base).await;
+    let collections = format!("{}/api/v1/collections", server.base);
+    let r = client.get(&collections).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the API is closed without a token");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
+
+    let r = client
+        .post(format!("{}/api/v1/setup", server.base))
+        .json(&json!({ "token": token, "email": "you@example.com", "password": "a long enough password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let session: Value = r.json().await.unwrap();
+    let access = session["access_token"].as_str().unwrap();
+    let r = client
+        .post(&collections)
+        .bearer_auth(access)
+        .json(&json!({ "name": "handbook" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .get(&collections)
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list["items"][0]["name"], "handbook", "{list}");
+    let _ = server.child.kill();
 }

@@ -3,6 +3,7 @@
 pub(crate) mod auth;
 pub(crate) mod collections;
 pub(crate) mod documents;
+pub(crate) mod members;
 pub(crate) mod search;
 pub(crate) mod system;
 pub(crate) mod tasks;
@@ -53,6 +54,12 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::setup))
         .routes(routes!(auth::create_key, auth::list_keys))
         .routes(routes!(auth::revoke_key))
+        .routes(routes!(members::list))
+        .routes(routes!(members::set_role, members::remove))
+        .routes(routes!(members::invite))
+        .routes(routes!(members::accept_invite))
+        .routes(routes!(members::my_tenants))
+        .routes(routes!(members::switch))
         .routes(routes!(auth::seed_signup))
         .routes(routes!(auth::seed_signin))
         .routes(routes!(auth::seed_verify))

@@ -24,7 +24,9 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// An app with default settings; workers do not run on their own — call [`TestApp::drain`].
+/// An app with default settings except `auth.mode = "none"` (every request acts in the default
+/// tenant; tests of accounts set `"builtin"` in their `configure`); workers do not run on their
+/// own — call [`TestApp::drain`].
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -73,6 +75,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Co
     };
     config.server.bind = "127.0.0.1:0".parse().unwrap();
     config.server.run_workers = false;
+    config.auth.mode = docent_config::AuthMode::None;
     embedder(&mut config, false);
     configure(&mut config);
     let data_dir = config.data_dir.clone();
