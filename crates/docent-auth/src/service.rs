@@ -1346,6 +1346,17 @@ impl AuthService {
         let display_name = clean_name("display_name", account.display_name.as_deref())?;
         let tenant_name = clean_name("tenant_name", account.tenant_name.as_deref())?
             .unwrap_or_else(|| default_tenant_name(display_name.as_deref(), &email));
+        // The first owner takes over the instance's default workspace when there is one (the
+        // embedded server creates it, and local CLI commands work in it), so what they upload
+        // through the API is what `docent search` sees; otherwise a new workspace is made.
+        let tenant = match self.store.get_tenant(TenantId::DEFAULT).await {
+            Ok(_) => AccountTenant::Existing {
+                tenant_id: TenantId::DEFAULT,
+                role: Role::Owner,
+            },
+            Err(e) if e.code == Code::TenantNotFound => AccountTenant::New { name: tenant_name },
+            Err(e) => return Err(e),
+        };
         let (user, membership) = self
             .store
             .create_account(NewAccount {
@@ -1353,7 +1364,7 @@ impl AuthService {
                 display_name,
                 password_hash: Some(hash),
                 email_verified: true,
-                tenant: AccountTenant::New { name: tenant_name },
+                tenant,
             })
             .await?;
         tracing::info!(user = %user.id, tenant = %membership.tenant_id, "first-run setup complete");

@@ -279,14 +279,14 @@ impl Application {
         {
             let link = auth.setup_link(&token);
             // Printed once, to stderr only: the token is a credential and stays out of the log.
-            eprintln!(
-                "{}",
-                setup_banner(
-                    &token,
-                    &auth.settings().public_url,
-                    services.config.auth.setup_token_ttl
-                )
+            // A write error (nobody reading stderr any more) must not stop the server, as
+            // `eprintln!` would by panicking.
+            let banner = setup_banner(
+                &token,
+                &auth.settings().public_url,
+                services.config.auth.setup_token_ttl,
             );
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), banner.as_bytes());
             tracing::info!("first-run setup token printed to stderr");
             setup_link = Some(link);
         }

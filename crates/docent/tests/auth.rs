@@ -663,6 +663,11 @@ async fn first_run_setup_with_the_printed_token() {
         .await
         .expect("setup completes");
     assert_eq!(signed_in.role, docent_domain::Role::Owner);
+    assert_eq!(
+        signed_in.tenant_id,
+        docent_domain::TenantId::DEFAULT,
+        "the first owner takes over the default workspace, the one local CLI commands use"
+    );
     assert!(auth.ensure_setup_token().await.unwrap().is_none());
 }
 

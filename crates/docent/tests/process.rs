@@ -618,21 +618,29 @@ async fn default_config_needs_a_token_and_the_printed_setup_gives_one() {
         base: format!("http://127.0.0.1:{port}"),
     };
     // The banner: the token on its own line, and the curl that completes setup.
+    // The reader keeps draining stderr after the banner, so the server never writes into a
+    // closed pipe.
     let stderr = server.child.stderr.take().unwrap();
-    let banner = tokio::task::spawn_blocking(move || {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut banner = String::new();
+        let mut sent = false;
         for line in std::io::BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.contains("docent users create") {
-                break;
+            let Ok(line) = line else { break };
+            if !sent {
+                banner.push_str(&line);
+                banner.push('\n');
+                if line.contains("docent users create") {
+                    let _ = tx.send(std::mem::take(&mut banner));
+                    sent = true;
+                }
             }
         }
-        banner
-    })
-    .await
-    .unwrap();
+    });
+    let banner = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("the setup banner");
     assert!(banner.contains("/api/v1/setup"), "{banner}");
     assert!(banner.contains("curl -s -X POST"), "{banner}");
     let token = banner
