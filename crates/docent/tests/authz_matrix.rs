@@ -14,8 +14,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{TestApp, spawn_app_with};
-use docent_config::{AuthMode, Config};
+use common::{TestApp, builtin_auth as builtin, spawn_app_with};
 use docent_domain::Role;
 use docent_domain::auth::AccountTenant;
 use reqwest::{Method, StatusCode};
@@ -282,14 +281,6 @@ impl World {
             _ => Vec::new(),
         }
     }
-}
-
-fn builtin(config: &mut Config) {
-    config.auth.mode = AuthMode::Builtin;
-    config.auth.password.memory_kib = 64;
-    config.auth.password.iterations = 1;
-    config.auth.password.parallelism = 1;
-    config.auth.rate_limit.enabled = false;
 }
 
 async fn send(

@@ -7,8 +7,7 @@
 
 mod common;
 
-use common::{TestApp, spawn_app_with};
-use docent_config::{AuthMode, Config};
+use common::{TestApp, builtin_auth as builtin, spawn_app_with};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use reqwest::{Method, StatusCode};
@@ -58,14 +57,6 @@ impl Tenant {
             .chain(self.keys.iter().map(|(id, _)| id.as_str()))
             .collect()
     }
-}
-
-fn builtin(config: &mut Config) {
-    config.auth.mode = AuthMode::Builtin;
-    config.auth.password.memory_kib = 64;
-    config.auth.password.iterations = 1;
-    config.auth.password.parallelism = 1;
-    config.auth.rate_limit.enabled = false;
 }
 
 async fn send(

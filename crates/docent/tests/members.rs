@@ -5,20 +5,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{TestApp, assert_error, spawn_app_with};
-use docent_config::{AuthMode, Config};
+use common::{TestApp, assert_error, builtin_auth as builtin, spawn_app_with};
+use docent_config::AuthMode;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
-
-fn builtin(config: &mut Config) {
-    config.auth.mode = AuthMode::Builtin;
-    config.auth.password.memory_kib = 64;
-    config.auth.password.iterations = 1;
-    config.auth.password.parallelism = 1;
-    config.auth.rate_limit.enabled = false;
-}
 
 async fn call(
     app: &TestApp,

@@ -269,3 +269,13 @@ pub fn markdown_doc(seed: usize, sections: usize) -> Vec<u8> {
     }
     s.into_bytes()
 }
+
+/// Built-in accounts with cheap argon2 parameters and no rate limits (tests that exercise the
+/// limits turn them back on); mail goes to files under the data directory.
+pub fn builtin_auth(config: &mut Config) {
+    config.auth.mode = docent_config::AuthMode::Builtin;
+    config.auth.password.memory_kib = 64;
+    config.auth.password.iterations = 1;
+    config.auth.password.parallelism = 1;
+    config.auth.rate_limit.enabled = false;
+}
