@@ -133,22 +133,6 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(credential)
 }
 
-/// The tenant a request acts in: the principal's. Kept for handlers that need nothing else.
-#[derive(Debug, Clone, Copy)]
-pub struct Tenant(pub TenantId);
-
-impl FromRequestParts<AppState> for Tenant {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Auth(p) = Auth::from_request_parts(parts, state).await?;
-        Ok(Tenant(p.tenant_id))
-    }
-}
-
 /// The client address (for sign-in brute-force protection); unspecified when the server was
 /// not started with connection info.
 #[derive(Debug, Clone, Copy)]

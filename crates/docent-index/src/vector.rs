@@ -150,7 +150,7 @@ impl Namespace {
             docs: &'a HashSet<DocumentId>,
             query: &'a [i8],
             keep: usize,
-            out: &'a mut BinaryHeap<Shortlisted>,
+            out: &'a mut BinaryHeap<Ranked<usize>>,
         }
         impl pulp::WithSimd for FirstPass<'_> {
             type Output = ();
@@ -163,12 +163,7 @@ impl Namespace {
                     }
                     let raw = dot_i8(self.query, &self.ns.quant[i * dim..(i + 1) * dim]);
                     let score = raw as f32 / self.ns.scales[i];
-                    if self.out.len() < self.keep {
-                        self.out.push(Shortlisted(score, i));
-                    } else if self.out.peek().is_some_and(|w| score > w.0) {
-                        self.out.pop();
-                        self.out.push(Shortlisted(score, i));
-                    }
+                    push(self.out, self.keep, Ranked(score, i));
                 }
             }
         }
@@ -188,9 +183,9 @@ impl Namespace {
             keep: shortlist_len(limit),
             out: &mut shortlist,
         });
-        for Shortlisted(_, i) in shortlist {
+        for Ranked(_, i) in shortlist {
             let score = dot(query, &self.rows[i * self.dim..(i + 1) * self.dim]);
-            push(heap, limit, Candidate(score, self.ids[i]));
+            push(heap, limit, Ranked(score, self.ids[i]));
         }
     }
 }
@@ -230,24 +225,6 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     acc.iter().sum::<i32>() + tail
 }
 
-/// A first-pass candidate: approximate score and row index (min-heap on the score).
-#[derive(PartialEq)]
-struct Shortlisted(f32, usize);
-impl Eq for Shortlisted {}
-impl PartialOrd for Shortlisted {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Shortlisted {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        other
-            .0
-            .total_cmp(&self.0)
-            .then_with(|| self.1.cmp(&other.1))
-    }
-}
-
 /// In-memory vector index: exact scan, plus HNSW graphs for large namespaces.
 pub struct VectorIndex {
     spaces: Arc<Spaces>,
@@ -278,16 +255,17 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// A score and what it belongs to (a chunk, or a row index in the first pass), ordered so a
+/// `BinaryHeap` keeps the worst of the current top-k on top.
 #[derive(PartialEq)]
-struct Candidate(f32, ChunkId);
-impl Eq for Candidate {}
-impl PartialOrd for Candidate {
+struct Ranked<T>(f32, T);
+impl<T: Ord> Eq for Ranked<T> {}
+impl<T: Ord> PartialOrd for Ranked<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Candidate {
-    // Reversed: the heap keeps the worst of the current top-k on top.
+impl<T: Ord> Ord for Ranked<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         other
             .0
@@ -296,7 +274,11 @@ impl Ord for Candidate {
     }
 }
 
-fn push(heap: &mut BinaryHeap<Candidate>, limit: usize, c: Candidate) {
+type Candidate = Ranked<ChunkId>;
+
+/// Offers `c` to a top-`limit` heap.
+#[inline(always)]
+fn push<T: Ord>(heap: &mut BinaryHeap<Ranked<T>>, limit: usize, c: Ranked<T>) {
     if heap.len() < limit {
         heap.push(c);
     } else if heap.peek().is_some_and(|w| c.0 > w.0) {
@@ -595,11 +577,7 @@ impl VectorIndex {
                     let ef = (limit * 2).max(64);
                     for n in ann.graph.search_filter(query, limit, ef, Some(&alive)) {
                         // The distance is 1 − cosine.
-                        push(
-                            &mut heap,
-                            limit,
-                            Candidate(1.0 - n.distance, ann.ids[n.d_id]),
-                        );
+                        push(&mut heap, limit, Ranked(1.0 - n.distance, ann.ids[n.d_id]));
                     }
                     ns.scan(ns.delta_start(), &docs, query, limit, &mut heap);
                 }
@@ -608,7 +586,7 @@ impl VectorIndex {
         }
         let mut out: Vec<ScoredChunk> = heap
             .into_iter()
-            .map(|Candidate(score, id)| ScoredChunk { id, score })
+            .map(|Ranked(score, id)| ScoredChunk { id, score })
             .collect();
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         out
