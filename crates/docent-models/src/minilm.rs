@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use docent_domain::Error;
@@ -49,6 +49,8 @@ pub struct LocalMiniLmOptions {
     pub max_tokens: usize,
     /// The arithmetic of the linear layers.
     pub precision: Precision,
+    /// Whether small concurrent requests share forward passes (see [`LocalMiniLm`]).
+    pub coalesce: bool,
 }
 
 impl Default for LocalMiniLmOptions {
@@ -59,6 +61,7 @@ impl Default for LocalMiniLmOptions {
             max_batch_tokens: 2048,
             max_tokens: MINILM_MAX_TOKENS,
             precision: Precision::Auto,
+            coalesce: true,
         }
     }
 }
@@ -69,7 +72,9 @@ impl Default for LocalMiniLmOptions {
 /// grouped into batches of similar lengths, run through the encoder without padding, mean
 /// pooled and L2-normalised; the vectors come back in the caller's order. All of it runs on a
 /// dedicated thread pool of [`LocalMiniLmOptions::threads`] threads: [`Embedder::embed`] only
-/// waits for the result, so it never blocks the async runtime.
+/// waits for the result, so it never blocks the async runtime. Small requests (a few short
+/// texts: search queries) that arrive while the pool is busy are coalesced into one forward
+/// pass.
 ///
 /// Cloning is cheap and shares the model and its pool.
 #[derive(Clone)]
@@ -87,7 +92,20 @@ struct Inner {
     threads: usize,
     bf16: bool,
     options: LocalMiniLmOptions,
+    /// Small requests waiting for a forward pass (see [`LocalMiniLm::embed`]).
+    waiting: Mutex<Vec<Waiting>>,
 }
+
+/// A small request queued for coalescing, and where its vectors go.
+struct Waiting {
+    texts: Vec<String>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Vec<f32>>, Error>>,
+}
+
+/// Requests of at most this many texts (queries, mostly) are coalesced.
+const COALESCE_TEXTS: usize = 4;
+/// ... and at most this many bytes of text.
+const COALESCE_BYTES: usize = 2048;
 
 impl fmt::Debug for LocalMiniLm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -197,6 +215,7 @@ impl LocalMiniLm {
                 threads,
                 bf16: use_bf16,
                 options,
+                waiting: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -244,10 +263,7 @@ impl LocalMiniLm {
             return Ok(Vec::new());
         }
         let inner = &self.inner;
-        inner
-            .pool
-            .install(|| catch_unwind(AssertUnwindSafe(|| inner.embed(texts))))
-            .unwrap_or_else(|panic| Err(panicked(panic)))
+        inner.pool.install(|| inner.embed_guarded(texts, true))
     }
 }
 
@@ -260,20 +276,72 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> Error {
     Error::internal(std::io::Error::other(format!("embedding panicked: {what}")))
 }
 
+fn lock(waiting: &Mutex<Vec<Waiting>>) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+    // The queue is only pushed to and taken whole: a panic elsewhere cannot leave it
+    // half-changed, so a poisoned lock is still usable.
+    waiting
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Inner {
-    /// Runs inside the pool.
-    fn embed<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, Error> {
-        let ids: Vec<Vec<u32>> = texts
-            .par_iter()
-            .map(|t| {
-                self.truncating
-                    .encode_fast(t.as_ref(), true)
-                    .map(|e| e.get_ids().to_vec())
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                Error::internal(std::io::Error::other(format!("tokenization failed: {e}")))
-            })?;
+    /// [`Inner::embed`] with a panic turned into an error. Runs inside the pool.
+    fn embed_guarded<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        spread: bool,
+    ) -> Result<Vec<Vec<f32>>, Error> {
+        catch_unwind(AssertUnwindSafe(|| self.embed(texts, spread)))
+            .unwrap_or_else(|panic| Err(panicked(panic)))
+    }
+
+    /// Embeds every waiting request in one call and answers each. Runs inside the pool.
+    fn drain_waiting(&self) {
+        let batch = std::mem::take(&mut *lock(&self.waiting));
+        if batch.is_empty() {
+            return;
+        }
+        let texts: Vec<&str> = batch
+            .iter()
+            .flat_map(|w| w.texts.iter().map(String::as_str))
+            .collect();
+        // One thread each: a thread that waited inside a parallel section could pick up the
+        // next drain job and hold this one's callers until that finished too.
+        match self.embed_guarded(&texts, false) {
+            Ok(mut vectors) => {
+                // Hand each request its own vectors, in order.
+                for w in batch.into_iter().rev() {
+                    let mine = vectors.split_off(vectors.len() - w.texts.len());
+                    let _ = w.reply.send(Ok(mine));
+                }
+            }
+            // One bad text must not fail its neighbours: answer each on its own.
+            Err(_) => {
+                for w in batch {
+                    let _ = w.reply.send(self.embed_guarded(&w.texts, false));
+                }
+            }
+        }
+    }
+
+    /// Runs inside the pool; with `spread`, over all of its threads, else on this one.
+    fn embed<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        spread: bool,
+    ) -> Result<Vec<Vec<f32>>, Error> {
+        let threads = if spread { self.threads } else { 1 };
+        let encode = |t: &S| {
+            self.truncating
+                .encode_fast(t.as_ref(), true)
+                .map(|e| e.get_ids().to_vec())
+        };
+        let ids: Vec<Vec<u32>> = if threads > 1 {
+            texts.par_iter().map(encode).collect::<Result<_, _>>()
+        } else {
+            texts.iter().map(encode).collect::<Result<_, _>>()
+        }
+        .map_err(|e| Error::internal(std::io::Error::other(format!("tokenization failed: {e}"))))?;
 
         // Longest first, so that one batch holds texts of similar lengths and the costliest
         // batches start first; the encoder does not pad, so this evens out the batches.
@@ -287,14 +355,14 @@ impl Inner {
         };
         // With enough batches, give each thread whole batches (no synchronisation inside a
         // forward pass); otherwise split each forward pass across the threads.
-        let vectors: Vec<Vec<f32>> = if self.threads > 1 && batches.len() >= 2 * self.threads {
+        let vectors: Vec<Vec<f32>> = if threads > 1 && batches.len() >= 2 * threads {
             batches
                 .par_iter()
                 .map(|b| run(b, Parallelism::None))
                 .collect()
         } else {
-            let par = if self.threads > 1 {
-                Parallelism::Rayon(self.threads)
+            let par = if threads > 1 {
+                Parallelism::Rayon(threads)
             } else {
                 Parallelism::None
             };
@@ -358,12 +426,29 @@ impl Embedder for LocalMiniLm {
         let inner = Arc::clone(&self.inner);
         let texts = texts.to_vec();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.inner.pool.spawn(move || {
-            let result = catch_unwind(AssertUnwindSafe(|| inner.embed(&texts)))
-                .unwrap_or_else(|panic| Err(panicked(panic)));
-            // The caller may have gone away; then nobody wants the result.
-            let _ = tx.send(result);
-        });
+        let small = self.inner.options.coalesce
+            && texts.len() <= COALESCE_TEXTS
+            && texts.iter().map(String::len).sum::<usize>() <= COALESCE_BYTES;
+        if small {
+            // Coalescing: small requests (search queries) that arrive while the pool is busy
+            // wait in a queue and go through the model together, in one forward pass. The
+            // weights are then read once for all of them instead of once each, which is most
+            // of the cost of embedding a short text. A request that finds the queue empty
+            // schedules the job that drains it, so an idle model adds no delay.
+            let first = {
+                let mut waiting = lock(&self.inner.waiting);
+                waiting.push(Waiting { texts, reply: tx });
+                waiting.len() == 1
+            };
+            if first {
+                self.inner.pool.spawn(move || inner.drain_waiting());
+            }
+        } else {
+            self.inner.pool.spawn(move || {
+                // The caller may have gone away; then nobody wants the result.
+                let _ = tx.send(inner.embed_guarded(&texts, true));
+            });
+        }
         rx.await
             .map_err(|e| Error::unavailable("the embedding model", e))?
     }

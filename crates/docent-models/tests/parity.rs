@@ -17,7 +17,7 @@ struct Reference {
     sentences: Vec<Sentence>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Sentence {
     text: String,
     tokens: usize,
@@ -187,6 +187,44 @@ async fn the_async_embedder_matches_too_and_keeps_order() {
             .position(|s| &s.text == y)
             .unwrap();
         assert!(cosine(x, &reference.sentences[i].embedding) >= 0.999);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_small_requests_each_get_their_own_vectors() {
+    // Queries arriving together are coalesced into shared forward passes; each caller must
+    // still get its own texts' vectors, in its order, matching the reference.
+    let reference = reference();
+    let Some(model) = load(LocalMiniLmOptions::default()) else {
+        return;
+    };
+    let sentences = std::sync::Arc::new(reference.sentences.clone());
+    let mut tasks = Vec::new();
+    for round in 0..4 {
+        for i in 0..sentences.len() {
+            let (model, sentences) = (model.clone(), sentences.clone());
+            tasks.push(tokio::spawn(async move {
+                // One or two texts per request (the second from elsewhere in the list).
+                let j = (i + 7 * round + 3) % sentences.len();
+                let picked: Vec<usize> = if (i + round) % 2 == 0 {
+                    vec![i]
+                } else {
+                    vec![i, j]
+                };
+                let texts: Vec<String> =
+                    picked.iter().map(|&k| sentences[k].text.clone()).collect();
+                let got = model.embed(&texts).await.unwrap();
+                (picked, got)
+            }));
+        }
+    }
+    for t in tasks {
+        let (picked, got) = t.await.unwrap();
+        assert_eq!(got.len(), picked.len());
+        for (k, v) in picked.iter().zip(&got) {
+            let c = cosine(v, &sentences[*k].embedding);
+            assert!(c >= 0.999, "cosine {c} for {:?}", sentences[*k].text);
+        }
     }
 }
 
