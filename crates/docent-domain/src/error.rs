@@ -184,6 +184,14 @@ codes! {
     Unavailable => ("service_unavailable", Unavailable, 503, true),
     /// The server is shutting down.
     ShuttingDown => ("shutting_down", Unavailable, 503, true),
+    /// The model provider (chat or embeddings) cannot be reached, timed out, answered with a
+    /// server error, or is cut off by the circuit breaker; try again later.
+    ModelUnavailable => ("model_unavailable", Unavailable, 503, true),
+    /// The model provider keeps answering 429 or its budget is spent; wait for `Retry-After`.
+    ModelRateLimited => ("model_rate_limited", RateLimited, 429, true),
+    /// The model provider refused the request or answered something unusable (bad key, unknown
+    /// model, prompt too long, vectors of the wrong dimension); retrying will not help.
+    ModelError => ("model_error", Unavailable, 502, false),
     /// Something went wrong inside docent.
     Internal => ("internal_error", Internal, 500, true),
 }

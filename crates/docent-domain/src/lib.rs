@@ -8,6 +8,7 @@ pub mod error;
 #[macro_use]
 pub mod ids;
 pub mod auth;
+pub mod llm;
 pub mod model;
 pub mod ports;
 

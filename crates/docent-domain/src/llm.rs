@@ -1,0 +1,185 @@
+//! The chat-model port: messages in, an answer (whole or streamed as deltas) out.
+//!
+//! Implementations live outside the domain (`docent-llm` has the OpenAI-compatible client and
+//! the budget/retry wrapper). The types here carry no serialization: wire shapes belong to the
+//! client that speaks them. Errors use the domain [`Code`](crate::Code) table:
+//! `model_unavailable` (retry later), `model_rate_limited` (retry after `retry_after`),
+//! `model_error` (the provider refused the request; retrying the same request will not help).
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::error::Result;
+
+/// Who speaks a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Instructions for the model.
+    System,
+    /// The person asking.
+    User,
+    /// The model's earlier answers.
+    Assistant,
+}
+
+impl Role {
+    /// The OpenAI wire name (`system`, `user`, `assistant`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// Who speaks.
+    pub role: Role,
+    /// Plain text content.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
+    }
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// A chat completion request. The model is the implementation's (see [`ChatModel::model_id`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatRequest {
+    /// The conversation, oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// Sampling temperature; `None` leaves the provider's default.
+    pub temperature: Option<f32>,
+    /// Upper bound on generated tokens; `None` leaves the provider's default.
+    pub max_tokens: Option<u32>,
+    /// Sequences that end generation.
+    pub stop: Vec<String>,
+    /// Seed for providers that support reproducible sampling.
+    pub seed: Option<u64>,
+}
+
+impl ChatRequest {
+    /// A request with these messages and provider defaults for everything else.
+    pub fn new(messages: Vec<ChatMessage>) -> Self {
+        Self {
+            messages,
+            ..Self::default()
+        }
+    }
+}
+
+/// Token counts reported by the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+}
+
+impl Usage {
+    /// Prompt plus completion.
+    pub fn total(&self) -> u32 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model finished, or hit a stop sequence.
+    Stop,
+    /// `max_tokens` (or the context window) cut the answer short.
+    Length,
+    /// The provider's content filter withheld output.
+    ContentFilter,
+    /// The model asked to call tools.
+    ToolCalls,
+    /// A reason this version does not know.
+    Other(String),
+}
+
+impl FinishReason {
+    /// Parses the OpenAI wire name.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "stop" | "eos" | "end_turn" => FinishReason::Stop,
+            "length" | "max_tokens" => FinishReason::Length,
+            "content_filter" => FinishReason::ContentFilter,
+            "tool_calls" | "function_call" => FinishReason::ToolCalls,
+            other => FinishReason::Other(other.to_owned()),
+        }
+    }
+
+    /// The OpenAI wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ContentFilter => "content_filter",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::Other(s) => s,
+        }
+    }
+}
+
+/// A whole answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    /// The generated text.
+    pub content: String,
+    /// Token counts, when the provider reports them.
+    pub usage: Option<Usage>,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+}
+
+/// One piece of a streamed answer. A well-formed stream ends with a delta carrying
+/// `finish_reason`; `usage` comes on that or a later delta when the provider reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatDelta {
+    /// Text to append (may be empty).
+    pub content: String,
+    /// Set on the delta that ends the answer.
+    pub finish_reason: Option<FinishReason>,
+    /// Token counts, usually on the last delta.
+    pub usage: Option<Usage>,
+}
+
+/// A streamed answer. An error item ends it (a cut connection is an error, never a silent end).
+pub type ChatStream = BoxStream<'static, Result<ChatDelta>>;
+
+/// A chat model.
+#[async_trait]
+pub trait ChatModel: Send + Sync + 'static {
+    /// The model name sent to the provider, e.g. `gpt-4o-mini`.
+    fn model_id(&self) -> &str;
+    /// Generates a whole answer.
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse>;
+    /// Generates an answer as a stream of deltas. The returned future resolves once the
+    /// provider has accepted the request; failures after that arrive as stream items.
+    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream>;
+}

@@ -1,0 +1,272 @@
+//! Where budget state lives: [`BudgetStore`], and [`InProcessBudgetStore`] shared by every
+//! worker of the process.
+//!
+//! The trait is small on purpose so that a store shared across processes (a Redis script, a
+//! SQL row) can implement it later: take from two token buckets all-or-nothing, correct the
+//! token bucket afterwards, and pause a key. Callers never hold a reservation while they sleep:
+//! they ask, sleep the hinted time, and ask again, so a pause set meanwhile (a provider's
+//! `Retry-After`) stops everyone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use docent_domain::Result;
+
+/// A token bucket's shape: refill rate and depth.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Units added per second.
+    pub per_second: f64,
+    /// Most units the bucket holds.
+    pub burst: f64,
+}
+
+/// The buckets of one key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Requests (each request takes 1).
+    pub requests: Rate,
+    /// Tokens, when limited.
+    pub tokens: Option<Rate>,
+}
+
+/// The answer to [`BudgetStore::try_take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Taken: go ahead now.
+    Granted,
+    /// Nothing taken: ask again after this long.
+    Wait(Duration),
+}
+
+/// Budget state keyed by provider.
+#[async_trait]
+pub trait BudgetStore: Send + Sync + 'static {
+    /// Takes one request and `tokens` tokens (at most the token bucket's depth) from `key`'s
+    /// buckets if both hold enough now and the key is not paused; otherwise takes nothing and
+    /// says how long until they will. Buckets start full.
+    async fn try_take(&self, key: &str, limits: &Limits, tokens: u64) -> Result<Grant>;
+    /// Corrects `key`'s token bucket once the real count is known: a positive `delta` takes
+    /// more (the bucket may go into debt), a negative one gives back.
+    async fn adjust_tokens(&self, key: &str, limits: &Limits, delta: i64) -> Result<()>;
+    /// Grants nothing for `key` until `duration` from now (a pause never shortens one).
+    async fn pause(&self, key: &str, duration: Duration) -> Result<()>;
+}
+
+#[derive(Debug)]
+struct Bucket {
+    level: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(rate: &Rate, now: Instant) -> Self {
+        Bucket {
+            level: rate.burst,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, rate: &Rate, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.level = (self.level + dt * rate.per_second).min(rate.burst);
+        self.at = now;
+    }
+
+    /// Time until the bucket holds `need` (zero if it does).
+    fn wait_for(&self, rate: &Rate, need: f64) -> Duration {
+        // Allow for float drift: a sleep computed from this wait must end with a grant.
+        const EPS: f64 = 1e-9;
+        if self.level + EPS >= need {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((need - self.level) / rate.per_second)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct KeyState {
+    requests: Bucket,
+    tokens: Option<Bucket>,
+    paused_until: Option<Instant>,
+}
+
+/// Budget state in this process's memory. [`InProcessBudgetStore::global`] is the one every
+/// [`Budget`](crate::Budget) uses unless told otherwise, so all workers of the process share
+/// each provider's buckets.
+#[derive(Debug, Default)]
+pub struct InProcessBudgetStore {
+    keys: Mutex<HashMap<String, KeyState>>,
+}
+
+static GLOBAL: LazyLock<Arc<InProcessBudgetStore>> =
+    LazyLock::new(|| Arc::new(InProcessBudgetStore::default()));
+
+impl InProcessBudgetStore {
+    /// An empty store of its own (tests, or budgets deliberately not shared).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process-wide store.
+    pub fn global() -> Arc<InProcessBudgetStore> {
+        GLOBAL.clone()
+    }
+
+    fn with_key<T>(
+        &self,
+        key: &str,
+        limits: &Limits,
+        f: impl FnOnce(&mut KeyState, Instant) -> T,
+    ) -> T {
+        let now = Instant::now();
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let state = keys.entry(key.to_owned()).or_insert_with(|| KeyState {
+            requests: Bucket::full(&limits.requests, now),
+            tokens: limits.tokens.map(|r| Bucket::full(&r, now)),
+            paused_until: None,
+        });
+        if state.tokens.is_none()
+            && let Some(r) = &limits.tokens
+        {
+            state.tokens = Some(Bucket::full(r, now));
+        }
+        state.requests.refill(&limits.requests, now);
+        if let (Some(b), Some(r)) = (state.tokens.as_mut(), limits.tokens.as_ref()) {
+            b.refill(r, now);
+        }
+        f(state, now)
+    }
+}
+
+#[async_trait]
+impl BudgetStore for InProcessBudgetStore {
+    async fn try_take(&self, key: &str, limits: &Limits, tokens: u64) -> Result<Grant> {
+        Ok(self.with_key(key, limits, |s, now| {
+            if let Some(until) = s.paused_until {
+                if until > now {
+                    return Grant::Wait(until - now);
+                }
+                s.paused_until = None;
+            }
+            let mut wait = s.requests.wait_for(&limits.requests, 1.0);
+            let need_tokens = limits.tokens.map(|r| (tokens as f64).min(r.burst));
+            if let (Some(b), Some(r), Some(need)) = (&s.tokens, &limits.tokens, need_tokens) {
+                wait = wait.max(b.wait_for(r, need));
+            }
+            if !wait.is_zero() {
+                return Grant::Wait(wait);
+            }
+            s.requests.level -= 1.0;
+            if let (Some(b), Some(need)) = (s.tokens.as_mut(), need_tokens) {
+                b.level -= need;
+            }
+            Grant::Granted
+        }))
+    }
+
+    async fn adjust_tokens(&self, key: &str, limits: &Limits, delta: i64) -> Result<()> {
+        let Some(rate) = limits.tokens else {
+            return Ok(());
+        };
+        self.with_key(key, limits, |s, _| {
+            if let Some(b) = s.tokens.as_mut() {
+                b.level = (b.level - delta as f64).min(rate.burst);
+            }
+        });
+        Ok(())
+    }
+
+    async fn pause(&self, key: &str, duration: Duration) -> Result<()> {
+        let limits = Limits {
+            requests: Rate {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+            tokens: None,
+        };
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let state = keys.entry(key.to_owned()).or_insert_with(|| KeyState {
+            requests: Bucket::full(&limits.requests, now),
+            tokens: None,
+            paused_until: None,
+        });
+        let until = now + duration;
+        if state.paused_until.is_none_or(|p| p < until) {
+            state.paused_until = Some(until);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(rps: f64, burst: f64, tpm: Option<f64>) -> Limits {
+        Limits {
+            requests: Rate {
+                per_second: rps,
+                burst,
+            },
+            tokens: tpm.map(|t| Rate {
+                per_second: t / 60.0,
+                burst: t,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn buckets_start_full_and_refill_at_their_rate() {
+        let s = InProcessBudgetStore::new();
+        let l = limits(5.0, 2.0, None);
+        assert_eq!(s.try_take("k", &l, 0).await.unwrap(), Grant::Granted);
+        assert_eq!(s.try_take("k", &l, 0).await.unwrap(), Grant::Granted);
+        let Grant::Wait(w) = s.try_take("k", &l, 0).await.unwrap() else {
+            panic!("burst is 2");
+        };
+        assert!(
+            w > Duration::from_millis(150) && w <= Duration::from_millis(200),
+            "{w:?}"
+        );
+        assert_eq!(s.try_take("other", &l, 0).await.unwrap(), Grant::Granted);
+    }
+
+    #[tokio::test]
+    async fn tokens_are_taken_with_the_request_and_adjusted() {
+        let s = InProcessBudgetStore::new();
+        let l = limits(1000.0, 1000.0, Some(600.0)); // 10 tokens/s, 600 deep
+        assert_eq!(s.try_take("k", &l, 500).await.unwrap(), Grant::Granted);
+        let Grant::Wait(w) = s.try_take("k", &l, 200).await.unwrap() else {
+            panic!("only 100 tokens left");
+        };
+        assert!(
+            w > Duration::from_secs(9) && w <= Duration::from_secs(10),
+            "{w:?}"
+        );
+        s.adjust_tokens("k", &l, -400).await.unwrap();
+        assert_eq!(s.try_take("k", &l, 200).await.unwrap(), Grant::Granted);
+        // More than the bucket holds is charged the whole bucket, not refused forever.
+        let s = InProcessBudgetStore::new();
+        assert_eq!(s.try_take("k", &l, 10_000).await.unwrap(), Grant::Granted);
+    }
+
+    #[tokio::test]
+    async fn pauses_stop_grants() {
+        let s = InProcessBudgetStore::new();
+        let l = limits(100.0, 10.0, None);
+        s.pause("k", Duration::from_secs(2)).await.unwrap();
+        s.pause("k", Duration::from_millis(10)).await.unwrap();
+        let Grant::Wait(w) = s.try_take("k", &l, 0).await.unwrap() else {
+            panic!("paused");
+        };
+        assert!(
+            w > Duration::from_secs(1),
+            "a shorter pause does not shorten"
+        );
+    }
+}
