@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use docent_domain::auth::Scope;
 use docent_domain::*;
 use serde::{Deserialize, Serialize};
 
@@ -110,11 +111,15 @@ fn term_share(sentence: &str, terms: &[String]) -> f32 {
 }
 
 impl Services {
-    /// Answers a question extractively from the tenant's documents.
-    pub async fn ask(&self, tenant: TenantId, mut params: SearchParams) -> Result<Answer> {
+    /// Answers a question extractively from the documents in the scope.
+    pub async fn ask<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        mut params: SearchParams,
+    ) -> Result<Answer> {
         params.top_k = params.top_k.clamp(1, 10);
         params.offset = 0;
-        let hits = self.search(tenant, &params).await?.hits;
+        let hits = self.search(scope, &params).await?.hits;
         let terms = query_terms(&params.query);
         // Candidate sentences from the best chunks, with the chunk rank as a tie-breaker.
         let mut cands: Vec<(usize, &Hit, Sentence)> = Vec::new();
@@ -422,19 +427,21 @@ pub enum SummaryState {
 
 impl Services {
     /// Returns the summary, computing short documents inline and long ones as a task.
-    pub async fn document_summary(
+    pub async fn document_summary<'s>(
         &self,
-        tenant: TenantId,
+        scope: impl Into<Scope<'s>>,
         id: DocumentId,
         length: usize,
     ) -> Result<SummaryState> {
+        let scope = scope.into();
+        let tenant = scope.tenant;
         if length == 0 || length > MAX_SUMMARY_SENTENCES {
             return Err(Error::new(
                 Code::InvalidQuery,
                 format!("`length` must be between 1 and {MAX_SUMMARY_SENTENCES}"),
             ));
         }
-        let doc = self.store.get_document(tenant, id).await?;
+        let doc = self.get_document(scope, id).await?;
         if !matches!(
             doc.status,
             TaskStatus::Completed | TaskStatus::PartiallyCompleted

@@ -1,6 +1,9 @@
 //! Collections: create, read, update, delete (delete cascades to documents, chunks, originals
-//! and cancels their pending work).
+//! and cancels their pending work), and the `default` collection of seed-compatible uploads.
+//! Each takes a [`Scope`]: a collection outside it is `collection_not_found`, and a scope limited
+//! to some collections cannot create any.
 
+use docent_domain::auth::Scope;
 use docent_domain::*;
 use futures::StreamExt;
 
@@ -8,6 +11,9 @@ use crate::Services;
 
 /// Longest collection name.
 pub const MAX_NAME_CHARS: usize = 128;
+
+/// The collection that uploads naming none go to (`POST /upload`, `POST /api/upload`).
+pub const DEFAULT_COLLECTION: &str = "default";
 
 /// Trims and checks a collection name.
 pub fn parse_name(name: &str) -> Result<String> {
@@ -31,14 +37,63 @@ pub fn parse_name(name: &str) -> Result<String> {
 }
 
 impl Services {
-    /// Creates a collection.
-    pub async fn create_collection(
+    /// Creates a collection (`insufficient_scope` for a scope limited to some collections).
+    pub async fn create_collection<'s>(
         &self,
-        tenant: TenantId,
+        scope: impl Into<Scope<'s>>,
         mut new: NewCollection,
     ) -> Result<Collection> {
+        let scope = scope.into();
+        scope.require_tenant_wide()?;
         new.name = parse_name(&new.name)?;
-        self.store.create_collection(tenant, new).await
+        self.store.create_collection(scope.tenant, new).await
+    }
+
+    /// A collection.
+    pub async fn get_collection<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        id: CollectionId,
+    ) -> Result<Collection> {
+        let scope = scope.into();
+        scope.check_collection(id)?;
+        self.store.get_collection(scope.tenant, id).await
+    }
+
+    /// The scope's collections, newest first (a page may hold fewer items than asked for when
+    /// the scope is limited; follow `next_cursor`).
+    pub async fn list_collections<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        page: PageRequest,
+    ) -> Result<Page<Collection>> {
+        let scope = scope.into();
+        let mut list = self.store.list_collections(scope.tenant, page).await?;
+        list.items.retain(|c| scope.allows(c.id));
+        Ok(list)
+    }
+
+    /// The tenant's collection named [`DEFAULT_COLLECTION`], created on first use. A scope
+    /// limited to some collections never creates it and may use it only when it is one of them
+    /// (`collection_not_found` otherwise).
+    pub async fn default_collection<'s>(&self, scope: impl Into<Scope<'s>>) -> Result<Collection> {
+        let scope = scope.into();
+        if scope.collections.is_none() {
+            return self
+                .collection_by_name_or_create(scope.tenant, DEFAULT_COLLECTION, None)
+                .await;
+        }
+        match self
+            .store
+            .find_collection_by_name(scope.tenant, DEFAULT_COLLECTION)
+            .await?
+        {
+            Some(c) if scope.allows(c.id) => Ok(c),
+            _ => Err(Error::new(
+                Code::CollectionNotFound,
+                format!("collection `{DEFAULT_COLLECTION}` not found; name a `collection_id`"),
+            )),
+        }
     }
 
     /// Returns the collection named `name`, creating it (in `language`, when given) if needed
@@ -86,12 +141,15 @@ impl Services {
     }
 
     /// Updates a collection.
-    pub async fn update_collection(
+    pub async fn update_collection<'s>(
         &self,
-        tenant: TenantId,
+        scope: impl Into<Scope<'s>>,
         id: CollectionId,
         mut patch: CollectionPatch,
     ) -> Result<Collection> {
+        let scope = scope.into();
+        let tenant = scope.tenant;
+        scope.check_collection(id)?;
         if let Some(name) = &patch.name {
             patch.name = Some(parse_name(name)?);
         }
@@ -99,8 +157,14 @@ impl Services {
     }
 
     /// Deletes a collection and everything under it; returns once rows and originals are gone.
-    pub async fn delete_collection(&self, tenant: TenantId, id: CollectionId) -> Result<()> {
-        self.store.get_collection(tenant, id).await?;
+    pub async fn delete_collection<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        id: CollectionId,
+    ) -> Result<()> {
+        let scope = scope.into();
+        let tenant = scope.tenant;
+        self.get_collection(scope, id).await?;
         self.cancel_open_tasks(
             tenant,
             TaskFilter {

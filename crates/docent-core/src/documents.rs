@@ -1,8 +1,10 @@
-//! Documents: streamed upload (dedup by content hash within a collection), read, download,
-//! delete (rows and original gone before it returns), reprocess.
+//! Documents: streamed upload (dedup by content hash within a collection), read, list,
+//! download, delete (rows and original gone before it returns), reprocess. Each takes a
+//! [`Scope`]: a document in a collection outside it is `document_not_found`.
 
 use bytes::Bytes;
 use docent_blob::{BlobStore, PutError};
+use docent_domain::auth::Scope;
 use docent_domain::*;
 use futures::stream::BoxStream;
 
@@ -46,12 +48,15 @@ pub fn clean_filename(name: &str) -> String {
 impl Services {
     /// Streams an upload into the blob store, registers the document and enqueues its ingest
     /// task. Identical bytes in the same collection return the existing document.
-    pub async fn upload_document<E: std::fmt::Display>(
+    pub async fn upload_document<'s, E: std::fmt::Display>(
         &self,
-        tenant: TenantId,
+        scope: impl Into<Scope<'s>>,
         collection: CollectionId,
         upload: Upload<'_, E>,
     ) -> Result<UploadOutcome> {
+        let scope = scope.into();
+        let tenant = scope.tenant;
+        scope.check_collection(collection)?;
         self.store.get_collection(tenant, collection).await?;
         let id = DocumentId::new();
         let key = BlobStore::original_key(tenant, collection, id);
@@ -140,13 +145,59 @@ impl Services {
         })
     }
 
-    /// Streams a document's original: `(document, size, bytes)`.
-    pub async fn download_document(
+    /// A document with its processing status.
+    pub async fn get_document<'s>(
         &self,
-        tenant: TenantId,
+        scope: impl Into<Scope<'s>>,
+        id: DocumentId,
+    ) -> Result<Document> {
+        let scope = scope.into();
+        let doc = self.store.get_document(scope.tenant, id).await?;
+        scope.check_document(id, doc.collection_id)?;
+        Ok(doc)
+    }
+
+    /// Documents, newest first. With a collection, that collection's (`collection_not_found`
+    /// when it does not exist or is outside the scope); without one, every document in the
+    /// scope (a page may then hold fewer items than asked for; follow `next_cursor`).
+    pub async fn list_documents<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        filter: DocumentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Document>> {
+        let scope = scope.into();
+        if let Some(c) = filter.collection_id {
+            scope.check_collection(c)?;
+            self.store.get_collection(scope.tenant, c).await?;
+        }
+        let mut docs = self
+            .store
+            .list_documents(scope.tenant, filter, page)
+            .await?;
+        docs.items.retain(|d| scope.allows(d.collection_id));
+        Ok(docs)
+    }
+
+    /// A page of a document's chunks, in order.
+    pub async fn list_chunks<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        id: DocumentId,
+        page: PageRequest,
+    ) -> Result<Page<Chunk>> {
+        let scope = scope.into();
+        self.get_document(scope, id).await?;
+        self.store.list_chunks(scope.tenant, id, page).await
+    }
+
+    /// Streams a document's original: `(document, size, bytes)`.
+    pub async fn download_document<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
         id: DocumentId,
     ) -> Result<(Document, u64, BoxStream<'static, Result<Bytes>>)> {
-        let doc = self.store.get_document(tenant, id).await?;
+        let doc = self.get_document(scope, id).await?;
         match self.blobs.get_stream(&doc.blob_key).await? {
             Some((size, stream)) => Ok((doc, size, stream)),
             None => Err(Error::new(
@@ -158,8 +209,14 @@ impl Services {
 
     /// Deletes a document: cancels its open tasks, removes its rows and chunks, then the
     /// original. Returns once all are gone.
-    pub async fn delete_document(&self, tenant: TenantId, id: DocumentId) -> Result<Document> {
-        self.store.get_document(tenant, id).await?;
+    pub async fn delete_document<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        id: DocumentId,
+    ) -> Result<Document> {
+        let scope = scope.into();
+        let tenant = scope.tenant;
+        self.get_document(scope, id).await?;
         self.cancel_open_tasks(
             tenant,
             TaskFilter {
@@ -175,7 +232,16 @@ impl Services {
     }
 
     /// Every chunk of a document, in order (all pages).
-    pub async fn document_chunks(&self, tenant: TenantId, id: DocumentId) -> Result<Vec<Chunk>> {
+    pub async fn document_chunks<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        id: DocumentId,
+    ) -> Result<Vec<Chunk>> {
+        let scope = scope.into();
+        let tenant = scope.tenant;
+        if scope.collections.is_some() {
+            self.get_document(scope, id).await?;
+        }
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
@@ -199,12 +265,14 @@ impl Services {
     }
 
     /// Queues a fresh ingest of a document whose last task has finished.
-    pub async fn reprocess_document(
+    pub async fn reprocess_document<'s>(
         &self,
-        tenant: TenantId,
+        scope: impl Into<Scope<'s>>,
         id: DocumentId,
     ) -> Result<UploadOutcome> {
-        let doc = self.store.get_document(tenant, id).await?;
+        let scope = scope.into();
+        let tenant = scope.tenant;
+        let doc = self.get_document(scope, id).await?;
         if !doc.status.is_terminal() && doc.task_id.is_some() {
             return Err(Error::new(
                 Code::DocumentStateConflict,

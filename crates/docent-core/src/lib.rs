@@ -3,14 +3,18 @@
 //! - [`Services`] bundles the backends chosen by configuration (metadata store, task queue, blob
 //!   store, cache) and is what the HTTP layer and the CLI call.
 //! - [`collections`], [`documents`], [`tasks`]: the operations behind the API, each taking the
-//!   caller's tenant.
+//!   caller's tenant — or, where a collection or document is involved, its
+//!   [`Scope`](docent_domain::auth::Scope) (a tenant, narrowed to an API key's collections), so
+//!   a key's collection limit is enforced here and not only at the HTTP edge ([`scope`]).
 //! - [`worker`]: the lease → run → complete loop, heartbeats, time limits and graceful shutdown.
 //! - [`ingest`]: the ingest task — blob → extract → chunk → store chunks, idempotently.
 
 pub mod answer;
+pub mod bots;
 pub mod collections;
 pub mod documents;
 pub mod ingest;
+pub mod scope;
 pub mod search;
 pub mod tasks;
 pub mod worker;

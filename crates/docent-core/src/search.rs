@@ -388,8 +388,14 @@ pub fn snippet(text: &str, terms: &[String]) -> (String, usize, Vec<(usize, usiz
 }
 
 impl Services {
-    /// Runs a search in the tenant.
-    pub async fn search(&self, tenant: TenantId, p: &SearchParams) -> Result<SearchResults> {
+    /// Runs a search in the scope (a tenant, or an API key's collections).
+    pub async fn search<'s>(
+        &self,
+        scope: impl Into<docent_domain::auth::Scope<'s>>,
+        p: &SearchParams,
+    ) -> Result<SearchResults> {
+        let scope = scope.into();
+        let tenant = scope.tenant;
         if p.query.trim().is_empty() {
             return Err(Error::new(Code::InvalidField, "`query` must not be empty"));
         }
@@ -405,6 +411,14 @@ impl Services {
                 format!("`offset` must be at most {MAX_OFFSET}"),
             ));
         }
+        let scoped = crate::scope::search_within(scope, p)?;
+        let Some(p) = scoped.as_deref() else {
+            return Ok(SearchResults {
+                hits: Vec::new(),
+                mode: p.mode,
+                has_more: false,
+            });
+        };
         for c in &p.collections {
             self.store.get_collection(tenant, *c).await?;
         }

@@ -1,18 +1,57 @@
-//! Task operations for the API: get, list, cancel, retry.
+//! Task operations for the API: get, list, cancel, retry. A scope limited to some collections
+//! sees only the tasks of those collections (others are `task_not_found`).
 
+use docent_domain::auth::Scope;
 use docent_domain::*;
 
 use crate::Services;
 
+/// Whether the task is inside the scope: every task for a whole tenant, only tasks of its
+/// collections for a limited one.
+fn task_in(scope: Scope<'_>, task: &Task) -> bool {
+    scope.collections.is_none() || task.collection_id.is_some_and(|c| scope.allows(c))
+}
+
 impl Services {
+    /// A task.
+    pub async fn get_task<'s>(&self, scope: impl Into<Scope<'s>>, id: TaskId) -> Result<Task> {
+        let scope = scope.into();
+        let task = self.queue.get(scope.tenant, id).await?;
+        if !task_in(scope, &task) {
+            return Err(Error::new(
+                Code::TaskNotFound,
+                format!("task {id} not found"),
+            ));
+        }
+        Ok(task)
+    }
+
+    /// Tasks, newest first (a page may hold fewer items than asked for when the scope is
+    /// limited; follow `next_cursor`).
+    pub async fn list_tasks<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        filter: TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<Task>> {
+        let scope = scope.into();
+        let mut list = self.queue.list(scope.tenant, filter, page).await?;
+        list.items.retain(|t| task_in(scope, t));
+        Ok(list)
+    }
+
     /// Cancels a task.
-    pub async fn cancel_task(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
-        self.queue.cancel(tenant, id).await
+    pub async fn cancel_task<'s>(&self, scope: impl Into<Scope<'s>>, id: TaskId) -> Result<Task> {
+        let scope = scope.into();
+        self.get_task(scope, id).await?;
+        self.queue.cancel(scope.tenant, id).await
     }
 
     /// Retries a failed or cancelled task (dead-lettered included).
-    pub async fn retry_task(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
-        let task = self.queue.retry(tenant, id).await?;
+    pub async fn retry_task<'s>(&self, scope: impl Into<Scope<'s>>, id: TaskId) -> Result<Task> {
+        let scope = scope.into();
+        self.get_task(scope, id).await?;
+        let task = self.queue.retry(scope.tenant, id).await?;
         self.wake.notify_waiters();
         Ok(task)
     }

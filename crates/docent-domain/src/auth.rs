@@ -1,7 +1,8 @@
 //! Accounts and access: users, their memberships in tenants (with a [`Role`]), login sessions
 //! with rotating refresh tokens, one-time tokens (email verification, password reset, invites,
 //! first-run setup), API keys with scopes, links to external identities, and the
-//! [`Principal`] every authenticated request acts as.
+//! [`Principal`] every authenticated request acts as, and the [`Scope`] services read and write
+//! in (its tenant, and an API key's collection limit).
 //!
 //! [`AuthStore`] is the storage port. Users are global (one person, one row, several tenants);
 //! everything owned by a tenant — memberships, sessions, API keys, invites — is read and written
@@ -20,7 +21,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::{Code, Error, Result};
-use crate::ids::{CollectionId, IdParseError, TenantId};
+use crate::ids::{CollectionId, DocumentId, IdParseError, TenantId};
 use crate::model::{Page, PageRequest, Tenant};
 
 uuid_id!(
@@ -540,6 +541,84 @@ impl Principal {
             .as_ref()
             .and_then(|s| s.collections.as_deref())
     }
+
+    /// Where the caller's service calls may look.
+    pub fn scope(&self) -> Scope<'_> {
+        Scope {
+            tenant: self.tenant_id,
+            collections: self.collection_limit(),
+        }
+    }
+}
+
+/// Where a service call reads and writes: a tenant and, for an API key limited to some
+/// collections, those collections. The services of `docent-core` take `impl Into<Scope>`: a
+/// bare [`TenantId`] is the whole tenant (the CLI and workers act as the operator); a
+/// `&Principal` carries its key's limit, so the limit holds whoever calls the service.
+/// Anything outside the scope is "not found", exactly like another tenant's ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Only these collections; `None`: every collection of the tenant.
+    pub collections: Option<&'a [CollectionId]>,
+}
+
+impl Scope<'_> {
+    /// Whether a collection is inside the scope.
+    pub fn allows(&self, collection: CollectionId) -> bool {
+        self.collections.is_none_or(|c| c.contains(&collection))
+    }
+
+    /// `collection_not_found` unless the collection is inside the scope.
+    pub fn check_collection(&self, collection: CollectionId) -> Result<()> {
+        if self.allows(collection) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Code::CollectionNotFound,
+                format!("collection {collection} not found"),
+            ))
+        }
+    }
+
+    /// `document_not_found` unless the document's collection is inside the scope.
+    pub fn check_document(&self, document: DocumentId, collection: CollectionId) -> Result<()> {
+        if self.allows(collection) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Code::DocumentNotFound,
+                format!("document {document} not found"),
+            ))
+        }
+    }
+
+    /// `insufficient_scope` for a scope limited to some collections: it cannot create more.
+    pub fn require_tenant_wide(&self) -> Result<()> {
+        match self.collections {
+            Some(_) => Err(Error::new(
+                Code::InsufficientScope,
+                "this API key is limited to some collections",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl From<TenantId> for Scope<'static> {
+    fn from(tenant: TenantId) -> Self {
+        Scope {
+            tenant,
+            collections: None,
+        }
+    }
+}
+
+impl<'a> From<&'a Principal> for Scope<'a> {
+    fn from(p: &'a Principal) -> Self {
+        p.scope()
+    }
 }
 
 /// Storage of accounts, memberships, sessions, one-time tokens, API keys and external
@@ -785,6 +864,31 @@ mod tests {
         assert!(!key.can_access_collection(CollectionId::new()));
         assert!(!key.can_access_bot(BotId::new()));
         assert!(user_principal(Role::Viewer).can_access_collection(CollectionId::new()));
+
+        let scope = key.scope();
+        assert_eq!(scope.tenant, key.tenant_id);
+        scope.check_collection(allowed).unwrap();
+        let (other, doc) = (CollectionId::new(), DocumentId::new());
+        assert_eq!(
+            scope.check_collection(other).unwrap_err().code,
+            Code::CollectionNotFound
+        );
+        assert_eq!(
+            scope.check_document(doc, other).unwrap_err().code,
+            Code::DocumentNotFound
+        );
+        assert_eq!(
+            scope.require_tenant_wide().unwrap_err().code,
+            Code::InsufficientScope
+        );
+        let empty = Scope {
+            tenant: key.tenant_id,
+            collections: Some(&[]),
+        };
+        assert!(!empty.allows(allowed), "an empty limit allows nothing");
+        let whole = Scope::from(TenantId::new());
+        assert!(whole.allows(other) && whole.require_tenant_wide().is_ok());
+        assert_eq!(Scope::from(&user_principal(Role::Viewer)).collections, None);
         for p in [
             TokenPurpose::VerifyEmail,
             TokenPurpose::ResetPassword,

@@ -106,6 +106,10 @@ codes! {
     DocumentNotFound => ("document_not_found", NotFound, 404, false),
     /// No such task (in this tenant).
     TaskNotFound => ("task_not_found", NotFound, 404, false),
+    /// No bot with that id in this tenant.
+    BotNotFound => ("bot_not_found", NotFound, 404, false),
+    /// No conversation with that id in this tenant.
+    ConversationNotFound => ("conversation_not_found", NotFound, 404, false),
     /// A collection with that name already exists.
     CollectionNameTaken => ("collection_name_taken", InvalidRequest, 409, false),
     /// The collection holds vectors of another embedding model.

@@ -8,6 +8,7 @@ pub mod error;
 #[macro_use]
 pub mod ids;
 pub mod auth;
+pub mod bots;
 pub mod llm;
 pub mod model;
 pub mod ports;
@@ -15,6 +16,7 @@ pub mod ports;
 pub use auth::{
     Actor, ApiKey, ApiKeyId, BotId, KeyAccess, KeyScope, Principal, Role, SessionId, User, UserId,
 };
+pub use bots::*;
 pub use error::{Code, Error, ErrorInfo, ErrorType, Result};
 pub use ids::{ChunkId, CollectionId, DocumentId, IdParseError, TaskId, TenantId};
 pub use model::*;

@@ -111,6 +111,9 @@ macro_rules! string_enum {
     };
 }
 
+// For the other record modules of this crate (`bots`).
+pub(crate) use string_enum;
+
 string_enum!(
     /// Language a collection's text is analysed in for keyword search (stemming and stop
     /// words), as an ISO 639-1 code; `none` only lowercases and splits words.

@@ -11,13 +11,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::bots::*;
 use crate::error::{ErrorInfo, Result};
 use crate::ids::{ChunkId, CollectionId, DocumentId, TaskId, TenantId};
 use crate::model::*;
 
-/// Metadata repositories: tenants, collections, documents, chunks.
+/// Metadata repositories: tenants, collections, documents, chunks — and, through [`BotStore`],
+/// bots and their conversations, which live in the same database.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait MetadataStore: BotStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
 
@@ -103,6 +105,68 @@ pub trait MetadataStore: Send + Sync + 'static {
         document: DocumentId,
         page: PageRequest,
     ) -> Result<Page<Chunk>>;
+}
+
+/// Bots, their conversations and messages. Every method is scoped by the tenant: another
+/// tenant's bot or conversation is "not found" ([`bot_not_found`], [`conversation_not_found`]),
+/// exactly like a missing one, and lists of another tenant's bot or conversation are errors,
+/// not empty pages.
+#[async_trait]
+pub trait BotStore: Send + Sync + 'static {
+    /// Creates a bot. Its collections must be the tenant's (`collection_not_found` otherwise);
+    /// the rules on its fields are the caller's.
+    async fn create_bot(&self, tenant: TenantId, draft: BotDraft) -> Result<Bot>;
+    /// A bot.
+    async fn get_bot(&self, tenant: TenantId, id: BotId) -> Result<Bot>;
+    /// Bots passing `filter`, newest first.
+    async fn list_bots(
+        &self,
+        tenant: TenantId,
+        filter: BotFilter,
+        page: PageRequest,
+    ) -> Result<Page<Bot>>;
+    /// Applies a patch (collections as in [`create_bot`](BotStore::create_bot)).
+    async fn update_bot(&self, tenant: TenantId, id: BotId, patch: BotPatch) -> Result<Bot>;
+    /// Deletes the bot and, in the same transaction, its conversations and their messages.
+    async fn delete_bot(&self, tenant: TenantId, id: BotId) -> Result<()>;
+    /// Documents of the bot's collections, newest first.
+    async fn list_bot_documents(
+        &self,
+        tenant: TenantId,
+        id: BotId,
+        page: PageRequest,
+    ) -> Result<Page<Document>>;
+
+    /// Starts a conversation with a bot.
+    async fn create_conversation(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        new: NewConversation,
+    ) -> Result<Conversation>;
+    /// A conversation.
+    async fn get_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<Conversation>;
+    /// A bot's conversations, newest first.
+    async fn list_conversations(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>>;
+    /// Appends a message and moves the conversation's `updated_at` to it.
+    async fn append_message(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        new: NewMessage,
+    ) -> Result<Message>;
+    /// A conversation's messages, oldest first.
+    async fn list_messages(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        page: PageRequest,
+    ) -> Result<Page<Message>>;
 }
 
 /// A worker's hold on a task. Every state change made through a lease checks that the lease is

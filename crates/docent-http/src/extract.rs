@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use docent_auth::ClientInfo;
-use docent_domain::{Actor, Code, CollectionId, DocumentId, Principal, Role, TenantId, UserId};
+use docent_domain::{Actor, Code, Principal, Role, TenantId, UserId};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -149,45 +149,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         Ok(Client(ClientInfo { ip }))
     }
-}
-
-/// `collection_not_found` unless the caller may see `id` (keys limited to some collections).
-pub fn scope_collection(p: &Principal, id: CollectionId) -> Result<(), ApiError> {
-    if p.can_access_collection(id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            Code::CollectionNotFound,
-            format!("collection {id} not found"),
-        ))
-    }
-}
-
-/// `document_not_found` unless the caller may see a document of `collection`.
-pub fn scope_document(
-    p: &Principal,
-    id: DocumentId,
-    collection: CollectionId,
-) -> Result<(), ApiError> {
-    if p.can_access_collection(collection) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            Code::DocumentNotFound,
-            format!("document {id} not found"),
-        ))
-    }
-}
-
-/// `insufficient_scope` for keys limited to some collections (they cannot create more).
-pub fn require_tenant_wide(p: &Principal) -> Result<(), ApiError> {
-    if p.collection_limit().is_some() {
-        return Err(ApiError::new(
-            Code::InsufficientScope,
-            "this API key is limited to some collections",
-        ));
-    }
-    Ok(())
 }
 
 /// Parses a path id; a malformed one is `invalid_id`.

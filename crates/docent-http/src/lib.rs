@@ -48,11 +48,13 @@ pub fn router(state: AppState) -> Router {
     let request_timeout = state.services.config.server.request_timeout;
     let upload_limit = state.services.config.ingest.max_upload_size.as_u64() as usize;
 
-    // Uploads stream for as long as they take: no request timeout, and a body limit just above
-    // the configured file limit (multipart framing) — the exact file limit is enforced while
-    // streaming.
+    // Uploads (and their seed-compatible aliases) stream for as long as they take: no request
+    // timeout, and a body limit just above the configured file limit (multipart framing) — the
+    // exact file limit is enforced while streaming.
     let (uploads, upload_api) = OpenApiRouter::new()
         .routes(utoipa_axum::routes!(routes::documents::upload_document))
+        .routes(utoipa_axum::routes!(routes::documents::seed_upload))
+        .routes(utoipa_axum::routes!(routes::documents::seed_api_upload))
         .layer(DefaultBodyLimit::max(
             upload_limit.saturating_add(1024 * 1024),
         ))

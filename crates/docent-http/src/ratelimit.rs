@@ -51,9 +51,13 @@ pub(crate) fn classify(method: &Method, path: &str) -> Limit {
     let class = match (method.as_str(), path) {
         ("POST", "/api/v1/search" | "/api/v1/collections/{id}/search") => RouteClass::Search,
         ("POST", "/api/v1/ask") | ("GET", "/api/v1/documents/{id}/summary") => RouteClass::Ask,
-        ("POST", "/api/v1/collections/{id}/documents" | "/api/v1/documents/{id}/reprocess") => {
-            RouteClass::Ingest
-        }
+        (
+            "POST",
+            "/api/v1/collections/{id}/documents"
+            | "/upload"
+            | "/api/upload"
+            | "/api/v1/documents/{id}/reprocess",
+        ) => RouteClass::Ingest,
         ("GET" | "HEAD", _) => RouteClass::Read,
         _ => RouteClass::Write,
     };
@@ -155,6 +159,12 @@ mod tests {
             c(Method::POST, "/api/v1/collections/{id}/documents"),
             Limit::ByCaller(RouteClass::Ingest)
         );
+        for seed_upload in ["/upload", "/api/upload"] {
+            assert_eq!(
+                c(Method::POST, seed_upload),
+                Limit::ByCaller(RouteClass::Ingest)
+            );
+        }
         assert_eq!(
             c(Method::GET, "/api/v1/collections/{id}/documents"),
             Limit::ByCaller(RouteClass::Read)

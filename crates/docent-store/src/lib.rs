@@ -10,6 +10,7 @@
 mod queue;
 mod sqlite;
 mod sqlite_auth;
+mod sqlite_bots;
 mod util;
 
 use std::sync::Arc;

@@ -57,7 +57,7 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -90,13 +90,13 @@ fn collection_from(row: &SqliteRow) -> Result<Collection> {
 }
 
 /// A document's status and error are its current task's: derived with a join, never copied.
-const DOCUMENT_SELECT: &str = "SELECT d.id, d.tenant_id, d.collection_id, d.filename, \
+pub(crate) const DOCUMENT_SELECT: &str = "SELECT d.id, d.tenant_id, d.collection_id, d.filename, \
      d.declared_mime, d.detected_type, d.size_bytes, d.sha256, d.blob_key, d.metadata, \
      d.page_count, d.chunk_count, d.task_id, d.created_at, d.updated_at, \
      COALESCE(t.status, 'pending') AS status, t.error_code, t.error_message \
      FROM documents d LEFT JOIN tasks t ON t.id = d.task_id AND t.tenant_id = d.tenant_id";
 
-fn document_from(row: &SqliteRow) -> Result<Document> {
+pub(crate) fn document_from(row: &SqliteRow) -> Result<Document> {
     let status: String = row.try_get("status").map_err(db_err)?;
     Ok(Document {
         id: parse_id(row, "id")?,

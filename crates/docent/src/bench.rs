@@ -13,7 +13,7 @@ use docent_config::Config;
 use docent_core::Services;
 use docent_core::documents::Upload;
 use docent_core::search::{Fusion, Grouping, SearchMode, SearchParams};
-use docent_domain::TenantId;
+use docent_domain::{CollectionId, TenantId};
 use futures::StreamExt;
 
 struct Dataset {
@@ -154,43 +154,14 @@ pub async fn beir(
         ds.queries.len()
     );
 
-    let started = Instant::now();
-    for (id, title, text) in &ds.corpus {
-        let body = if title.is_empty() {
-            text.clone()
-        } else {
-            format!("# {title}\n\n{text}")
-        };
-        let bytes = bytes::Bytes::from(body.into_bytes());
-        let upload = Upload {
-            filename: format!("{id}.md"),
-            declared_mime: "text/markdown".into(),
-            metadata: Default::default(),
-            body: futures::stream::once(async move { Ok::<_, std::io::Error>(bytes) }).boxed(),
-        };
-        svc.upload_document(tenant, coll.id, upload)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+    // A kept directory that already holds the corpus is reused as it is (quality runs after
+    // a change to search only need the queries).
+    let (existing_docs, existing_chunks) = count_documents(&svc, tenant).await?;
+    if keep.is_some() && existing_docs == ds.corpus.len() as u64 {
+        println!("reusing the kept index: {existing_docs} documents, {existing_chunks} chunks");
+    } else {
+        ingest(&svc, tenant, coll.id, &ds).await?;
     }
-    let uploaded = started.elapsed();
-    let workers = svc.config.worker.concurrency.max(1);
-    let runs = (0..workers).map(|i| {
-        let svc = svc.clone();
-        async move { docent_core::worker::drain(&svc, &format!("bench-{i}")).await }
-    });
-    for r in futures::future::join_all(runs).await {
-        r.map_err(|e| anyhow::anyhow!(e))?;
-    }
-    let ingest = started.elapsed();
-    let chunks = count_chunks(&svc, tenant).await?;
-    println!(
-        "ingest: {:.1}s ({:.1}s upload), {:.1} documents/s, {} chunks, {:.1} chunks/s",
-        ingest.as_secs_f64(),
-        uploaded.as_secs_f64(),
-        ds.corpus.len() as f64 / ingest.as_secs_f64(),
-        chunks,
-        chunks as f64 / ingest.as_secs_f64()
-    );
     if let Some(e) = &svc.embedder {
         let texts: Vec<String> = ds
             .corpus
@@ -249,12 +220,16 @@ pub async fn beir(
                 .map_err(|e| anyhow::anyhow!(e))?;
             lat.push(t0.elapsed());
             let mut seen = HashSet::new();
-            let ranking: Vec<String> = res
+            let mut scored: Vec<(String, f32)> = res
                 .hits
                 .iter()
-                .map(|h| h.filename.trim_end_matches(".md").to_owned())
-                .filter(|d| seen.insert(d.clone()))
+                .map(|h| (h.filename.trim_end_matches(".md").to_owned(), h.score))
+                .filter(|(d, _)| seen.insert(d.clone()))
                 .collect();
+            // trec_eval's order: by score, ties by document id descending (as the reference
+            // figures in the dataset's README were computed).
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+            let ranking: Vec<String> = scored.into_iter().map(|(d, _)| d).collect();
             let (n, r, m) = metrics(&ranking, &ds.qrels[*qid]);
             ndcg += n;
             recall += r;
@@ -276,8 +251,57 @@ pub async fn beir(
     Ok(())
 }
 
-async fn count_chunks(svc: &Services, tenant: TenantId) -> anyhow::Result<u64> {
-    let mut n = 0u64;
+/// Uploads the corpus into `collection` and drains the queue with the configured number of
+/// workers, printing the ingest figures.
+async fn ingest(
+    svc: &Services,
+    tenant: TenantId,
+    collection: CollectionId,
+    ds: &Dataset,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for (id, title, text) in &ds.corpus {
+        let body = if title.is_empty() {
+            text.clone()
+        } else {
+            format!("# {title}\n\n{text}")
+        };
+        let bytes = bytes::Bytes::from(body.into_bytes());
+        let upload = Upload {
+            filename: format!("{id}.md"),
+            declared_mime: "text/markdown".into(),
+            metadata: Default::default(),
+            body: futures::stream::once(async move { Ok::<_, std::io::Error>(bytes) }).boxed(),
+        };
+        svc.upload_document(tenant, collection, upload)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let uploaded = started.elapsed();
+    let workers = svc.config.worker.concurrency.max(1);
+    let runs = (0..workers).map(|i| {
+        let svc = svc.clone();
+        async move { docent_core::worker::drain(&svc, &format!("bench-{i}")).await }
+    });
+    for r in futures::future::join_all(runs).await {
+        r.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let ingest = started.elapsed();
+    let (_, chunks) = count_documents(svc, tenant).await?;
+    println!(
+        "ingest: {:.1}s ({:.1}s upload), {:.1} documents/s, {} chunks, {:.1} chunks/s",
+        ingest.as_secs_f64(),
+        uploaded.as_secs_f64(),
+        ds.corpus.len() as f64 / ingest.as_secs_f64(),
+        chunks,
+        chunks as f64 / ingest.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The tenant's documents and their chunks.
+async fn count_documents(svc: &Services, tenant: TenantId) -> anyhow::Result<(u64, u64)> {
+    let (mut docs, mut n) = (0u64, 0u64);
     let mut cursor = None;
     loop {
         let page = svc
@@ -289,6 +313,7 @@ async fn count_chunks(svc: &Services, tenant: TenantId) -> anyhow::Result<u64> {
             )
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
+        docs += page.items.len() as u64;
         n += page
             .items
             .iter()
@@ -296,7 +321,7 @@ async fn count_chunks(svc: &Services, tenant: TenantId) -> anyhow::Result<u64> {
             .sum::<u64>();
         match page.next_cursor {
             Some(c) => cursor = Some(c),
-            None => return Ok(n),
+            None => return Ok((docs, n)),
         }
     }
 }

@@ -613,6 +613,8 @@ async fn openapi_docs_metrics_request_ids_and_compression() {
         "/api/v1/tasks/{id}",
         "/api/v1/tasks/{id}/cancel",
         "/api/v1/tasks/{id}/retry",
+        "/upload",
+        "/api/upload",
     ] {
         assert!(
             paths.contains_key(p),
@@ -624,6 +626,20 @@ async fn openapi_docs_metrics_request_ids_and_compression() {
             .get("post")
             .is_some()
     );
+    for alias in ["/upload", "/api/upload"] {
+        let op = &paths[alias]["post"];
+        assert!(
+            op["requestBody"]["content"]["multipart/form-data"].is_object(),
+            "{alias}: {op}"
+        );
+        let params: Vec<&str> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(params, ["collection_id", "collection"], "{alias}");
+    }
 
     let r = app.client.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -727,5 +743,189 @@ async fn slow_requests_time_out_with_the_envelope() {
         .post_json("/api/v1/collections", json!({"name": "after"}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
+    app.stop().await;
+}
+
+/// `POST` a multipart form to `path` (mode `none`: no credential).
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    form: reqwest::multipart::Form,
+) -> (StatusCode, Value) {
+    let r = app
+        .client
+        .post(app.url(path))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn file_part(name: &str, bytes: &[u8]) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_owned())
+}
+
+fn file_form(name: &str, bytes: &[u8]) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new().part("file", file_part(name, bytes))
+}
+
+#[tokio::test]
+async fn seed_upload_aliases_behave_like_the_upload_route() {
+    let app = spawn_app_with(|c| c.ingest.max_upload_size = bytesize::ByteSize::kib(4)).await;
+
+    // No collection named: the `default` collection, created on first use and reused after.
+    let (_, before) = app.get("/api/v1/collections").await;
+    assert!(
+        !before.to_string().contains("\"default\""),
+        "no default collection before the first seed upload: {before}"
+    );
+    let text = b"# Zebras\n\nZebras graze on the savanna.\n";
+    let (s, first) = post_form(&app, "/upload", file_form("zebras.md", text)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(first["task"]["status"], "pending");
+    let default = first["document"]["collection_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, coll) = app.get(&format!("/api/v1/collections/{default}")).await;
+    assert_eq!(coll["name"], "default", "{coll}");
+    // Through the other alias the same bytes are a duplicate of the same collection's document.
+    let (s, dup) = post_form(&app, "/api/upload", file_form("again.md", text)).await;
+    assert_eq!(s, StatusCode::OK, "{dup}");
+    assert_eq!(dup["duplicate"], true);
+    assert_eq!(dup["document"]["id"], first["document"]["id"]);
+    let (_, all) = app.get("/api/v1/collections").await;
+    let defaults = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "default")
+        .count();
+    assert_eq!(defaults, 1, "one default collection: {all}");
+
+    // The same body as the main route: same fields, and the document is processed the same way.
+    let cid = app.create_collection("named").await;
+    let (_, main) = app
+        .upload(&cid, "main.md", b"# Main\n\nOne.\n".to_vec())
+        .await;
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&first), keys(&main));
+    assert_eq!(keys(&first["document"]), keys(&main["document"]));
+    assert_eq!(app.drain().await, 2);
+    let did = first["document"]["id"].as_str().unwrap();
+    let (_, doc) = app.get(&format!("/api/v1/documents/{did}")).await;
+    assert_eq!(doc["status"], "completed", "{doc}");
+
+    // The collection from the query or a form part before `file`, under either name.
+    let uploads = [
+        (format!("/upload?collection_id={cid}"), None),
+        (format!("/api/upload?collection={cid}"), None),
+        ("/upload".to_owned(), Some("collection_id")),
+        ("/api/upload".to_owned(), Some("collection")),
+    ];
+    for (n, (path, field)) in uploads.into_iter().enumerate() {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(f) = field {
+            form = form.text(f, cid.clone());
+        }
+        let bytes = format!("# Named {n}\n\nIn the named collection.\n");
+        let form = form.part("file", file_part("n.md", bytes.as_bytes()));
+        let (s, b) = post_form(&app, &path, form).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{path} {field:?}: {b}");
+        assert_eq!(b["document"]["collection_id"], cid.as_str(), "{path}");
+    }
+
+    // The main route's errors, through both aliases.
+    let missing = "01a20000-0000-7000-8000-000000000000";
+    for alias in ["/upload", "/api/upload"] {
+        let (s, b) = post_form(&app, alias, file_form("big.txt", &[b'a'; 10 * 1024])).await;
+        assert_error(s, &b, 413, "payload_too_large");
+        let (s, b) = post_form(&app, alias, file_form("empty.txt", b"")).await;
+        assert_error(s, &b, 400, "empty_file");
+        let (s, b) = post_form(
+            &app,
+            &format!("{alias}?collection_id={missing}"),
+            file_form("a.txt", b"hello"),
+        )
+        .await;
+        assert_error(s, &b, 404, "collection_not_found");
+        let form = reqwest::multipart::Form::new()
+            .text("collection_id", missing)
+            .part("file", file_part("a.txt", b"hello"));
+        let (s, b) = post_form(&app, alias, form).await;
+        assert_error(s, &b, 404, "collection_not_found");
+        let (s, b) = post_form(
+            &app,
+            &format!("{alias}?collection_id=nope"),
+            file_form("a.txt", b"hello"),
+        )
+        .await;
+        assert_error(s, &b, 400, "invalid_query");
+        let form = reqwest::multipart::Form::new()
+            .text("collection", "nope")
+            .part("file", file_part("a.txt", b"hello"));
+        let (s, b) = post_form(&app, alias, form).await;
+        assert_error(s, &b, 400, "invalid_field");
+        // Two different collections named: refused, not guessed.
+        let form = reqwest::multipart::Form::new()
+            .text("collection_id", default.clone())
+            .part("file", file_part("a.txt", b"two targets"));
+        let (s, b) = post_form(&app, &format!("{alias}?collection_id={cid}"), form).await;
+        assert_error(s, &b, 400, "invalid_field");
+        let (s, b) = post_form(
+            &app,
+            &format!("{alias}?collection_id={cid}&collection={default}"),
+            file_form("a.txt", b"two targets"),
+        )
+        .await;
+        assert_error(s, &b, 400, "invalid_query");
+        let (s, b) = post_form(
+            &app,
+            alias,
+            reqwest::multipart::Form::new().text("metadata", "{}"),
+        )
+        .await;
+        assert_error(s, &b, 400, "missing_field");
+        let form = reqwest::multipart::Form::new()
+            .text("metadata", "[1,2]")
+            .part("file", file_part("a.txt", b"x"));
+        let (s, b) = post_form(&app, alias, form).await;
+        assert_error(s, &b, 400, "invalid_field");
+        let form = reqwest::multipart::Form::new().part("attachment", file_part("a.txt", b"x"));
+        let (s, b) = post_form(&app, alias, form).await;
+        assert_error(s, &b, 400, "invalid_multipart");
+        let r = app
+            .client
+            .post(app.url(alias))
+            .json(&json!({"file": "x"}))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        assert_error(s, &r.json().await.unwrap(), 415, "unsupported_media_type");
+    }
+    // The main route takes its collection from the path only.
+    let form = reqwest::multipart::Form::new()
+        .text("collection_id", default.clone())
+        .part("file", file_part("a.txt", b"x"));
+    let (s, b) = post_form(&app, &format!("/api/v1/collections/{cid}/documents"), form).await;
+    assert_error(s, &b, 400, "invalid_multipart");
+
+    // Metadata passes through as on the main route.
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", r#"{"source": "seed"}"#)
+        .part("file", file_part("../m.txt", b"with metadata"));
+    let (s, b) = post_form(&app, "/api/upload", form).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["document"]["metadata"]["source"], "seed");
+    assert_eq!(b["document"]["filename"], "m.txt");
+    assert_eq!(b["document"]["collection_id"], default.as_str());
     app.stop().await;
 }

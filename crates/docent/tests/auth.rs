@@ -1021,3 +1021,108 @@ async fn uploads_past_the_tenant_quotas_are_refused_and_store_nothing() {
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     app.stop().await;
 }
+
+/// A seed-compatible upload (`/upload` or `/api/upload`) with an optional query.
+async fn seed_upload(
+    app: &TestApp,
+    token: Option<&str>,
+    path: &str,
+    text: &str,
+) -> (StatusCode, Value) {
+    let part = reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name("seed.md");
+    let mut req = app
+        .client
+        .post(app.url(path))
+        .multipart(reqwest::multipart::Form::new().part("file", part));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("upload");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn seed_uploads_go_to_each_tenants_own_default_collection() {
+    let app = spawn_app_with(builtin).await;
+    let ann = signup(&app, "ann@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob = signup(&app, "bob@example.com").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (s, b) = seed_upload(&app, None, "/upload", "# A\n\nanonymous\n").await;
+    assert_error(s, &b, 401, "unauthenticated");
+
+    // Same bytes, two tenants: two documents in two `default` collections.
+    let text = "# Shared\n\nThe same bytes in two workspaces.\n";
+    let (s, a) = seed_upload(&app, Some(&ann), "/upload", text).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{a}");
+    let (s, b) = seed_upload(&app, Some(&bob), "/api/upload", text).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let ann_default = a["document"]["collection_id"].as_str().unwrap().to_owned();
+    let bob_default = b["document"]["collection_id"].as_str().unwrap().to_owned();
+    assert_ne!(ann_default, bob_default);
+    for (token, id) in [(&ann, &ann_default), (&bob, &bob_default)] {
+        let (s, list) = get(&app, "/api/v1/collections", token).await;
+        assert_eq!(s, StatusCode::OK, "{list}");
+        assert_eq!(ids(&list), vec![id.clone()], "{list}");
+        assert_eq!(list["items"][0]["name"], "default");
+    }
+    // Naming the other tenant's collection is not found, by query or by form.
+    let (s, b) = seed_upload(
+        &app,
+        Some(&bob),
+        &format!("/upload?collection_id={ann_default}"),
+        "# B\n\nelsewhere\n",
+    )
+    .await;
+    assert_error(s, &b, 404, "collection_not_found");
+
+    // Keys: read-only ones cannot upload; one limited to a collection uploads there, and
+    // cannot reach (or create) `default` when it is not one of its collections.
+    let notes = create_collection(&app, &ann, "notes").await;
+    let key = |body: Value| {
+        let ann = ann.clone();
+        let app = &app;
+        async move {
+            let (s, b) = post(app, "/api/v1/keys", Some(&ann), body).await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+            b["secret"].as_str().unwrap().to_owned()
+        }
+    };
+    let ro = key(json!({ "name": "ro", "access": "read" })).await;
+    let (s, b) = seed_upload(&app, Some(&ro), "/upload", "# R\n\nread only\n").await;
+    assert_error(s, &b, 403, "insufficient_scope");
+    let only_notes = key(json!({ "name": "notes", "collection_ids": [notes] })).await;
+    let (s, b) = seed_upload(&app, Some(&only_notes), "/api/upload", "# N\n\nno target\n").await;
+    assert_error(s, &b, 404, "collection_not_found");
+    let (s, b) = seed_upload(
+        &app,
+        Some(&only_notes),
+        &format!("/upload?collection_id={ann_default}"),
+        "# N\n\nnot mine\n",
+    )
+    .await;
+    assert_error(s, &b, 404, "collection_not_found");
+    let (s, b) = seed_upload(
+        &app,
+        Some(&only_notes),
+        &format!("/upload?collection={notes}"),
+        "# N\n\nmine\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["document"]["collection_id"], notes.as_str());
+    // A key limited to `default` itself uploads there without naming it.
+    let only_default = key(json!({ "name": "d", "collection_ids": [ann_default] })).await;
+    let (s, b) = seed_upload(&app, Some(&only_default), "/upload", "# D\n\ndefault\n").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["document"]["collection_id"], ann_default.as_str());
+    let (_, list) = get(&app, "/api/v1/collections", &ann).await;
+    assert_eq!(ids(&list).len(), 2, "keys created no collection: {list}");
+    app.stop().await;
+}

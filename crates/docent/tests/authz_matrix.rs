@@ -217,6 +217,9 @@ const MATRIX: &[(&str, &str, [Expect; 8])] = &[
     ("POST", "/api/v1/collections", CREATE),
     ("PATCH", "/api/v1/collections/{id}", WRITE_ID),
     ("POST", "/api/v1/collections/{id}/documents", WRITE_ID),
+    // Seed-compatible upload aliases, naming collection `main` (query / form part).
+    ("POST", "/upload", WRITE_ID),
+    ("POST", "/api/upload", WRITE_ID),
     ("POST", "/api/v1/tasks/{id}/cancel", WRITE_ID),
     ("POST", "/api/v1/tasks/{id}/retry", WRITE_ID),
     ("POST", "/api/v1/documents/{id}/reprocess", WRITE_ID),
@@ -313,11 +316,27 @@ async fn upload(
     name: &str,
     text: &str,
 ) -> (StatusCode, Value) {
+    upload_with(app, token, path, &[], name, text).await
+}
+
+/// An upload with text parts (`fields`) before the file.
+async fn upload_with(
+    app: &TestApp,
+    token: Option<&str>,
+    path: &str,
+    fields: &[(&str, &str)],
+    name: &str,
+    text: &str,
+) -> (StatusCode, Value) {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text((*k).to_owned(), (*v).to_owned());
+    }
     let part = reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name(name.to_owned());
     let mut req = app
         .client
         .post(app.url(path))
-        .multipart(reqwest::multipart::Form::new().part("file", part));
+        .multipart(form.part("file", part));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -648,20 +667,25 @@ async fn every_operation_authorizes_every_kind_of_caller() {
                 world.fill(path)
             };
             let token = world.credential(*caller);
-            let (status, body) =
-                if *path == "/api/v1/collections/{id}/documents" && *method == "POST" {
-                    upload(
-                        &app,
-                        token,
-                        &url,
-                        &format!("up-{n}.md"),
-                        &format!("# Up {n}\n\nZebras {n}.\n"),
-                    )
-                    .await
-                } else {
+            let (file, text) = (format!("up-{n}.md"), format!("# Up {n}\n\nZebras {n}.\n"));
+            let main = world.collection.as_str();
+            let (status, body) = match (*method, *path) {
+                ("POST", "/api/v1/collections/{id}/documents") => {
+                    upload(&app, token, &url, &file, &text).await
+                }
+                ("POST", "/upload") => {
+                    let url = format!("{url}?collection_id={main}");
+                    upload(&app, token, &url, &file, &text).await
+                }
+                ("POST", "/api/upload") => {
+                    let fields = [("collection_id", main)];
+                    upload_with(&app, token, &url, &fields, &file, &text).await
+                }
+                _ => {
                     let m = Method::from_bytes(method.as_bytes()).unwrap();
                     send(&app, m, &url, token, body_for(&world, method, path, n)).await
-                };
+                }
+            };
             if !check(*expect, status, &body) {
                 failures.push(format!(
                     "{method} {path} as {caller:?}: expected {expect:?}, got {status} {body}"

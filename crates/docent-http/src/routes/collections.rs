@@ -9,7 +9,7 @@ use super::page;
 use crate::AppState;
 use crate::dto::{Collection, CollectionList, CreateCollection, PageQuery, UpdateCollection};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Auth, id, require_tenant_wide, scope_collection};
+use crate::extract::{ApiJson, ApiQuery, Auth, id};
 
 /// Lists collections, newest first.
 #[utoipa::path(get, path = "/api/v1/collections", tag = "collections", params(PageQuery),
@@ -19,13 +19,10 @@ pub(crate) async fn list(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<CollectionList>> {
-    let t = p.tenant_id;
-    let mut list = s
+    let list = s
         .services
-        .store
-        .list_collections(t, page(q.limit, q.cursor)?)
+        .list_collections(&p, page(q.limit, q.cursor)?)
         .await?;
-    list.items.retain(|c| p.can_access_collection(c.id));
     Ok(Json(list.into()))
 }
 
@@ -37,9 +34,7 @@ pub(crate) async fn create(
     Auth(p): Auth,
     ApiJson(body): ApiJson<CreateCollection>,
 ) -> ApiResult<(StatusCode, Json<Collection>)> {
-    let t = p.tenant_id;
     p.require_write()?;
-    require_tenant_wide(&p)?;
     let language = match body.language.as_deref() {
         None => TextLanguage::default(),
         Some(l) => l
@@ -49,7 +44,7 @@ pub(crate) async fn create(
     let c = s
         .services
         .create_collection(
-            t,
+            &p,
             NewCollection {
                 name: body.name,
                 description: body.description,
@@ -69,10 +64,8 @@ pub(crate) async fn get(
     Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Collection>> {
-    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
-    scope_collection(&p, cid)?;
-    Ok(Json(s.services.store.get_collection(t, cid).await?.into()))
+    Ok(Json(s.services.get_collection(&p, cid).await?.into()))
 }
 
 /// Updates a collection's name, description or metadata.
@@ -85,17 +78,15 @@ pub(crate) async fn update(
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<UpdateCollection>,
 ) -> ApiResult<Json<Collection>> {
-    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
     p.require_write()?;
-    scope_collection(&p, cid)?;
     let patch = CollectionPatch {
         name: body.name,
         description: body.description,
         metadata: body.metadata,
     };
     Ok(Json(
-        s.services.update_collection(t, cid, patch).await?.into(),
+        s.services.update_collection(&p, cid, patch).await?.into(),
     ))
 }
 
@@ -107,10 +98,8 @@ pub(crate) async fn delete(
     Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
     p.require_write()?;
-    scope_collection(&p, cid)?;
-    s.services.delete_collection(t, cid).await?;
+    s.services.delete_collection(&p, cid).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,8 @@
-//! Documents: `/api/v1/collections/{id}/documents` (upload, list) and `/api/v1/documents/{id}`
-//! (get, download, chunks, reprocess, delete).
+//! Documents: `/api/v1/collections/{id}/documents` (upload, list), `/api/v1/documents/{id}`
+//! (get, download, chunks, reprocess, delete), and the seed-compatible uploads `POST /upload`
+//! and `POST /api/upload` (the same upload, the collection named in the form or the query, or
+//! the `default` collection). The services check the caller's scope; the handlers parse and
+//! answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,16 +14,17 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use docent_core::documents::{Upload, UploadOutcome};
-use docent_domain::{Code, CollectionId, DocumentFilter, DocumentId};
+use docent_domain::{Code, CollectionId, DocumentFilter, DocumentId, Principal};
 use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{page, parse_enum};
 use crate::AppState;
 use crate::dto::{ChunkList, Document, DocumentList, DocumentQuery, PageQuery, UploadResult};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiQuery, Auth, id, scope_collection, scope_document};
+use crate::extract::{ApiQuery, Auth, id, query_id};
 
 /// Multipart form of an upload. Send `metadata` (optional) before `file`.
 #[derive(ToSchema)]
@@ -31,6 +35,54 @@ pub(crate) struct UploadForm {
     /// The file.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
+}
+
+/// Multipart form of a seed-compatible upload. Send `collection_id` and `metadata` (both
+/// optional) before `file`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct SeedUploadForm {
+    /// The target collection's id (`collection` is accepted too, and so is a query parameter
+    /// of either name). Without one: the workspace's collection named `default`, created on
+    /// first use.
+    collection_id: Option<String>,
+    /// Optional JSON object of user metadata.
+    metadata: Option<String>,
+    /// The file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Query of the seed-compatible upload routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SeedUploadQuery {
+    /// The target collection's id (default: the workspace's `default` collection).
+    collection_id: Option<String>,
+    /// Same as `collection_id`.
+    collection: Option<String>,
+}
+
+/// Where an upload goes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The collection of the path (`/api/v1/collections/{id}/documents`).
+    Path(CollectionId),
+    /// Seed aliases: a collection named by the query (if any) or a form part before `file`;
+    /// without either, the `default` collection.
+    Named(Option<CollectionId>),
+}
+
+/// The one collection named by `a` and `b` (either may be absent); `conflict` when they differ.
+fn one_collection(
+    a: Option<CollectionId>,
+    b: Option<CollectionId>,
+    conflict: impl FnOnce() -> ApiError,
+) -> Result<Option<CollectionId>, ApiError> {
+    match (a, b) {
+        (Some(x), Some(y)) if x != y => Err(conflict()),
+        (a, b) => Ok(a.or(b)),
+    }
 }
 
 fn upload_result(o: UploadOutcome) -> (StatusCode, Json<UploadResult>) {
@@ -78,10 +130,75 @@ pub(crate) async fn upload_document(
     Path(raw): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<UploadResult>)> {
-    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
+    upload(&s, &p, Target::Path(cid), multipart).await
+}
+
+/// Seed-compatible upload: `POST /api/v1/collections/{id}/documents` with the collection named
+/// by `collection_id` (or `collection`) as a query parameter or a form part before `file`, and
+/// the workspace's `default` collection (created on first use) when none is named. Same
+/// authorization, errors and answers.
+#[utoipa::path(post, path = "/upload", tag = "documents", params(SeedUploadQuery),
+    request_body(content = SeedUploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, body = UploadResult, description = "stored; processing queued"),
+        (status = 200, body = UploadResult, description = "identical file already in the collection"),
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope, description = "read-only key, or `quota_exceeded`"),
+        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope)))]
+pub(crate) async fn seed_upload(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<SeedUploadQuery>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StatusCode, Json<UploadResult>)> {
+    let named = |raw: Option<String>, param: &str| {
+        raw.map(|r| query_id::<CollectionId>(&r, param)).transpose()
+    };
+    let collection = one_collection(
+        named(q.collection_id, "collection_id")?,
+        named(q.collection, "collection")?,
+        || {
+            ApiError::new(
+                Code::InvalidQuery,
+                "`collection_id` and `collection` name different collections",
+            )
+        },
+    )?;
+    upload(&s, &p, Target::Named(collection), multipart).await
+}
+
+/// Alias of `POST /upload`.
+#[utoipa::path(post, path = "/api/upload", tag = "documents", params(SeedUploadQuery),
+    request_body(content = SeedUploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, body = UploadResult, description = "stored; processing queued"),
+        (status = 200, body = UploadResult, description = "identical file already in the collection"),
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope, description = "read-only key, or `quota_exceeded`"),
+        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope)))]
+pub(crate) async fn seed_api_upload(
+    state: State<AppState>,
+    auth: Auth,
+    query: ApiQuery<SeedUploadQuery>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StatusCode, Json<UploadResult>)> {
+    seed_upload(state, auth, query, multipart).await
+}
+
+/// The upload itself, shared by the main route and the seed aliases: checks, quota headroom,
+/// then the form parts, streaming `file` into [`docent_core::Services::upload_document`].
+async fn upload(
+    s: &AppState,
+    p: &Principal,
+    target: Target,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StatusCode, Json<UploadResult>)> {
+    let t = p.tenant_id;
     p.require_write()?;
-    scope_collection(&p, cid)?;
+    if let Target::Path(cid) | Target::Named(Some(cid)) = target {
+        p.scope().check_collection(cid)?;
+    }
     // Per-tenant quotas (builtin mode): one more document must fit, and the stream is cut off
     // past the bytes left, before anything is registered.
     let headroom = match &s.auth {
@@ -95,6 +212,8 @@ pub(crate) async fn upload_document(
         )
     })?;
     let mut metadata = Map::new();
+    let mut form_collection = None;
+    let seed = matches!(target, Target::Named(_));
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("metadata") => {
@@ -109,7 +228,39 @@ pub(crate) async fn upload_document(
                     }
                 };
             }
+            Some(name @ ("collection_id" | "collection")) if seed => {
+                let name = name.to_owned();
+                let text = field.text().await.map_err(multipart_error)?;
+                let cid: CollectionId = text.trim().parse().map_err(|_| {
+                    ApiError::new(
+                        Code::InvalidField,
+                        format!("`{name}` is not a valid collection id"),
+                    )
+                })?;
+                p.scope().check_collection(cid)?;
+                form_collection = one_collection(form_collection, Some(cid), || {
+                    ApiError::new(
+                        Code::InvalidField,
+                        "`collection_id` and `collection` name different collections",
+                    )
+                })?;
+            }
             Some("file") => {
+                let cid = match target {
+                    Target::Path(cid) => cid,
+                    Target::Named(query) => {
+                        let named = one_collection(query, form_collection, || {
+                            ApiError::new(
+                                Code::InvalidField,
+                                "the query and the form name different collections",
+                            )
+                        })?;
+                        match named {
+                            Some(cid) => cid,
+                            None => s.services.default_collection(p).await?.id,
+                        }
+                    }
+                };
                 let filename = field.file_name().unwrap_or("upload").to_owned();
                 let declared_mime = field
                     .content_type()
@@ -133,7 +284,7 @@ pub(crate) async fn upload_document(
                 let outcome = s
                     .services
                     .upload_document(
-                        t,
+                        p,
                         cid,
                         Upload {
                             filename,
@@ -151,10 +302,15 @@ pub(crate) async fn upload_document(
                 };
             }
             other => {
+                let expected = if seed {
+                    "`collection_id`, `metadata` and `file`"
+                } else {
+                    "`metadata` and `file`"
+                };
                 return Err(ApiError::new(
                     Code::InvalidMultipart,
                     format!(
-                        "unexpected part `{}`; expected `metadata` and `file`",
+                        "unexpected part `{}`; expected {expected}",
                         other.unwrap_or_default()
                     ),
                 ));
@@ -177,17 +333,13 @@ pub(crate) async fn list(
     Path(raw): Path<String>,
     ApiQuery(q): ApiQuery<DocumentQuery>,
 ) -> ApiResult<Json<DocumentList>> {
-    let t = p.tenant_id;
     let cid: CollectionId = id(&raw, "collection")?;
     let status = parse_enum(q.status, "status")?;
     let page = page(q.limit, q.cursor)?;
-    scope_collection(&p, cid)?;
-    s.services.store.get_collection(t, cid).await?;
     let docs = s
         .services
-        .store
         .list_documents(
-            t,
+            &p,
             DocumentFilter {
                 collection_id: Some(cid),
                 status,
@@ -206,11 +358,8 @@ pub(crate) async fn get(
     Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Document>> {
-    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
-    let doc = s.services.store.get_document(t, did).await?;
-    scope_document(&p, did, doc.collection_id)?;
-    Ok(Json(doc.into()))
+    Ok(Json(s.services.get_document(&p, did).await?.into()))
 }
 
 /// Deletes a document: its chunks, index entries and original are gone when this returns.
@@ -221,12 +370,9 @@ pub(crate) async fn delete(
     Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
     p.require_write()?;
-    let doc = s.services.store.get_document(t, did).await?;
-    scope_document(&p, did, doc.collection_id)?;
-    s.services.delete_document(t, did).await?;
+    s.services.delete_document(&p, did).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -238,10 +384,8 @@ pub(crate) async fn content(
     Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Response> {
-    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
-    let (doc, size, stream) = s.services.download_document(t, did).await?;
-    scope_document(&p, did, doc.collection_id)?;
+    let (doc, size, stream) = s.services.download_document(&p, did).await?;
     let mime = HeaderValue::from_str(&doc.declared_mime)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let ascii: String = doc
@@ -279,14 +423,9 @@ pub(crate) async fn chunks(
     Path(raw): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ChunkList>> {
-    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
     let page = page(q.limit, q.cursor)?;
-    let doc = s.services.store.get_document(t, did).await?;
-    scope_document(&p, did, doc.collection_id)?;
-    Ok(Json(
-        s.services.store.list_chunks(t, did, page).await?.into(),
-    ))
+    Ok(Json(s.services.list_chunks(&p, did, page).await?.into()))
 }
 
 /// Queues the document for processing again (after a failure, or a configuration change).
@@ -297,12 +436,9 @@ pub(crate) async fn reprocess(
     Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<(StatusCode, Json<UploadResult>)> {
-    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
     p.require_write()?;
-    let doc = s.services.store.get_document(t, did).await?;
-    scope_document(&p, did, doc.collection_id)?;
-    let o = s.services.reprocess_document(t, did).await?;
+    let o = s.services.reprocess_document(&p, did).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(UploadResult {

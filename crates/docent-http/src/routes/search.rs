@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::dto::Task;
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Auth, id, scope_collection, scope_document};
+use crate::extract::{ApiJson, ApiQuery, Auth, id};
 
 /// A search (or question) and its filters.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -278,22 +278,6 @@ fn hit_dto(rank: usize, h: Hit, explain: bool) -> SearchHit {
     }
 }
 
-/// Limits a search to the collections the caller may see: a key limited to some collections
-/// searches those when none is named, and naming another is `collection_not_found`.
-pub(crate) fn scope_search(principal: &Principal, p: &mut SearchParams) -> Result<(), ApiError> {
-    let Some(allowed) = principal.collection_limit() else {
-        return Ok(());
-    };
-    if p.collections.is_empty() {
-        p.collections = allowed.to_vec();
-        return Ok(());
-    }
-    for c in &p.collections {
-        scope_collection(principal, *c)?;
-    }
-    Ok(())
-}
-
 pub(crate) async fn run(
     services: &docent_core::Services,
     principal: &Principal,
@@ -301,9 +285,9 @@ pub(crate) async fn run(
     collection: Option<CollectionId>,
 ) -> ApiResult<SearchResponse> {
     let explain = r.explain;
-    let mut p = params(r, collection)?;
-    scope_search(principal, &mut p)?;
-    let res = services.search(principal.tenant_id, &p).await?;
+    let p = params(r, collection)?;
+    // The service narrows the search to the principal's scope (an API key's collections).
+    let res = services.search(principal, &p).await?;
     let next_offset = res.has_more.then_some(p.offset + p.top_k);
     let hits = res
         .hits
@@ -433,9 +417,8 @@ pub(crate) async fn answer(
         group_by: None,
         explain: false,
     };
-    let mut p = params(req, None)?;
-    scope_search(principal, &mut p)?;
-    let a = services.ask(principal.tenant_id, p).await?;
+    let p = params(req, None)?;
+    let a = services.ask(principal, p).await?;
     Ok(AskResponse {
         found: a.answer.is_some(),
         answer: a
@@ -512,14 +495,11 @@ pub(crate) async fn summary(
     Path(raw): Path<String>,
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
-    let t = p.tenant_id;
     let did: DocumentId = id(&raw, "document")?;
-    let doc = s.services.store.get_document(t, did).await?;
-    scope_document(&p, did, doc.collection_id)?;
     Ok(
         match s
             .services
-            .document_summary(t, did, q.length.unwrap_or(5))
+            .document_summary(&p, did, q.length.unwrap_or(5))
             .await?
         {
             SummaryState::Ready(sm) => Json(SummaryResponse {

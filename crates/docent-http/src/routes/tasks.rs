@@ -1,13 +1,13 @@
-//! `/api/v1/tasks`: the job monitor.
+//! `/api/v1/tasks`: the job monitor (the services keep an API key to its collections' tasks).
 
 use axum::Json;
 use axum::extract::{Path, State};
-use docent_domain::{Code, Principal, TaskFilter, TaskId};
+use docent_domain::{TaskFilter, TaskId};
 
 use super::{page, parse_enum};
 use crate::AppState;
 use crate::dto::{Task, TaskList, TaskQuery};
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{ApiQuery, Auth, id, query_id};
 
 /// Lists tasks, newest first, with filters.
@@ -18,7 +18,6 @@ pub(crate) async fn list(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<TaskQuery>,
 ) -> ApiResult<Json<TaskList>> {
-    let t = p.tenant_id;
     let filter = TaskFilter {
         status: parse_enum(q.status, "status")?,
         kind: parse_enum(q.kind, "kind")?,
@@ -34,17 +33,10 @@ pub(crate) async fn list(
             .transpose()?,
         dead_lettered: q.dead_lettered,
     };
-    let mut list = s
+    let list = s
         .services
-        .queue
-        .list(t, filter, page(q.limit, q.cursor)?)
+        .list_tasks(&p, filter, page(q.limit, q.cursor)?)
         .await?;
-    if p.collection_limit().is_some() {
-        list.items.retain(|task| {
-            task.collection_id
-                .is_some_and(|c| p.can_access_collection(c))
-        });
-    }
     Ok(Json(list.into()))
 }
 
@@ -57,7 +49,7 @@ pub(crate) async fn get(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Task>> {
     let tid: TaskId = id(&raw, "task")?;
-    Ok(Json(scoped_task(&s, &p, tid).await?.into()))
+    Ok(Json(s.services.get_task(&p, tid).await?.into()))
 }
 
 /// Cancels a task: a pending one at once, a running one at its next heartbeat.
@@ -68,11 +60,9 @@ pub(crate) async fn cancel(
     Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Task>> {
-    let t = p.tenant_id;
     let tid: TaskId = id(&raw, "task")?;
     p.require_write()?;
-    scoped_task(&s, &p, tid).await?;
-    Ok(Json(s.services.cancel_task(t, tid).await?.into()))
+    Ok(Json(s.services.cancel_task(&p, tid).await?.into()))
 }
 
 /// Retries a failed (including dead-lettered) or cancelled task.
@@ -83,25 +73,7 @@ pub(crate) async fn retry(
     Auth(p): Auth,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<Task>> {
-    let t = p.tenant_id;
     let tid: TaskId = id(&raw, "task")?;
     p.require_write()?;
-    scoped_task(&s, &p, tid).await?;
-    Ok(Json(s.services.retry_task(t, tid).await?.into()))
-}
-
-/// The task, or `task_not_found` when the caller may not see its collection.
-async fn scoped_task(s: &AppState, p: &Principal, tid: TaskId) -> ApiResult<docent_domain::Task> {
-    let task = s.services.queue.get(p.tenant_id, tid).await?;
-    if p.collection_limit().is_some()
-        && !task
-            .collection_id
-            .is_some_and(|c| p.can_access_collection(c))
-    {
-        return Err(ApiError::new(
-            Code::TaskNotFound,
-            format!("task {tid} not found"),
-        ));
-    }
-    Ok(task)
+    Ok(Json(s.services.retry_task(&p, tid).await?.into()))
 }
