@@ -1,6 +1,11 @@
 //! [`Cache`] implementations. Embedded default: an in-process cache (moka) with a per-entry time
-//! to live. Redis and DynamoDB implementations slot in behind the same trait; [`open`] is the
-//! one factory.
+//! to live. Redis (`docent-redis`) and DynamoDB implementations slot in behind the same trait;
+//! [`TieredCache`] stacks several (in-process → Redis → DynamoDB) into one, surviving the outage
+//! of any tier but the last standing. [`open`] is the one factory.
+
+mod tiered;
+
+pub use tiered::{Tier, TieredCache};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

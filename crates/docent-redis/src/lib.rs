@@ -1,0 +1,173 @@
+//! Redis backends for docent's distributed shape, over one bounded connection ([`Redis`]):
+//!
+//! - [`RedisCache`]: the [`Cache`](docent_domain::ports::Cache) port (`SET … PX`, `GET`, `DEL`)
+//!   under a key prefix. Stack it behind the in-process cache with `docent_cache::TieredCache`.
+//! - [`RedisBudgetStore`]: [`docent_llm::BudgetStore`] as atomic Lua token buckets on the
+//!   server's clock, so every process shares one model-call budget per provider.
+//! - [`RedisQueue`]: the [`TaskQueue`](docent_domain::ports::TaskQueue) port on a Redis Stream
+//!   with a consumer group, task state in one hash per task (see [`queue`] for the layout).
+//!
+//! Architecture invariant: no call waits longer than [`RedisOptions::command_timeout`] — an
+//! outage or a stalled server is a `service_unavailable` error within that bound, never a hang —
+//! and no error text or log line carries the Redis URL (it may hold a password).
+
+pub mod budget;
+pub mod cache;
+pub mod queue;
+
+use std::time::Duration;
+
+use docent_domain::{Error, Result};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, FromRedisValue, RedisError};
+
+pub use budget::RedisBudgetStore;
+pub use cache::RedisCache;
+pub use queue::{Backoff, RedisQueue};
+
+/// Connection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// Longest a single (re)connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Longest any one call may take in all, waiting for a reconnection included.
+    pub command_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A shared, self-reconnecting connection to one Redis server (multiplexed: clones share it),
+/// every call bounded by [`RedisOptions::command_timeout`].
+#[derive(Clone)]
+pub struct Redis {
+    conn: ConnectionManager,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a URL was refused, without the URL (it may carry a password).
+#[derive(Debug)]
+struct InvalidUrl(redis::ErrorKind);
+
+impl std::fmt::Display for InvalidUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid Redis URL ({:?})", self.0)
+    }
+}
+
+impl std::error::Error for InvalidUrl {}
+
+/// A call that ran out of time.
+#[derive(Debug)]
+struct TimedOut(Duration);
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "redis call timed out after {:?}", self.0)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+impl Redis {
+    /// A connection to `url` (`redis://[:password@]host:port/db`, or `rediss://` where TLS is
+    /// built in). Lazy: nothing touches the network until the first call, so a process starts
+    /// even while Redis is down. A malformed URL is an internal error whose text never repeats
+    /// the URL.
+    pub fn open(url: &str, options: RedisOptions) -> Result<Self> {
+        let client = Client::open(url).map_err(|e| Error::internal(InvalidUrl(e.kind())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.command_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| Error::internal(InvalidUrl(e.kind())))?;
+        Ok(Self {
+            conn,
+            timeout: options.command_timeout,
+        })
+    }
+
+    /// Checks the server answers.
+    pub async fn ping(&self) -> Result<()> {
+        let pong: String = self.query(&redis::cmd("PING")).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(Error::internal(format!("unexpected PING reply {pong:?}")))
+        }
+    }
+
+    /// Runs one command.
+    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.bounded(async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    /// Runs a pipeline.
+    pub(crate) async fn pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.bounded(async move { pipe.query_async(&mut conn).await })
+            .await
+    }
+
+    /// Runs a Lua script (`EVALSHA`, loading it on first use).
+    pub(crate) async fn script<T: FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.bounded(async move { invocation.invoke_async(&mut conn).await })
+            .await
+    }
+
+    async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(map_err),
+            Err(_) => Err(Error::unavailable("redis", TimedOut(self.timeout))),
+        }
+    }
+}
+
+/// Connection trouble is `service_unavailable` (retryable); anything else (a script bug, a
+/// wrong type) is internal.
+pub(crate) fn map_err(e: RedisError) -> Error {
+    use redis::{ErrorKind, ServerErrorKind};
+    let transient = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || matches!(
+            e.kind(),
+            ErrorKind::AuthenticationFailed
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                )
+        );
+    if transient {
+        Error::unavailable("redis", e)
+    } else {
+        Error::internal(e)
+    }
+}
