@@ -292,7 +292,24 @@ pub enum LlmConfig {
         /// File holding the API key (wins over `api_key`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         api_key_file: Option<PathBuf>,
+        /// Requests started per second, shared by every worker of the process.
+        #[serde(default = "default_llm_requests_per_second")]
+        requests_per_second: f64,
+        /// Tokens (prompt + completion) per minute; none: unlimited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens_per_minute: Option<u64>,
+        /// Time for a whole answer, or for a streamed answer's first byte.
+        #[serde(default = "default_llm_timeout", with = "humantime_serde")]
+        request_timeout: Duration,
     },
+}
+
+fn default_llm_requests_per_second() -> f64 {
+    5.0
+}
+
+fn default_llm_timeout() -> Duration {
+    Duration::from_secs(120)
 }
 
 /// Authentication mode.
@@ -882,6 +899,14 @@ impl Config {
             && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
         {
             return bad("llm.base_url must be an http(s) URL");
+        }
+        if let LlmConfig::Openai {
+            requests_per_second,
+            ..
+        } = &self.llm
+            && !(requests_per_second.is_finite() && *requests_per_second > 0.0)
+        {
+            return bad("llm.requests_per_second must be a positive number");
         }
         Ok(())
     }

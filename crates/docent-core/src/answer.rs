@@ -102,7 +102,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn term_share(sentence: &str, terms: &[String]) -> f32 {
+pub(crate) fn term_share(sentence: &str, terms: &[String]) -> f32 {
     if terms.is_empty() {
         return 0.0;
     }
@@ -120,7 +120,13 @@ impl Services {
         params.top_k = params.top_k.clamp(1, 10);
         params.offset = 0;
         let hits = self.search(scope, &params).await?.hits;
-        let terms = query_terms(&params.query);
+        self.extract_answer(&params.query, &hits).await
+    }
+
+    /// The extractive answer to `query` from search hits (best first): the sentences of the
+    /// top hits that best answer it, each cited.
+    pub async fn extract_answer(&self, query: &str, hits: &[Hit]) -> Result<Answer> {
+        let terms = query_terms(query);
         // Candidate sentences from the best chunks, with the chunk rank as a tie-breaker.
         let mut cands: Vec<(usize, &Hit, Sentence)> = Vec::new();
         for (rank, hit) in hits.iter().enumerate().take(5) {
@@ -131,7 +137,7 @@ impl Services {
         cands.truncate(64);
         let scores: Vec<f32> = match &self.embedder {
             Some(e) if !cands.is_empty() => {
-                let mut texts = vec![params.query.clone()];
+                let mut texts = vec![query.to_owned()];
                 texts.extend(cands.iter().map(|c| c.2.text.clone()));
                 let vecs = e.embed(&texts).await?;
                 let q = &vecs[0];

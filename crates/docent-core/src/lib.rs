@@ -6,11 +6,14 @@
 //!   caller's tenant — or, where a collection or document is involved, its
 //!   [`Scope`](docent_domain::auth::Scope) (a tenant, narrowed to an API key's collections), so
 //!   a key's collection limit is enforced here and not only at the HTTP edge ([`scope`]).
+//! - [`bots`], [`chat`]: bots over collections, and cited chat with them (retrieval → a
+//!   prompt with numbered sources → an answer with validated `[n]` citations).
 //! - [`worker`]: the lease → run → complete loop, heartbeats, time limits and graceful shutdown.
 //! - [`ingest`]: the ingest task — blob → extract → chunk → store chunks, idempotently.
 
 pub mod answer;
 pub mod bots;
+pub mod chat;
 pub mod collections;
 pub mod documents;
 pub mod ingest;
@@ -43,6 +46,8 @@ pub struct Services {
     pub index: Arc<dyn SearchIndex>,
     /// Embedding model; `None` means keyword search only.
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// Chat model; `None` means extractive answers.
+    pub llm: Option<Arc<dyn docent_domain::llm::ChatModel>>,
     /// Wakes this process's idle workers when it enqueues work.
     pub wake: Arc<Notify>,
 }

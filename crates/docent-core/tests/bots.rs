@@ -83,6 +83,7 @@ async fn app() -> App {
         cache: docent_cache::open(&config.cache),
         index: Arc::new(NoIndex),
         embedder: None,
+        llm: None,
         wake: Arc::new(Notify::new()),
     };
     App { svc, _dir: dir }

@@ -66,11 +66,15 @@ impl ChatMessage {
     }
 }
 
-/// A chat completion request. The model is the implementation's (see [`ChatModel::model_id`]).
+/// A chat completion request. The model is the implementation's (see [`ChatModel::model_id`])
+/// unless `model` names another one at the same provider.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatRequest {
     /// The conversation, oldest first.
     pub messages: Vec<ChatMessage>,
+    /// Another model at the same provider (a bot's own model setting); `None`: the
+    /// implementation's.
+    pub model: Option<String>,
     /// Sampling temperature; `None` leaves the provider's default.
     pub temperature: Option<f32>,
     /// Upper bound on generated tokens; `None` leaves the provider's default.

@@ -53,7 +53,7 @@ impl OpenAiChat {
 
     fn body<'a>(&'a self, req: &'a ChatRequest, stream: bool) -> WireRequest<'a> {
         WireRequest {
-            model: &self.model,
+            model: req.model.as_deref().unwrap_or(&self.model),
             messages: req
                 .messages
                 .iter()

@@ -28,7 +28,7 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
         docent_blob::open(&config.storage, data_path).map_err(|e| anyhow::anyhow!(e.chain()))?;
     let queue = db.queue(&config.queue);
     let cache = docent_cache::open(&config.cache);
-    check_not_yet_used(&config)?;
+    let llm = open_llm(&config)?;
     let index =
         docent_index::open(&config.index, data_path).map_err(|e| anyhow::anyhow!(e.chain()))?;
     let embedder = crate::embedder::open(&config.embedder)?;
@@ -40,6 +40,7 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
         cache,
         index: index.clone(),
         embedder,
+        llm,
         wake: Arc::new(Notify::new()),
     };
     services
@@ -183,16 +184,29 @@ pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// The LLM arrives with the chat feature: validate what is configured so a config file written
-/// today keeps working, and say plainly that it is not used yet.
-fn check_not_yet_used(config: &Config) -> anyhow::Result<()> {
-    if let LlmConfig::Openai { .. } = &config.llm {
-        config.llm.api_key().map_err(|e| anyhow::anyhow!(e))?;
-        tracing::warn!(
-            "llm.kind = \"openai\" is configured but chat is not available in this build yet"
-        );
-    }
-    Ok(())
+/// The chat model for `[llm]`: an OpenAI-compatible API behind the shared request budget, or
+/// `None` (answers are extractive).
+fn open_llm(config: &Config) -> anyhow::Result<Option<Arc<dyn docent_domain::llm::ChatModel>>> {
+    let LlmConfig::Openai {
+        base_url,
+        model,
+        requests_per_second,
+        tokens_per_minute,
+        request_timeout,
+        ..
+    } = &config.llm
+    else {
+        return Ok(None);
+    };
+    let mut provider = docent_llm::ProviderConfig::new(base_url.clone(), model.clone());
+    provider.api_key = config.llm.api_key().map_err(|e| anyhow::anyhow!(e))?;
+    provider.request_timeout = *request_timeout;
+    provider.budget.requests_per_second = *requests_per_second;
+    provider.budget.tokens_per_minute = *tokens_per_minute;
+    let chat = docent_llm::chat_model(&docent_llm::ChatConfig::new(provider))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    tracing::info!(model = %model, "chat model configured");
+    Ok(Some(chat))
 }
 
 /// The account service when `auth.mode = "builtin"` (the default), or `None` in mode `none`.
