@@ -103,10 +103,11 @@ pub struct UpdateCollection {
     pub metadata: Option<Map<String, Value>>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(
+/// A field that may be absent (`None`: leave it alone), `null` (`Some(None)`: clear it) or set.
+fn double_option<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A document.
@@ -317,6 +318,8 @@ macro_rules! list_type {
 }
 
 list_type!(CollectionList, Collection);
+list_type!(BotList, Bot);
+list_type!(ConversationList, Conversation);
 list_type!(DocumentList, Document);
 list_type!(TaskList, Task);
 list_type!(ChunkList, Chunk);
@@ -396,4 +399,286 @@ pub struct ErrorCodeInfo {
     pub status: u16,
     /// Whether retrying later may succeed.
     pub retryable: bool,
+}
+
+/// How a bot retrieves the passages it answers from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BotRetrieval {
+    /// Passages handed to the model per question (1–50).
+    pub top_k: u32,
+    /// `hybrid`, `keyword` or `vector`.
+    pub mode: &'static str,
+    /// Passages scoring below this are dropped; null keeps all `top_k`.
+    pub min_score: Option<f32>,
+}
+
+/// A bot: a system prompt and model settings answering from some of the workspace's
+/// collections.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Bot {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Instructions given to the model (empty: the server's default instructions).
+    pub system_prompt: String,
+    /// Chat model; null: the server's default model.
+    pub model: Option<String>,
+    /// Sampling temperature (0–2).
+    pub temperature: f32,
+    /// Longest answer in model tokens; null: the model's default.
+    pub max_tokens: Option<u32>,
+    /// Collections it answers from, in order.
+    pub collection_ids: Vec<String>,
+    /// Retrieval settings.
+    pub retrieval: BotRetrieval,
+    /// First message the widget shows.
+    pub welcome_message: Option<String>,
+    /// Browser origins (`https://host[:port]`) its widget may be embedded in.
+    pub allowed_origins: Vec<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<d::Bot> for Bot {
+    fn from(b: d::Bot) -> Self {
+        Self {
+            id: b.id.to_string(),
+            name: b.name,
+            description: b.description,
+            system_prompt: b.system_prompt,
+            model: b.model,
+            temperature: b.temperature,
+            max_tokens: b.max_tokens,
+            collection_ids: b.collections.iter().map(ToString::to_string).collect(),
+            retrieval: BotRetrieval {
+                top_k: b.retrieval.top_k,
+                mode: b.retrieval.mode.as_str(),
+                min_score: b.retrieval.min_score,
+            },
+            welcome_message: b.welcome_message,
+            allowed_origins: b.allowed_origins,
+            created_at: b.created_at,
+            updated_at: b.updated_at,
+        }
+    }
+}
+
+/// Retrieval settings in a request; absent fields keep their default (create) or current
+/// value (update).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotRetrievalInput {
+    /// Passages per question (1–50, default 8).
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    /// `hybrid` (default), `keyword` or `vector`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Minimum passage score (at least 0); null: no minimum.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f32>)]
+    pub min_score: Option<Option<f32>>,
+}
+
+/// Body of `POST /api/v1/bots`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBot {
+    /// Display name (1–200 characters).
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Instructions given to the model (default: the server's default instructions).
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Chat model (default: the server's default model).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Sampling temperature, 0–2 (default 0.2).
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Longest answer in model tokens.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Collections of the workspace it answers from.
+    #[serde(default)]
+    pub collection_ids: Vec<String>,
+    /// Retrieval settings.
+    #[serde(default)]
+    pub retrieval: Option<BotRetrievalInput>,
+    /// First message the widget shows.
+    #[serde(default)]
+    pub welcome_message: Option<String>,
+    /// Browser origins its widget may be embedded in: `http(s)://host[:port]`, no path or
+    /// wildcard.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+/// Body of `PATCH /api/v1/bots/{id}`: absent fields are left alone, `null` clears an optional
+/// one (`model: null`: back to the server's default). Lists are replaced whole; `retrieval`
+/// fields are changed one by one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBot {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// New system prompt.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// New model.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub model: Option<Option<String>>,
+    /// New temperature.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// New answer length limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub max_tokens: Option<Option<u32>>,
+    /// New collections.
+    #[serde(default)]
+    pub collection_ids: Option<Vec<String>>,
+    /// Retrieval settings to change.
+    #[serde(default)]
+    pub retrieval: Option<BotRetrievalInput>,
+    /// New welcome message.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub welcome_message: Option<Option<String>>,
+    /// New widget origins.
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// A conversation with a bot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Conversation {
+    /// Id.
+    pub id: String,
+    /// The bot it talks to.
+    pub bot_id: String,
+    /// Title.
+    pub title: Option<String>,
+    /// Started.
+    pub created_at: DateTime<Utc>,
+    /// Time of the last message.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<d::Conversation> for Conversation {
+    fn from(c: d::Conversation) -> Self {
+        Self {
+            id: c.id.to_string(),
+            bot_id: c.bot_id.to_string(),
+            title: c.title,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// A passage an answer cites; `[marker]` in the message text points at it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Citation {
+    /// The `n` of `[n]` in the text, from 1.
+    pub marker: u32,
+    /// The cited document.
+    pub document_id: String,
+    /// The cited chunk.
+    pub chunk_id: String,
+    /// Page, when known.
+    pub page: Option<u32>,
+    /// Start char offset in the document's extracted text.
+    pub char_start: u64,
+    /// End char offset (exclusive).
+    pub char_end: u64,
+}
+
+impl From<d::Citation> for Citation {
+    fn from(c: d::Citation) -> Self {
+        Self {
+            marker: c.marker,
+            document_id: c.document_id.to_string(),
+            chunk_id: c.chunk_id.to_string(),
+            page: c.page,
+            char_start: c.char_start,
+            char_end: c.char_end,
+        }
+    }
+}
+
+/// Model tokens an answer took.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageUsage {
+    /// Tokens of the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens of the answer.
+    pub completion_tokens: u32,
+}
+
+/// A message in a conversation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    /// Id.
+    pub id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// `user`, `assistant` or `system`.
+    pub role: &'static str,
+    /// Text.
+    pub content: String,
+    /// Passages cited by `[n]` markers in the text.
+    pub citations: Vec<Citation>,
+    /// Tokens used (answers, when the model reports them).
+    pub usage: Option<MessageUsage>,
+    /// Written.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<d::Message> for Message {
+    fn from(m: d::Message) -> Self {
+        Self {
+            id: m.id.to_string(),
+            conversation_id: m.conversation_id.to_string(),
+            role: m.role.as_str(),
+            content: m.content,
+            citations: m.citations.into_iter().map(Into::into).collect(),
+            usage: m.usage.map(|u| MessageUsage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+            }),
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// One page of a conversation's messages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    /// Messages, oldest first.
+    pub items: Vec<Message>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<d::Page<d::Message>> for MessageList {
+    fn from(p: d::Page<d::Message>) -> Self {
+        Self {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_cursor: p.next_cursor,
+        }
+    }
 }

@@ -46,11 +46,11 @@ pub struct ErrorBody {
     pub link: String,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let e = self.0;
-        let status =
-            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+impl ApiError {
+    /// The envelope sent for this error (also inside event streams), logging internal and
+    /// unavailable causes here since they are never sent.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        let e = &self.0;
         let internal = matches!(
             e.code.error_type(),
             ErrorType::Internal | ErrorType::Unavailable
@@ -64,14 +64,23 @@ impl IntoResponse for ApiError {
         } else {
             e.message.clone()
         };
-        let body = ErrorEnvelope {
+        ErrorEnvelope {
             error: ErrorBody {
                 code: e.code.as_str(),
                 message,
                 kind: e.code.error_type().as_str(),
                 link: format!("/api/v1/errors#{}", e.code.as_str()),
             },
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.envelope();
+        let e = self.0;
+        let status =
+            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, Json(body)).into_response();
         let retry = e.retry_after.or(match e.code.error_type() {
             ErrorType::RateLimited | ErrorType::Unavailable

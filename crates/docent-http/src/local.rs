@@ -36,3 +36,30 @@ pub async fn ask(services: &Services, tenant: TenantId, body: Value) -> Result<V
         .map_err(|e| e.0)?;
     serde_json::to_value(resp).map_err(Error::internal)
 }
+
+/// `POST /api/v1/bots`, in process: the same body and answer.
+pub async fn create_bot(
+    services: &Services,
+    tenant: TenantId,
+    body: Value,
+) -> Result<Value, Error> {
+    let req: crate::dto::CreateBot = parse(body)?;
+    let bot = crate::routes::bots::create_bot(services, &acting(tenant), req)
+        .await
+        .map_err(|e| e.0)?;
+    serde_json::to_value(bot).map_err(Error::internal)
+}
+
+/// `PATCH /api/v1/bots/{id}`, in process: the same body and answer.
+pub async fn update_bot(
+    services: &Services,
+    tenant: TenantId,
+    id: docent_domain::BotId,
+    body: Value,
+) -> Result<Value, Error> {
+    let req: crate::dto::UpdateBot = parse(body)?;
+    let bot = crate::routes::bots::update_bot(services, &acting(tenant), id, req)
+        .await
+        .map_err(|e| e.0)?;
+    serde_json::to_value(bot).map_err(Error::internal)
+}

@@ -6,11 +6,13 @@ use utoipa::{Modify, OpenApi};
 /// Top-level info and tags; paths are added by the routers.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "docent", description = "Self-hostable AI document platform: collections, documents, tasks. Every error is `{\"error\": {code, message, type, link}}`; see `GET /api/v1/errors`."),
+    info(title = "docent", description = "Self-hostable AI document platform: collections, documents, tasks, bots. Every error is `{\"error\": {code, message, type, link}}`; see `GET /api/v1/errors`."),
     tags(
         (name = "collections", description = "Knowledge bases"),
         (name = "documents", description = "Uploaded originals and their chunks"),
         (name = "search", description = "Hybrid search, extractive answers and summaries"),
+        (name = "bots", description = "Bots over collections: settings, their documents, conversations and messages, and cited chat"),
+        (name = "compat", description = "Compatibility: the seed systems' routes, and OpenAI-compatible chat completions where `model` names a bot"),
         (name = "tasks", description = "Background work: status, progress, cancel, retry"),
         (name = "system", description = "Health, readiness, metrics"),
         (name = "auth", description = "Accounts: sign-up, sign-in, refresh, sign-out, email verification, password reset, first-run setup"),

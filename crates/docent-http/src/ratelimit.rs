@@ -50,7 +50,11 @@ pub(crate) fn classify(method: &Method, path: &str) -> Limit {
     }
     let class = match (method.as_str(), path) {
         ("POST", "/api/v1/search" | "/api/v1/collections/{id}/search") => RouteClass::Search,
-        ("POST", "/api/v1/ask") | ("GET", "/api/v1/documents/{id}/summary") => RouteClass::Ask,
+        (
+            "POST",
+            "/api/v1/ask" | "/api/v1/bots/{id}/chat" | "/api/chat" | "/v1/chat/completions",
+        )
+        | ("GET", "/api/v1/documents/{id}/summary") => RouteClass::Ask,
         (
             "POST",
             "/api/v1/collections/{id}/documents"
@@ -173,5 +177,27 @@ mod tests {
             c(Method::DELETE, "/api/v1/keys/{id}"),
             Limit::ByCaller(RouteClass::Write)
         );
+        // Bots: reads (and their seed aliases) are `read`, changes `write`.
+        for read in [
+            "/api/v1/bots",
+            "/api/v1/bots/{id}",
+            "/api/v1/bots/{id}/documents",
+            "/api/v1/bots/{id}/conversations",
+            "/api/v1/conversations/{id}",
+            "/api/v1/conversations/{id}/messages",
+            "/api/bots",
+            "/api/bots/{bot_id}",
+            "/api/bots/{bot_id}/documents",
+        ] {
+            assert_eq!(c(Method::GET, read), Limit::ByCaller(RouteClass::Read));
+        }
+        for (m, p) in [
+            (Method::POST, "/api/v1/bots"),
+            (Method::PATCH, "/api/v1/bots/{id}"),
+            (Method::DELETE, "/api/v1/bots/{id}"),
+            (Method::DELETE, "/api/bots/{bot_id}"),
+        ] {
+            assert_eq!(c(m, p), Limit::ByCaller(RouteClass::Write));
+        }
     }
 }

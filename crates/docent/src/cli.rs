@@ -1,4 +1,4 @@
-//! The command line: `serve`, `worker`, `migrate`, `ingest`, `tasks`, `config`, and the
+//! The command line: `serve`, `worker`, `migrate`, `ingest`, `tasks`, `bots`, `config`, and the
 //! account commands `users`, `tenants`, `keys`.
 //!
 //! Commands that read or change data work on the local data directory by default, or against a
@@ -180,6 +180,16 @@ pub enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// Manage bots: in the local data directory (the default workspace), or through a running
+    /// server with `--url` and `DOCENT_TOKEN` (the token's workspace).
+    Bots {
+        /// Action.
+        #[command(subcommand)]
+        action: BotAction,
+        /// A running server, instead of the local data directory.
+        #[arg(long, env = "DOCENT_URL", global = true)]
+        url: Option<String>,
+    },
     /// Manage API keys: in the local data directory as the operator (any workspace, with
     /// `--tenant`), or through a running server with `--url` and `DOCENT_TOKEN` (an admin's
     /// access token or key; the token's workspace).
@@ -237,6 +247,78 @@ pub enum KeyAction {
         /// Workspace id (local only; default: the default workspace).
         #[arg(long)]
         tenant: Option<String>,
+    },
+}
+
+/// Settings of `docent bots create` and `docent bots update`.
+#[derive(Debug, clap::Args)]
+pub struct BotSettings {
+    /// Collection it answers from, by id or name (repeatable; on update, replaces the list).
+    #[arg(long)]
+    collection: Vec<String>,
+    /// Description.
+    #[arg(long)]
+    description: Option<String>,
+    /// Instructions given to the model.
+    #[arg(long)]
+    system_prompt: Option<String>,
+    /// Chat model (default: the server's).
+    #[arg(long)]
+    model: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Passages retrieved per question, 1 to 50.
+    #[arg(long)]
+    top_k: Option<u32>,
+    /// First message the widget shows.
+    #[arg(long)]
+    welcome: Option<String>,
+    /// Browser origin its widget may be embedded in, e.g. https://example.com (repeatable; on
+    /// update, replaces the list).
+    #[arg(long)]
+    origin: Vec<String>,
+}
+
+/// `docent bots ...`.
+#[derive(Debug, Subcommand)]
+pub enum BotAction {
+    /// List bots: id, name, collections, model.
+    List,
+    /// Create a bot; prints it as JSON.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Settings.
+        #[command(flatten)]
+        settings: BotSettings,
+    },
+    /// Show a bot as JSON.
+    Get {
+        /// Bot id or name.
+        bot: String,
+    },
+    /// Change a bot's settings (only those given); prints it as JSON.
+    Update {
+        /// Bot id or name.
+        bot: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Settings.
+        #[command(flatten)]
+        settings: BotSettings,
+    },
+    /// Delete a bot with its conversations (its collections stay).
+    Delete {
+        /// Bot id or name.
+        bot: String,
+    },
+    /// List the documents of a bot's collections: id, status, collection, file name.
+    Documents {
+        /// Bot id or name.
+        bot: String,
     },
 }
 
@@ -569,6 +651,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action: UserAction::List,
         } => list_users(config).await?,
         Command::Tenants { action } => tenants(config, action).await?,
+        Command::Bots { action, url } => {
+            let (backend, db) = match url {
+                Some(url) => (Bots::Remote(Client::new(&url)?), None),
+                None => {
+                    let (svc, db) = open_services(config).await?;
+                    (Bots::Local(svc), Some(db))
+                }
+            };
+            let result = bots(&backend, action).await;
+            if let Some(db) = db {
+                db.close().await;
+            }
+            result?;
+        }
         Command::Keys {
             action,
             url: Some(url),
@@ -919,6 +1015,248 @@ async fn keys_remote(client: &Client, action: KeyAction) -> anyhow::Result<()> {
         }
         KeyAction::Revoke { id, .. } => {
             print_key_line(&client.delete(&format!("/api/v1/keys/{id}")).await?);
+        }
+    }
+    Ok(())
+}
+
+/// Where `docent bots` acts: a server (as the `DOCENT_TOKEN` caller), or the local data
+/// directory's default workspace (as its owner). Both speak the API's JSON.
+enum Bots {
+    Remote(Client),
+    Local(Services),
+}
+
+fn local_err(e: docent_domain::Error) -> anyhow::Error {
+    anyhow::anyhow!(e.chain())
+}
+
+fn to_json(v: impl serde::Serialize) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::to_value(v)?)
+}
+
+/// A page of domain items as the API's JSON items.
+type JsonPage = (Vec<serde_json::Value>, Option<String>);
+
+fn json_page<T, D: serde::Serialize + From<T>>(page: docent_domain::Page<T>) -> JsonPage {
+    let items = page
+        .items
+        .into_iter()
+        .map(|x| serde_json::to_value(D::from(x)).unwrap_or_default())
+        .collect();
+    (items, page.next_cursor)
+}
+
+impl Bots {
+    /// Every page of a list: through `path` (`?limit=200&cursor=…` appended) or `local`.
+    async fn all<F, Fut>(&self, path: &str, local: F) -> anyhow::Result<Vec<serde_json::Value>>
+    where
+        F: Fn(Services, PageRequest) -> Fut,
+        Fut: std::future::Future<Output = docent_domain::Result<JsonPage>>,
+    {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let (items, next) = match self {
+                Bots::Remote(client) => {
+                    let url = match &cursor {
+                        Some(c) => format!("{path}?limit=200&cursor={c}"),
+                        None => format!("{path}?limit=200"),
+                    };
+                    let page = client.get(&url).await?;
+                    let items = page["items"].as_array().cloned().unwrap_or_default();
+                    (items, page["next_cursor"].as_str().map(str::to_owned))
+                }
+                Bots::Local(svc) => {
+                    let page = PageRequest {
+                        limit: PageRequest::MAX_LIMIT,
+                        cursor,
+                    };
+                    local(svc.clone(), page).await.map_err(local_err)?
+                }
+            };
+            out.extend(items);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        self.all("/api/v1/bots", |svc, page| async move {
+            let bots = svc.list_bots(TenantId::DEFAULT, page).await?;
+            Ok(json_page::<_, docent_http::dto::Bot>(bots))
+        })
+        .await
+    }
+
+    /// A bot id from an id or a name (which must name exactly one bot).
+    async fn resolve(&self, bot: &str) -> anyhow::Result<docent_domain::BotId> {
+        if let Ok(id) = bot.parse() {
+            return Ok(id);
+        }
+        let named: Vec<_> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|b| b["name"] == bot)
+            .collect();
+        match named.as_slice() {
+            [one] => Ok(one["id"].as_str().unwrap_or_default().parse()?),
+            [] => bail!("no bot named `{bot}`"),
+            _ => bail!("several bots are named `{bot}`; give its id"),
+        }
+    }
+
+    /// A collection id from an id or a name.
+    async fn collection(&self, c: &str) -> anyhow::Result<String> {
+        if c.parse::<docent_domain::CollectionId>().is_ok() {
+            return Ok(c.to_owned());
+        }
+        match self {
+            Bots::Remote(client) => client.existing_collection_id(c).await,
+            Bots::Local(svc) => Ok(svc
+                .store
+                .find_collection_by_name(TenantId::DEFAULT, c)
+                .await
+                .map_err(local_err)?
+                .ok_or_else(|| anyhow::anyhow!("no collection named `{c}`"))?
+                .id
+                .to_string()),
+        }
+    }
+
+    /// The request body of `settings` (plus `name`), as the API takes it.
+    async fn body(
+        &self,
+        name: Option<String>,
+        s: BotSettings,
+        update: bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut body = serde_json::Map::new();
+        let mut set = |k: &str, v: serde_json::Value| {
+            body.insert(k.to_owned(), v);
+        };
+        if let Some(n) = name {
+            set("name", n.into());
+        }
+        if !s.collection.is_empty() || !update {
+            let mut ids = Vec::new();
+            for c in &s.collection {
+                ids.push(self.collection(c).await?);
+            }
+            set("collection_ids", ids.into());
+        }
+        if let Some(d) = s.description {
+            set("description", d.into());
+        }
+        if let Some(p) = s.system_prompt {
+            set("system_prompt", p.into());
+        }
+        if let Some(m) = s.model {
+            set("model", m.into());
+        }
+        if let Some(t) = s.temperature {
+            set("temperature", t.into());
+        }
+        if let Some(k) = s.top_k {
+            set("retrieval", serde_json::json!({ "top_k": k }));
+        }
+        if let Some(w) = s.welcome {
+            set("welcome_message", w.into());
+        }
+        if !s.origin.is_empty() || !update {
+            set("allowed_origins", s.origin.into());
+        }
+        Ok(body.into())
+    }
+}
+
+fn print_bot_line(b: &serde_json::Value) {
+    let collections = b["collection_ids"].as_array().map_or(0, Vec::len);
+    println!(
+        "{}  {}  collections={}  model={}",
+        b["id"].as_str().unwrap_or(""),
+        b["name"].as_str().unwrap_or(""),
+        collections,
+        b["model"].as_str().unwrap_or("default"),
+    );
+}
+
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// `docent bots ...`.
+async fn bots(backend: &Bots, action: BotAction) -> anyhow::Result<()> {
+    let t = TenantId::DEFAULT;
+    match action {
+        BotAction::List => backend.list().await?.iter().for_each(print_bot_line),
+        BotAction::Create { name, settings } => {
+            let body = backend.body(Some(name), settings, false).await?;
+            let bot = match backend {
+                Bots::Remote(client) => client.post("/api/v1/bots", &body).await?,
+                Bots::Local(svc) => docent_http::local::create_bot(svc, t, body)
+                    .await
+                    .map_err(local_err)?,
+            };
+            print_json(&bot)?;
+        }
+        BotAction::Get { bot } => {
+            let id = backend.resolve(&bot).await?;
+            let bot = match backend {
+                Bots::Remote(client) => client.get(&format!("/api/v1/bots/{id}")).await?,
+                Bots::Local(svc) => to_json(docent_http::dto::Bot::from(
+                    svc.get_bot(t, id).await.map_err(local_err)?,
+                ))?,
+            };
+            print_json(&bot)?;
+        }
+        BotAction::Update {
+            bot,
+            name,
+            settings,
+        } => {
+            let id = backend.resolve(&bot).await?;
+            let body = backend.body(name, settings, true).await?;
+            let bot = match backend {
+                Bots::Remote(client) => client.patch(&format!("/api/v1/bots/{id}"), &body).await?,
+                Bots::Local(svc) => docent_http::local::update_bot(svc, t, id, body)
+                    .await
+                    .map_err(local_err)?,
+            };
+            print_json(&bot)?;
+        }
+        BotAction::Delete { bot } => {
+            let id = backend.resolve(&bot).await?;
+            match backend {
+                Bots::Remote(client) => {
+                    client.delete(&format!("/api/v1/bots/{id}")).await?;
+                }
+                Bots::Local(svc) => svc.delete_bot(t, id).await.map_err(local_err)?,
+            }
+            println!("deleted bot {id}");
+        }
+        BotAction::Documents { bot } => {
+            let id = backend.resolve(&bot).await?;
+            let path = format!("/api/v1/bots/{id}/documents");
+            let docs = backend
+                .all(&path, |svc, page| async move {
+                    let docs = svc.bot_documents(t, id, page).await?;
+                    Ok(json_page::<_, docent_http::dto::Document>(docs))
+                })
+                .await?;
+            for d in docs {
+                println!(
+                    "{}  {}  {}  {}",
+                    d["id"].as_str().unwrap_or(""),
+                    d["status"].as_str().unwrap_or(""),
+                    d["collection_id"].as_str().unwrap_or(""),
+                    d["filename"].as_str().unwrap_or(""),
+                );
+            }
         }
     }
     Ok(())

@@ -68,6 +68,18 @@ impl Client {
         Self::json(resp).await
     }
 
+    /// PATCH JSON.
+    pub async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .context("contacting the server")?;
+        Self::json(resp).await
+    }
+
     /// DELETE a resource.
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let resp = self

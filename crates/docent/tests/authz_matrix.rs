@@ -5,18 +5,19 @@
 //!
 //! Callers: anonymous; the owner of another tenant; a viewer of tenant A; a read-only API key
 //! of A; a read-write key of A limited to another collection; a member, an admin and the owner
-//! of A. Path ids are tenant A's real ids (collection `main`, its document and task); each call
-//! of a destructive operation gets a fresh target of its own, so every caller meets a live one. Besides the
-//! status class, every successful answer to the other tenant or to the wrong-collection key is
-//! checked not to contain the ids it must not see.
+//! of A; a read-write key of A limited to another bot. Path ids are tenant A's real ids
+//! (collection `main`, its document and task, bot `helper` over `main` and a conversation with
+//! it); each call of a destructive operation gets a fresh target of its own, so every caller
+//! meets a live one. Besides the status class, every successful answer to the other tenant or
+//! to a wrong-collection or wrong-bot key is checked not to contain the ids it must not see.
 
 mod common;
 
 use std::collections::BTreeSet;
 
 use common::{TestApp, builtin_auth as builtin, spawn_app_with};
-use docent_domain::Role;
 use docent_domain::auth::AccountTenant;
+use docent_domain::{NewConversation, NewMessage, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -33,9 +34,10 @@ enum Caller {
     Member,
     Admin,
     Owner,
+    WrongBotKey,
 }
 
-const CALLERS: [Caller; 8] = [
+const CALLERS: [Caller; 9] = [
     Caller::Anonymous,
     Caller::OtherTenant,
     Caller::Viewer,
@@ -44,6 +46,7 @@ const CALLERS: [Caller; 8] = [
     Caller::Member,
     Caller::Admin,
     Caller::Owner,
+    Caller::WrongBotKey,
 ];
 
 /// The expected answer class.
@@ -69,23 +72,25 @@ enum Expect {
 use Expect::{Allowed, Authenticated, Forbidden, NotFound, Public, Success, Unauthorized};
 
 // Rows in caller order: anonymous, other tenant, viewer, read-only key, wrong-collection key,
-// member, admin, owner.
+// member, admin, owner, wrong-bot key (a key limited to some bots is limited on bot routes only).
 /// Public routes.
-const PUBLIC: [Expect; 8] = [Public; 8];
+const PUBLIC: [Expect; 9] = [Public; 9];
 /// Reads of one of A's resources (in collection `main`).
-const READ_ID: [Expect; 8] = [
+const READ_ID: [Expect; 9] = [
     Unauthorized,
     NotFound,
     Success,
     Success,
     NotFound,
+    Success,
     Success,
     Success,
     Success,
 ];
 /// Reads over the caller's own tenant (lists, searches): others see only their own.
-const READ_TENANT: [Expect; 8] = [
+const READ_TENANT: [Expect; 9] = [
     Unauthorized,
+    Success,
     Success,
     Success,
     Success,
@@ -95,29 +100,31 @@ const READ_TENANT: [Expect; 8] = [
     Success,
 ];
 /// Changes to one of A's resources.
-const WRITE_ID: [Expect; 8] = [
+const WRITE_ID: [Expect; 9] = [
     Unauthorized,
     NotFound,
     Forbidden,
     Forbidden,
     NotFound,
+    Allowed,
     Allowed,
     Allowed,
     Allowed,
 ];
 /// Creating a tenant-wide resource (a collection) in the caller's own tenant.
-const CREATE: [Expect; 8] = [
+const CREATE: [Expect; 9] = [
     Unauthorized,
     Success,
     Forbidden,
     Forbidden,
     Forbidden,
+    Success,
     Success,
     Success,
     Success,
 ];
 /// Administration over the caller's own tenant (API keys): admins and owners only, never keys.
-const ADMIN: [Expect; 8] = [
+const ADMIN: [Expect; 9] = [
     Unauthorized,
     Success,
     Forbidden,
@@ -126,9 +133,10 @@ const ADMIN: [Expect; 8] = [
     Forbidden,
     Success,
     Success,
+    Forbidden,
 ];
 /// Administration of one of A's resources.
-const ADMIN_ID: [Expect; 8] = [
+const ADMIN_ID: [Expect; 9] = [
     Unauthorized,
     NotFound,
     Forbidden,
@@ -137,10 +145,11 @@ const ADMIN_ID: [Expect; 8] = [
     Forbidden,
     Success,
     Success,
+    Forbidden,
 ];
 
 /// Acting on one's own account (accepting an invitation): any signed-in user, never keys.
-const SIGNED_IN: [Expect; 8] = [
+const SIGNED_IN: [Expect; 9] = [
     Unauthorized,
     Authenticated,
     Authenticated,
@@ -149,9 +158,10 @@ const SIGNED_IN: [Expect; 8] = [
     Authenticated,
     Authenticated,
     Authenticated,
+    Forbidden,
 ];
 /// Reading one's own account (my workspaces): any signed-in user, never keys.
-const SIGNED_IN_READ: [Expect; 8] = [
+const SIGNED_IN_READ: [Expect; 9] = [
     Unauthorized,
     Success,
     Success,
@@ -160,9 +170,10 @@ const SIGNED_IN_READ: [Expect; 8] = [
     Success,
     Success,
     Success,
+    Forbidden,
 ];
 /// Switching into tenant A: its users only; others' users do not see it, keys never.
-const SWITCH: [Expect; 8] = [
+const SWITCH: [Expect; 9] = [
     Unauthorized,
     NotFound,
     Success,
@@ -171,10 +182,50 @@ const SWITCH: [Expect; 8] = [
     Success,
     Success,
     Success,
+    Forbidden,
+];
+
+/// Reads of A's bot `helper` (over collection `main`) or its conversation: hidden from keys
+/// limited to another collection or another bot.
+const BOT_READ_ID: [Expect; 9] = [
+    Unauthorized,
+    NotFound,
+    Success,
+    Success,
+    NotFound,
+    Success,
+    Success,
+    Success,
+    NotFound,
+];
+/// Changes to A's bot `helper`.
+const BOT_WRITE_ID: [Expect; 9] = [
+    Unauthorized,
+    NotFound,
+    Forbidden,
+    Forbidden,
+    NotFound,
+    Allowed,
+    Allowed,
+    Allowed,
+    NotFound,
+];
+/// Creating a bot over collection `main`: another tenant's and a wrong-collection key's
+/// `main` does not exist; a key limited to some bots creates none.
+const BOT_CREATE: [Expect; 9] = [
+    Unauthorized,
+    NotFound,
+    Forbidden,
+    Forbidden,
+    NotFound,
+    Success,
+    Success,
+    Success,
+    Forbidden,
 ];
 
 /// Every operation, in the order the test runs them (destructive ones last).
-const MATRIX: &[(&str, &str, [Expect; 8])] = &[
+const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("GET", "/health", PUBLIC),
     ("GET", "/api/v1/health", PUBLIC),
     ("GET", "/ready", PUBLIC),
@@ -206,6 +257,20 @@ const MATRIX: &[(&str, &str, [Expect; 8])] = &[
     ("POST", "/api/v1/search", READ_TENANT),
     ("POST", "/api/v1/collections/{id}/search", READ_ID),
     ("POST", "/api/v1/ask", READ_TENANT),
+    ("GET", "/api/v1/bots", READ_TENANT),
+    ("GET", "/api/v1/bots/{id}", BOT_READ_ID),
+    ("GET", "/api/v1/bots/{id}/documents", BOT_READ_ID),
+    ("GET", "/api/v1/bots/{id}/conversations", BOT_READ_ID),
+    ("GET", "/api/v1/conversations/{id}", BOT_READ_ID),
+    ("GET", "/api/v1/conversations/{id}/messages", BOT_READ_ID),
+    // Chatting reads: viewers and read-only keys may; another bot's key may not.
+    ("POST", "/api/v1/bots/{id}/chat", BOT_READ_ID),
+    ("POST", "/api/chat", BOT_READ_ID),
+    ("POST", "/v1/chat/completions", BOT_READ_ID),
+    // Seed-compatible bot aliases.
+    ("GET", "/api/bots", READ_TENANT),
+    ("GET", "/api/bots/{bot_id}", BOT_READ_ID),
+    ("GET", "/api/bots/{bot_id}/documents", BOT_READ_ID),
     ("GET", "/api/v1/keys", ADMIN),
     ("POST", "/api/v1/keys", ADMIN),
     ("GET", "/api/v1/members", ADMIN),
@@ -216,6 +281,8 @@ const MATRIX: &[(&str, &str, [Expect; 8])] = &[
     ("POST", "/api/v1/auth/switch", SWITCH),
     ("POST", "/api/v1/collections", CREATE),
     ("PATCH", "/api/v1/collections/{id}", WRITE_ID),
+    ("POST", "/api/v1/bots", BOT_CREATE),
+    ("PATCH", "/api/v1/bots/{id}", BOT_WRITE_ID),
     ("POST", "/api/v1/collections/{id}/documents", WRITE_ID),
     // Seed-compatible upload aliases, naming collection `main` (query / form part).
     ("POST", "/upload", WRITE_ID),
@@ -225,6 +292,8 @@ const MATRIX: &[(&str, &str, [Expect; 8])] = &[
     ("POST", "/api/v1/documents/{id}/reprocess", WRITE_ID),
     ("DELETE", "/api/v1/keys/{id}", ADMIN_ID),
     ("DELETE", "/api/v1/members/{user_id}", ADMIN_ID),
+    ("DELETE", "/api/v1/bots/{id}", BOT_WRITE_ID),
+    ("DELETE", "/api/bots/{bot_id}", BOT_WRITE_ID),
     ("DELETE", "/api/v1/documents/{id}", WRITE_ID),
     ("DELETE", "/api/v1/collections/{id}", WRITE_ID),
 ];
@@ -235,6 +304,9 @@ struct World {
     other_collection: String,
     document: String,
     task: String,
+    /// Bot `helper` over `main`, and a conversation with it.
+    bot: String,
+    conversation: String,
     spare_key: String,
     /// A viewer of tenant A whose role the matrix changes.
     spare_member: String,
@@ -258,6 +330,10 @@ impl World {
             &self.document
         } else if path.starts_with("/api/v1/tasks/") {
             &self.task
+        } else if path.starts_with("/api/v1/bots/") || path.starts_with("/api/bots/") {
+            &self.bot
+        } else if path.starts_with("/api/v1/conversations/") {
+            &self.conversation
         } else if path.starts_with("/api/v1/keys/") {
             &self.spare_key
         } else if path.starts_with("/api/v1/members/") {
@@ -265,7 +341,9 @@ impl World {
         } else {
             ""
         };
-        path.replace("{id}", id).replace("{user_id}", id)
+        path.replace("{id}", id)
+            .replace("{user_id}", id)
+            .replace("{bot_id}", id)
     }
 
     /// Ids that must never appear in an answer to `caller`.
@@ -276,11 +354,20 @@ impl World {
                 &self.other_collection,
                 &self.document,
                 &self.task,
+                &self.bot,
+                &self.conversation,
                 &self.spare_key,
                 &self.spare_member,
                 &self.tenant,
             ],
-            Caller::WrongCollectionKey => vec![&self.collection, &self.document, &self.task],
+            Caller::WrongCollectionKey => vec![
+                &self.collection,
+                &self.document,
+                &self.task,
+                &self.bot,
+                &self.conversation,
+            ],
+            Caller::WrongBotKey => vec![&self.bot, &self.conversation],
             _ => Vec::new(),
         }
     }
@@ -446,6 +533,18 @@ async fn fresh(app: &TestApp, world: &World, path: &str, n: usize) -> String {
             let id = add_user(app, tenant, Role::Viewer, &format!("gone-{n}@example.com")).await;
             return path.replace("{user_id}", &id);
         }
+        "/api/v1/bots/{id}" | "/api/bots/{bot_id}" => {
+            let b = ok(
+                app,
+                Method::POST,
+                "/api/v1/bots",
+                owner,
+                json!({ "name": format!("gone-{n}"), "collection_ids": [world.collection] }),
+            )
+            .await;
+            let id = b["id"].as_str().unwrap();
+            return path.replace("{id}", id).replace("{bot_id}", id);
+        }
         "/api/v1/keys/{id}" => {
             let b = ok(
                 app,
@@ -516,6 +615,44 @@ async fn world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    // Bot `helper` over `main` with a conversation (conversations are started by chat; the
+    // service starts this one), and bot `aside` over `side` for the wrong-bot key.
+    let bot = ok(
+        app,
+        Method::POST,
+        "/api/v1/bots",
+        Some(&owner),
+        json!({ "name": "helper", "collection_ids": [collection] }),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let aside = ok(
+        app,
+        Method::POST,
+        "/api/v1/bots",
+        Some(&owner),
+        json!({ "name": "aside", "collection_ids": [other_collection] }),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bot_id: docent_domain::BotId = bot.parse().unwrap();
+    let conversation = app
+        .services
+        .start_conversation(tenant_a, bot_id, NewConversation::default())
+        .await
+        .expect("conversation started");
+    app.services
+        .append_message(tenant_a, conversation.id, NewMessage::user("zebras?"))
+        .await
+        .expect("message appended");
+    let wrong_bot_key = key(json!({ "name": "aside-only", "bot_ids": [aside] })).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let spare_key = key(json!({ "name": "spare" })).await["key"]["id"]
         .as_str()
         .unwrap()
@@ -531,6 +668,8 @@ async fn world(app: &TestApp) -> World {
         other_collection,
         document,
         task,
+        bot,
+        conversation: conversation.id.to_string(),
         spare_key,
         spare_member,
         tenant: tenant_a.to_string(),
@@ -543,6 +682,7 @@ async fn world(app: &TestApp) -> World {
             (Caller::Member, Some(member)),
             (Caller::Admin, Some(admin)),
             (Caller::Owner, Some(owner)),
+            (Caller::WrongBotKey, Some(wrong_bot_key)),
         ],
     }
 }
@@ -555,8 +695,18 @@ fn body_for(world: &World, method: &str, path: &str, n: usize) -> Option<Value> 
     Some(match path {
         "/api/v1/collections" => json!({ "name": format!("made-{n}") }),
         "/api/v1/collections/{id}" => json!({ "description": format!("edited {n}") }),
+        "/api/v1/bots" => {
+            json!({ "name": format!("made-{n}"), "collection_ids": [world.collection] })
+        }
+        "/api/v1/bots/{id}" => json!({ "description": format!("edited {n}") }),
         "/api/v1/search" | "/api/v1/collections/{id}/search" => json!({ "query": "zebras" }),
         "/api/v1/ask" => json!({ "question": "what do zebras eat?" }),
+        "/api/v1/bots/{id}/chat" => json!({ "message": "what do zebras eat?" }),
+        "/api/chat" => json!({ "bot_id": world.bot, "message": "what do zebras eat?" }),
+        "/v1/chat/completions" => json!({
+            "model": world.bot,
+            "messages": [{ "role": "user", "content": "what do zebras eat?" }],
+        }),
         "/api/v1/keys" => json!({ "name": format!("key-{n}") }),
         "/api/v1/members/{user_id}" => json!({ "role": "member" }),
         "/api/v1/invites" => json!({ "email": format!("invitee-{n}@example.com") }),

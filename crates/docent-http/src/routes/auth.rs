@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use docent_auth::{AuthService, CreateApiKey, SignedIn, Signup, SignupOutcome};
 use docent_domain::auth::ApiKeyId;
-use docent_domain::{Code, CollectionId, KeyAccess};
+use docent_domain::{BotId, Code, CollectionId, KeyAccess};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -352,6 +352,8 @@ pub struct ApiKeyDto {
     pub access: &'static str,
     /// Limited to these collections (absent: every collection of the workspace).
     pub collection_ids: Option<Vec<String>>,
+    /// Limited to these bots (absent: every bot of the workspace).
+    pub bot_ids: Option<Vec<String>>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Expiry.
@@ -373,6 +375,10 @@ impl From<docent_domain::ApiKey> for ApiKeyDto {
                 .scope
                 .collections
                 .map(|c| c.iter().map(ToString::to_string).collect()),
+            bot_ids: k
+                .scope
+                .bots
+                .map(|b| b.iter().map(ToString::to_string).collect()),
             created_at: k.created_at,
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
@@ -400,6 +406,8 @@ pub struct CreateKeyRequest {
     pub access: Option<String>,
     /// Limit the key to these collections (default: every collection of the workspace).
     pub collection_ids: Option<Vec<String>>,
+    /// Limit the key's bot routes to these bots (default: every bot it may otherwise see).
+    pub bot_ids: Option<Vec<String>>,
     /// Optional expiry.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -443,6 +451,20 @@ pub(crate) async fn create_key(
             Some(out)
         }
     };
+    let bots = match r.bot_ids {
+        None => None,
+        Some(ids) => {
+            let mut out = Vec::with_capacity(ids.len());
+            for raw in &ids {
+                let bid: BotId = raw.parse().map_err(|_| {
+                    ApiError::new(Code::InvalidField, "`bot_ids` holds an invalid id")
+                })?;
+                s.services.get_bot(p.tenant_id, bid).await?;
+                out.push(bid);
+            }
+            Some(out)
+        }
+    };
     let created = auth
         .create_api_key(
             &p,
@@ -450,7 +472,7 @@ pub(crate) async fn create_key(
                 name: r.name,
                 access,
                 collections,
-                bots: None,
+                bots,
                 expires_at: r.expires_at,
             },
         )

@@ -1,6 +1,8 @@
 //! Route handlers, grouped by resource.
 
 pub(crate) mod auth;
+pub(crate) mod bots;
+pub(crate) mod chat;
 pub(crate) mod collections;
 pub(crate) mod documents;
 pub(crate) mod members;
@@ -39,6 +41,18 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(search::search_collection))
         .routes(routes!(search::ask))
         .routes(routes!(search::summary))
+        .routes(routes!(bots::list, bots::create))
+        .routes(routes!(bots::get, bots::update, bots::delete))
+        .routes(routes!(bots::documents))
+        .routes(routes!(bots::conversations))
+        .routes(routes!(bots::conversation))
+        .routes(routes!(bots::messages))
+        .routes(routes!(chat::chat))
+        .routes(routes!(chat::seed_chat))
+        .routes(routes!(chat::openai_completions))
+        .routes(routes!(bots::seed_list))
+        .routes(routes!(bots::seed_get, bots::seed_delete))
+        .routes(routes!(bots::seed_documents))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
