@@ -520,6 +520,114 @@ pub async fn load(
     Ok(())
 }
 
+/// Seconds from sending `req` until the first non-empty piece of answer text arrives, reading
+/// the event stream with `text_of` (which picks the text out of one `data:` payload).
+async fn first_token(
+    req: reqwest::RequestBuilder,
+    text_of: impl Fn(&serde_json::Value) -> Option<String>,
+) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    let mut resp = req.send().await?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        bail!("{status}: {}", resp.text().await.unwrap_or_default());
+    }
+    let mut buf = String::new();
+    while let Some(bytes) = resp.chunk().await? {
+        buf.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            for line in block.lines() {
+                let Some(data) = line.strip_prefix("data:") else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
+                    continue;
+                };
+                if text_of(&v).is_some_and(|t| !t.is_empty()) {
+                    let elapsed = t0.elapsed();
+                    // Read the rest so the connection is reused cleanly.
+                    while resp.chunk().await?.is_some() {}
+                    return Ok(elapsed);
+                }
+            }
+        }
+    }
+    bail!("the stream ended without answer text")
+}
+
+/// Time to first token through docent (a bot's streamed chat) against the model's own.
+pub async fn chat(
+    url: &str,
+    bot: &str,
+    llm_url: &str,
+    llm_model: &str,
+    question: &str,
+    requests: usize,
+) -> anyhow::Result<()> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(token) = std::env::var("DOCENT_TOKEN").ok().filter(|t| !t.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("DOCENT_TOKEN holds characters a header cannot carry")?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        builder = builder.default_headers(headers);
+    }
+    let docent = builder.build()?;
+    let model = reqwest::Client::new();
+    let chat_url = format!("{}/api/v1/bots/{bot}/chat", url.trim_end_matches('/'));
+    let llm_chat = format!("{}/chat/completions", llm_url.trim_end_matches('/'));
+    // The model alone gets a prompt of the size docent sends: a few sources and the question.
+    let sources: String = (1..=5)
+        .map(|i| format!("[{i}] {}\n\n", "Some retrieved passage text. ".repeat(30)))
+        .collect();
+    let direct_body = serde_json::json!({
+        "model": llm_model,
+        "stream": true,
+        "messages": [
+            {"role": "system", "content": "Answer from the sources."},
+            {"role": "user", "content": format!("<sources>\n{sources}</sources>\n\nQuestion: {question}")},
+        ],
+    });
+    let (mut via, mut direct) = (Vec::new(), Vec::new());
+    for i in 0..requests + 2 {
+        let d = first_token(model.post(&llm_chat).json(&direct_body), |v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .await
+        .context("streaming from the model")?;
+        let t = first_token(
+            docent
+                .post(&chat_url)
+                .json(&serde_json::json!({"message": question, "stream": true})),
+            |v| v["text"].as_str().map(str::to_owned),
+        )
+        .await
+        .context("streaming from the bot")?;
+        // The first two of each warm up connections and caches.
+        if i >= 2 {
+            direct.push(d);
+            via.push(t);
+        }
+    }
+    direct.sort();
+    via.sort();
+    let (d50, v50) = (percentile(&direct, 0.5), percentile(&via, 0.5));
+    let (d95, v95) = (percentile(&direct, 0.95), percentile(&via, 0.95));
+    println!("time to first token over {requests} requests each:");
+    println!("  model alone    p50 {d50:>8.2} ms   p95 {d95:>8.2} ms");
+    println!("  through docent p50 {v50:>8.2} ms   p95 {v95:>8.2} ms");
+    println!(
+        "  docent adds    p50 {:>8.2} ms   p95 {:>8.2} ms (retrieval, prompt, storage, relay)",
+        v50 - d50,
+        v95 - d95
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

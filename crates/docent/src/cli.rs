@@ -143,7 +143,21 @@ pub enum Command {
         #[arg(long, env = "DOCENT_URL")]
         url: Option<String>,
     },
-    /// Summarize a document (extractive).
+    /// Ask a bot (by id or name): an answer citing its collections' documents as `[n]`, by the
+    /// configured chat model (extractive without one). Prints the conversation id to continue.
+    Chat {
+        /// The bot's id or name.
+        bot: String,
+        /// The question.
+        message: String,
+        /// Continue this conversation.
+        #[arg(long)]
+        conversation: Option<String>,
+        /// A running server, instead of the local data directory.
+        #[arg(long, env = "DOCENT_URL")]
+        url: Option<String>,
+    },
+    /// Summarize a document (extractive, or by the chat model when one is configured).
     Summarize {
         /// Document id.
         document: String,
@@ -280,6 +294,78 @@ pub struct BotSettings {
     origin: Vec<String>,
 }
 
+/// `docent chat`: prints the answer, its citations and the conversation id; exit code 2 when
+/// the bot found nothing relevant.
+async fn chat(
+    backend: &Bots,
+    bot: &str,
+    message: String,
+    conversation: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let id = backend.resolve(bot).await?;
+    let reply = match backend {
+        Bots::Remote(client) => {
+            let mut body = serde_json::json!({ "message": message });
+            if let Some(c) = conversation {
+                body["conversation_id"] = c.into();
+            }
+            client
+                .post(&format!("/api/v1/bots/{id}/chat"), &body)
+                .await?
+        }
+        Bots::Local(svc) => {
+            let conversation = conversation
+                .map(|c| c.parse::<docent_domain::ConversationId>())
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--conversation is not a conversation id"))?;
+            let input = docent_core::chat::ChatInput {
+                conversation,
+                ..docent_core::chat::ChatInput::new(message)
+            };
+            let r = svc
+                .chat(TenantId::DEFAULT, id, input)
+                .await
+                .map_err(local_err)?;
+            serde_json::json!({
+                "conversation_id": r.conversation_id.to_string(),
+                "answer": r.answer,
+                "answered_by": r.answered_by.kind(),
+                "citations": r.citations.iter().map(|c| serde_json::json!({
+                    "marker": c.marker,
+                    "filename": c.filename,
+                    "page": c.page,
+                    "char_start": c.char_start,
+                    "char_end": c.char_end,
+                })).collect::<Vec<_>>(),
+            })
+        }
+    };
+    println!("{}", reply["answer"].as_str().unwrap_or_default());
+    for c in reply["citations"].as_array().into_iter().flatten() {
+        let page = c["page"]
+            .as_u64()
+            .map(|p| format!(" p.{p}"))
+            .unwrap_or_default();
+        println!(
+            "  [{}] {}{} chars {}-{}",
+            c["marker"],
+            c["filename"].as_str().unwrap_or_default(),
+            page,
+            c["char_start"],
+            c["char_end"]
+        );
+    }
+    println!(
+        "conversation: {}",
+        reply["conversation_id"].as_str().unwrap_or_default()
+    );
+    Ok(if reply["answered_by"] == "no_answer" {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// `docent bots ...`.
 #[derive(Debug, Subcommand)]
 pub enum BotAction {
@@ -394,6 +480,28 @@ pub enum BenchCommand {
         /// Hits per search.
         #[arg(long, default_value_t = 10)]
         top_k: usize,
+    },
+    /// Time to first token: a bot's streamed answer through docent against the model's own
+    /// streamed answer, alternating; prints both and what docent adds.
+    Chat {
+        /// The docent server.
+        #[arg(long, env = "DOCENT_URL")]
+        url: String,
+        /// The bot (id).
+        #[arg(long)]
+        bot: String,
+        /// The model's OpenAI-compatible base URL (what `[llm] base_url` points at).
+        #[arg(long)]
+        llm_url: String,
+        /// The model name there.
+        #[arg(long)]
+        llm_model: String,
+        /// The question.
+        #[arg(long)]
+        question: String,
+        /// Requests of each kind.
+        #[arg(long, default_value_t = 50)]
+        requests: usize,
     },
 }
 
@@ -604,6 +712,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench {
             which:
+                BenchCommand::Chat {
+                    url,
+                    bot,
+                    llm_url,
+                    llm_model,
+                    question,
+                    requests,
+                },
+        } => {
+            crate::bench::chat(&url, &bot, &llm_url, &llm_model, &question, requests.max(1))
+                .await?;
+        }
+        Command::Bench {
+            which:
                 BenchCommand::Load {
                     url,
                     queries,
@@ -651,6 +773,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action: UserAction::List,
         } => list_users(config).await?,
         Command::Tenants { action } => tenants(config, action).await?,
+        Command::Chat {
+            bot,
+            message,
+            conversation,
+            url,
+        } => {
+            let (backend, db) = match url {
+                Some(url) => (Bots::Remote(Client::new(&url)?), None),
+                None => {
+                    let (svc, db) = open_services(config).await?;
+                    (Bots::Local(svc), Some(db))
+                }
+            };
+            let result = chat(&backend, &bot, message, conversation).await;
+            if let Some(db) = db {
+                db.close().await;
+            }
+            return result;
+        }
         Command::Bots { action, url } => {
             let (backend, db) = match url {
                 Some(url) => (Bots::Remote(Client::new(&url)?), None),

@@ -280,3 +280,47 @@ async fn bots_through_a_running_server() {
     );
     app.stop().await;
 }
+
+#[test]
+fn chat_with_a_bot_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("zebras.md");
+    std::fs::write(
+        &file,
+        "# Zebras\n\nZebras graze on the savanna grasses. They live in herds.",
+    )
+    .unwrap();
+    ok(&docent(
+        &data,
+        &["ingest", file.to_str().unwrap(), "--collection", "notes"],
+    ));
+    ok(&docent(
+        &data,
+        &["bots", "create", "--name", "zoo", "--collection", "notes"],
+    ));
+    // No chat model configured: the extractive answer, cited.
+    let out = ok(&docent(&data, &["chat", "zoo", "What do zebras graze on?"]));
+    assert!(out.contains("savanna grasses"), "{out}");
+    assert!(out.contains("[1] zebras.md"), "{out}");
+    let conversation = out
+        .lines()
+        .find_map(|l| l.strip_prefix("conversation: "))
+        .expect("a conversation id")
+        .to_owned();
+    // Continuing it, and a question nothing answers (exit code 2).
+    let out = docent(
+        &data,
+        &[
+            "chat",
+            "zoo",
+            "quantum chromodynamics",
+            "--conversation",
+            &conversation,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("I don't know"));
+    let err = failed(&docent(&data, &["chat", "nobody", "hi"]));
+    assert!(err.contains("no bot named `nobody`"), "{err}");
+}
