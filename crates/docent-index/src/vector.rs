@@ -175,17 +175,123 @@ impl Namespace {
         let mut q = Vec::with_capacity(query.len());
         quantise(query, &mut q);
         let mut shortlist = BinaryHeap::new();
-        pulp::Arch::new().dispatch(FirstPass {
-            ns: self,
-            from,
-            docs,
-            query: &q,
-            keep: shortlist_len(limit),
-            out: &mut shortlist,
-        });
+        if !vnni::first_pass(self, from, docs, &q, shortlist_len(limit), &mut shortlist) {
+            pulp::Arch::new().dispatch(FirstPass {
+                ns: self,
+                from,
+                docs,
+                query: &q,
+                keep: shortlist_len(limit),
+                out: &mut shortlist,
+            });
+        }
         for Ranked(_, i) in shortlist {
             let score = dot(query, &self.rows[i * self.dim..(i + 1) * self.dim]);
             push(heap, limit, Ranked(score, self.ids[i]));
+        }
+    }
+}
+
+/// The first pass with AVX512-VNNI (`vpdpbusd`: 64 byte products summed into 16 i32 lanes per
+/// instruction, four times the work of widening multiplies). The instruction multiplies
+/// unsigned by signed bytes, so each row byte is flipped to `r + 128` on load and
+/// `128 · Σ q` is taken off the sum once: the result equals the i8 dot product exactly.
+mod vnni {
+    #![allow(unsafe_code)]
+
+    use std::collections::{BinaryHeap, HashSet};
+
+    use docent_domain::DocumentId;
+
+    use super::{Namespace, Ranked, push};
+
+    /// Runs the first pass if the CPU has AVX512-VNNI and rows are whole 64-byte blocks;
+    /// returns whether it did.
+    pub(super) fn first_pass(
+        ns: &Namespace,
+        from: usize,
+        docs: &HashSet<DocumentId>,
+        query: &[i8],
+        keep: usize,
+        out: &mut BinaryHeap<Ranked<usize>>,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let dim = ns.dim;
+            if dim == 0
+                || !dim.is_multiple_of(64)
+                || query.len() != dim
+                || ns.quant.len() != ns.ids.len() * dim
+                || !std::arch::is_x86_feature_detected!("avx512f")
+                || !std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                return false;
+            }
+            let bias = 128 * query.iter().map(|&x| i32::from(x)).sum::<i32>();
+            for (i, id) in ns.ids.iter().enumerate().skip(from) {
+                if !docs.is_empty() && !docs.contains(&id.document) {
+                    continue;
+                }
+                let row = &ns.quant[i * dim..(i + 1) * dim];
+                // SAFETY: the CPU has AVX512F and AVX512-VNNI (checked above); `row` and
+                // `query` both hold `dim` bytes, a multiple of 64 (checked above).
+                let raw = unsafe { dot(query, row) } - bias;
+                push(out, keep, Ranked(raw as f32 / ns.scales[i], i));
+            }
+            true
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (ns, from, docs, query, keep, out);
+            false
+        }
+    }
+
+    /// `Σ (row + 128) · query` over 64-byte blocks.
+    ///
+    /// # Safety
+    /// AVX512F and AVX512-VNNI; `query.len() == row.len()`, a multiple of 64.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    unsafe fn dot(query: &[i8], row: &[i8]) -> i32 {
+        use std::arch::x86_64::*;
+        let flip = _mm512_set1_epi8(i8::MIN);
+        let mut acc = _mm512_setzero_si512();
+        for (q, r) in query.chunks_exact(64).zip(row.chunks_exact(64)) {
+            // SAFETY: both chunks are 64 bytes (the caller's contract).
+            let (q, r) = unsafe {
+                (
+                    _mm512_loadu_si512(q.as_ptr().cast()),
+                    _mm512_loadu_si512(r.as_ptr().cast()),
+                )
+            };
+            acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(r, flip), q);
+        }
+        _mm512_reduce_add_epi32(acc)
+    }
+
+    #[cfg(all(test, target_arch = "x86_64"))]
+    mod tests {
+        #[test]
+        fn matches_the_portable_dot_product() {
+            if !std::arch::is_x86_feature_detected!("avx512vnni") {
+                eprintln!("skipped: no AVX512-VNNI");
+                return;
+            }
+            let q: Vec<i8> = (0..384)
+                .map(|i: i32| (i * 37 % 255 - 127) as i8)
+                .collect();
+            let r: Vec<i8> = (0..384)
+                .map(|i: i32| (i * 91 % 255 - 127) as i8)
+                .collect();
+            let bias = 128 * q.iter().map(|&x| i32::from(x)).sum::<i32>();
+            // SAFETY: checked above; both are 384 bytes.
+            let got = unsafe { super::dot(&q, &r) } - bias;
+            assert_eq!(got, super::super::dot_i8(&q, &r));
+            let extremes = vec![-127i8; 384];
+            // SAFETY: as above.
+            let got = unsafe { super::dot(&extremes, &extremes) } - 128 * (-127 * 384);
+            assert_eq!(got, 127 * 127 * 384);
         }
     }
 }
