@@ -68,6 +68,9 @@ pub struct Piece {
     pub heading_path: Vec<String>,
     /// The record's fields (name, value) when the chunk is a record; empty otherwise.
     pub fields: Vec<(String, String)>,
+    /// When the chunk is (part of) a record: the record's index in the document, from 0 (a
+    /// long record split into several chunks gives each the same index).
+    pub record: Option<u32>,
 }
 
 /// Splits an extraction into chunks of at most `cfg.max_chars` chars.
@@ -85,6 +88,7 @@ pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measu
     let mut spans: Vec<Span> = Vec::new();
     let mut headings: Vec<(u8, String)> = Vec::new();
     let mut open: Option<Span> = None;
+    let mut records = 0u32;
 
     for block in &doc.blocks {
         let len = measure.size(doc.block_text(block));
@@ -96,6 +100,8 @@ pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measu
         let path = || headings.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>();
         if let BlockKind::Record { fields } = &block.kind {
             spans.extend(open.take());
+            let record = records;
+            records += 1;
             let pieces = if len <= max {
                 vec![(0, block.byte_end - block.byte_start)]
             } else {
@@ -114,6 +120,7 @@ pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measu
                     page: block.page,
                     headings: path(),
                     fields: fields.clone(),
+                    record: Some(record),
                 });
             }
             continue;
@@ -134,6 +141,7 @@ pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measu
                 page: block.page,
                 headings: path(),
                 fields: Vec::new(),
+                record: None,
             });
         } else {
             for (s, e) in split_measured(
@@ -149,6 +157,7 @@ pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measu
                     page: block.page,
                     headings: path(),
                     fields: Vec::new(),
+                    record: None,
                 });
             }
         }
@@ -164,6 +173,7 @@ struct Span {
     page: Option<u32>,
     headings: Vec<String>,
     fields: Vec<(String, String)>,
+    record: Option<u32>,
 }
 
 /// Converts byte spans (in ascending start order) to pieces with char offsets, walking the text
@@ -195,6 +205,7 @@ fn to_pieces(text: &str, spans: Vec<Span>) -> Vec<Piece> {
                 page: s.page,
                 heading_path: s.headings,
                 fields: s.fields,
+                record: s.record,
             }
         })
         .collect()

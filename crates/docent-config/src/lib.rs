@@ -216,6 +216,14 @@ pub struct IngestConfig {
     pub chunk_tokens: usize,
     /// Word pieces repeated between pieces of a split block.
     pub chunk_overlap_tokens: usize,
+    /// Record files (CSV/TSV/JSONL/XLSX) are embedded and committed in batches of about this
+    /// many chunks (whole rows); a crashed task resumes after the last committed batch.
+    #[serde(default = "default_record_batch")]
+    pub record_batch: usize,
+}
+
+fn default_record_batch() -> usize {
+    1024
 }
 
 /// Cache backend.
@@ -268,6 +276,57 @@ pub enum EmbedderConfig {
         #[serde(default = "default_embed_batch")]
         batch_size: usize,
     },
+    /// Any OpenAI-compatible embeddings API, budgeted (requests/s, tokens/min, retries with
+    /// backoff, `Retry-After`) and batched.
+    Openai {
+        /// Base URL, e.g. `https://api.openai.com/v1`.
+        base_url: String,
+        /// Model name, e.g. `text-embedding-3-small`.
+        model: String,
+        /// API key.
+        #[serde(
+            default,
+            serialize_with = "redact",
+            skip_serializing_if = "Option::is_none"
+        )]
+        api_key: Option<SecretString>,
+        /// File holding the API key (wins over `api_key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api_key_file: Option<PathBuf>,
+        /// Vector dimension; unset: learned from one probe request at start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dimension: Option<usize>,
+        /// Requests started per second, shared by every worker of the process.
+        #[serde(default = "default_llm_requests_per_second")]
+        requests_per_second: f64,
+        /// Estimated tokens (chars / 4) per minute; none: unlimited.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens_per_minute: Option<u64>,
+        /// Most texts per request (OpenAI allows 2048).
+        #[serde(default = "default_openai_embed_batch")]
+        batch_size: usize,
+        /// Most estimated tokens per request (OpenAI allows 300 000).
+        #[serde(default = "default_openai_embed_batch_tokens")]
+        batch_tokens: usize,
+        /// Attempts per request (429, 5xx and timeouts are retried with backoff).
+        #[serde(default = "default_openai_embed_attempts")]
+        max_attempts: u32,
+        /// Time for one request.
+        #[serde(default = "default_llm_timeout", with = "humantime_serde")]
+        request_timeout: Duration,
+    },
+}
+
+fn default_openai_embed_batch() -> usize {
+    128
+}
+
+fn default_openai_embed_batch_tokens() -> usize {
+    8_000
+}
+
+fn default_openai_embed_attempts() -> u32 {
+    5
 }
 
 /// Chat model.
@@ -802,6 +861,7 @@ impl Default for Config {
                 chunk_overlap: 150,
                 chunk_tokens: 256,
                 chunk_overlap_tokens: 32,
+                record_batch: default_record_batch(),
             },
             cache: CacheConfig::Memory {
                 max_entries: 10_000,
@@ -830,7 +890,7 @@ impl Config {
 
     /// Like [`Config::load`] with an explicit environment provider (tests).
     pub fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let mut overrides = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
                 return Err(ConfigError::Parse(format!(
@@ -838,9 +898,37 @@ impl Config {
                     file.display()
                 )));
             }
-            fig = fig.merge(Toml::file(file));
+            overrides = overrides.merge(Toml::file(file));
         }
-        let config: Config = fig.merge(env).extract().map_err(|e| {
+        let overrides = overrides.merge(env);
+        // A backend section whose `kind` the file or environment changes starts from nothing:
+        // the default backend's settings (e.g. the local model's `model_dir`) are not another
+        // backend's.
+        let defaults = Config::default();
+        let mut base = figment::value::Value::serialize(&defaults)
+            .ok()
+            .and_then(|v| v.into_dict())
+            .unwrap_or_default();
+        for section in [
+            "database", "storage", "queue", "cache", "index", "embedder", "llm",
+        ] {
+            let kind = |v: Option<&figment::value::Value>| {
+                v.and_then(|v| v.as_dict())
+                    .and_then(|d| d.get("kind"))
+                    .and_then(|k| k.as_str().map(str::to_owned))
+            };
+            let chosen = overrides
+                .find_value(&format!("{section}.kind"))
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned));
+            if let Some(chosen) = chosen
+                && kind(base.get(section)).is_some_and(|default| default != chosen)
+            {
+                base.remove(section);
+            }
+        }
+        let fig = Figment::from(Serialized::defaults(base)).merge(overrides);
+        let config: Config = fig.extract().map_err(|e| {
             ConfigError::Parse(
                 e.into_iter()
                     .map(|e| e.to_string())
@@ -895,6 +983,32 @@ impl Config {
         }
         self.validate_cors()?;
         self.validate_auth()?;
+        if let EmbedderConfig::Openai {
+            base_url,
+            requests_per_second,
+            batch_size,
+            batch_tokens,
+            dimension,
+            max_attempts,
+            ..
+        } = &self.embedder
+        {
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                return bad("embedder.base_url must be an http(s) URL");
+            }
+            if !(requests_per_second.is_finite() && *requests_per_second > 0.0) {
+                return bad("embedder.requests_per_second must be a positive number");
+            }
+            if *batch_size == 0 || *batch_tokens == 0 || *max_attempts == 0 || *dimension == Some(0)
+            {
+                return bad(
+                    "embedder.batch_size, batch_tokens, max_attempts and dimension must be at least 1",
+                );
+            }
+        }
+        if self.ingest.record_batch == 0 {
+            return bad("ingest.record_batch must be at least 1");
+        }
         if let LlmConfig::Openai { base_url, .. } = &self.llm
             && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
         {
@@ -1099,6 +1213,20 @@ impl Config {
     }
 }
 
+impl EmbedderConfig {
+    /// The API key of an `openai` embedder, read from `api_key_file` when set.
+    pub fn api_key(&self) -> Result<Option<SecretString>, ConfigError> {
+        match self {
+            EmbedderConfig::None | EmbedderConfig::Local { .. } => Ok(None),
+            EmbedderConfig::Openai {
+                api_key,
+                api_key_file,
+                ..
+            } => read_secret("embedder.api_key_file", api_key, api_key_file),
+        }
+    }
+}
+
 impl LlmConfig {
     /// The API key, read from `api_key_file` when set.
     pub fn api_key(&self) -> Result<Option<SecretString>, ConfigError> {
@@ -1140,6 +1268,30 @@ mod tests {
         assert_eq!(c.worker.hard_time_limit, Duration::from_secs(1800));
         assert_eq!(c.worker.soft_time_limit, Duration::from_secs(1740));
         assert!(matches!(c.database, DatabaseConfig::Sqlite { .. }));
+    }
+
+    #[test]
+    fn another_backend_kind_drops_the_defaults_settings() {
+        let e = env(&[
+            ("EMBEDDER__KIND", "openai"),
+            ("EMBEDDER__BASE_URL", "http://127.0.0.1:9/v1"),
+            ("EMBEDDER__MODEL", "text-embedding-3-small"),
+            ("EMBEDDER__BATCH_SIZE", "2048"),
+        ]);
+        let c = Config::load_from(None, e).expect("openai embedder from the environment");
+        match c.embedder {
+            EmbedderConfig::Openai {
+                batch_size,
+                requests_per_second,
+                dimension,
+                ..
+            } => {
+                assert_eq!(batch_size, 2048);
+                assert_eq!(requests_per_second, 5.0);
+                assert_eq!(dimension, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

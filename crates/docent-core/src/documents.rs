@@ -284,6 +284,65 @@ impl Services {
         }
         self.enqueue_ingest(tenant, doc, false).await
     }
+
+    /// The failure ledger of a record file: rows that could not be processed, by row.
+    pub async fn failed_rows<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        id: DocumentId,
+    ) -> Result<Vec<FailedRow>> {
+        let scope = scope.into();
+        let doc = self.get_document(scope, id).await?;
+        self.store.list_failed_rows(doc.tenant_id, id).await
+    }
+
+    /// Queues a task that embeds and stores again only the rows in the document's failure
+    /// ledger (`document_state_conflict` while it is being processed or when no row failed).
+    pub async fn retry_failed_rows<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        id: DocumentId,
+    ) -> Result<UploadOutcome> {
+        let scope = scope.into();
+        let tenant = scope.tenant;
+        let doc = self.get_document(scope, id).await?;
+        if !doc.status.is_terminal() && doc.task_id.is_some() {
+            return Err(Error::new(
+                Code::DocumentStateConflict,
+                format!(
+                    "document {id} is {}; wait for its task to finish or cancel it",
+                    doc.status
+                ),
+            ));
+        }
+        if self.store.list_failed_rows(tenant, id).await?.is_empty() {
+            return Err(Error::new(
+                Code::DocumentStateConflict,
+                format!("document {id} has no failed rows to retry"),
+            ));
+        }
+        let task = self
+            .queue
+            .enqueue(
+                tenant,
+                NewTask {
+                    kind: TaskKind::RetryFailedRows,
+                    document_id: Some(id),
+                    collection_id: Some(doc.collection_id),
+                    max_attempts: None,
+                    payload: serde_json::Value::Null,
+                },
+            )
+            .await?;
+        self.store.set_document_task(tenant, id, task.id).await?;
+        self.wake.notify_waiters();
+        let document = self.store.get_document(tenant, id).await?;
+        Ok(UploadOutcome {
+            document,
+            task: Some(task),
+            duplicate: false,
+        })
+    }
 }
 
 #[cfg(test)]

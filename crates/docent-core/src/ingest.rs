@@ -1,6 +1,19 @@
 //! The ingest task: read the original, extract text (on a blocking thread, with a deadline and
 //! panic isolation), chunk it, and replace the document's chunks in one transaction. Re-running
 //! it rewrites the same deterministic chunk ids, so it never duplicates.
+//!
+//! Record files (CSV/TSV/JSONL/XLSX: chunks that are records) go through [`run_batched`]
+//! instead: the chunks are embedded and committed in batches of whole rows
+//! (`ingest.record_batch` chunks), each batch stored with the task's checkpoint in one
+//! transaction ([`MetadataStore::append_chunks`]). A re-leased task (after a crash) re-extracts
+//! the file (extraction and chunking are deterministic) and continues after its checkpoint, so
+//! rows are neither embedded twice nor duplicated. Rows the embedder refuses with a
+//! non-retryable error are found by bisecting the batch and go to the document's failure
+//! ledger (row number, code, message); the task then ends `partially_completed`.
+//! [`run_retry_failed_rows`] embeds only the ledgered rows again and clears those that now
+//! succeed. The search index is filled once at the end, from the stored chunks.
+//!
+//! [`MetadataStore::append_chunks`]: docent_domain::ports::MetadataStore::append_chunks
 
 use std::time::Duration;
 
@@ -36,8 +49,15 @@ pub fn extract_error(e: ExtractError) -> Error {
     Error::new(code, message)
 }
 
-/// Runs an ingest task. Returns the final progress.
-pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
+/// A document read, extracted and chunked.
+struct Prepared {
+    doc: Document,
+    facts: ExtractionFacts,
+    pieces: Vec<docent_chunk::Piece>,
+}
+
+/// Reads, extracts and chunks the task's document.
+async fn prepare(ctx: &TaskContext) -> Result<Prepared, JobError> {
     let svc = &ctx.services;
     let task = &ctx.lease.task;
     let tenant = task.tenant_id;
@@ -100,6 +120,26 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
         Ok(Ok(Ok(v))) => v,
     };
     ctx.checkpoint()?;
+    Ok(Prepared {
+        doc,
+        facts: ExtractionFacts {
+            detected_type: Some(detected.to_owned()),
+            page_count,
+        },
+        pieces,
+    })
+}
+
+/// Runs an ingest task. Returns the final progress.
+pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
+    let prepared = prepare(ctx).await?;
+    if prepared.pieces.iter().any(|p| p.record.is_some()) {
+        return run_batched(ctx, prepared).await;
+    }
+    let Prepared { doc, facts, pieces } = prepared;
+    let svc = &ctx.services;
+    let tenant = doc.tenant_id;
+    let doc_id = doc.id;
 
     let total = pieces.len() as u64;
     ctx.progress(
@@ -110,23 +150,7 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
         },
     )
     .await?;
-    let mut chunks: Vec<NewChunk> = pieces
-        .into_iter()
-        .map(|p| NewChunk {
-            ordinal: p.ordinal,
-            text: p.text,
-            char_start: p.char_start as u64,
-            char_end: p.char_end as u64,
-            page: p.page,
-            heading_path: p.heading_path,
-            metadata: p
-                .fields
-                .into_iter()
-                .map(|(k, v)| (k, serde_json::Value::String(v)))
-                .collect(),
-            embedding: None,
-        })
-        .collect();
+    let mut chunks: Vec<NewChunk> = pieces.iter().map(new_chunk).collect();
     let model = match &svc.embedder {
         Some(embedder) => {
             embed_chunks(ctx, embedder.as_ref(), &mut chunks, total).await?;
@@ -136,10 +160,6 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
             })
         }
         None => None,
-    };
-    let facts = ExtractionFacts {
-        detected_type: Some(detected.to_owned()),
-        page_count,
     };
     let title = doc.filename.clone();
     let language = match svc.store.get_collection(tenant, doc.collection_id).await {
@@ -186,6 +206,333 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
         chunks_done: total,
         rows_failed: 0,
     })
+}
+
+/// A piece as a chunk to store (record fields become string metadata).
+fn new_chunk(p: &docent_chunk::Piece) -> NewChunk {
+    NewChunk {
+        ordinal: p.ordinal,
+        text: p.text.clone(),
+        char_start: p.char_start as u64,
+        char_end: p.char_end as u64,
+        page: p.page,
+        heading_path: p.heading_path.clone(),
+        metadata: p
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+        embedding: None,
+    }
+}
+
+/// A missing document (deleted while we worked) cancels the job.
+fn gone(e: Error) -> JobError {
+    if e.code == Code::DocumentNotFound {
+        JobError::Cancelled
+    } else {
+        JobError::Failed(e)
+    }
+}
+
+/// The 1-based row number of a record piece.
+fn row_of(p: &docent_chunk::Piece) -> Option<u32> {
+    p.record.map(|r| r + 1)
+}
+
+/// Splits pieces into consecutive batches of about `size` chunks, never splitting a row.
+fn row_batches<'a>(
+    pieces: &'a [&'a docent_chunk::Piece],
+    size: usize,
+) -> Vec<&'a [&'a docent_chunk::Piece]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=pieces.len() {
+        let full = i - start >= size.max(1);
+        let row_boundary = i == pieces.len()
+            || pieces[i].record != pieces[i - 1].record
+            || pieces[i].record.is_none();
+        if i == pieces.len() || (full && row_boundary) {
+            out.push(&pieces[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+/// The embedding model of the configured embedder.
+fn embedding_model(svc: &crate::Services) -> Option<EmbeddingModel> {
+    svc.embedder.as_ref().map(|e| EmbeddingModel {
+        id: e.model_id().to_owned(),
+        dimension: e.dimension() as u32,
+    })
+}
+
+/// Embeds a batch of record pieces. Returns the chunks of the rows that succeeded and the rows
+/// that failed. A non-retryable refusal of a batch is bisected down to single chunks, and a
+/// row fails when any of its chunks does. Retryable errors (rate limits, outages, after the
+/// embedder's own retries) fail the whole call: the task backs off and resumes at its
+/// checkpoint. With `strict`, a batch of several rows that all fail is the embedder's fault,
+/// not the rows': the error fails the task instead of ledgering every row.
+async fn embed_rows(
+    ctx: &TaskContext,
+    pieces: &[&docent_chunk::Piece],
+    strict: bool,
+) -> Result<(Vec<NewChunk>, Vec<(u32, ErrorInfo)>), JobError> {
+    let mut chunks: Vec<NewChunk> = pieces.iter().map(|p| new_chunk(p)).collect();
+    let Some(embedder) = ctx.services.embedder.as_deref() else {
+        return Ok((chunks, Vec::new()));
+    };
+    let texts: Vec<String> = chunks
+        .iter()
+        .map(|c| embedding_text(&c.heading_path, &c.text))
+        .collect();
+    let mut errors: Vec<Option<Error>> = (0..texts.len()).map(|_| None).collect();
+    let mut stack: Vec<std::ops::Range<usize>> = Vec::new();
+    stack.push(0..texts.len());
+    while let Some(range) = stack.pop() {
+        ctx.checkpoint()?;
+        if range.is_empty() {
+            continue;
+        }
+        match embedder.embed(&texts[range.clone()]).await {
+            Ok(vectors) if vectors.len() == range.len() => {
+                for (c, v) in chunks[range].iter_mut().zip(vectors) {
+                    c.embedding = Some(v);
+                }
+            }
+            Ok(_) => {
+                return Err(JobError::Failed(Error::internal(
+                    "the embedder returned a different number of vectors",
+                )));
+            }
+            Err(e) if e.is_retryable() => return Err(JobError::Failed(e)),
+            Err(e) if range.len() == 1 => errors[range.start] = Some(e),
+            Err(_) => {
+                let mid = range.start + range.len() / 2;
+                stack.push(mid..range.end);
+                stack.push(range.start..mid);
+            }
+        }
+    }
+    let mut failed: Vec<(u32, ErrorInfo)> = Vec::new();
+    for (p, e) in pieces.iter().zip(&errors) {
+        if let Some(e) = e {
+            let Some(row) = row_of(p) else {
+                // Not a row: nothing to ledger it under.
+                return Err(JobError::Failed(Error::new(e.code, e.message.clone())));
+            };
+            if failed.last().is_none_or(|(r, _)| *r != row) {
+                failed.push((row, e.info()));
+            }
+        }
+    }
+    let rows = pieces
+        .iter()
+        .filter_map(|p| row_of(p))
+        .collect::<std::collections::BTreeSet<_>>();
+    if strict
+        && rows.len() > 1
+        && failed.len() == rows.len()
+        && let Some(e) = errors.into_iter().flatten().next()
+    {
+        return Err(JobError::Failed(e));
+    }
+    let bad: std::collections::HashSet<u32> = failed.iter().map(|(r, _)| *r).collect();
+    let kept = pieces
+        .iter()
+        .zip(chunks)
+        .filter(|(p, _)| row_of(p).is_none_or(|r| !bad.contains(&r)))
+        .map(|(_, c)| c)
+        .collect();
+    Ok((kept, failed))
+}
+
+/// Ingests a record file in committed batches, resuming after the task's checkpoint.
+async fn run_batched(ctx: &TaskContext, prepared: Prepared) -> Result<Progress, JobError> {
+    let svc = &ctx.services;
+    let Prepared { doc, facts, pieces } = prepared;
+    let (tenant, doc_id, task_id) = (doc.tenant_id, doc.id, ctx.lease.task.id);
+    let total = pieces.len() as u64;
+    let (start, mut done) = match svc
+        .store
+        .ingest_checkpoint(tenant, doc_id, task_id)
+        .await
+        .map_err(gone)?
+    {
+        Some(next) => {
+            tracing::info!(document = %doc_id, task = %task_id, next_ordinal = next, "resuming a record file at its checkpoint");
+            (next as usize, u64::from(doc.chunk_count))
+        }
+        None => {
+            svc.store
+                .begin_batched_ingest(tenant, doc_id, task_id, facts)
+                .await
+                .map_err(gone)?;
+            (0, 0)
+        }
+    };
+    let mut failed = svc
+        .store
+        .list_failed_rows(tenant, doc_id)
+        .await
+        .map_err(gone)?
+        .len() as u64;
+    let progress = |done: u64, failed: u64| Progress {
+        chunks_total: total,
+        chunks_done: done,
+        rows_failed: failed,
+    };
+    ctx.progress(TaskStatus::ProcessingChunks, progress(done, failed))
+        .await?;
+    let model = embedding_model(svc);
+    let rest: Vec<&docent_chunk::Piece> = pieces.iter().skip(start).collect();
+    for batch in row_batches(&rest, svc.config.ingest.record_batch) {
+        let (chunks, bad) = embed_rows(ctx, batch, true).await?;
+        let next = batch.last().map_or(0, |p| p.ordinal + 1);
+        failed += bad.len() as u64;
+        ctx.checkpoint()?;
+        done = u64::from(
+            svc.store
+                .append_chunks(
+                    tenant,
+                    doc_id,
+                    task_id,
+                    ChunkBatch {
+                        chunks,
+                        failed: bad,
+                        resolved: Vec::new(),
+                        checkpoint: Some(next),
+                    },
+                    model.clone(),
+                )
+                .await
+                .map_err(gone)?,
+        );
+        ctx.progress(TaskStatus::ProcessingChunks, progress(done, failed))
+            .await?;
+    }
+    index_stored(ctx, &doc, &pieces).await?;
+    Ok(progress(done, failed))
+}
+
+/// Embeds and stores again only the rows of the document's failure ledger.
+pub async fn run_retry_failed_rows(ctx: &TaskContext) -> Result<Progress, JobError> {
+    let prepared = prepare(ctx).await?;
+    let svc = &ctx.services;
+    let Prepared { doc, pieces, .. } = prepared;
+    let (tenant, doc_id, task_id) = (doc.tenant_id, doc.id, ctx.lease.task.id);
+    let total = pieces.len() as u64;
+    let ledger = svc
+        .store
+        .list_failed_rows(tenant, doc_id)
+        .await
+        .map_err(gone)?;
+    let wanted: std::collections::HashSet<u32> = ledger.iter().map(|f| f.row).collect();
+    let mut done = u64::from(doc.chunk_count);
+    ctx.progress(
+        TaskStatus::ProcessingChunks,
+        Progress {
+            chunks_total: total,
+            chunks_done: done,
+            rows_failed: wanted.len() as u64,
+        },
+    )
+    .await?;
+    let selected: Vec<&docent_chunk::Piece> = pieces
+        .iter()
+        .filter(|p| row_of(p).is_some_and(|r| wanted.contains(&r)))
+        .collect();
+    let model = embedding_model(svc);
+    for batch in row_batches(&selected, svc.config.ingest.record_batch) {
+        let (chunks, bad) = embed_rows(ctx, batch, false).await?;
+        let bad_rows: std::collections::HashSet<u32> = bad.iter().map(|(r, _)| *r).collect();
+        let mut resolved: Vec<u32> = batch
+            .iter()
+            .filter_map(|p| row_of(p))
+            .filter(|r| !bad_rows.contains(r))
+            .collect();
+        resolved.dedup();
+        ctx.checkpoint()?;
+        done = u64::from(
+            svc.store
+                .append_chunks(
+                    tenant,
+                    doc_id,
+                    task_id,
+                    ChunkBatch {
+                        chunks,
+                        failed: bad,
+                        resolved,
+                        checkpoint: None,
+                    },
+                    model.clone(),
+                )
+                .await
+                .map_err(gone)?,
+        );
+    }
+    index_stored(ctx, &doc, &pieces).await?;
+    let failed = svc
+        .store
+        .list_failed_rows(tenant, doc_id)
+        .await
+        .map_err(gone)?
+        .len() as u64;
+    Ok(Progress {
+        chunks_total: total,
+        chunks_done: done,
+        rows_failed: failed,
+    })
+}
+
+/// Puts the document's stored chunks (with their stored vectors) into the search index.
+async fn index_stored(
+    ctx: &TaskContext,
+    doc: &Document,
+    pieces: &[docent_chunk::Piece],
+) -> Result<(), JobError> {
+    let svc = &ctx.services;
+    let (tenant, doc_id) = (doc.tenant_id, doc.id);
+    let language = match svc.store.get_collection(tenant, doc.collection_id).await {
+        Ok(c) => c.language,
+        Err(e) if e.code == Code::CollectionNotFound => return Err(JobError::Cancelled),
+        Err(e) => return Err(JobError::Failed(e)),
+    };
+    ctx.checkpoint()?;
+    let stored = svc
+        .store
+        .chunk_vectors(tenant, doc_id)
+        .await
+        .map_err(gone)?;
+    let indexed: Vec<IndexChunk> = stored
+        .into_iter()
+        .filter_map(|(ordinal, vector)| {
+            let p = pieces.get(ordinal as usize)?;
+            Some(IndexChunk {
+                id: ChunkId {
+                    document: doc_id,
+                    ordinal,
+                },
+                collection_id: doc.collection_id,
+                text: p.text.clone(),
+                char_start: p.char_start as u64,
+                heading_path: p.heading_path.clone(),
+                title: doc.filename.clone(),
+                language,
+                vector,
+            })
+        })
+        .collect();
+    svc.index.upsert_document(tenant, doc_id, indexed).await?;
+    // Deleted while we indexed: take it back out (the delete may have run before our upsert).
+    if let Err(e) = svc.store.get_document(tenant, doc_id).await
+        && e.code == Code::DocumentNotFound
+    {
+        svc.index.delete_document(tenant, doc_id).await?;
+        return Err(JobError::Cancelled);
+    }
+    Ok(())
 }
 
 /// Splits an extraction the way ingest does: in the embedder's word pieces when it can count

@@ -220,6 +220,7 @@ async fn execute(ctx: &TaskContext) -> Result<Progress, JobError> {
     match ctx.lease.task.kind {
         TaskKind::IngestDocument => crate::ingest::run(ctx).await,
         TaskKind::SummarizeDocument => crate::answer::run_summary_task(ctx).await,
+        TaskKind::RetryFailedRows => crate::ingest::run_retry_failed_rows(ctx).await,
     }
 }
 

@@ -215,6 +215,8 @@ string_enum!(
         IngestDocument => "ingest_document",
         /// Compute and cache a long document's summary.
         SummarizeDocument => "summarize_document",
+        /// Embed and store again only the rows in a record file's failure ledger.
+        RetryFailedRows => "retry_failed_rows",
     }
 );
 
@@ -347,6 +349,34 @@ pub struct EmbeddingModel {
     pub id: String,
     /// Vector dimension.
     pub dimension: u32,
+}
+
+/// A row of a record file that could not be processed, kept in the document's failure ledger
+/// until a retry succeeds or the document is processed again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedRow {
+    /// Row (record) number from 1, the header row not counted.
+    pub row: u32,
+    /// Why, as an error code (`model_error`, ...).
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+    /// When the row failed.
+    pub failed_at: DateTime<Utc>,
+}
+
+/// One committed batch of a record file's ingest: stored and ledgered together with the
+/// task's checkpoint, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkBatch {
+    /// Chunks to store (an existing chunk of the same ordinal is replaced).
+    pub chunks: Vec<NewChunk>,
+    /// Rows that failed (an existing ledger entry of the same row is replaced).
+    pub failed: Vec<(u32, ErrorInfo)>,
+    /// Rows that now succeeded: removed from the ledger.
+    pub resolved: Vec<u32>,
+    /// Chunks below this ordinal are done; `None` leaves the checkpoint alone (row retries).
+    pub checkpoint: Option<u32>,
 }
 
 /// Progress counters persisted while a task runs.

@@ -87,6 +87,49 @@ pub trait MetadataStore: BotStore + Send + Sync + 'static {
         chunks: Vec<NewChunk>,
         model: Option<EmbeddingModel>,
     ) -> Result<u32>;
+    /// The checkpoint of `task`'s batched ingest of a document: chunks below the returned
+    /// ordinal are committed. `None` when that task has not started one (a new task, or
+    /// another task's checkpoint).
+    async fn ingest_checkpoint(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        task: TaskId,
+    ) -> Result<Option<u32>>;
+    /// Starts `task`'s batched ingest of a document, in one transaction: removes its chunks
+    /// and failed rows, records the extraction facts, and sets the checkpoint to 0.
+    async fn begin_batched_ingest(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        task: TaskId,
+        facts: ExtractionFacts,
+    ) -> Result<()>;
+    /// Commits one batch in one transaction: stores its chunks (the model rule of
+    /// [`replace_chunks`](MetadataStore::replace_chunks) applies), ledgers its failed rows,
+    /// drops resolved rows from the ledger, moves `task`'s checkpoint and the chunk count.
+    /// Returns the document's chunk count. A checkpoint held by another task is
+    /// `task_state_conflict` (a newer task took the document over).
+    async fn append_chunks(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        task: TaskId,
+        batch: ChunkBatch,
+        model: Option<EmbeddingModel>,
+    ) -> Result<u32>;
+    /// A document's failure ledger, by row.
+    async fn list_failed_rows(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+    ) -> Result<Vec<FailedRow>>;
+    /// The ordinals of a document's stored chunks with their vectors (for re-indexing).
+    async fn chunk_vectors(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+    ) -> Result<Vec<(u32, Option<Vec<f32>>)>>;
     /// Chunks by id (missing or other tenants' ids are skipped), in the order asked.
     async fn get_chunks(&self, tenant: TenantId, ids: &[ChunkId]) -> Result<Vec<Chunk>>;
     /// Tenants with data (index rebuilds walk them).

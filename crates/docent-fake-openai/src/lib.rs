@@ -18,6 +18,8 @@
 //! they finish, and added latency. Shares are spread evenly and deterministically (a
 //! golden-ratio sequence over the request count, offset by `seed`), so a share of 0.3 never
 //! fails two requests in a row; a [`Faults::script`] of faults is served first, one per request.
+//! [`Faults::reject_inputs_containing`] refuses embeddings requests holding a marked input
+//! (`400`), like a provider refusing one bad row of a batch.
 //!
 //! Every request is logged ([`LogEntry`]: time, path, status, tokens, fault) in memory and,
 //! with [`FakeConfig::log_file`], as JSON lines. A [`RateCheck`] marks requests that arrive
@@ -161,6 +163,10 @@ pub struct Faults {
     pub seed: u64,
     /// Served first, one per request, before the shares apply.
     pub script: Vec<Fault>,
+    /// Refuse any embeddings request with an input containing this string:
+    /// `400 invalid_request_error` (as OpenAI answers an input it will not embed), so the
+    /// client has to find the offending inputs.
+    pub reject_inputs_containing: Option<String>,
 }
 
 /// A budget the fake checks: more than `max_requests` arrivals within `window - tolerance`
@@ -806,6 +812,19 @@ async fn embeddings(
         }
     };
     seen.inputs = Some(inputs.len());
+    let reject = shared
+        .inner
+        .lock()
+        .unwrap()
+        .faults
+        .reject_inputs_containing
+        .clone();
+    if let Some(marker) = reject.filter(|m| !m.is_empty())
+        && let Some(i) = inputs.iter().position(|t| t.contains(&marker))
+    {
+        log_entry(&shared, arrival, PATH, "POST", 400, seen);
+        return invalid(&format!("'$.input[{i}]' cannot be embedded."));
+    }
     let tokens: u32 = inputs.iter().map(|s| answer::count_tokens(s)).sum();
     seen.prompt_tokens = tokens;
     if inputs.len() > shared.config.max_embedding_inputs {

@@ -67,6 +67,9 @@ struct Args {
     /// Jitter tolerated by the budget check.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "50ms")]
     budget_tolerance: Duration,
+    /// Answer `400 invalid_request_error` to embeddings requests with an input containing this.
+    #[arg(long)]
+    reject_inputs_containing: Option<String>,
     /// Append every request as a JSON line to this file.
     #[arg(long)]
     log: Option<PathBuf>,
@@ -108,6 +111,7 @@ async fn main() -> std::io::Result<()> {
             latency: args.latency,
             seed: args.seed,
             script: Vec::new(),
+            reject_inputs_containing: args.reject_inputs_containing,
         },
         rate_check: args.budget_rps.map(|n| RateCheck {
             max_requests: n,

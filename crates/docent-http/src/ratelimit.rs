@@ -60,7 +60,8 @@ pub(crate) fn classify(method: &Method, path: &str) -> Limit {
             "/api/v1/collections/{id}/documents"
             | "/upload"
             | "/api/upload"
-            | "/api/v1/documents/{id}/reprocess",
+            | "/api/v1/documents/{id}/reprocess"
+            | "/api/v1/documents/{id}/retry-failed-rows",
         ) => RouteClass::Ingest,
         ("GET" | "HEAD", _) => RouteClass::Read,
         _ => RouteClass::Write,

@@ -494,69 +494,21 @@ impl MetadataStore for SqliteStore {
         let Some(collection) = collection else {
             return Err(not_found(Code::DocumentNotFound, "document", document));
         };
-        if let Some(model) = &model {
-            let row = sqlx::query("SELECT embedding_model, embedding_dim FROM collections WHERE tenant_id = ? AND id = ?")
+        check_model(&mut tx, tenant, &collection, model.as_ref()).await?;
+        for sql in [
+            "DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?",
+            "DELETE FROM failed_rows WHERE tenant_id = ? AND document_id = ?",
+            "DELETE FROM ingest_checkpoints WHERE tenant_id = ? AND document_id = ?",
+        ] {
+            sqlx::query(sql)
                 .bind(tenant.to_string())
-                .bind(&collection)
-                .fetch_one(&mut *tx)
+                .bind(document.to_string())
+                .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            let have: Option<String> = row.try_get("embedding_model").map_err(db_err)?;
-            let dim: Option<i64> = row.try_get("embedding_dim").map_err(db_err)?;
-            match have {
-                None => {
-                    sqlx::query("UPDATE collections SET embedding_model = ?, embedding_dim = ? WHERE tenant_id = ? AND id = ?")
-                        .bind(&model.id)
-                        .bind(i64::from(model.dimension))
-                        .bind(tenant.to_string())
-                        .bind(&collection)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                }
-                Some(have) if have == model.id && dim == Some(i64::from(model.dimension)) => {}
-                Some(have) => {
-                    return Err(Error::new(
-                        Code::EmbeddingModelMismatch,
-                        format!(
-                            "the collection holds vectors of `{have}` ({} dimensions); refusing vectors of `{}` ({} dimensions) — reindex the collection to change models",
-                            dim.unwrap_or_default(),
-                            model.id,
-                            model.dimension
-                        ),
-                    ));
-                }
-            }
         }
-        sqlx::query("DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?")
-            .bind(tenant.to_string())
-            .bind(document.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
         let count = chunks.len() as u32;
-        // Multi-row inserts, well under SQLite's bound-parameter limit per statement.
-        for batch in chunks.chunks(50) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO chunks (document_id, ordinal, tenant_id, collection_id, text, char_start, char_end, page, heading_path, metadata, embedding) ",
-            );
-            q.push_values(batch, |mut b, c| {
-                b.push_bind(document.to_string())
-                    .push_bind(i64::from(c.ordinal))
-                    .push_bind(tenant.to_string())
-                    .push_bind(collection.clone())
-                    .push_bind(c.text.clone())
-                    .push_bind(c.char_start as i64)
-                    .push_bind(c.char_end as i64)
-                    .push_bind(c.page.map(i64::from))
-                    .push_bind(
-                        serde_json::to_string(&c.heading_path).unwrap_or_else(|_| "[]".into()),
-                    )
-                    .push_bind(meta_json(&c.metadata))
-                    .push_bind(c.embedding.as_deref().map(vector_bytes));
-            });
-            q.build().execute(&mut *tx).await.map_err(db_err)?;
-        }
+        insert_chunks(&mut tx, tenant, document, &collection, &chunks, false).await?;
         sqlx::query("UPDATE documents SET chunk_count = ?, detected_type = ?, page_count = ?, updated_at = ? WHERE tenant_id = ? AND id = ?")
             .bind(i64::from(count))
             .bind(facts.detected_type)
@@ -569,6 +521,189 @@ impl MetadataStore for SqliteStore {
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(count)
+    }
+
+    async fn ingest_checkpoint(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        task: TaskId,
+    ) -> Result<Option<u32>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT next_ordinal FROM ingest_checkpoints WHERE tenant_id = ? AND document_id = ? AND task_id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(document.to_string())
+        .bind(task.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(next.map(|n| n as u32))
+    }
+
+    async fn begin_batched_ingest(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        task: TaskId,
+        facts: ExtractionFacts,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        document_collection(&mut tx, tenant, document).await?;
+        for sql in [
+            "DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?",
+            "DELETE FROM failed_rows WHERE tenant_id = ? AND document_id = ?",
+            "DELETE FROM ingest_checkpoints WHERE tenant_id = ? AND document_id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(tenant.to_string())
+                .bind(document.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let now = now_ms();
+        sqlx::query("INSERT INTO ingest_checkpoints (document_id, tenant_id, task_id, next_ordinal, updated_at) VALUES (?, ?, ?, 0, ?)")
+            .bind(document.to_string())
+            .bind(tenant.to_string())
+            .bind(task.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("UPDATE documents SET chunk_count = 0, detected_type = ?, page_count = ?, updated_at = ? WHERE tenant_id = ? AND id = ?")
+            .bind(facts.detected_type)
+            .bind(facts.page_count.map(i64::from))
+            .bind(now)
+            .bind(tenant.to_string())
+            .bind(document.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn append_chunks(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+        task: TaskId,
+        batch: ChunkBatch,
+        model: Option<EmbeddingModel>,
+    ) -> Result<u32> {
+        let mut tx = self.write_tx().await?;
+        let collection = document_collection(&mut tx, tenant, document).await?;
+        let now = now_ms();
+        if let Some(next) = batch.checkpoint {
+            let moved = sqlx::query("UPDATE ingest_checkpoints SET next_ordinal = ?, updated_at = ? WHERE tenant_id = ? AND document_id = ? AND task_id = ?")
+                .bind(i64::from(next))
+                .bind(now)
+                .bind(tenant.to_string())
+                .bind(document.to_string())
+                .bind(task.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if moved.rows_affected() == 0 {
+                return Err(Error::new(
+                    Code::TaskStateConflict,
+                    "another task is processing this document",
+                ));
+            }
+        }
+        if !batch.chunks.is_empty() {
+            check_model(&mut tx, tenant, &collection, model.as_ref()).await?;
+            insert_chunks(&mut tx, tenant, document, &collection, &batch.chunks, true).await?;
+        }
+        for (row, e) in &batch.failed {
+            sqlx::query("INSERT OR REPLACE INTO failed_rows (document_id, row_number, tenant_id, error_code, message, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(document.to_string())
+                .bind(i64::from(*row))
+                .bind(tenant.to_string())
+                .bind(&e.code)
+                .bind(&e.message)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        for row in &batch.resolved {
+            sqlx::query("DELETE FROM failed_rows WHERE tenant_id = ? AND document_id = ? AND row_number = ?")
+                .bind(tenant.to_string())
+                .bind(document.to_string())
+                .bind(i64::from(*row))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM chunks WHERE tenant_id = ? AND document_id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(document.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE documents SET chunk_count = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(count)
+        .bind(now)
+        .bind(tenant.to_string())
+        .bind(document.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(count as u32)
+    }
+
+    async fn list_failed_rows(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+    ) -> Result<Vec<FailedRow>> {
+        let rows = sqlx::query(
+            "SELECT row_number, error_code, message, created_at FROM failed_rows \
+             WHERE tenant_id = ? AND document_id = ? ORDER BY row_number",
+        )
+        .bind(tenant.to_string())
+        .bind(document.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(FailedRow {
+                    row: r.try_get::<i64, _>("row_number").map_err(db_err)? as u32,
+                    code: r.try_get("error_code").map_err(db_err)?,
+                    message: r.try_get("message").map_err(db_err)?,
+                    failed_at: to_dt(r.try_get("created_at").map_err(db_err)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn chunk_vectors(
+        &self,
+        tenant: TenantId,
+        document: DocumentId,
+    ) -> Result<Vec<(u32, Option<Vec<f32>>)>> {
+        let rows = sqlx::query(
+            "SELECT ordinal, embedding FROM chunks WHERE tenant_id = ? AND document_id = ? ORDER BY ordinal",
+        )
+        .bind(tenant.to_string())
+        .bind(document.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let ordinal = r.try_get::<i64, _>("ordinal").map_err(db_err)? as u32;
+                let v: Option<Vec<u8>> = r.try_get("embedding").map_err(db_err)?;
+                Ok((ordinal, v.as_deref().map(vector_from_bytes)))
+            })
+            .collect()
     }
 
     async fn get_chunks(&self, tenant: TenantId, ids: &[ChunkId]) -> Result<Vec<Chunk>> {
@@ -675,4 +810,100 @@ impl MetadataStore for SqliteStore {
         let items = rows.iter().map(chunk_from).collect::<Result<Vec<_>>>()?;
         Ok(paginate(items, limit, |c| c.id.ordinal.to_string()))
     }
+}
+
+/// The collection records the model of its first vectors and refuses any other.
+async fn check_model(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    tenant: TenantId,
+    collection: &str,
+    model: Option<&EmbeddingModel>,
+) -> Result<()> {
+    let Some(model) = model else { return Ok(()) };
+    let row = sqlx::query(
+        "SELECT embedding_model, embedding_dim FROM collections WHERE tenant_id = ? AND id = ?",
+    )
+    .bind(tenant.to_string())
+    .bind(collection)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let have: Option<String> = row.try_get("embedding_model").map_err(db_err)?;
+    let dim: Option<i64> = row.try_get("embedding_dim").map_err(db_err)?;
+    match have {
+        None => {
+            sqlx::query("UPDATE collections SET embedding_model = ?, embedding_dim = ? WHERE tenant_id = ? AND id = ?")
+                .bind(&model.id)
+                .bind(i64::from(model.dimension))
+                .bind(tenant.to_string())
+                .bind(collection)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        }
+        Some(have) if have == model.id && dim == Some(i64::from(model.dimension)) => Ok(()),
+        Some(have) => Err(Error::new(
+            Code::EmbeddingModelMismatch,
+            format!(
+                "the collection holds vectors of `{have}` ({} dimensions); refusing vectors of `{}` ({} dimensions) — reindex the collection to change models",
+                dim.unwrap_or_default(),
+                model.id,
+                model.dimension
+            ),
+        )),
+    }
+}
+
+/// Inserts chunks (replacing those of the same ordinal when `replace`).
+async fn insert_chunks(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    tenant: TenantId,
+    document: DocumentId,
+    collection: &str,
+    chunks: &[NewChunk],
+    replace: bool,
+) -> Result<()> {
+    let verb = if replace {
+        "INSERT OR REPLACE"
+    } else {
+        "INSERT"
+    };
+    // Multi-row inserts, well under SQLite's bound-parameter limit per statement.
+    for batch in chunks.chunks(50) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "{verb} INTO chunks (document_id, ordinal, tenant_id, collection_id, text, char_start, char_end, page, heading_path, metadata, embedding) "
+        ));
+        q.push_values(batch, |mut b, c| {
+            b.push_bind(document.to_string())
+                .push_bind(i64::from(c.ordinal))
+                .push_bind(tenant.to_string())
+                .push_bind(collection.to_owned())
+                .push_bind(c.text.clone())
+                .push_bind(c.char_start as i64)
+                .push_bind(c.char_end as i64)
+                .push_bind(c.page.map(i64::from))
+                .push_bind(serde_json::to_string(&c.heading_path).unwrap_or_else(|_| "[]".into()))
+                .push_bind(meta_json(&c.metadata))
+                .push_bind(c.embedding.as_deref().map(vector_bytes));
+        });
+        q.build().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// The collection of a tenant's document, or `document_not_found`.
+async fn document_collection(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    tenant: TenantId,
+    document: DocumentId,
+) -> Result<String> {
+    let collection: Option<String> =
+        sqlx::query_scalar("SELECT collection_id FROM documents WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.to_string())
+            .bind(document.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    collection.ok_or_else(|| not_found(Code::DocumentNotFound, "document", document))
 }

@@ -31,7 +31,7 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
     let llm = open_llm(&config)?;
     let index =
         docent_index::open(&config.index, data_path).map_err(|e| anyhow::anyhow!(e.chain()))?;
-    let embedder = crate::embedder::open(&config.embedder)?;
+    let embedder = crate::embedder::open(&config.embedder).await?;
     let services = Services {
         config: config.clone(),
         store: db.metadata(),

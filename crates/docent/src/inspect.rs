@@ -61,7 +61,7 @@ pub fn extract(
     };
     let pieces = if with_chunks {
         // Chunked exactly as ingest would: in the model's word pieces when it is available.
-        let embedder = crate::embedder::open(&config.embedder).ok().flatten();
+        let embedder = crate::embedder::open_local(&config.embedder).ok().flatten();
         Some(docent_core::ingest::chunk_document(
             &doc,
             &config.ingest,

@@ -290,6 +290,8 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("POST", "/api/v1/tasks/{id}/cancel", WRITE_ID),
     ("POST", "/api/v1/tasks/{id}/retry", WRITE_ID),
     ("POST", "/api/v1/documents/{id}/reprocess", WRITE_ID),
+    ("GET", "/api/v1/documents/{id}/failed-rows", READ_ID),
+    ("POST", "/api/v1/documents/{id}/retry-failed-rows", WRITE_ID),
     ("DELETE", "/api/v1/keys/{id}", ADMIN_ID),
     ("DELETE", "/api/v1/members/{user_id}", ADMIN_ID),
     ("DELETE", "/api/v1/bots/{id}", BOT_WRITE_ID),

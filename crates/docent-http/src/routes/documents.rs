@@ -1,5 +1,6 @@
 //! Documents: `/api/v1/collections/{id}/documents` (upload, list), `/api/v1/documents/{id}`
-//! (get, download, chunks, reprocess, delete), and the seed-compatible uploads `POST /upload`
+//! (get, download, chunks, reprocess, delete; a record file's failed rows and their retry),
+//! and the seed-compatible uploads `POST /upload`
 //! and `POST /api/upload` (the same upload, the collection named in the form or the query, or
 //! the `default` collection). The services check the caller's scope; the handlers parse and
 //! answer.
@@ -439,6 +440,73 @@ pub(crate) async fn reprocess(
     let did: DocumentId = id(&raw, "document")?;
     p.require_write()?;
     let o = s.services.reprocess_document(&p, did).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(UploadResult {
+            document: o.document.into(),
+            task: o.task.map(Into::into),
+            duplicate: false,
+        }),
+    ))
+}
+
+/// A row of a record file that could not be processed.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct FailedRow {
+    /// Row (record) number from 1; the header row is not counted.
+    pub row: u32,
+    /// Error code (see `/api/v1/errors`), e.g. `model_error`.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+    /// When the row failed.
+    pub failed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A document's failure ledger.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct FailedRowList {
+    /// Failed rows, by row number.
+    pub items: Vec<FailedRow>,
+}
+
+/// Lists the rows of a record file that could not be processed (its task then ended
+/// `partially_completed`).
+#[utoipa::path(get, path = "/api/v1/documents/{id}/failed-rows", tag = "documents", params(("id" = String, Path, description = "document id")),
+    responses((status = 200, body = FailedRowList), (status = 404, body = ErrorEnvelope)))]
+pub(crate) async fn failed_rows(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<FailedRowList>> {
+    let did: DocumentId = id(&raw, "document")?;
+    let items = s
+        .services
+        .failed_rows(&p, did)
+        .await?
+        .into_iter()
+        .map(|f| FailedRow {
+            row: f.row,
+            code: f.code,
+            message: f.message,
+            failed_at: f.failed_at,
+        })
+        .collect();
+    Ok(Json(FailedRowList { items }))
+}
+
+/// Queues a task that processes only the document's failed rows again; rows that now succeed
+/// leave the ledger (409 while the document is being processed or when no row failed).
+#[utoipa::path(post, path = "/api/v1/documents/{id}/retry-failed-rows", tag = "documents", params(("id" = String, Path, description = "document id")),
+    responses((status = 202, body = UploadResult), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub(crate) async fn retry_failed_rows(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(raw): Path<String>,
+) -> ApiResult<(StatusCode, Json<UploadResult>)> {
+    let did: DocumentId = id(&raw, "document")?;
+    p.require_write()?;
+    let o = s.services.retry_failed_rows(&p, did).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(UploadResult {

@@ -37,6 +37,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(documents::content))
         .routes(routes!(documents::chunks))
         .routes(routes!(documents::reprocess))
+        .routes(routes!(documents::failed_rows))
+        .routes(routes!(documents::retry_failed_rows))
         .routes(routes!(search::search))
         .routes(routes!(search::search_collection))
         .routes(routes!(search::ask))
