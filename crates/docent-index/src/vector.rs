@@ -228,6 +228,9 @@ mod vnni {
                 return false;
             }
             let bias = 128 * query.iter().map(|&x| i32::from(x)).sum::<i32>();
+            // Every score into a flat list, then one selection of the best `keep`: cheaper
+            // than keeping a heap up to date row by row.
+            let mut scored: Vec<(f32, u32)> = Vec::with_capacity(ns.ids.len().saturating_sub(from));
             for (i, id) in ns.ids.iter().enumerate().skip(from) {
                 if !docs.is_empty() && !docs.contains(&id.document) {
                     continue;
@@ -236,7 +239,14 @@ mod vnni {
                 // SAFETY: the CPU has AVX512F and AVX512-VNNI (checked above); `row` and
                 // `query` both hold `dim` bytes, a multiple of 64 (checked above).
                 let raw = unsafe { dot(query, row) } - bias;
-                push(out, keep, Ranked(raw as f32 / ns.scales[i], i));
+                scored.push((raw as f32 / ns.scales[i], i as u32));
+            }
+            if scored.len() > keep && keep > 0 {
+                scored.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0));
+                scored.truncate(keep);
+            }
+            for (score, i) in scored {
+                push(out, keep, Ranked(score, i as usize));
             }
             true
         }
@@ -278,12 +288,8 @@ mod vnni {
                 eprintln!("skipped: no AVX512-VNNI");
                 return;
             }
-            let q: Vec<i8> = (0..384)
-                .map(|i: i32| (i * 37 % 255 - 127) as i8)
-                .collect();
-            let r: Vec<i8> = (0..384)
-                .map(|i: i32| (i * 91 % 255 - 127) as i8)
-                .collect();
+            let q: Vec<i8> = (0..384).map(|i: i32| (i * 37 % 255 - 127) as i8).collect();
+            let r: Vec<i8> = (0..384).map(|i: i32| (i * 91 % 255 - 127) as i8).collect();
             let bias = 128 * q.iter().map(|&x| i32::from(x)).sum::<i32>();
             // SAFETY: checked above; both are 384 bytes.
             let got = unsafe { super::dot(&q, &r) } - bias;

@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: a search request makes many small, short-lived
+/// allocations across threads, and glibc's malloc took about a sixth of the server's CPU
+/// under load (measured with `docent bench load`; see ARCHITECTURE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = docent::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
