@@ -316,26 +316,38 @@ impl Services {
                     // Another bot's conversation is as unknown as another tenant's.
                     return Err(docent_domain::conversation_not_found(id));
                 }
-                let page = self
-                    .conversation_messages(
-                        scope,
-                        id,
-                        PageRequest {
-                            limit: 200,
-                            cursor: None,
-                        },
-                    )
-                    .await?;
-                let stored: Vec<ChatMessage> = page
-                    .items
-                    .iter()
-                    .filter_map(|m| match m.role {
-                        MessageRole::User => Some(ChatMessage::user(m.content.clone())),
-                        MessageRole::Assistant => Some(ChatMessage::assistant(m.content.clone())),
-                        MessageRole::System => None,
-                    })
-                    .collect();
-                history = stored;
+                // Oldest first, page by page: only the latest turns are kept.
+                let mut stored: std::collections::VecDeque<ChatMessage> =
+                    std::collections::VecDeque::new();
+                let mut cursor = None;
+                loop {
+                    let page = self
+                        .conversation_messages(
+                            scope,
+                            id,
+                            PageRequest {
+                                limit: PageRequest::MAX_LIMIT,
+                                cursor,
+                            },
+                        )
+                        .await?;
+                    for m in &page.items {
+                        let turn = match m.role {
+                            MessageRole::User => ChatMessage::user(m.content.clone()),
+                            MessageRole::Assistant => ChatMessage::assistant(m.content.clone()),
+                            MessageRole::System => continue,
+                        };
+                        stored.push_back(turn);
+                        if stored.len() > HISTORY_MESSAGES {
+                            stored.pop_front();
+                        }
+                    }
+                    match page.next_cursor {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+                history = stored.into();
                 id
             }
             (true, None) => {
