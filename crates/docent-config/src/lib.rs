@@ -144,6 +144,53 @@ pub enum DatabaseConfig {
         #[serde(with = "humantime_serde")]
         busy_timeout: Duration,
     },
+    /// A PostgreSQL database, shared by every server and worker (the distributed shape). Needs
+    /// the `postgres` cargo feature of docent-store (on in the `docent` binary by default).
+    Postgres {
+        /// Connection URL, `postgres://user:password@host:5432/db` (a secret: never printed).
+        #[serde(
+            default,
+            serialize_with = "redact",
+            skip_serializing_if = "Option::is_none"
+        )]
+        url: Option<SecretString>,
+        /// File holding the URL (wins over `url`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url_file: Option<PathBuf>,
+        /// Pool size (per process).
+        #[serde(default = "default_pg_max_connections")]
+        max_connections: u32,
+        /// How long a request waits for a free connection before failing as unavailable.
+        #[serde(default = "default_pg_acquire_timeout", with = "humantime_serde")]
+        acquire_timeout: Duration,
+        /// Longest a single statement may run (`statement_timeout`); `0s`: no limit.
+        #[serde(default = "default_pg_statement_timeout", with = "humantime_serde")]
+        statement_timeout: Duration,
+    },
+}
+
+impl DatabaseConfig {
+    /// The PostgreSQL URL, read from `url_file` when set; `None` for other databases.
+    pub fn postgres_url(&self) -> Result<Option<SecretString>, ConfigError> {
+        match self {
+            DatabaseConfig::Sqlite { .. } => Ok(None),
+            DatabaseConfig::Postgres { url, url_file, .. } => {
+                read_secret("database.url_file", url, url_file)
+            }
+        }
+    }
+}
+
+fn default_pg_max_connections() -> u32 {
+    10
+}
+
+fn default_pg_acquire_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_pg_statement_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Blob store backend.
@@ -155,6 +202,63 @@ pub enum StorageConfig {
         /// Directory; relative paths are under `data_dir`.
         path: PathBuf,
     },
+    /// An S3 bucket, or an S3-compatible store (MinIO, R2, moto) at `endpoint`. Needs the
+    /// `s3` cargo feature (on in the `docent` binary by default). Credentials come from the
+    /// standard AWS environment / instance chain (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`, web identity, ECS or instance metadata), never from this file.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Region (`us-east-1` for most S3-compatible stores).
+        region: String,
+        /// Endpoint of an S3-compatible store (`http://127.0.0.1:9000`); path-style addressing
+        /// is used when set. Unset: AWS S3 itself.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Key prefix inside the bucket (`docent/`), to share a bucket.
+        #[serde(default)]
+        prefix: String,
+        /// Allow a plain `http://` endpoint (local stores only).
+        #[serde(default)]
+        allow_http: bool,
+        /// Create the bucket at start when it does not exist.
+        #[serde(default)]
+        create_bucket: bool,
+        /// Server-side encryption of stored objects.
+        #[serde(default)]
+        server_side_encryption: ServerSideEncryption,
+        /// The KMS key for `server_side_encryption = "aws:kms"` (the account's default key
+        /// when unset).
+        #[serde(default)]
+        kms_key_id: Option<String>,
+        /// How long presigned download and upload URLs stay valid (at most 7 days).
+        #[serde(with = "humantime_serde", default = "default_presign_ttl")]
+        presign_ttl: Duration,
+        /// Answer every download (`GET /api/v1/documents/{id}/content`) with a `307` to a
+        /// presigned URL instead of streaming through the server (`?redirect=true` asks for
+        /// it per request).
+        #[serde(default)]
+        redirect_downloads: bool,
+    },
+}
+
+/// Server-side encryption of objects written to S3.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerSideEncryption {
+    /// None requested (the bucket's default encryption applies).
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// SSE-S3 (`AES256`).
+    #[serde(rename = "aes256")]
+    Aes256,
+    /// SSE-KMS (`aws:kms`), with `kms_key_id` or the account's default key.
+    #[serde(rename = "aws:kms")]
+    AwsKms,
+}
+
+fn default_presign_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 /// Task queue backend.
@@ -975,14 +1079,23 @@ impl Config {
         if self.ingest.max_upload_size.as_u64() == 0 {
             return bad("ingest.max_upload_size must be positive");
         }
-        if let DatabaseConfig::Sqlite {
-            max_connections: 0, ..
-        } = self.database
-        {
-            return bad("database.max_connections must be at least 1");
+        match &self.database {
+            DatabaseConfig::Sqlite {
+                max_connections: 0, ..
+            }
+            | DatabaseConfig::Postgres {
+                max_connections: 0, ..
+            } => return bad("database.max_connections must be at least 1"),
+            DatabaseConfig::Postgres {
+                url: None,
+                url_file: None,
+                ..
+            } => return bad("database.url (or database.url_file) is required for postgres"),
+            DatabaseConfig::Sqlite { .. } | DatabaseConfig::Postgres { .. } => {}
         }
         self.validate_cors()?;
         self.validate_auth()?;
+        self.validate_storage()?;
         if let EmbedderConfig::Openai {
             base_url,
             requests_per_second,
@@ -1021,6 +1134,42 @@ impl Config {
             && !(requests_per_second.is_finite() && *requests_per_second > 0.0)
         {
             return bad("llm.requests_per_second must be a positive number");
+        }
+        Ok(())
+    }
+
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if let StorageConfig::S3 {
+            bucket,
+            region,
+            endpoint,
+            allow_http,
+            server_side_encryption,
+            kms_key_id,
+            presign_ttl,
+            ..
+        } = &self.storage
+        {
+            if bucket.is_empty() || region.is_empty() {
+                return bad("storage.bucket and storage.region must be set");
+            }
+            if let Some(e) = endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return bad("storage.endpoint must be an http(s) URL");
+                }
+                if e.starts_with("http://") && !allow_http {
+                    return bad("storage.endpoint is plain http: set storage.allow_http = true");
+                }
+            }
+            if kms_key_id.is_some() && *server_side_encryption != ServerSideEncryption::AwsKms {
+                return bad("storage.kms_key_id needs server_side_encryption = \"aws:kms\"");
+            }
+            if *presign_ttl < Duration::from_secs(1)
+                || *presign_ttl > Duration::from_secs(7 * 24 * 3600)
+            {
+                return bad("storage.presign_ttl must be between 1s and 7 days");
+            }
         }
         Ok(())
     }
@@ -1295,6 +1444,44 @@ mod tests {
     }
 
     #[test]
+    fn s3_storage_from_a_file_with_defaults_and_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[storage]\nkind = \"s3\"\nbucket = \"docs\"\nregion = \"eu-west-1\"\n\
+             server_side_encryption = \"aws:kms\"\nkms_key_id = \"alias/docent\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__")).unwrap();
+        match c.storage {
+            StorageConfig::S3 {
+                bucket,
+                endpoint,
+                create_bucket,
+                server_side_encryption,
+                presign_ttl,
+                ..
+            } => {
+                assert_eq!(bucket, "docs");
+                assert_eq!(endpoint, None);
+                assert!(!create_bucket);
+                assert_eq!(server_side_encryption, ServerSideEncryption::AwsKms);
+                assert_eq!(presign_ttl, Duration::from_secs(900));
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(
+            &file,
+            "[storage]\nkind = \"s3\"\nbucket = \"docs\"\nregion = \"us-east-1\"\n\
+             endpoint = \"http://127.0.0.1:9000\"\n",
+        )
+        .unwrap();
+        let err = Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__")).unwrap_err();
+        assert!(err.to_string().contains("allow_http"), "{err}");
+    }
+
+    #[test]
     fn file_then_env_layering() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
@@ -1480,6 +1667,27 @@ mod auth_tests {
         ] {
             assert!(load(&provider(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn postgres_url_is_a_secret_and_required() {
+        let url = "postgres://docent:pg-canary@db:5432/docent";
+        let c = load(&format!(
+            "[database]\nkind = \"postgres\"\nurl = \"{url}\"\n"
+        ))
+        .unwrap();
+        assert!(matches!(
+            c.database,
+            DatabaseConfig::Postgres {
+                max_connections: 10,
+                ..
+            }
+        ));
+        let got = c.database.postgres_url().unwrap().unwrap();
+        assert_eq!(got.expose_secret(), url);
+        assert!(!c.to_redacted_toml().contains("pg-canary"));
+        assert!(!format!("{:?}", c.database).contains("pg-canary"));
+        assert!(load("[database]\nkind = \"postgres\"\n").is_err());
     }
 
     #[test]

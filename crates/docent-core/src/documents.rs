@@ -90,6 +90,18 @@ impl Services {
             blob_key: key.clone(),
             metadata: upload.metadata,
         };
+        self.register_document(tenant, new).await
+    }
+
+    /// Registers a stored original and enqueues its ingest task; identical bytes already in
+    /// the collection return that document (and the new original is deleted). Shared by
+    /// streamed and direct uploads.
+    pub(crate) async fn register_document(
+        &self,
+        tenant: TenantId,
+        new: NewDocument,
+    ) -> Result<UploadOutcome> {
+        let key = new.blob_key.clone();
         let (document, created) = match self.store.insert_document(tenant, new).await {
             Ok(r) => r,
             Err(e) => {

@@ -8,6 +8,8 @@
 //!   a key's collection limit is enforced here and not only at the HTTP edge ([`scope`]).
 //! - [`bots`], [`chat`]: bots over collections, and cited chat with them (retrieval → a
 //!   prompt with numbered sources → an answer with validated `[n]` citations).
+//! - [`direct`]: presigned downloads and direct uploads (the client sends the bytes to the
+//!   S3 blob store itself; completing the upload verifies them and registers the document).
 //! - [`worker`]: the lease → run → complete loop, heartbeats, time limits and graceful shutdown.
 //! - [`ingest`]: the ingest task — blob → extract → chunk → store chunks, idempotently.
 
@@ -15,6 +17,7 @@ pub mod answer;
 pub mod bots;
 pub mod chat;
 pub mod collections;
+pub mod direct;
 pub mod documents;
 pub mod ingest;
 pub mod scope;

@@ -79,7 +79,9 @@ async fn app() -> App {
         config: config.clone(),
         store: db.metadata(),
         queue: db.queue(&config.queue),
-        blobs: docent_blob::open(&config.storage, data_path).expect("blob store"),
+        blobs: docent_blob::open(&config.storage, data_path)
+            .await
+            .expect("blob store"),
         cache: docent_cache::open(&config.cache),
         index: Arc::new(NoIndex),
         embedder: None,

@@ -134,6 +134,15 @@ codes! {
     WorkerLost => ("worker_lost", Unavailable, 503, true),
     /// The task ran past its hard time limit.
     TaskTimeout => ("task_timeout", Unavailable, 504, false),
+    /// The configured backend does not offer this (presigned URLs and direct uploads need an
+    /// S3 blob store).
+    FeatureUnavailable => ("feature_unavailable", InvalidRequest, 409, false),
+    /// No such pending direct upload (in this tenant and collection), or it was completed.
+    UploadNotFound => ("upload_not_found", NotFound, 404, false),
+    /// The uploaded object is not what the upload declared (size or sha256); it was deleted.
+    UploadMismatch => ("upload_mismatch", InvalidRequest, 422, false),
+    /// Nothing has been uploaded to the presigned URL yet.
+    UploadIncomplete => ("upload_incomplete", InvalidRequest, 409, false),
     /// The original file is missing from blob storage.
     BlobMissing => ("blob_missing", Internal, 500, false),
     /// Too many requests.

@@ -280,6 +280,32 @@ pub struct NewDocument {
     pub metadata: Metadata,
 }
 
+/// A direct upload waiting for its bytes (sent by the client to a presigned URL) and for its
+/// completion, which verifies them and registers the document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingUpload {
+    /// The upload's id, which is also the id of the document it becomes.
+    pub id: DocumentId,
+    /// Target collection.
+    pub collection_id: CollectionId,
+    /// File name (cleaned).
+    pub filename: String,
+    /// Declared MIME type.
+    pub declared_mime: String,
+    /// Declared size in bytes.
+    pub size_bytes: u64,
+    /// Declared hex sha256 (lower case).
+    pub sha256: String,
+    /// Where the client puts the bytes (the document's original key).
+    pub blob_key: String,
+    /// User metadata.
+    pub metadata: Metadata,
+    /// When the upload was created.
+    pub created_at: DateTime<Utc>,
+    /// When its presigned URL expires.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A filter for listing documents.
 #[derive(Debug, Clone, Default)]
 pub struct DocumentFilter {

@@ -148,6 +148,31 @@ pub trait MetadataStore: BotStore + Send + Sync + 'static {
         document: DocumentId,
         page: PageRequest,
     ) -> Result<Page<Chunk>>;
+
+    /// Records a pending direct upload (table `pending_uploads`, SQLite migration `0006`).
+    /// The default answers `feature_unavailable`, for stores without the table yet.
+    async fn insert_pending_upload(&self, tenant: TenantId, upload: PendingUpload) -> Result<()> {
+        let _ = (tenant, upload);
+        Err(direct_uploads_unsupported())
+    }
+    /// A pending direct upload, or `upload_not_found`.
+    async fn get_pending_upload(&self, tenant: TenantId, id: DocumentId) -> Result<PendingUpload> {
+        let _ = (tenant, id);
+        Err(direct_uploads_unsupported())
+    }
+    /// Removes a pending direct upload; `false` when it was not there (already completed or
+    /// removed by a concurrent call), so exactly one caller wins.
+    async fn take_pending_upload(&self, tenant: TenantId, id: DocumentId) -> Result<bool> {
+        let _ = (tenant, id);
+        Err(direct_uploads_unsupported())
+    }
+}
+
+fn direct_uploads_unsupported() -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::Code::FeatureUnavailable,
+        "this metadata store does not support direct uploads",
+    )
 }
 
 /// Bots, their conversations and messages. Every method is scoped by the tenant: another

@@ -61,7 +61,9 @@ pub(crate) fn classify(method: &Method, path: &str) -> Limit {
             | "/upload"
             | "/api/upload"
             | "/api/v1/documents/{id}/reprocess"
-            | "/api/v1/documents/{id}/retry-failed-rows",
+            | "/api/v1/documents/{id}/retry-failed-rows"
+            | "/api/v1/collections/{id}/documents/uploads"
+            | "/api/v1/collections/{id}/documents/uploads/{upload_id}/complete",
         ) => RouteClass::Ingest,
         ("GET" | "HEAD", _) => RouteClass::Read,
         _ => RouteClass::Write,

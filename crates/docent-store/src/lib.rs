@@ -2,61 +2,112 @@
 //!
 //! [`open`] is the one factory: it matches on [`DatabaseConfig`], opens the pool, applies the
 //! embedded migrations and returns a [`Database`] that hands out the [`MetadataStore`] and — for
-//! the `sql` queue backend — the [`TaskQueue`] over the same `tasks` table.
+//! the `sql` queue backend — the [`TaskQueue`] over the same `tasks` table. SQLite is always
+//! built; PostgreSQL ([`PgStore`], [`PgQueue`]) with the `postgres` cargo feature.
 //!
 //! Architecture invariant: every statement that touches tenant data has `tenant_id = ?` in its
 //! WHERE clause (or inserts it); ids from another tenant are "not found".
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod queue;
 mod sqlite;
 mod sqlite_auth;
 mod sqlite_bots;
+mod sqlite_uploads;
 mod util;
 
 use std::sync::Arc;
 
 use docent_config::{DatabaseConfig, QueueBackend, QueueConfig};
-use docent_domain::Result;
 use docent_domain::auth::AuthStore;
 use docent_domain::ports::{MetadataStore, TaskQueue};
+use docent_domain::{Error, Result};
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgQueue, PgStore};
 pub use queue::{Backoff, SqliteQueue};
 pub use sqlite::SqliteStore;
 
 /// An open metadata database.
 #[derive(Clone)]
 pub struct Database {
-    store: Arc<SqliteStore>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<SqliteStore>),
+    #[cfg(feature = "postgres")]
+    Postgres(Arc<PgStore>),
 }
 
 impl Database {
     /// The metadata repositories.
     pub fn metadata(&self) -> Arc<dyn MetadataStore> {
-        self.store.clone()
+        match &self.backend {
+            Backend::Sqlite(s) => s.clone(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(s) => s.clone(),
+        }
     }
 
     /// Accounts, sessions, API keys and external identities.
     pub fn auth(&self) -> Arc<dyn AuthStore> {
-        self.store.clone()
+        match &self.backend {
+            Backend::Sqlite(s) => s.clone(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(s) => s.clone(),
+        }
     }
 
     /// The task queue chosen by `queue.backend`.
     pub fn queue(&self, config: &QueueConfig) -> Arc<dyn TaskQueue> {
-        match config.backend {
-            QueueBackend::Sql => Arc::new(SqliteQueue::new(
-                self.store.pool().clone(),
+        let backoff = Backoff {
+            base: config.backoff_base,
+            max: config.backoff_max,
+        };
+        match (&config.backend, &self.backend) {
+            (QueueBackend::Sql, Backend::Sqlite(s)) => Arc::new(SqliteQueue::new(
+                s.pool().clone(),
                 config.max_attempts,
-                Backoff {
-                    base: config.backoff_base,
-                    max: config.backoff_max,
-                },
+                backoff,
             )),
+            #[cfg(feature = "postgres")]
+            (QueueBackend::Sql, Backend::Postgres(s)) => {
+                Arc::new(PgQueue::new(s.pool().clone(), config.max_attempts, backoff))
+            }
+        }
+    }
+
+    /// Wakes `wake` (`notify_waiters`) whenever another process enqueues a task, where the
+    /// database can tell (PostgreSQL `LISTEN`); a no-op for SQLite, whose workers poll.
+    /// Call from within a tokio runtime; the forwarder lives as long as `wake` has other owners.
+    pub fn wake_on_new_tasks(&self, wake: Arc<tokio::sync::Notify>, retry: std::time::Duration) {
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let _ = (wake, retry);
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(s) => Arc::new(PgQueue::new(
+                s.pool().clone(),
+                1,
+                Backoff {
+                    base: retry,
+                    max: retry,
+                },
+            ))
+            .forward_wakeups(wake, retry),
         }
     }
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
-        self.store.pool().close().await;
+        match &self.backend {
+            Backend::Sqlite(s) => s.pool().close().await,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(s) => s.pool().close().await,
+        }
     }
 }
 
@@ -75,8 +126,36 @@ pub async fn open(
             let store =
                 SqliteStore::open(&data_path(path), *max_connections, *busy_timeout).await?;
             Ok(Database {
-                store: Arc::new(store),
+                backend: Backend::Sqlite(Arc::new(store)),
             })
         }
+        #[cfg(feature = "postgres")]
+        DatabaseConfig::Postgres {
+            max_connections,
+            acquire_timeout,
+            statement_timeout,
+            ..
+        } => {
+            use secrecy::ExposeSecret;
+            let url = config
+                .postgres_url()
+                .map_err(|e| Error::internal(e.to_string()))?
+                .ok_or_else(|| Error::internal("database.url is not set"))?;
+            let options = PgOptions {
+                max_connections: *max_connections,
+                acquire_timeout: *acquire_timeout,
+                statement_timeout: (!statement_timeout.is_zero()).then_some(*statement_timeout),
+                schema: None,
+            };
+            let store = PgStore::connect(url.expose_secret(), &options).await?;
+            Ok(Database {
+                backend: Backend::Postgres(Arc::new(store)),
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        DatabaseConfig::Postgres { .. } => Err(Error::new(
+            docent_domain::Code::FeatureUnavailable,
+            "this build has no PostgreSQL support (docent-store feature `postgres`)",
+        )),
     }
 }

@@ -810,6 +810,18 @@ impl MetadataStore for SqliteStore {
         let items = rows.iter().map(chunk_from).collect::<Result<Vec<_>>>()?;
         Ok(paginate(items, limit, |c| c.id.ordinal.to_string()))
     }
+
+    async fn insert_pending_upload(&self, tenant: TenantId, upload: PendingUpload) -> Result<()> {
+        crate::sqlite_uploads::insert(self, tenant, upload).await
+    }
+
+    async fn get_pending_upload(&self, tenant: TenantId, id: DocumentId) -> Result<PendingUpload> {
+        crate::sqlite_uploads::get(self, tenant, id).await
+    }
+
+    async fn take_pending_upload(&self, tenant: TenantId, id: DocumentId) -> Result<bool> {
+        crate::sqlite_uploads::take(self, tenant, id).await
+    }
 }
 
 /// The collection records the model of its first vectors and refuses any other.

@@ -24,8 +24,9 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
     let db = docent_store::open(&config.database, data_path)
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
-    let blobs =
-        docent_blob::open(&config.storage, data_path).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let blobs = docent_blob::open(&config.storage, data_path)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
     let queue = db.queue(&config.queue);
     let cache = docent_cache::open(&config.cache);
     let llm = open_llm(&config)?;
@@ -54,6 +55,8 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
     } else {
         load_vectors(&services, &index).await?;
     }
+    // Tasks enqueued by other processes wake this one's workers (PostgreSQL NOTIFY; SQLite polls).
+    db.wake_on_new_tasks(services.wake.clone(), std::time::Duration::from_secs(5));
     Ok((services, db))
 }
 

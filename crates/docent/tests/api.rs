@@ -717,10 +717,8 @@ async fn openapi_docs_metrics_request_ids_and_compression() {
 async fn slow_requests_time_out_with_the_envelope() {
     let app = spawn_app_with(|c| {
         c.server.request_timeout = std::time::Duration::from_millis(300);
-        match &mut c.database {
-            docent_config::DatabaseConfig::Sqlite { busy_timeout, .. } => {
-                *busy_timeout = std::time::Duration::from_secs(2)
-            }
+        if let docent_config::DatabaseConfig::Sqlite { busy_timeout, .. } = &mut c.database {
+            *busy_timeout = std::time::Duration::from_secs(2)
         }
     })
     .await;

@@ -99,6 +99,19 @@ const READ_TENANT: [Expect; 9] = [
     Success,
     Success,
 ];
+/// Reads of one of A's resources that the local blob store of this test answers with `409
+/// feature_unavailable` (presigned URLs need S3): the scope checks come first.
+const READ_ID_S3: [Expect; 9] = [
+    Unauthorized,
+    NotFound,
+    Allowed,
+    Allowed,
+    NotFound,
+    Allowed,
+    Allowed,
+    Allowed,
+    Allowed,
+];
 /// Changes to one of A's resources.
 const WRITE_ID: [Expect; 9] = [
     Unauthorized,
@@ -250,6 +263,7 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("GET", "/api/v1/collections/{id}/documents", READ_ID),
     ("GET", "/api/v1/documents/{id}", READ_ID),
     ("GET", "/api/v1/documents/{id}/content", READ_ID),
+    ("GET", "/api/v1/documents/{id}/download-url", READ_ID_S3),
     ("GET", "/api/v1/documents/{id}/chunks", READ_ID),
     ("GET", "/api/v1/documents/{id}/summary", READ_ID),
     ("GET", "/api/v1/tasks", READ_TENANT),
@@ -284,6 +298,17 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("POST", "/api/v1/bots", BOT_CREATE),
     ("PATCH", "/api/v1/bots/{id}", BOT_WRITE_ID),
     ("POST", "/api/v1/collections/{id}/documents", WRITE_ID),
+    // Direct uploads (S3): the local store of this test answers authorized callers 409.
+    (
+        "POST",
+        "/api/v1/collections/{id}/documents/uploads",
+        WRITE_ID,
+    ),
+    (
+        "POST",
+        "/api/v1/collections/{id}/documents/uploads/{upload_id}/complete",
+        WRITE_ID,
+    ),
     // Seed-compatible upload aliases, naming collection `main` (query / form part).
     ("POST", "/upload", WRITE_ID),
     ("POST", "/api/upload", WRITE_ID),
@@ -343,9 +368,11 @@ impl World {
         } else {
             ""
         };
+        // A well-formed upload id (the matrix is about who may call).
         path.replace("{id}", id)
             .replace("{user_id}", id)
             .replace("{bot_id}", id)
+            .replace("{upload_id}", &self.document)
     }
 
     /// Ids that must never appear in an answer to `caller`.
@@ -701,6 +728,12 @@ fn body_for(world: &World, method: &str, path: &str, n: usize) -> Option<Value> 
             json!({ "name": format!("made-{n}"), "collection_ids": [world.collection] })
         }
         "/api/v1/bots/{id}" => json!({ "description": format!("edited {n}") }),
+        "/api/v1/collections/{id}/documents/uploads" => json!({
+            "filename": format!("direct-{n}.md"),
+            "size": 12,
+            "sha256": "0".repeat(64),
+            "content_type": "text/markdown",
+        }),
         "/api/v1/search" | "/api/v1/collections/{id}/search" => json!({ "query": "zebras" }),
         "/api/v1/ask" => json!({ "question": "what do zebras eat?" }),
         "/api/v1/bots/{id}/chat" => json!({ "message": "what do zebras eat?" }),

@@ -1,5 +1,8 @@
 //! Documents: `/api/v1/collections/{id}/documents` (upload, list), `/api/v1/documents/{id}`
 //! (get, download, chunks, reprocess, delete; a record file's failed rows and their retry),
+//! presigned downloads (`/api/v1/documents/{id}/download-url`, `content?redirect=true`) and
+//! direct uploads (`/api/v1/collections/{id}/documents/uploads[/{upload_id}/complete]`) with
+//! an S3 blob store,
 //! and the seed-compatible uploads `POST /upload`
 //! and `POST /api/upload` (the same upload, the collection named in the form or the query, or
 //! the `default` collection). The services check the caller's scope; the handlers parse and
@@ -14,6 +17,7 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use docent_core::direct::DirectUploadRequest;
 use docent_core::documents::{Upload, UploadOutcome};
 use docent_domain::{Code, CollectionId, DocumentFilter, DocumentId, Principal};
 use futures::{StreamExt, TryStreamExt};
@@ -25,7 +29,7 @@ use super::{page, parse_enum};
 use crate::AppState;
 use crate::dto::{ChunkList, Document, DocumentList, DocumentQuery, PageQuery, UploadResult};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiQuery, Auth, id, query_id};
+use crate::extract::{ApiJson, ApiQuery, Auth, id, query_id};
 
 /// Multipart form of an upload. Send `metadata` (optional) before `file`.
 #[derive(ToSchema)]
@@ -377,15 +381,40 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Downloads the original file.
-#[utoipa::path(get, path = "/api/v1/documents/{id}/content", tag = "documents", params(("id" = String, Path, description = "document id")),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = ErrorEnvelope)))]
+/// Query of the download route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ContentQuery {
+    /// With an S3 blob store: `true` answers `307` to a presigned URL of the original instead
+    /// of streaming it through the server (default: `storage.redirect_downloads`). A local
+    /// store always streams.
+    redirect: Option<bool>,
+}
+
+/// Downloads the original file (or, with an S3 blob store and `redirect=true`, redirects to a
+/// presigned URL of it).
+#[utoipa::path(get, path = "/api/v1/documents/{id}/content", tag = "documents",
+    params(("id" = String, Path, description = "document id"), ContentQuery),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 307, description = "redirect to a presigned URL of the original (S3)"),
+        (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn content(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(raw): Path<String>,
+    ApiQuery(q): ApiQuery<ContentQuery>,
 ) -> ApiResult<Response> {
     let did: DocumentId = id(&raw, "document")?;
+    if q.redirect.unwrap_or(s.services.redirect_downloads()) && s.services.presign_ttl().is_some() {
+        let (url, _) = s.services.document_download_url(&p, did).await?;
+        let location = HeaderValue::from_str(&url)
+            .map_err(|e| docent_domain::Error::internal(e.to_string()))?;
+        let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+        resp.headers_mut().insert(header::LOCATION, location);
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(resp);
+    }
     let (doc, size, stream) = s.services.download_document(&p, did).await?;
     let mime = HeaderValue::from_str(&doc.declared_mime)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
@@ -515,4 +544,145 @@ pub(crate) async fn retry_failed_rows(
             duplicate: false,
         }),
     ))
+}
+
+/// A presigned URL of a document's original.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct DownloadUrl {
+    /// Downloads the original without credentials (offered under its file name).
+    pub url: String,
+    /// When the URL stops working (`storage.presign_ttl` after it was made).
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A presigned URL that downloads the original straight from the S3 blob store. With a local
+/// blob store: `409 feature_unavailable` (download through `/content` instead).
+#[utoipa::path(get, path = "/api/v1/documents/{id}/download-url", tag = "documents", params(("id" = String, Path, description = "document id")),
+    responses((status = 200, body = DownloadUrl), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "`feature_unavailable`: the blob store is local")))]
+pub(crate) async fn download_url(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(raw): Path<String>,
+) -> ApiResult<([(header::HeaderName, HeaderValue); 1], Json<DownloadUrl>)> {
+    let did: DocumentId = id(&raw, "document")?;
+    let (url, expires_at) = s.services.document_download_url(&p, did).await?;
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Json(DownloadUrl { url, expires_at }),
+    ))
+}
+
+/// A direct upload's declaration.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateDirectUpload {
+    /// File name.
+    pub filename: String,
+    /// Size in bytes (at most `ingest.max_upload_size`).
+    pub size: u64,
+    /// Hex sha256 of the bytes; completion refuses other bytes.
+    pub sha256: String,
+    /// MIME type (default `application/octet-stream`); send it as `content-type` with the PUT.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Optional JSON object of user metadata.
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// Where to send the bytes of a direct upload.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct DirectUploadTicket {
+    /// Completes the upload (`…/uploads/{upload_id}/complete`); also the future document's id.
+    pub upload_id: String,
+    /// The presigned URL.
+    pub url: String,
+    /// `PUT`.
+    pub method: String,
+    /// Headers to send with the PUT, exactly as given (they are signed).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// When the URL stops working.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Starts a direct upload: the client `PUT`s the bytes to the returned presigned URL (S3),
+/// then calls `…/uploads/{upload_id}/complete`. With a local blob store: `409
+/// feature_unavailable` (use the multipart upload).
+#[utoipa::path(post, path = "/api/v1/collections/{id}/documents/uploads", tag = "documents",
+    params(("id" = String, Path, description = "collection id")),
+    request_body = CreateDirectUpload,
+    responses(
+        (status = 201, body = DirectUploadTicket),
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope, description = "read-only key, or `quota_exceeded`"),
+        (status = 409, body = ErrorEnvelope, description = "`feature_unavailable`: the blob store is local"),
+        (status = 413, body = ErrorEnvelope)))]
+pub(crate) async fn create_direct_upload(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<CreateDirectUpload>,
+) -> ApiResult<(StatusCode, Json<DirectUploadTicket>)> {
+    let cid: CollectionId = id(&raw, "collection")?;
+    p.require_write()?;
+    p.scope().check_collection(cid)?;
+    if let Some(auth) = &s.auth
+        && auth
+            .upload_headroom(p.tenant_id)
+            .await?
+            .is_some_and(|h| body.size > h)
+    {
+        return Err(auth.stored_bytes_exceeded().into());
+    }
+    let ticket = s
+        .services
+        .create_direct_upload(
+            &p,
+            cid,
+            DirectUploadRequest {
+                filename: body.filename,
+                size: body.size,
+                sha256: body.sha256,
+                content_type: body.content_type.unwrap_or_default(),
+                metadata: body.metadata.unwrap_or_default(),
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(DirectUploadTicket {
+            upload_id: ticket.upload_id.to_string(),
+            url: ticket.url,
+            method: ticket.method.to_owned(),
+            headers: ticket.headers.into_iter().collect(),
+            expires_at: ticket.expires_at,
+        }),
+    ))
+}
+
+/// Completes a direct upload: the object's size and sha256 must match the declaration (else
+/// `422 upload_mismatch`, and the object is deleted); the document is registered and its
+/// processing queued exactly like a multipart upload (202; identical bytes already in the
+/// collection: 200 with `duplicate: true`). Nothing uploaded yet: `409 upload_incomplete`.
+#[utoipa::path(post, path = "/api/v1/collections/{id}/documents/uploads/{upload_id}/complete", tag = "documents",
+    params(("id" = String, Path, description = "collection id"),
+        ("upload_id" = String, Path, description = "upload id")),
+    responses(
+        (status = 202, body = UploadResult, description = "verified; processing queued"),
+        (status = 200, body = UploadResult, description = "identical file already in the collection"),
+        (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "`upload_incomplete`, or `feature_unavailable`: the blob store is local"),
+        (status = 422, body = ErrorEnvelope, description = "`upload_mismatch`")))]
+pub(crate) async fn complete_direct_upload(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((raw, raw_upload)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<UploadResult>)> {
+    let cid: CollectionId = id(&raw, "collection")?;
+    let upload: DocumentId = id(&raw_upload, "upload")?;
+    p.require_write()?;
+    let outcome = s.services.complete_direct_upload(&p, cid, upload).await?;
+    Ok(upload_result(outcome))
 }

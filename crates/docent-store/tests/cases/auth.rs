@@ -1,6 +1,5 @@
-//! Repository tests for the SQLite [`AuthStore`]: accounts, memberships across tenants, refresh
-//! rotation with reuse detection, one-time tokens, API keys, external identities, tenant
-//! aliases, usage — and that tenant-owned rows never cross tenants.
+// The cases of `auth.rs`, included once per backend module; `Store`, `fixture()` and the
+// raw-SQL helpers come from that module (see `common/mod.rs`).
 
 use std::time::Duration;
 
@@ -8,21 +7,8 @@ use chrono::{DateTime, Utc};
 use docent_domain::auth::*;
 use docent_domain::ports::MetadataStore;
 use docent_domain::*;
-use docent_store::SqliteStore;
-use tempfile::TempDir;
 
-struct Fixture {
-    store: SqliteStore,
-    _dir: TempDir,
-}
 
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&dir.path().join("meta.db"), 4, Duration::from_secs(5))
-        .await
-        .expect("open the database");
-    Fixture { store, _dir: dir }
-}
 
 fn now() -> DateTime<Utc> {
     Utc::now()
@@ -43,7 +29,7 @@ fn new_account(email: &str, tenant: AccountTenant) -> NewAccount {
 }
 
 /// A user who owns a fresh tenant.
-async fn owner(s: &SqliteStore, email: &str) -> (User, TenantId) {
+async fn owner(s: &Store, email: &str) -> (User, TenantId) {
     let (user, m) = s
         .create_account(new_account(
             email,
@@ -64,7 +50,7 @@ fn refresh(hash: &str, ttl: i64) -> NewRefreshToken {
     }
 }
 
-async fn session(s: &SqliteStore, user: UserId, tenant: TenantId, first: &str) -> Session {
+async fn session(s: &Store, user: UserId, tenant: TenantId, first: &str) -> Session {
     s.create_session(
         NewSession {
             id: SessionId::new(),
@@ -84,7 +70,9 @@ fn code<T: std::fmt::Debug>(r: Result<T>) -> Code {
 
 #[tokio::test]
 async fn accounts_are_unique_by_email_and_updatable() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     assert_eq!(s.count_users().await.unwrap(), 0);
     let (ann, tenant) = owner(s, "ann@example.com").await;
@@ -168,7 +156,9 @@ async fn accounts_are_unique_by_email_and_updatable() {
 
 #[tokio::test]
 async fn a_user_belongs_to_several_tenants_with_roles() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let (ann, t1) = owner(s, "ann@example.com").await;
     let (bob, t2) = owner(s, "bob@example.com").await;
@@ -277,7 +267,9 @@ async fn a_user_belongs_to_several_tenants_with_roles() {
 
 #[tokio::test]
 async fn a_tenant_always_keeps_an_owner() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let (ann, t) = owner(s, "ann@example.com").await;
     assert_eq!(
@@ -300,7 +292,9 @@ async fn a_tenant_always_keeps_an_owner() {
 
 #[tokio::test]
 async fn removing_a_member_revokes_their_sessions_in_that_tenant_only() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let (ann, t1) = owner(s, "ann@example.com").await;
     let (bob, t2) = owner(s, "bob@example.com").await;
@@ -329,7 +323,9 @@ async fn removing_a_member_revokes_their_sessions_in_that_tenant_only() {
 
 #[tokio::test]
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let (ann, t) = owner(s, "ann@example.com").await;
     let sess = session(s, ann.id, t, "r1").await;
@@ -385,7 +381,9 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
 
 #[tokio::test]
 async fn concurrent_use_of_one_refresh_token_rotates_once() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let (ann, t) = owner(s, "ann@example.com").await;
     session(s, ann.id, t, "r1").await;
@@ -407,7 +405,9 @@ async fn concurrent_use_of_one_refresh_token_rotates_once() {
 
 #[tokio::test]
 async fn refresh_tokens_expire_and_sessions_can_be_revoked() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let (ann, t) = owner(s, "ann@example.com").await;
     session(s, ann.id, t, "short").await;
@@ -501,7 +501,9 @@ fn one_time(hash: &str, purpose: TokenPurpose, ttl: i64) -> OneTimeToken {
 
 #[tokio::test]
 async fn one_time_tokens_are_single_use_purpose_bound_and_expire() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let (ann, t) = owner(s, "ann@example.com").await;
     let mut invite = one_time("inv", TokenPurpose::Invite, 600);
@@ -610,7 +612,9 @@ fn new_key(prefix: &str, scope: KeyScope) -> NewApiKey {
 
 #[tokio::test]
 async fn api_keys_are_tenant_scoped_listed_revoked_and_touched() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let (_, t1) = owner(s, "ann@example.com").await;
     let (_, t2) = owner(s, "bob@example.com").await;
@@ -771,7 +775,9 @@ fn identity(subject: &str, email: Option<&str>, verified: bool) -> ExternalIdent
 
 #[tokio::test]
 async fn external_identities_link_once_and_respect_local_accounts() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let first = s
         .upsert_external_user(&identity("sub-1", Some("ext@example.com"), true))
@@ -815,7 +821,9 @@ async fn external_identities_link_once_and_respect_local_accounts() {
 
 #[tokio::test]
 async fn tenant_aliases_map_external_tenants() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let iss = "https://idp.example.com";
     assert_eq!(
@@ -855,7 +863,9 @@ async fn tenant_aliases_map_external_tenants() {
 
 #[tokio::test]
 async fn usage_counts_a_tenants_documents_and_bytes() {
-    let f = fixture().await;
+    let Some(f) = fixture().await else {
+        return;
+    };
     let s = &f.store;
     let (_, t1) = owner(s, "ann@example.com").await;
     let (_, t2) = owner(s, "bob@example.com").await;
@@ -870,20 +880,20 @@ async fn usage_counts_a_tenants_documents_and_bytes() {
         )
         .await
         .unwrap();
-    for (i, size) in [100i64, 250].into_iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO documents (id, tenant_id, collection_id, filename, declared_mime, \
-             size_bytes, sha256, blob_key, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0)",
+    for (i, size) in [100u64, 250].into_iter().enumerate() {
+        s.insert_document(
+            t1,
+            NewDocument {
+                id: DocumentId::new(),
+                collection_id: c.id,
+                filename: format!("f{i}.txt"),
+                declared_mime: "text/plain".into(),
+                size_bytes: size,
+                sha256: format!("sha{i}"),
+                blob_key: format!("blob{i}"),
+                metadata: Metadata::new(),
+            },
         )
-        .bind(DocumentId::new().to_string())
-        .bind(t1.to_string())
-        .bind(c.id.to_string())
-        .bind(format!("f{i}.txt"))
-        .bind("text/plain")
-        .bind(size)
-        .bind(format!("sha{i}"))
-        .bind(format!("blob{i}"))
-        .execute(s.pool())
         .await
         .unwrap();
     }

@@ -1,0 +1,602 @@
+//! [`BotStore`] on PostgreSQL (the SQLite version's statements over the PostgreSQL schema): bots (their collections in the `bot_collections` join table),
+//! conversations and messages. Every statement names the tenant; a bot's collections are
+//! inserted only from the tenant's own collections, so a foreign collection id is
+//! `collection_not_found` here too, whatever the caller checked.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use docent_domain::ports::BotStore;
+use docent_domain::*;
+use serde_json::{Value, json};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+
+use super::util::*;
+use super::{DOCUMENT_SELECT, PgStore, document_from};
+
+const BOT_COLS: &str = "id, tenant_id, name, description, system_prompt, model, temperature, \
+     max_tokens, top_k, retrieval_mode, min_score, welcome_message, allowed_origins, \
+     created_at, updated_at";
+
+fn bot_from(row: &PgRow, collections: Vec<CollectionId>) -> Result<Bot> {
+    let mode: String = row.try_get("retrieval_mode").map_err(db_err)?;
+    let origins = json(row, "allowed_origins")?;
+    Ok(Bot {
+        id: parse_id(row, "id")?,
+        tenant_id: parse_id(row, "tenant_id")?,
+        name: row.try_get("name").map_err(db_err)?,
+        description: row.try_get("description").map_err(db_err)?,
+        system_prompt: row.try_get("system_prompt").map_err(db_err)?,
+        model: row.try_get("model").map_err(db_err)?,
+        temperature: row.try_get::<f64, _>("temperature").map_err(db_err)? as f32,
+        max_tokens: row
+            .try_get::<Option<i64>, _>("max_tokens")
+            .map_err(db_err)?
+            .map(|n| n as u32),
+        collections,
+        retrieval: BotRetrieval {
+            top_k: row.try_get::<i64, _>("top_k").map_err(db_err)? as u32,
+            mode: RetrievalMode::parse(&mode)
+                .ok_or_else(|| Error::internal(format!("corrupt retrieval mode {mode}")))?,
+            min_score: row
+                .try_get::<Option<f64>, _>("min_score")
+                .map_err(db_err)?
+                .map(|s| s as f32),
+        },
+        welcome_message: row.try_get("welcome_message").map_err(db_err)?,
+        allowed_origins: serde_json::from_value(origins)
+            .map_err(|_| Error::internal("corrupt allowed_origins"))?,
+        created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
+        updated_at: to_dt(row.try_get("updated_at").map_err(db_err)?),
+    })
+}
+
+fn conversation_from(row: &PgRow) -> Result<Conversation> {
+    Ok(Conversation {
+        id: parse_id(row, "id")?,
+        tenant_id: parse_id(row, "tenant_id")?,
+        bot_id: parse_id(row, "bot_id")?,
+        title: row.try_get("title").map_err(db_err)?,
+        created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
+        updated_at: to_dt(row.try_get("updated_at").map_err(db_err)?),
+    })
+}
+
+fn citations_json(citations: &[Citation]) -> Value {
+    Value::Array(
+        citations
+            .iter()
+            .map(|c| {
+                json!({
+                    "marker": c.marker,
+                    "document_id": c.document_id.to_string(),
+                    "chunk_id": c.chunk_id.to_string(),
+                    "page": c.page,
+                    "char_start": c.char_start,
+                    "char_end": c.char_end,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn parse_citations(v: Value) -> Result<Vec<Citation>> {
+    let corrupt = || Error::internal("corrupt message citations");
+    let Value::Array(items) = v else {
+        return Err(corrupt());
+    };
+    items
+        .iter()
+        .map(|c| {
+            let str_field = |k: &str| c.get(k).and_then(Value::as_str).ok_or_else(corrupt);
+            let u64_field = |k: &str| c.get(k).and_then(Value::as_u64).ok_or_else(corrupt);
+            Ok(Citation {
+                marker: u64_field("marker")? as u32,
+                document_id: str_field("document_id")?.parse().map_err(|_| corrupt())?,
+                chunk_id: str_field("chunk_id")?.parse().map_err(|_| corrupt())?,
+                page: c.get("page").and_then(Value::as_u64).map(|p| p as u32),
+                char_start: u64_field("char_start")?,
+                char_end: u64_field("char_end")?,
+            })
+        })
+        .collect()
+}
+
+fn message_from(row: &PgRow) -> Result<Message> {
+    let role: String = row.try_get("role").map_err(db_err)?;
+    let prompt: Option<i64> = row.try_get("prompt_tokens").map_err(db_err)?;
+    let completion: Option<i64> = row.try_get("completion_tokens").map_err(db_err)?;
+    Ok(Message {
+        id: parse_id(row, "id")?,
+        tenant_id: parse_id(row, "tenant_id")?,
+        conversation_id: parse_id(row, "conversation_id")?,
+        role: MessageRole::parse(&role)
+            .ok_or_else(|| Error::internal(format!("corrupt message role {role}")))?,
+        content: row.try_get("content").map_err(db_err)?,
+        citations: parse_citations(json(row, "citations")?)?,
+        usage: match (prompt, completion) {
+            (None, None) => None,
+            (p, c) => Some(MessageUsage {
+                prompt_tokens: p.unwrap_or_default() as u32,
+                completion_tokens: c.unwrap_or_default() as u32,
+            }),
+        },
+        created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
+    })
+}
+
+fn origins_json(origins: &[String]) -> Value {
+    Value::Array(origins.iter().cloned().map(Value::String).collect())
+}
+
+/// Replaces a bot's collections with `collections` (duplicates dropped, order kept), taking
+/// each from the tenant's own collections only.
+async fn set_collections(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    bot: BotId,
+    collections: &[CollectionId],
+) -> Result<()> {
+    sqlx::query("DELETE FROM bot_collections WHERE tenant_id = $1 AND bot_id = $2")
+        .bind(tenant.to_string())
+        .bind(bot.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in collections.iter().enumerate() {
+        if !seen.insert(*c) {
+            continue;
+        }
+        let res = sqlx::query(
+            "INSERT INTO bot_collections (bot_id, collection_id, tenant_id, position) \
+             SELECT $1, id, tenant_id, $2 FROM collections WHERE tenant_id = $3 AND id = $4",
+        )
+        .bind(bot.to_string())
+        .bind(i as i64)
+        .bind(tenant.to_string())
+        .bind(c.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(Error::new(
+                Code::CollectionNotFound,
+                format!("`collections[{i}]`: collection {c} not found"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl PgStore {
+    /// The collections of each of `bots`, in their order.
+    async fn bot_collections(
+        &self,
+        tenant: TenantId,
+        bots: &[BotId],
+    ) -> Result<HashMap<BotId, Vec<CollectionId>>> {
+        let mut out: HashMap<BotId, Vec<CollectionId>> = HashMap::with_capacity(bots.len());
+        for batch in bots.chunks(200) {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "SELECT bot_id, collection_id FROM bot_collections WHERE tenant_id = ",
+            );
+            q.push_bind(tenant.to_string());
+            q.push(" AND bot_id IN (");
+            let mut sep = q.separated(", ");
+            for id in batch {
+                sep.push_bind(id.to_string());
+            }
+            q.push(") ORDER BY bot_id, position");
+            for row in q.build().fetch_all(self.pool()).await.map_err(db_err)? {
+                out.entry(parse_id(&row, "bot_id")?)
+                    .or_default()
+                    .push(parse_id(&row, "collection_id")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `bot_not_found` unless the tenant has the bot.
+    async fn require_bot(&self, tenant: TenantId, id: BotId) -> Result<()> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM bots WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db_err)?;
+        found.map(|_| ()).ok_or_else(|| bot_not_found(id))
+    }
+}
+
+#[async_trait]
+impl BotStore for PgStore {
+    async fn create_bot(&self, tenant: TenantId, draft: BotDraft) -> Result<Bot> {
+        let id = BotId::new();
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO bots (id, tenant_id, name, description, system_prompt, model, \
+             temperature, max_tokens, top_k, retrieval_mode, min_score, welcome_message, \
+             allowed_origins, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(id.to_string())
+        .bind(tenant.to_string())
+        .bind(&draft.name)
+        .bind(&draft.description)
+        .bind(&draft.system_prompt)
+        .bind(&draft.model)
+        .bind(f64::from(draft.temperature))
+        .bind(draft.max_tokens.map(i64::from))
+        .bind(i64::from(draft.retrieval.top_k))
+        .bind(draft.retrieval.mode.as_str())
+        .bind(draft.retrieval.min_score.map(f64::from))
+        .bind(&draft.welcome_message)
+        .bind(origins_json(&draft.allowed_origins))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        set_collections(&mut tx, tenant, id, &draft.collections).await?;
+        tx.commit().await.map_err(db_err)?;
+        self.get_bot(tenant, id).await
+    }
+
+    async fn get_bot(&self, tenant: TenantId, id: BotId) -> Result<Bot> {
+        let sql = format!("SELECT {BOT_COLS} FROM bots WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| bot_not_found(id))?;
+        let collections = self
+            .bot_collections(tenant, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        bot_from(&row, collections)
+    }
+
+    async fn list_bots(
+        &self,
+        tenant: TenantId,
+        filter: BotFilter,
+        page: PageRequest,
+    ) -> Result<Page<Bot>> {
+        let limit = page.effective_limit();
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {BOT_COLS} FROM bots b WHERE tenant_id = "
+        ));
+        q.push_bind(tenant.to_string());
+        if let Some(ids) = &filter.ids {
+            if ids.is_empty() {
+                q.push(" AND FALSE");
+            } else {
+                q.push(" AND b.id IN (");
+                let mut sep = q.separated(", ");
+                for id in ids {
+                    sep.push_bind(id.to_string());
+                }
+                q.push(")");
+            }
+        }
+        if let Some(within) = &filter.within_collections {
+            q.push(
+                " AND NOT EXISTS (SELECT 1 FROM bot_collections bc \
+                 WHERE bc.tenant_id = b.tenant_id AND bc.bot_id = b.id",
+            );
+            if !within.is_empty() {
+                q.push(" AND bc.collection_id NOT IN (");
+                let mut sep = q.separated(", ");
+                for c in within {
+                    sep.push_bind(c.to_string());
+                }
+                q.push(")");
+            }
+            q.push(")");
+        }
+        if let Some(c) = cursor::<BotId>(&page)? {
+            q.push(" AND b.id < ").push_bind(c);
+        }
+        q.push(" ORDER BY b.id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(self.pool()).await.map_err(db_err)?;
+        let ids = rows
+            .iter()
+            .map(|r| parse_id(r, "id"))
+            .collect::<Result<Vec<BotId>>>()?;
+        let mut collections = self.bot_collections(tenant, &ids).await?;
+        let items = rows
+            .iter()
+            .zip(&ids)
+            .map(|(row, id)| bot_from(row, collections.remove(id).unwrap_or_default()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |b| b.id.to_string()))
+    }
+
+    async fn update_bot(&self, tenant: TenantId, id: BotId, patch: BotPatch) -> Result<Bot> {
+        let mut tx = self.write_tx().await?;
+        let mut q = QueryBuilder::<Postgres>::new("UPDATE bots SET updated_at = ");
+        q.push_bind(now_ms());
+        if let Some(v) = patch.name {
+            q.push(", name = ").push_bind(v);
+        }
+        if let Some(v) = patch.description {
+            q.push(", description = ").push_bind(v);
+        }
+        if let Some(v) = patch.system_prompt {
+            q.push(", system_prompt = ").push_bind(v);
+        }
+        if let Some(v) = patch.model {
+            q.push(", model = ").push_bind(v);
+        }
+        if let Some(v) = patch.temperature {
+            q.push(", temperature = ").push_bind(f64::from(v));
+        }
+        if let Some(v) = patch.max_tokens {
+            q.push(", max_tokens = ").push_bind(v.map(i64::from));
+        }
+        if let Some(r) = patch.retrieval {
+            q.push(", top_k = ").push_bind(i64::from(r.top_k));
+            q.push(", retrieval_mode = ").push_bind(r.mode.as_str());
+            q.push(", min_score = ")
+                .push_bind(r.min_score.map(f64::from));
+        }
+        if let Some(v) = patch.welcome_message {
+            q.push(", welcome_message = ").push_bind(v);
+        }
+        if let Some(v) = &patch.allowed_origins {
+            q.push(", allowed_origins = ").push_bind(origins_json(v));
+        }
+        q.push(" WHERE tenant_id = ").push_bind(tenant.to_string());
+        q.push(" AND id = ").push_bind(id.to_string());
+        let res = q.build().execute(&mut *tx).await.map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(bot_not_found(id));
+        }
+        if let Some(collections) = &patch.collections {
+            set_collections(&mut tx, tenant, id, collections).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        self.get_bot(tenant, id).await
+    }
+
+    async fn delete_bot(&self, tenant: TenantId, id: BotId) -> Result<()> {
+        // Collections links, conversations and messages go with the bot (ON DELETE CASCADE),
+        // in this one statement.
+        let res = sqlx::query("DELETE FROM bots WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(bot_not_found(id));
+        }
+        Ok(())
+    }
+
+    async fn list_bot_documents(
+        &self,
+        tenant: TenantId,
+        id: BotId,
+        page: PageRequest,
+    ) -> Result<Page<Document>> {
+        self.require_bot(tenant, id).await?;
+        let limit = page.effective_limit();
+        let mut q =
+            QueryBuilder::<Postgres>::new(format!("{DOCUMENT_SELECT} WHERE d.tenant_id = "));
+        q.push_bind(tenant.to_string());
+        q.push(
+            " AND d.collection_id IN (SELECT collection_id FROM bot_collections WHERE tenant_id = ",
+        )
+        .push_bind(tenant.to_string())
+        .push(" AND bot_id = ")
+        .push_bind(id.to_string())
+        .push(")");
+        if let Some(c) = cursor::<DocumentId>(&page)? {
+            q.push(" AND d.id < ").push_bind(c);
+        }
+        q.push(" ORDER BY d.id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(self.pool()).await.map_err(db_err)?;
+        let items = rows.iter().map(document_from).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |d| d.id.to_string()))
+    }
+
+    async fn create_conversation(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        new: NewConversation,
+    ) -> Result<Conversation> {
+        let id = ConversationId::new();
+        let now = now_ms();
+        // Inserted from the tenant's bot row, so a foreign bot id inserts nothing.
+        let res = sqlx::query(
+            "INSERT INTO conversations (id, tenant_id, bot_id, title, created_at, updated_at) \
+             SELECT $1, tenant_id, id, $2, $3, $4 FROM bots WHERE tenant_id = $5 AND id = $6",
+        )
+        .bind(id.to_string())
+        .bind(&new.title)
+        .bind(now)
+        .bind(now)
+        .bind(tenant.to_string())
+        .bind(bot.to_string())
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(bot_not_found(bot));
+        }
+        Ok(Conversation {
+            id,
+            tenant_id: tenant,
+            bot_id: bot,
+            title: new.title,
+            created_at: to_dt(now),
+            updated_at: to_dt(now),
+        })
+    }
+
+    async fn get_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<Conversation> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, bot_id, title, created_at, updated_at FROM conversations \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| conversation_not_found(id))?;
+        conversation_from(&row)
+    }
+
+    async fn list_conversations(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>> {
+        self.require_bot(tenant, bot).await?;
+        let limit = page.effective_limit();
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT id, tenant_id, bot_id, title, created_at, updated_at FROM conversations \
+             WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.to_string());
+        q.push(" AND bot_id = ").push_bind(bot.to_string());
+        if let Some(c) = cursor::<ConversationId>(&page)? {
+            q.push(" AND id < ").push_bind(c);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(self.pool()).await.map_err(db_err)?;
+        let items = rows
+            .iter()
+            .map(conversation_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |c| c.id.to_string()))
+    }
+
+    async fn append_message(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        new: NewMessage,
+    ) -> Result<Message> {
+        let id = MessageId::new();
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let res = sqlx::query(
+            "UPDATE conversations SET updated_at = $1 WHERE tenant_id = $2 AND id = $3",
+        )
+        .bind(now)
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(conversation_not_found(conversation));
+        }
+        sqlx::query(
+            "INSERT INTO messages (id, tenant_id, conversation_id, role, content, citations, \
+             prompt_tokens, completion_tokens, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id.to_string())
+        .bind(tenant.to_string())
+        .bind(conversation.to_string())
+        .bind(new.role.as_str())
+        .bind(&new.content)
+        .bind(citations_json(&new.citations))
+        .bind(new.usage.map(|u| i64::from(u.prompt_tokens)))
+        .bind(new.usage.map(|u| i64::from(u.completion_tokens)))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Message {
+            id,
+            tenant_id: tenant,
+            conversation_id: conversation,
+            role: new.role,
+            content: new.content,
+            citations: new.citations,
+            usage: new.usage,
+            created_at: to_dt(now),
+        })
+    }
+
+    async fn list_messages(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        page: PageRequest,
+    ) -> Result<Page<Message>> {
+        self.get_conversation(tenant, conversation).await?;
+        let limit = page.effective_limit();
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT id, tenant_id, conversation_id, role, content, citations, prompt_tokens, \
+             completion_tokens, created_at FROM messages WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.to_string());
+        q.push(" AND conversation_id = ")
+            .push_bind(conversation.to_string());
+        if let Some(c) = cursor::<MessageId>(&page)? {
+            q.push(" AND id > ").push_bind(c);
+        }
+        q.push(" ORDER BY id ASC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(self.pool()).await.map_err(db_err)?;
+        let items = rows.iter().map(message_from).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |m| m.id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn citations_round_trip_through_json() {
+        let document = DocumentId::new();
+        let citations = vec![
+            Citation {
+                marker: 1,
+                document_id: document,
+                chunk_id: ChunkId {
+                    document,
+                    ordinal: 3,
+                },
+                page: Some(2),
+                char_start: 10,
+                char_end: 99,
+            },
+            Citation {
+                marker: 2,
+                document_id: document,
+                chunk_id: ChunkId {
+                    document,
+                    ordinal: 0,
+                },
+                page: None,
+                char_start: 0,
+                char_end: 5,
+            },
+        ];
+        assert_eq!(
+            parse_citations(citations_json(&citations)).unwrap(),
+            citations
+        );
+        assert!(parse_citations(json!({})).is_err());
+    }
+}

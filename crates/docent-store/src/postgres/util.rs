@@ -1,0 +1,119 @@
+//! Helpers shared by the PostgreSQL repositories and queue. They mirror the SQLite ones in
+//! `crate::util` with the column types of the PostgreSQL schema: times are `TIMESTAMPTZ` (kept at
+//! millisecond precision, as SQLite stores them, so values round-trip identically on both
+//! backends), JSON columns are `JSONB` bound and read as [`serde_json::Value`].
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use docent_domain::{Error, ErrorInfo, Metadata, Result};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+pub(crate) use crate::util::{
+    cursor, is_unique_violation, not_found, paginate, vector_bytes, vector_from_bytes,
+};
+
+/// Truncates a time to whole milliseconds.
+pub(crate) fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(t.timestamp_millis())
+        .single()
+        .unwrap_or(t)
+}
+
+/// Now, at millisecond precision.
+pub(crate) fn now_ms() -> DateTime<Utc> {
+    ms(Utc::now())
+}
+
+/// A `TIMESTAMPTZ` column value (the identity; kept so row decoders read like SQLite's).
+pub(crate) fn to_dt(t: DateTime<Utc>) -> DateTime<Utc> {
+    t
+}
+
+/// A nullable `TIMESTAMPTZ` column value.
+pub(crate) fn opt_dt(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    t
+}
+
+/// A [`std::time::Duration`] as a chrono duration (saturating).
+pub(crate) fn dur(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+pub(crate) fn meta_json(m: &Metadata) -> Value {
+    Value::Object(m.clone())
+}
+
+pub(crate) fn parse_meta(v: Value) -> Metadata {
+    match v {
+        Value::Object(m) => m,
+        _ => Metadata::new(),
+    }
+}
+
+/// A `JSONB` column.
+pub(crate) fn json(row: &PgRow, col: &str) -> Result<Value> {
+    row.try_get(col).map_err(db_err)
+}
+
+/// Maps a database error: connection trouble, statement timeouts, serialization failures and
+/// deadlocks are `service_unavailable` (retryable), anything else internal. Callers handle
+/// constraint violations they expect before this.
+pub(crate) fn db_err(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            Error::unavailable("the database", e)
+        }
+        // query_canceled (statement_timeout), serialization_failure, deadlock_detected,
+        // admin/crash shutdown, cannot_connect_now
+        sqlx::Error::Database(d)
+            if matches!(
+                d.code().as_deref(),
+                Some("57014" | "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+            ) =>
+        {
+            Error::unavailable("the database", e)
+        }
+        _ => Error::internal(e),
+    }
+}
+
+pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
+}
+
+pub(crate) fn parse_id<T: std::str::FromStr>(row: &PgRow, col: &str) -> Result<T> {
+    let s: String = row.try_get(col).map_err(db_err)?;
+    s.parse()
+        .map_err(|_| Error::internal(format!("corrupt id in column {col}: {s}")))
+}
+
+pub(crate) fn parse_opt_id<T: std::str::FromStr>(row: &PgRow, col: &str) -> Result<Option<T>> {
+    let s: Option<String> = row.try_get(col).map_err(db_err)?;
+    s.map(|s| {
+        s.parse()
+            .map_err(|_| Error::internal(format!("corrupt id in column {col}: {s}")))
+    })
+    .transpose()
+}
+
+pub(crate) fn error_info(row: &PgRow) -> Result<Option<ErrorInfo>> {
+    let code: Option<String> = row.try_get("error_code").map_err(db_err)?;
+    let message: Option<String> = row.try_get("error_message").map_err(db_err)?;
+    Ok(code.map(|code| ErrorInfo {
+        code,
+        message: message.unwrap_or_default(),
+    }))
+}
+
+/// Serializes the transaction with every other one taking the same key (until it ends):
+/// where SQLite's single writer made check-then-insert sequences atomic.
+pub(crate) async fn lock_key(conn: &mut sqlx::PgConnection, key: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
