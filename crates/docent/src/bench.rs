@@ -443,17 +443,10 @@ pub async fn load(
         bail!("no queries (expected JSON lines with a `text` field)");
     }
     let queries = std::sync::Arc::new(queries);
-    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(clients);
     // Like the other `--url` commands: `DOCENT_TOKEN` (an API key or access token) as bearer.
-    if let Some(token) = std::env::var("DOCENT_TOKEN").ok().filter(|t| !t.is_empty()) {
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("DOCENT_TOKEN holds characters a header cannot carry")?;
-        value.set_sensitive(true);
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-        builder = builder.default_headers(headers);
-    }
-    let http = builder.build()?;
+    let http =
+        crate::client::with_token(reqwest::Client::builder().pool_max_idle_per_host(clients))?
+            .build()?;
     let endpoint = format!("{}/api/v1/search", url.trim_end_matches('/'));
     // Warm up: one pass over a few queries; a refused request (no token, rate limit) stops here.
     for q in queries.iter().take(8) {
@@ -565,16 +558,7 @@ pub async fn chat(
     question: &str,
     requests: usize,
 ) -> anyhow::Result<()> {
-    let mut builder = reqwest::Client::builder();
-    if let Some(token) = std::env::var("DOCENT_TOKEN").ok().filter(|t| !t.is_empty()) {
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("DOCENT_TOKEN holds characters a header cannot carry")?;
-        value.set_sensitive(true);
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-        builder = builder.default_headers(headers);
-    }
-    let docent = builder.build()?;
+    let docent = crate::client::with_token(reqwest::Client::builder())?.build()?;
     let model = reqwest::Client::new();
     let chat_url = format!("{}/api/v1/bots/{bot}/chat", url.trim_end_matches('/'));
     let llm_chat = format!("{}/chat/completions", llm_url.trim_end_matches('/'));

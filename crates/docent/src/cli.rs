@@ -294,6 +294,25 @@ pub struct BotSettings {
     origin: Vec<String>,
 }
 
+/// Prints cited passages, one line each: `[n] file p.N chars a-b` (`marker` names the field
+/// holding `n`).
+fn print_citations(citations: &serde_json::Value, marker: &str) {
+    for c in citations.as_array().into_iter().flatten() {
+        let page = c["page"]
+            .as_u64()
+            .map(|p| format!(" p.{p}"))
+            .unwrap_or_default();
+        println!(
+            "  [{}] {}{} chars {}-{}",
+            c[marker],
+            c["filename"].as_str().unwrap_or_default(),
+            page,
+            c["char_start"],
+            c["char_end"]
+        );
+    }
+}
+
 /// `docent chat`: prints the answer, its citations and the conversation id; exit code 2 when
 /// the bot found nothing relevant.
 async fn chat(
@@ -341,20 +360,7 @@ async fn chat(
         }
     };
     println!("{}", reply["answer"].as_str().unwrap_or_default());
-    for c in reply["citations"].as_array().into_iter().flatten() {
-        let page = c["page"]
-            .as_u64()
-            .map(|p| format!(" p.{p}"))
-            .unwrap_or_default();
-        println!(
-            "  [{}] {}{} chars {}-{}",
-            c["marker"],
-            c["filename"].as_str().unwrap_or_default(),
-            page,
-            c["char_start"],
-            c["char_end"]
-        );
-    }
+    print_citations(&reply["citations"], "marker");
     println!(
         "conversation: {}",
         reply["conversation_id"].as_str().unwrap_or_default()
@@ -648,20 +654,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => local_json(config, &collection, body, LocalCall::Ask).await?,
             };
             println!("{}", res["answer"].as_str().unwrap_or_default());
-            for c in res["citations"].as_array().into_iter().flatten() {
-                let page = c["page"]
-                    .as_u64()
-                    .map(|p| format!(" p.{p}"))
-                    .unwrap_or_default();
-                println!(
-                    "  [{}] {}{} chars {}-{}",
-                    c["n"],
-                    c["filename"].as_str().unwrap_or_default(),
-                    page,
-                    c["char_start"],
-                    c["char_end"]
-                );
-            }
+            print_citations(&res["citations"], "n");
             if res["found"] == false {
                 return Ok(ExitCode::from(2));
             }

@@ -5,6 +5,20 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+/// `builder` sending `DOCENT_TOKEN` (an API key or access token), when set, as
+/// `Authorization: Bearer` on every request: what every `--url` command and benchmark uses.
+pub fn with_token(builder: reqwest::ClientBuilder) -> anyhow::Result<reqwest::ClientBuilder> {
+    let Some(token) = std::env::var("DOCENT_TOKEN").ok().filter(|t| !t.is_empty()) else {
+        return Ok(builder);
+    };
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .context("DOCENT_TOKEN holds characters a header cannot carry")?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(builder.default_headers(headers))
+}
+
 /// Client for one server.
 pub struct Client {
     base: String,
@@ -19,18 +33,9 @@ impl Client {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             bail!("--url must start with http:// or https://");
         }
-        let mut builder = reqwest::Client::builder();
-        if let Some(token) = std::env::var("DOCENT_TOKEN").ok().filter(|t| !t.is_empty()) {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .context("DOCENT_TOKEN holds characters a header cannot carry")?;
-            value.set_sensitive(true);
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-            builder = builder.default_headers(headers);
-        }
         Ok(Self {
             base,
-            http: builder.build()?,
+            http: with_token(reqwest::Client::builder())?.build()?,
         })
     }
 
