@@ -341,6 +341,27 @@ pub trait Cache: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<()>;
 }
 
+/// Retry delays of the task queues: `base * 2^(attempt-1)`, capped at `max`, with equal jitter
+/// (a random point in the upper half), so a retry never comes sooner than half the nominal
+/// delay. One policy for every queue backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First delay.
+    pub base: Duration,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay before the retry that follows `attempt` (from 1).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let nominal = self.base.saturating_mul(1u32 << exp).min(self.max);
+        let half = nominal / 2;
+        half + rand::Rng::random_range(&mut rand::rng(), Duration::ZERO..=half)
+    }
+}
+
 /// A chunk as the search indexes see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexChunk {

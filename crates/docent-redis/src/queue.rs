@@ -50,7 +50,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use docent_domain::ports::{FailOutcome, Heartbeat, Lease, TaskQueue};
 use docent_domain::*;
-use rand::Rng;
 use redis::Script;
 
 use crate::Redis;
@@ -58,26 +57,7 @@ use crate::Redis;
 /// The horizon R of the reclaim trick (see the module docs): also the longest visibility.
 const RECLAIM_HORIZON_MS: u64 = 30 * 24 * 3600 * 1000;
 
-/// Retry delays: `base * 2^(attempt-1)`, capped at `max`, with equal jitter (a random point in
-/// the upper half), so a retry never comes sooner than half the nominal delay. (The same rule
-/// as the SQL queue's.)
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// First delay.
-    pub base: Duration,
-    /// Largest delay.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The delay before the retry that follows `attempt` (from 1).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let nominal = self.base.saturating_mul(1u32 << exp).min(self.max);
-        let half = nominal / 2;
-        half + rand::rng().random_range(Duration::ZERO..=half)
-    }
-}
+pub use docent_domain::ports::Backoff;
 
 /// Helpers every script starts with. ARGV[1] is the key prefix.
 const PRELUDE: &str = r#"

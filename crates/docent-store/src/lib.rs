@@ -24,9 +24,10 @@ use docent_domain::auth::AuthStore;
 use docent_domain::ports::{MetadataStore, TaskQueue};
 use docent_domain::{Error, Result};
 
+pub use docent_domain::ports::Backoff;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgQueue, PgStore};
-pub use queue::{Backoff, SqliteQueue};
+pub use queue::SqliteQueue;
 pub use sqlite::SqliteStore;
 
 /// An open metadata database.

@@ -6,33 +6,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use docent_domain::ports::Backoff;
 use docent_domain::ports::{FailOutcome, Heartbeat, Lease, TaskQueue};
 use docent_domain::*;
-use rand::Rng;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::util::*;
-
-/// Retry delays: `base * 2^(attempt-1)`, capped at `max`, with equal jitter (a random point in
-/// the upper half), so a retry never comes sooner than half the nominal delay.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// First delay.
-    pub base: Duration,
-    /// Largest delay.
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// The delay before the retry that follows `attempt` (from 1).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(30);
-        let nominal = self.base.saturating_mul(1u32 << exp).min(self.max);
-        let half = nominal / 2;
-        half + rand::rng().random_range(Duration::ZERO..=half)
-    }
-}
 
 /// The SQL-table queue.
 pub struct SqliteQueue {
