@@ -18,10 +18,12 @@ use docent_domain::ports::Cache;
 use moka::Expiry;
 use moka::future::Cache as Moka;
 
-/// Builds the configured cache.
-pub fn open(config: &CacheConfig) -> Arc<dyn Cache> {
+/// Builds the configured cache when it runs in process (`memory`); `None` for the kinds whose
+/// backends live in other crates (`redis`, `dynamodb`, `tiered`: the binary builds those).
+pub fn open(config: &CacheConfig) -> Option<Arc<dyn Cache>> {
     match config {
-        CacheConfig::Memory { max_entries } => Arc::new(MemoryCache::new(*max_entries)),
+        CacheConfig::Memory { max_entries } => Some(Arc::new(MemoryCache::new(*max_entries))),
+        CacheConfig::Redis | CacheConfig::Dynamodb(_) | CacheConfig::Tiered { .. } => None,
     }
 }
 
@@ -88,7 +90,8 @@ mod tests {
 
     #[tokio::test]
     async fn entries_expire_after_their_ttl() {
-        let cache = open(&CacheConfig::Memory { max_entries: 10 });
+        let cache = open(&CacheConfig::Memory { max_entries: 10 }).expect("in process");
+        assert!(open(&CacheConfig::Redis).is_none(), "built by the binary");
         cache
             .put("a", Bytes::from_static(b"1"), Duration::from_millis(50))
             .await

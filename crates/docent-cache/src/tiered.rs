@@ -226,6 +226,17 @@ impl Cache for TieredCache {
             _ => Ok(()),
         }
     }
+
+    /// Fails naming the first tier that does not answer, so readiness can report a degraded
+    /// tier (reads and writes still fall through it).
+    async fn ping(&self) -> Result<()> {
+        for tier in &self.tiers {
+            if let Err(e) = tier.cache.ping().await {
+                return Err(Error::unavailable(&format!("cache tier {}", tier.name), e));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Lets one warning through per period; counts the ones held back.

@@ -48,6 +48,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Cache.
     pub cache: CacheConfig,
+    /// A Redis server for the Redis-backed pieces (`[cache] kind = "redis"` or `"tiered"`,
+    /// shared model-call budgets); unused without `url`.
+    #[serde(default)]
+    pub redis: RedisConfig,
     /// Search indexes.
     pub index: IndexConfig,
     /// Embedding model.
@@ -267,6 +271,94 @@ fn default_presign_ttl() -> Duration {
 pub enum QueueBackend {
     /// The `tasks` table of the metadata database (embedded default).
     Sql,
+    /// Amazon SQS (or an SQS-compatible server) delivers task ids; the `tasks` table of the
+    /// metadata database still holds every task's state and answers status queries.
+    Sqs(SqsQueueConfig),
+}
+
+/// The SQS queue backend (`[queue.backend] kind = "sqs"`). Credentials come from the standard
+/// AWS environment (variables, profile, instance or task role), never from here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SqsQueueConfig {
+    /// Name of the queue that carries task deliveries.
+    pub queue_name: String,
+    /// Name of its dead-letter queue: tasks dead-lettered by the database, and messages SQS
+    /// itself redrove after `queue.max_attempts + 1` receives, end there.
+    pub dlq_name: String,
+    /// Endpoint override (an SQS-compatible server such as moto or ElasticMQ); unset: AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Region; unset: the AWS environment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Long-poll time of a receive (whole seconds, at most 20s; "0s": short polling).
+    #[serde(default = "default_sqs_wait_time", with = "humantime_serde")]
+    pub wait_time: Duration,
+    /// Create both queues at start when missing, and set the queue's redrive policy to the
+    /// dead-letter queue. Off: both must exist (the redrive policy is checked and warned about).
+    #[serde(default)]
+    pub create_queues: bool,
+    /// A task runnable for this long without a worker taking it — while the queue looks empty —
+    /// has lost its message (a send that failed after the database write, say) and is sent
+    /// again. Duplicates are harmless: the database lets one delivery lease a task.
+    #[serde(default = "default_sqs_republish_after", with = "humantime_serde")]
+    pub republish_after: Duration,
+}
+
+fn default_sqs_wait_time() -> Duration {
+    Duration::from_secs(20)
+}
+
+fn default_sqs_republish_after() -> Duration {
+    Duration::from_secs(120)
+}
+
+impl SqsQueueConfig {
+    /// SQS's limits: queue names of 1 to 80 letters, digits, `-` or `_` (no FIFO queues), a
+    /// long poll of whole seconds up to 20, a visibility timeout of at most 12 hours, and a
+    /// redrive count (`max_attempts + 1`) of at most 1000.
+    fn validate(&self, queue: &QueueConfig) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        for (key, name) in [
+            ("queue_name", &self.queue_name),
+            ("dlq_name", &self.dlq_name),
+        ] {
+            let ok = (1..=80).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return bad(format!(
+                    "queue.backend.{key} {name:?} is not an SQS standard queue name \
+                     (1 to 80 letters, digits, '-' or '_')"
+                ));
+            }
+        }
+        if self.queue_name == self.dlq_name {
+            return bad("queue.backend.dlq_name must differ from queue_name".into());
+        }
+        if self.wait_time > Duration::from_secs(20) || self.wait_time.subsec_nanos() != 0 {
+            return bad("queue.backend.wait_time must be whole seconds, at most 20s".into());
+        }
+        if queue.visibility_timeout > Duration::from_secs(12 * 3600) {
+            return bad("queue.visibility_timeout must be at most 12h with the SQS queue".into());
+        }
+        if queue.max_attempts >= 1000 {
+            return bad("queue.max_attempts must be below 1000 with the SQS queue".into());
+        }
+        if self.republish_after < Duration::from_secs(1) {
+            return bad("queue.backend.republish_after must be at least 1s".into());
+        }
+        if self
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            return bad("queue.backend.endpoint must be an http(s) URL".into());
+        }
+        Ok(())
+    }
 }
 
 /// Task queue settings.
@@ -339,6 +431,123 @@ pub enum CacheConfig {
         /// Most entries kept.
         max_entries: u64,
     },
+    /// The Redis server of `[redis]`, shared by every process (keys under
+    /// `{redis.key_prefix}cache:`).
+    Redis,
+    /// A DynamoDB table with a TTL attribute.
+    Dynamodb(DynamoCacheConfig),
+    /// In-process → Redis → DynamoDB, read fastest first, falling through on a miss and on an
+    /// outage of any tier (see `docent_cache::TieredCache`).
+    Tiered {
+        /// Most entries kept in process.
+        #[serde(default = "default_cache_entries")]
+        max_entries: u64,
+        /// Longest an entry lives in process: bounds how long a process may serve a value
+        /// another process has deleted.
+        #[serde(default = "default_local_ttl", with = "humantime_serde")]
+        local_ttl: Duration,
+        /// Use the Redis server of `[redis]` as the second tier.
+        #[serde(default = "yes")]
+        redis: bool,
+        /// A DynamoDB table as the last tier.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dynamodb: Option<DynamoCacheConfig>,
+    },
+}
+
+fn default_cache_entries() -> u64 {
+    10_000
+}
+
+fn default_local_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A DynamoDB cache table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DynamoCacheConfig {
+    /// Table name (hash key `k`, string; TTL attribute `expires_at`).
+    pub table: String,
+    /// Endpoint override (e.g. a local DynamoDB or moto); unset: AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Region; unset: the AWS environment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Create the table (on demand, TTL enabled) at start when missing.
+    #[serde(default)]
+    pub create_table: bool,
+}
+
+/// The Redis server of the Redis-backed pieces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:6379/0` (`rediss://` for TLS; a secret: never printed).
+    #[serde(
+        default,
+        serialize_with = "redact",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub url: Option<SecretString>,
+    /// File holding the URL (wins over `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+    /// Prefix of every key docent writes (several deployments may share a server).
+    #[serde(default = "default_redis_prefix")]
+    pub key_prefix: String,
+    /// Longest a (re)connection attempt may take.
+    #[serde(default = "default_redis_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest any call may take; past it the call fails as unavailable (503), never hangs.
+    #[serde(default = "default_redis_command_timeout", with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// With a `url`: keep the model-call budgets (`[llm]`, `[embedder] kind = "openai"`) in
+    /// Redis, so every process shares one budget per provider.
+    #[serde(default = "yes")]
+    pub share_model_budget: bool,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_file: None,
+            key_prefix: default_redis_prefix(),
+            connect_timeout: default_redis_connect_timeout(),
+            command_timeout: default_redis_command_timeout(),
+            share_model_budget: true,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The URL, read from `url_file` when set; `None` when no Redis is configured.
+    pub fn url(&self) -> Result<Option<SecretString>, ConfigError> {
+        read_secret("redis.url_file", &self.url, &self.url_file)
+    }
+
+    /// Whether a server is configured.
+    pub fn is_configured(&self) -> bool {
+        self.url.is_some() || self.url_file.is_some()
+    }
+}
+
+fn default_redis_prefix() -> String {
+    "docent:".into()
+}
+
+fn default_redis_connect_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_redis_command_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// Search index backend.
@@ -354,6 +563,71 @@ pub enum IndexConfig {
         #[serde(default = "default_ann_threshold")]
         ann_threshold: usize,
     },
+    /// Tables in PostgreSQL (needs the pgvector extension, created at start when missing):
+    /// full-text search (`tsvector` in each collection's language, BM25 ranking) for keywords
+    /// and pgvector HNSW (cosine) for vectors, shared by every server and worker. Needs the
+    /// `postgres` cargo feature of docent-store (on in the `docent` binary by default).
+    Postgres {
+        /// Connection URL (a secret: never printed); unset: the `[database]` URL, which must
+        /// then be PostgreSQL.
+        #[serde(
+            default,
+            serialize_with = "redact",
+            skip_serializing_if = "Option::is_none"
+        )]
+        url: Option<SecretString>,
+        /// File holding the URL (wins over `url`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url_file: Option<PathBuf>,
+        /// Pool size (per process), apart from the `[database]` pool.
+        #[serde(default = "default_pg_max_connections")]
+        max_connections: u32,
+        /// Longest a single search or write may run (`statement_timeout`); `0s`: no limit.
+        #[serde(default = "default_pg_statement_timeout", with = "humantime_serde")]
+        statement_timeout: Duration,
+        /// HNSW links per node (`m`, 2..=100); used when the graph index is created.
+        #[serde(default = "default_hnsw_m")]
+        hnsw_m: u32,
+        /// HNSW candidate list while building (`ef_construction`, at least `2 * hnsw_m`); used
+        /// when the graph index is created.
+        #[serde(default = "default_hnsw_ef_construction")]
+        hnsw_ef_construction: u32,
+        /// HNSW candidate list while searching (`hnsw.ef_search`, 1..=1000); raised per query
+        /// to twice the number of hits asked for (at most 1000).
+        #[serde(default = "default_hnsw_ef_search")]
+        hnsw_ef_search: u32,
+    },
+}
+
+impl IndexConfig {
+    /// The PostgreSQL URL of a `postgres` index: its own (read from `url_file` when set), else
+    /// the `[database]` one; `None` for the embedded index.
+    pub fn postgres_url(
+        &self,
+        database: &DatabaseConfig,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        match self {
+            IndexConfig::Embedded { .. } => Ok(None),
+            IndexConfig::Postgres { url, url_file, .. } => {
+                match read_secret("index.url_file", url, url_file)? {
+                    Some(url) => Ok(Some(url)),
+                    None => database.postgres_url(),
+                }
+            }
+        }
+    }
+}
+
+fn default_hnsw_m() -> u32 {
+    16
+}
+
+fn default_hnsw_ef_construction() -> u32 {
+    64
+}
+
+fn default_hnsw_ef_search() -> u32 {
+    100
 }
 
 fn default_ann_threshold() -> usize {
@@ -970,6 +1244,7 @@ impl Default for Config {
             cache: CacheConfig::Memory {
                 max_entries: 10_000,
             },
+            redis: RedisConfig::default(),
             index: IndexConfig::Embedded {
                 path: "index".into(),
                 ann_threshold: default_ann_threshold(),
@@ -994,6 +1269,11 @@ impl Config {
 
     /// Like [`Config::load`] with an explicit environment provider (tests).
     pub fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        ConfigLayers::load_from(file, env)?.into_config()
+    }
+
+    /// The merged layers, before they are typed.
+    fn layers(file: Option<&Path>, env: Env) -> Result<Figment, ConfigError> {
         let mut overrides = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
@@ -1031,16 +1311,30 @@ impl Config {
                 base.remove(section);
             }
         }
-        let fig = Figment::from(Serialized::defaults(base)).merge(overrides);
+        Ok(Figment::from(Serialized::defaults(base)).merge(overrides))
+    }
+
+    /// Types and validates merged layers. `hidden` are values resolved from elsewhere (secrets):
+    /// they never appear in an error message.
+    fn from_layers(fig: Figment, hidden: &[String]) -> Result<Self, ConfigError> {
+        let hide = |mut m: String| {
+            for h in hidden.iter().filter(|h| !h.is_empty()) {
+                m = m.replace(h.as_str(), "[redacted]");
+            }
+            m
+        };
         let config: Config = fig.extract().map_err(|e| {
-            ConfigError::Parse(
+            ConfigError::Parse(hide(
                 e.into_iter()
                     .map(|e| e.to_string())
                     .collect::<Vec<_>>()
                     .join("; "),
-            )
+            ))
         })?;
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Parse(m) => ConfigError::Parse(hide(m)),
+            ConfigError::Invalid(m) => ConfigError::Invalid(hide(m)),
+        })?;
         Ok(config)
     }
 
@@ -1061,6 +1355,9 @@ impl Config {
         }
         if self.queue.backoff_base > self.queue.backoff_max {
             return bad("queue.backoff_base must not exceed queue.backoff_max");
+        }
+        if let QueueBackend::Sqs(sqs) = &self.queue.backend {
+            sqs.validate(&self.queue)?;
         }
         if self.ingest.chunk_chars < 50 {
             return bad("ingest.chunk_chars must be at least 50");
@@ -1093,9 +1390,11 @@ impl Config {
             } => return bad("database.url (or database.url_file) is required for postgres"),
             DatabaseConfig::Sqlite { .. } | DatabaseConfig::Postgres { .. } => {}
         }
+        self.validate_index()?;
         self.validate_cors()?;
         self.validate_auth()?;
         self.validate_storage()?;
+        self.validate_redis()?;
         if let EmbedderConfig::Openai {
             base_url,
             requests_per_second,
@@ -1134,6 +1433,84 @@ impl Config {
             && !(requests_per_second.is_finite() && *requests_per_second > 0.0)
         {
             return bad("llm.requests_per_second must be a positive number");
+        }
+        Ok(())
+    }
+
+    /// A `postgres` index needs a URL (its own or a PostgreSQL `[database]`) and HNSW settings
+    /// pgvector accepts.
+    fn validate_index(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        let IndexConfig::Postgres {
+            url,
+            url_file,
+            max_connections,
+            hnsw_m,
+            hnsw_ef_construction,
+            hnsw_ef_search,
+            ..
+        } = &self.index
+        else {
+            return Ok(());
+        };
+        if url.is_none()
+            && url_file.is_none()
+            && !matches!(self.database, DatabaseConfig::Postgres { .. })
+        {
+            return bad(
+                "index.url (or index.url_file) is required for index kind \"postgres\" unless \
+                 [database] is postgres",
+            );
+        }
+        if *max_connections == 0 {
+            return bad("index.max_connections must be at least 1");
+        }
+        if !(2..=100).contains(hnsw_m) {
+            return bad("index.hnsw_m must be between 2 and 100");
+        }
+        if !(4..=1000).contains(hnsw_ef_construction) || *hnsw_ef_construction < 2 * hnsw_m {
+            return bad(
+                "index.hnsw_ef_construction must be between 4 and 1000 and at least 2 * hnsw_m",
+            );
+        }
+        if !(1..=1000).contains(hnsw_ef_search) {
+            return bad("index.hnsw_ef_search must be between 1 and 1000");
+        }
+        Ok(())
+    }
+
+    /// The Redis-backed pieces need `[redis] url`; DynamoDB tables need a name.
+    fn validate_redis(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        let wants_redis = matches!(self.cache, CacheConfig::Redis)
+            || matches!(self.cache, CacheConfig::Tiered { redis: true, .. });
+        if wants_redis && !self.redis.is_configured() {
+            return bad(
+                "redis.url (or redis.url_file) is required by cache kind \"redis\" and \"tiered\" \
+                 (with redis = true)",
+            );
+        }
+        if self.redis.key_prefix.is_empty() {
+            return bad("redis.key_prefix must not be empty");
+        }
+        if self.redis.command_timeout.is_zero() || self.redis.connect_timeout.is_zero() {
+            return bad("redis.connect_timeout and redis.command_timeout must be above zero");
+        }
+        let dynamo = match &self.cache {
+            CacheConfig::Dynamodb(d) => Some(d),
+            CacheConfig::Tiered { dynamodb, .. } => dynamodb.as_ref(),
+            _ => None,
+        };
+        if dynamo.is_some_and(|d| d.table.trim().is_empty()) {
+            return bad("cache.table (the DynamoDB table) must not be empty");
+        }
+        if let CacheConfig::Tiered {
+            redis: false,
+            dynamodb: None,
+            ..
+        } = self.cache
+        {
+            return bad("cache kind \"tiered\" needs redis = true or a [cache.dynamodb] table");
         }
         Ok(())
     }
@@ -1359,6 +1736,151 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+/// The merged layers (defaults → file → environment) before they are typed and validated: the
+/// one place where string values may be replaced, e.g. `secretsmanager:NAME#key` references
+/// resolved by the binary (docent-aws; this crate knows no secret store).
+///
+/// ```
+/// # use docent_config::ConfigLayers;
+/// let layers = ConfigLayers::load(None)?;
+/// let config = layers.resolve(|_key, value| Ok(value.strip_prefix("upper:").map(str::to_uppercase)))?;
+/// # Ok::<(), docent_config::ConfigError>(())
+/// ```
+#[derive(Debug)]
+pub struct ConfigLayers {
+    figment: Figment,
+}
+
+impl ConfigLayers {
+    /// The layers [`Config::load`] reads.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("DOCENT__").split("__"))
+    }
+
+    /// The layers [`Config::load_from`] reads.
+    pub fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            figment: Config::layers(file, env)?,
+        })
+    }
+
+    /// Every string value with its key (`llm.api_key`, `auth.oidc[0].client_id`), in key order.
+    pub fn strings(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut out = Vec::new();
+        let root = figment::value::Value::Dict(figment::value::Tag::Default, self.root()?);
+        layer_walk::visit(&root, &mut String::new(), &mut |key, value| {
+            out.push((key.to_owned(), value.to_owned()));
+            Ok(None)
+        })?;
+        Ok(out)
+    }
+
+    /// Types and validates the configuration, first replacing every string value for which
+    /// `resolve(key, value)` answers `Some`. An `Err(reason)` stops loading with
+    /// `invalid configuration: KEY: reason`. Replacements never appear in error messages.
+    pub fn resolve(
+        self,
+        mut resolve: impl FnMut(&str, &str) -> Result<Option<String>, String>,
+    ) -> Result<Config, ConfigError> {
+        let root = figment::value::Value::Dict(figment::value::Tag::Default, self.root()?);
+        let mut hidden = Vec::new();
+        let overlay = layer_walk::visit(&root, &mut String::new(), &mut |key, value| {
+            let replaced = resolve(key, value)?;
+            hidden.extend(replaced.clone());
+            Ok(replaced)
+        })?;
+        let figment = match overlay.and_then(|v| v.into_dict()) {
+            Some(dict) => self.figment.merge(Serialized::defaults(dict)),
+            None => self.figment,
+        };
+        Config::from_layers(figment, &hidden)
+    }
+
+    /// Types and validates the configuration as it is.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        Config::from_layers(self.figment, &[])
+    }
+
+    fn root(&self) -> Result<figment::value::Dict, ConfigError> {
+        self.figment
+            .extract::<figment::value::Dict>()
+            .map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+}
+
+/// The walk behind [`ConfigLayers::resolve`]: an overlay holding only what changed.
+mod layer_walk {
+    use figment::value::{Dict, Tag, Value};
+
+    use super::ConfigError;
+
+    type Replace<'a> = dyn FnMut(&str, &str) -> Result<Option<String>, String> + 'a;
+
+    /// Offers every string under `value` (at `key`) to `f`; returns the overlay of the values
+    /// it replaced (dictionaries sparse, arrays whole, as a figment merge replaces arrays).
+    pub(super) fn visit(
+        value: &Value,
+        key: &mut String,
+        f: &mut Replace<'_>,
+    ) -> Result<Option<Value>, ConfigError> {
+        match value {
+            Value::String(_, s) => f(key, s)
+                .map(|r| r.map(|r| Value::String(Tag::Default, r)))
+                .map_err(|reason| ConfigError::Invalid(format!("{key}: {reason}"))),
+            Value::Dict(_, dict) => {
+                let mut changed = Dict::new();
+                for (name, child) in dict {
+                    let len = key.len();
+                    if !key.is_empty() {
+                        key.push('.');
+                    }
+                    key.push_str(name);
+                    let overlay = visit(child, key, f)?;
+                    key.truncate(len);
+                    if let Some(overlay) = overlay {
+                        changed.insert(name.clone(), overlay);
+                    }
+                }
+                Ok((!changed.is_empty()).then_some(Value::Dict(Tag::Default, changed)))
+            }
+            Value::Array(_, items) => {
+                let mut any = false;
+                let mut whole = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let len = key.len();
+                    key.push_str(&format!("[{i}]"));
+                    let overlay = visit(item, key, f)?;
+                    key.truncate(len);
+                    any |= overlay.is_some();
+                    whole.push(match overlay {
+                        Some(overlay) => apply(item.clone(), overlay),
+                        None => item.clone(),
+                    });
+                }
+                Ok(any.then_some(Value::Array(Tag::Default, whole)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `base` with `overlay` merged in (dictionaries key by key).
+    fn apply(base: Value, overlay: Value) -> Value {
+        match (base, overlay) {
+            (Value::Dict(tag, mut dict), Value::Dict(_, over)) => {
+                for (k, v) in over {
+                    let merged = match dict.remove(&k) {
+                        Some(old) => apply(old, v),
+                        None => v,
+                    };
+                    dict.insert(k, merged);
+                }
+                Value::Dict(tag, dict)
+            }
+            (_, overlay) => overlay,
+        }
     }
 }
 
@@ -1702,6 +2224,77 @@ mod auth_tests {
 }
 
 #[cfg(test)]
+mod distributed_tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__"))
+    }
+
+    #[test]
+    fn redis_pieces_need_a_redis_url() {
+        for toml in [
+            "[cache]\nkind = \"redis\"\n",
+            "[cache]\nkind = \"tiered\"\n",
+        ] {
+            let err = load(toml).unwrap_err().to_string();
+            assert!(err.contains("redis.url"), "{toml}: {err}");
+        }
+        let c = load(
+            "[redis]\nurl = \"redis://:pw@cache.internal:6379/0\"\n\
+             [cache]\nkind = \"redis\"\n",
+        )
+        .unwrap();
+        assert!(matches!(c.cache, CacheConfig::Redis));
+        assert_eq!(
+            c.redis.url().unwrap().unwrap().expose_secret(),
+            "redis://:pw@cache.internal:6379/0"
+        );
+        // The URL (with its password) never shows in `config show`.
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains(":pw@"), "{shown}");
+    }
+
+    #[test]
+    fn tiered_cache_takes_redis_and_dynamodb_tiers() {
+        let c = load(
+            "[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n\
+             [cache]\nkind = \"tiered\"\nlocal_ttl = \"5s\"\n\
+             [cache.dynamodb]\ntable = \"docent-cache\"\ncreate_table = true\n",
+        )
+        .unwrap();
+        let CacheConfig::Tiered {
+            max_entries,
+            local_ttl,
+            redis,
+            dynamodb,
+        } = c.cache
+        else {
+            panic!("tiered expected");
+        };
+        assert_eq!(
+            (max_entries, local_ttl, redis),
+            (10_000, Duration::from_secs(5), true)
+        );
+        assert_eq!(dynamodb.unwrap().table, "docent-cache");
+        // DynamoDB alone needs no Redis.
+        let c =
+            load("[cache]\nkind = \"dynamodb\"\ntable = \"t\"\nregion = \"eu-west-1\"\n").unwrap();
+        assert!(matches!(&c.cache, CacheConfig::Dynamodb(d) if d.table == "t"));
+        assert!(load("[cache]\nkind = \"dynamodb\"\ntable = \" \"\n").is_err());
+        assert!(
+            load("[cache]\nkind = \"tiered\"\nredis = false\n")
+                .unwrap_err()
+                .to_string()
+                .contains("tiered")
+        );
+    }
+}
+
+#[cfg(test)]
 mod example_file {
     use super::*;
 
@@ -1740,5 +2333,138 @@ mod example_file {
             missing.is_empty(),
             "keys missing from config/example.toml: {missing:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__"))
+    }
+
+    #[test]
+    fn a_postgres_index_takes_its_url_or_the_databases() {
+        let err = load("[index]\nkind = \"postgres\"\n").unwrap_err();
+        assert!(err.to_string().contains("index.url"), "{err}");
+
+        let c = load(
+            "[database]\nkind = \"postgres\"\nurl = \"postgres://db/docent\"\n\
+             [index]\nkind = \"postgres\"\n",
+        )
+        .unwrap();
+        let url = c.index.postgres_url(&c.database).unwrap().unwrap();
+        assert_eq!(url.expose_secret(), "postgres://db/docent");
+        let IndexConfig::Postgres {
+            max_connections,
+            hnsw_m,
+            hnsw_ef_construction,
+            hnsw_ef_search,
+            ..
+        } = c.index
+        else {
+            panic!("a postgres index");
+        };
+        assert_eq!(
+            (
+                max_connections,
+                hnsw_m,
+                hnsw_ef_construction,
+                hnsw_ef_search
+            ),
+            (10, 16, 64, 100)
+        );
+
+        let c = load("[index]\nkind = \"postgres\"\nurl = \"postgres://idx/v\"\n").unwrap();
+        let url = c.index.postgres_url(&c.database).unwrap().unwrap();
+        assert_eq!(url.expose_secret(), "postgres://idx/v");
+        assert!(
+            !c.to_redacted_toml().contains("postgres://idx"),
+            "the URL is a secret"
+        );
+    }
+
+    #[test]
+    fn hnsw_settings_are_checked() {
+        let base = "[index]\nkind = \"postgres\"\nurl = \"postgres://idx/v\"\n";
+        for extra in [
+            "hnsw_m = 1\n",
+            "hnsw_m = 101\n",
+            "hnsw_m = 40\nhnsw_ef_construction = 64\n",
+            "hnsw_ef_search = 0\n",
+            "hnsw_ef_search = 1001\n",
+            "max_connections = 0\n",
+        ] {
+            assert!(load(&format!("{base}{extra}")).is_err(), "{extra}");
+        }
+        assert!(load(&format!("{base}hnsw_ef_search = 400\n")).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod sqs_queue_tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__"))
+    }
+
+    #[test]
+    fn sqs_backend_loads_with_defaults_and_checks_sqs_limits() {
+        let c = load(
+            "[queue.backend]\nkind = \"sqs\"\nqueue_name = \"docent-tasks\"\n\
+             dlq_name = \"docent-tasks-dlq\"\nregion = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let QueueBackend::Sqs(sqs) = &c.queue.backend else {
+            panic!("sqs expected: {:?}", c.queue.backend);
+        };
+        assert_eq!(sqs.queue_name, "docent-tasks");
+        assert_eq!(sqs.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(sqs.endpoint, None);
+        assert_eq!(sqs.wait_time, Duration::from_secs(20));
+        assert!(!sqs.create_queues);
+        assert_eq!(sqs.republish_after, Duration::from_secs(120));
+        // It round-trips through `config show`.
+        assert!(c.to_redacted_toml().contains("docent-tasks-dlq"));
+
+        let base = "[queue.backend]\nkind = \"sqs\"\nqueue_name = \"q\"\ndlq_name = \"d\"\n";
+        let moto =
+            "endpoint = \"http://127.0.0.1:5000\"\nwait_time = \"0s\"\ncreate_queues = true\n";
+        assert!(load(&format!("{base}{moto}")).is_ok());
+        for (extra, why) in [
+            ("wait_time = \"21s\"\n", "wait_time"),
+            ("wait_time = \"1500ms\"\n", "wait_time"),
+            ("endpoint = \"127.0.0.1:5000\"\n", "endpoint"),
+            ("republish_after = \"0s\"\n", "republish_after"),
+        ] {
+            let err = load(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(why), "{extra}: {err}");
+        }
+        for (names, why) in [
+            ("queue_name = \"q\"\ndlq_name = \"q\"\n", "differ"),
+            (
+                "queue_name = \"tasks.fifo\"\ndlq_name = \"d\"\n",
+                "queue_name",
+            ),
+            ("queue_name = \"\"\ndlq_name = \"d\"\n", "queue_name"),
+        ] {
+            let err = load(&format!("[queue.backend]\nkind = \"sqs\"\n{names}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{names}: {err}");
+        }
+        let err = load(&format!("[queue]\nvisibility_timeout = \"13h\"\n{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("12h"), "{err}");
+        assert!(load("[queue.backend]\nkind = \"sqs\"\nqueue_name = \"q\"\n").is_err());
     }
 }

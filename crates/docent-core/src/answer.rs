@@ -263,7 +263,9 @@ fn tfidf_vectors(sents: &[String]) -> Vec<Vec<(String, f32)>> {
     let n = docs.len() as f32;
     docs.iter()
         .map(|d| {
-            let mut tf: std::collections::HashMap<&str, f32> = std::collections::HashMap::new();
+            // Ordered maps: float sums then run in one order, so a summary is the same on every
+            // run and in every process (HashMap order varies, and near-ties flip).
+            let mut tf: std::collections::BTreeMap<&str, f32> = std::collections::BTreeMap::new();
             for w in d {
                 *tf.entry(w.as_str()).or_default() += 1.0;
             }
@@ -278,7 +280,7 @@ fn tfidf_vectors(sents: &[String]) -> Vec<Vec<(String, f32)>> {
         .collect()
 }
 
-fn sparse_dot(a: &[(String, f32)], b: &std::collections::HashMap<String, f32>) -> f32 {
+fn sparse_dot(a: &[(String, f32)], b: &std::collections::BTreeMap<String, f32>) -> f32 {
     a.iter()
         .map(|(w, x)| x * b.get(w).copied().unwrap_or(0.0))
         .sum()
@@ -318,9 +320,8 @@ impl Services {
     /// A cached summary, if present.
     pub async fn cached_summary(&self, doc: &Document, length: usize) -> Result<Option<Summary>> {
         Ok(self
-            .cache
-            .get(&self.summary_key(doc, length))
-            .await?
+            .cache_get(&self.summary_key(doc, length))
+            .await
             .and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
@@ -363,9 +364,8 @@ impl Services {
                 .collect();
             let summary = llm_summary(model.as_ref(), &chunks, length).await?;
             let bytes = serde_json::to_vec(&summary).map_err(Error::internal)?;
-            self.cache
-                .put(&self.summary_key(doc, length), bytes.into(), SUMMARY_TTL)
-                .await?;
+            self.cache_put(&self.summary_key(doc, length), bytes.into(), SUMMARY_TTL)
+                .await;
             return Ok(summary);
         }
         let texts: Vec<String> = sents.iter().map(|s| s.0.clone()).collect();
@@ -387,8 +387,8 @@ impl Services {
             }
             _ => {
                 let vecs = tfidf_vectors(&texts);
-                let mut centroid: std::collections::HashMap<String, f32> =
-                    std::collections::HashMap::new();
+                let mut centroid: std::collections::BTreeMap<String, f32> =
+                    std::collections::BTreeMap::new();
                 for v in &vecs {
                     for (w, x) in v {
                         *centroid.entry(w.clone()).or_default() += x;
@@ -402,7 +402,7 @@ impl Services {
                     .max(1e-6);
                 centroid.values_mut().for_each(|x| *x /= norm);
                 let to_c: Vec<f32> = vecs.iter().map(|v| sparse_dot(v, &centroid)).collect();
-                let maps: Vec<std::collections::HashMap<String, f32>> =
+                let maps: Vec<std::collections::BTreeMap<String, f32>> =
                     vecs.iter().map(|v| v.iter().cloned().collect()).collect();
                 (
                     select(length, &to_c, |i, j| sparse_dot(&vecs[i], &maps[j])),
@@ -429,9 +429,8 @@ impl Services {
             method: method.to_owned(),
         };
         let bytes = serde_json::to_vec(&summary).map_err(Error::internal)?;
-        self.cache
-            .put(&self.summary_key(doc, length), bytes.into(), SUMMARY_TTL)
-            .await?;
+        self.cache_put(&self.summary_key(doc, length), bytes.into(), SUMMARY_TTL)
+            .await;
         Ok(summary)
     }
 }

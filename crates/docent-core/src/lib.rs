@@ -58,28 +58,81 @@ pub struct Services {
 /// Dependency health, for readiness.
 #[derive(Debug, Clone)]
 pub struct Readiness {
-    /// `(dependency, error)` for each check; `None` means healthy.
-    pub checks: Vec<(&'static str, Option<String>)>,
+    /// One check per dependency.
+    pub checks: Vec<Check>,
+}
+
+/// One dependency's health.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// `database`, `blob_store`, `queue`, `cache`.
+    pub name: &'static str,
+    /// Why it failed; `None` means healthy.
+    pub error: Option<String>,
+    /// Whether the process can serve without it: the cache is (its reads and writes fall
+    /// through an outage), so a failing cache is reported but keeps the process ready.
+    pub optional: bool,
 }
 
 impl Readiness {
-    /// Whether every dependency is healthy.
+    /// Whether every required dependency is healthy.
     pub fn ready(&self) -> bool {
-        self.checks.iter().all(|(_, e)| e.is_none())
+        self.checks.iter().all(|c| c.optional || c.error.is_none())
     }
 }
 
 impl Services {
-    /// Checks the database, blob store and queue.
+    /// A cached value; a cache that fails counts as a miss (logged and counted in
+    /// `docent_cache_errors_total`): the cache only ever saves work, so its outage must not
+    /// fail a request.
+    pub async fn cache_get(&self, key: &str) -> Option<bytes::Bytes> {
+        match self.cache.get(key).await {
+            Ok(v) => v,
+            Err(e) => {
+                metrics::counter!("docent_cache_errors_total", "op" => "get").increment(1);
+                tracing::warn!(error = %e.chain(), "cache read failed; treated as a miss");
+                None
+            }
+        }
+    }
+
+    /// Stores a value; a failure is logged and counted, never returned (see [`Self::cache_get`]).
+    pub async fn cache_put(&self, key: &str, value: bytes::Bytes, ttl: std::time::Duration) {
+        if let Err(e) = self.cache.put(key, value, ttl).await {
+            metrics::counter!("docent_cache_errors_total", "op" => "put").increment(1);
+            tracing::warn!(error = %e.chain(), "cache write failed; value not cached");
+        }
+    }
+
+    /// Checks the database, blob store, queue and cache, each within `READY_TIMEOUT`.
     pub async fn readiness(&self) -> Readiness {
-        let (db, blobs, queue) =
-            tokio::join!(self.store.ping(), self.blobs.ping(), self.queue.ping());
-        let msg = |r: docent_domain::Result<()>| r.err().map(|e| e.message);
+        const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+        async fn bounded(
+            f: impl std::future::Future<Output = docent_domain::Result<()>>,
+        ) -> Option<String> {
+            match tokio::time::timeout(READY_TIMEOUT, f).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.message),
+                Err(_) => Some(format!("no answer within {READY_TIMEOUT:?}")),
+            }
+        }
+        let (db, blobs, queue, cache) = tokio::join!(
+            bounded(self.store.ping()),
+            bounded(self.blobs.ping()),
+            bounded(self.queue.ping()),
+            bounded(self.cache.ping()),
+        );
+        let check = |name, error, optional| Check {
+            name,
+            error,
+            optional,
+        };
         Readiness {
             checks: vec![
-                ("database", msg(db)),
-                ("blob_store", msg(blobs)),
-                ("queue", msg(queue)),
+                check("database", db, false),
+                check("blob_store", blobs, false),
+                check("queue", queue, false),
+                check("cache", cache, true),
             ],
         }
     }

@@ -498,7 +498,7 @@ impl Services {
         query: &str,
     ) -> Result<Vec<f32>> {
         let key = format!("qvec:{}:{query}", embedder.model_id());
-        if let Some(bytes) = self.cache.get(&key).await? {
+        if let Some(bytes) = self.cache_get(&key).await {
             return Ok(bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -510,9 +510,8 @@ impl Services {
             .pop()
             .ok_or_else(|| Error::internal("no query vector"))?;
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.cache
-            .put(&key, bytes.into(), std::time::Duration::from_secs(600))
-            .await?;
+        self.cache_put(&key, bytes.into(), std::time::Duration::from_secs(600))
+            .await;
         Ok(v)
     }
 

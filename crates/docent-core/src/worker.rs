@@ -151,7 +151,13 @@ async fn worker_loop(
     while !stop_leasing.is_cancelled() {
         // Registered before looking, so an enqueue between the look and the wait still wakes us.
         let woken = svc.wake.notified();
-        match svc.queue.lease(&name, visibility).await {
+        // A lease call may long-poll (SQS waits up to 20 s for a message): shutdown does not
+        // wait for it. A lease taken just as the call is dropped lapses and is re-delivered.
+        let leased = tokio::select! {
+            r = svc.queue.lease(&name, visibility) => r,
+            _ = stop_leasing.cancelled() => break,
+        };
+        match leased {
             Ok(Some(lease)) => {
                 run_leased(&svc, lease, &interrupt).await;
             }

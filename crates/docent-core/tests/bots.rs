@@ -82,7 +82,7 @@ async fn app() -> App {
         blobs: docent_blob::open(&config.storage, data_path)
             .await
             .expect("blob store"),
-        cache: docent_cache::open(&config.cache),
+        cache: docent_cache::open(&config.cache).expect("the default cache is in process"),
         index: Arc::new(NoIndex),
         embedder: None,
         llm: None,

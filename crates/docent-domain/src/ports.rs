@@ -330,6 +330,43 @@ pub trait TaskQueue: Send + Sync + 'static {
     async fn depth(&self) -> Result<QueueDepth>;
 }
 
+/// The record side of a queue whose deliveries travel through a broker (the SQS queue): a
+/// [`TaskQueue`] over the `tasks` table that can also lease one named task. The broker carries
+/// task ids; the ledger keeps every task's state, decides whether a delivery may run and answers
+/// every status query, so those never touch the broker.
+#[async_trait]
+pub trait TaskLedger: TaskQueue {
+    /// Leases task `id` of `tenant` for `visibility` if it is runnable — pending and due, or
+    /// running with a lapsed lease, attempts left and no cancel request — counting an attempt,
+    /// with the rules of [`TaskQueue::lease`]. Lapsed leases that must not run again are settled
+    /// first, as [`TaskLedger::settle_lapsed`] does. `None` when the task is missing or not
+    /// runnable (`get` tells why).
+    async fn lease_task(
+        &self,
+        tenant: TenantId,
+        id: TaskId,
+        worker: &str,
+        visibility: Duration,
+    ) -> Result<Option<Lease>>;
+    /// Records a failure like [`TaskQueue::fail`], except that a retryable one with attempts
+    /// left runs again exactly `delay` from now: the caller chose the delay (its broker's
+    /// redelivery is timed to match), so the ledger's own backoff is not used.
+    async fn fail_after(
+        &self,
+        lease: &Lease,
+        error: ErrorInfo,
+        retryable: bool,
+        delay: Duration,
+    ) -> Result<FailOutcome>;
+    /// Settles every lapsed lease that must not run again: out of attempts → failed and
+    /// dead-lettered (`worker_lost`); cancel requested → `cancelled`.
+    async fn settle_lapsed(&self) -> Result<()>;
+    /// Tasks that were already runnable at `since` (pending and due, or a lapsed lease with
+    /// attempts left and no cancel request), across tenants, longest waiting first, at most
+    /// `limit`: the ones whose delivery a broker may have lost.
+    async fn overdue(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<(TenantId, TaskId)>>;
+}
+
 /// A byte cache with per-entry time to live (summaries, rate-limit state, ...).
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
@@ -339,6 +376,10 @@ pub trait Cache: Send + Sync + 'static {
     async fn put(&self, key: &str, value: bytes::Bytes, ttl: Duration) -> Result<()>;
     /// Removes a value.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Checks the cache answers (readiness); in-process caches always do.
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Retry delays of the task queues: `base * 2^(attempt-1)`, capped at `max`, with equal jitter

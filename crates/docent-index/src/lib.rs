@@ -58,7 +58,7 @@ impl EmbeddedIndex {
     }
 }
 
-/// Opens the configured index.
+/// Opens the configured embedded index (kind `embedded`; `postgres` is an error here).
 pub fn open(
     config: &docent_config::IndexConfig,
     data_path: impl Fn(&Path) -> std::path::PathBuf,
@@ -71,6 +71,10 @@ pub fn open(
             &data_path(path),
             *ann_threshold,
         )?)),
+        // Not embedded: the binary opens `docent_store::PgIndex` for it.
+        docent_config::IndexConfig::Postgres { .. } => Err(Error::internal(
+            "index kind \"postgres\" is not an embedded index (see docent_store::PgIndex)",
+        )),
     }
 }
 

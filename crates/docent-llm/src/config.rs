@@ -17,6 +17,7 @@
 //! These types are plain serde structs; `docent-config` embeds them when it wires the models in.
 
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use docent_domain::{Code, Error, Result};
@@ -56,6 +57,10 @@ pub struct ProviderConfig {
     /// File holding the API key (wins over `api_key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_file: Option<PathBuf>,
+    /// A key the caller may replace while the client runs (secret rotation): each request
+    /// sends the key it holds then. When set, `api_key` and `api_key_file` are not read.
+    #[serde(skip)]
+    pub shared_key: Option<SharedApiKey>,
     /// How the key is sent.
     #[serde(default)]
     pub auth: AuthScheme,
@@ -74,6 +79,50 @@ pub struct ProviderConfig {
     /// Rate limits, retries and circuit breaker.
     #[serde(default)]
     pub budget: BudgetConfig,
+}
+
+/// An API key shared by a client and its owner, who may replace it (secret rotation): clones
+/// share one slot, and a replacement takes effect on the next request. Never printed.
+#[derive(Clone, Default)]
+pub struct SharedApiKey(Arc<RwLock<Option<SecretString>>>);
+
+impl SharedApiKey {
+    /// A slot holding `key`.
+    pub fn new(key: Option<SecretString>) -> Self {
+        Self(Arc::new(RwLock::new(key)))
+    }
+
+    /// The current key.
+    pub fn get(&self) -> Option<SecretString> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the key.
+    pub fn set(&self, key: Option<SecretString>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    /// A handle that does not keep the slot alive (a registry of keys to rotate).
+    pub fn downgrade(&self) -> WeakApiKey {
+        WeakApiKey(Arc::downgrade(&self.0))
+    }
+}
+
+impl std::fmt::Debug for SharedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedApiKey([redacted])")
+    }
+}
+
+/// A [`SharedApiKey`] that is gone once every client holding it is.
+#[derive(Clone, Debug)]
+pub struct WeakApiKey(Weak<RwLock<Option<SecretString>>>);
+
+impl WeakApiKey {
+    /// The slot, while a client still holds it.
+    pub fn upgrade(&self) -> Option<SharedApiKey> {
+        self.0.upgrade().map(SharedApiKey)
+    }
 }
 
 fn redact<S: Serializer>(v: &Option<SecretString>, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -102,6 +151,7 @@ impl ProviderConfig {
             model: model.into(),
             api_key: None,
             api_key_file: None,
+            shared_key: None,
             auth: AuthScheme::Bearer,
             api_version: None,
             connect_timeout: default_connect_timeout(),
@@ -126,8 +176,12 @@ impl ProviderConfig {
         }
     }
 
-    /// The API key, read from `api_key_file` when set (trailing newline trimmed).
+    /// The API key: the current one of `shared_key` when set, else read from `api_key_file`
+    /// when set (trailing newline trimmed), else `api_key`.
     pub fn resolve_api_key(&self) -> Result<Option<SecretString>> {
+        if let Some(shared) = &self.shared_key {
+            return Ok(shared.get());
+        }
         match &self.api_key_file {
             Some(path) => {
                 let raw = std::fs::read_to_string(path).map_err(|e| {

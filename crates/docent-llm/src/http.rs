@@ -17,7 +17,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::config::{AuthScheme, ProviderConfig};
+use crate::config::{AuthScheme, ProviderConfig, SharedApiKey};
 
 /// What a provider said when it refused a request (kept as an error's source, for logs).
 #[derive(Debug, thiserror::Error)]
@@ -43,40 +43,51 @@ pub struct BadAnswer(pub String);
 pub(crate) struct Endpoint {
     client: reqwest::Client,
     base: String,
-    auth: Option<(reqwest::header::HeaderName, HeaderValue)>,
-    key: Option<SecretString>,
+    scheme: AuthScheme,
+    /// Read on every request, so a rotated key takes effect at once.
+    key: SharedApiKey,
     api_version: Option<String>,
     pub(crate) request_timeout: Duration,
     pub(crate) stream_idle_timeout: Duration,
 }
 
+/// The header carrying `key` in `scheme`, marked sensitive.
+fn auth_header(
+    scheme: AuthScheme,
+    key: Option<&SecretString>,
+) -> Result<Option<(reqwest::header::HeaderName, HeaderValue)>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let (name, value) = match scheme {
+        AuthScheme::Bearer => (
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", key.expose_secret()),
+        ),
+        AuthScheme::ApiKeyHeader => (
+            reqwest::header::HeaderName::from_static("api-key"),
+            key.expose_secret().to_owned(),
+        ),
+    };
+    let mut value = HeaderValue::from_str(&value).map_err(|_| {
+        Error::new(
+            Code::InvalidField,
+            "api_key holds characters not allowed in a header",
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(Some((name, value)))
+}
+
 impl Endpoint {
     pub(crate) fn new(cfg: &ProviderConfig) -> Result<Endpoint> {
         cfg.validate()?;
-        let key = cfg.resolve_api_key()?;
-        let auth = match &key {
-            Some(key) => {
-                let (name, value) = match cfg.auth {
-                    AuthScheme::Bearer => (
-                        reqwest::header::AUTHORIZATION,
-                        format!("Bearer {}", key.expose_secret()),
-                    ),
-                    AuthScheme::ApiKeyHeader => (
-                        reqwest::header::HeaderName::from_static("api-key"),
-                        key.expose_secret().to_owned(),
-                    ),
-                };
-                let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                    Error::new(
-                        Code::InvalidField,
-                        "api_key holds characters not allowed in a header",
-                    )
-                })?;
-                value.set_sensitive(true);
-                Some((name, value))
-            }
-            None => None,
+        let key = match &cfg.shared_key {
+            Some(shared) => shared.clone(),
+            None => SharedApiKey::new(cfg.resolve_api_key()?),
         };
+        // A key that cannot be sent is refused at start, not on the first request.
+        auth_header(cfg.auth, key.get().as_ref())?;
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .user_agent(concat!("docent/", env!("CARGO_PKG_VERSION")))
@@ -85,7 +96,7 @@ impl Endpoint {
         Ok(Endpoint {
             client,
             base: cfg.base_url.trim_end_matches('/').to_owned(),
-            auth,
+            scheme: cfg.auth,
             key,
             api_version: cfg.api_version.clone(),
             request_timeout: cfg.request_timeout,
@@ -93,7 +104,12 @@ impl Endpoint {
         })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&SecretString>,
+    ) -> Result<reqwest::RequestBuilder> {
         let mut url = format!("{}{path}", self.base);
         if let Some(v) = &self.api_version
             && let Ok(mut parsed) = reqwest::Url::parse(&url)
@@ -102,10 +118,10 @@ impl Endpoint {
             url = parsed.into();
         }
         let mut rb = self.client.request(method, url);
-        if let Some((name, value)) = &self.auth {
-            rb = rb.header(name.clone(), value.clone());
+        if let Some((name, value)) = auth_header(self.scheme, key)? {
+            rb = rb.header(name, value);
         }
-        rb
+        Ok(rb)
     }
 
     /// Sends a JSON POST and returns the response once its headers arrive with a success
@@ -117,7 +133,10 @@ impl Endpoint {
         body: &B,
         whole_timeout: bool,
     ) -> Result<reqwest::Response> {
-        let mut rb = self.request(reqwest::Method::POST, path).json(body);
+        let key = self.key.get();
+        let mut rb = self
+            .request(reqwest::Method::POST, path, key.as_ref())?
+            .json(body);
         if whole_timeout {
             rb = rb.timeout(self.request_timeout);
         }
@@ -135,7 +154,7 @@ impl Endpoint {
             Ok(Ok(b)) => b,
             _ => Default::default(),
         };
-        Err(status_error(status, &headers, &body, self.key.as_ref()))
+        Err(status_error(status, &headers, &body, key.as_ref()))
     }
 
     /// Reads a successful response's JSON body.

@@ -27,7 +27,8 @@ use std::sync::Arc;
 pub use budget::{Budget, BudgetStore, Budgeted, CircuitBreaker, InProcessBudgetStore};
 pub use chat::{OpenAiChat, collect_stream};
 pub use config::{
-    AuthScheme, BudgetConfig, ChatConfig, EmbeddingConfig, LlmConfig, ProviderConfig,
+    AuthScheme, BudgetConfig, ChatConfig, EmbeddingConfig, LlmConfig, ProviderConfig, SharedApiKey,
+    WeakApiKey,
 };
 pub use docent_domain::llm::{
     ChatDelta, ChatMessage, ChatModel, ChatRequest, ChatResponse, ChatStream, FinishReason, Role,
@@ -41,10 +42,19 @@ use docent_domain::Result;
 /// The chat model for `config`: `Budgeted<OpenAiChat>` on the process-shared budget of the
 /// provider's name.
 pub fn chat_model(config: &ChatConfig) -> Result<Arc<dyn ChatModel>> {
+    chat_model_with(config, InProcessBudgetStore::global())
+}
+
+/// [`chat_model`] with the budget's buckets in `store` (e.g. Redis, shared by processes).
+pub fn chat_model_with(
+    config: &ChatConfig,
+    store: Arc<dyn BudgetStore>,
+) -> Result<Arc<dyn ChatModel>> {
     let client = OpenAiChat::new(config)?;
-    let budget = Budget::new(
+    let budget = Budget::with_store(
         config.provider.provider_name(),
         config.provider.budget.clone(),
+        store,
     );
     Ok(Arc::new(Budgeted::new(client, budget)))
 }
@@ -52,11 +62,20 @@ pub fn chat_model(config: &ChatConfig) -> Result<Arc<dyn ChatModel>> {
 /// The embedder for `config`: `Batched<Budgeted<OpenAiEmbedder>>`, so each budgeted call is
 /// one request. Without a configured dimension, one probe request learns it.
 pub async fn embedder(config: &EmbeddingConfig) -> Result<Arc<dyn Embedder>> {
+    embedder_with(config, InProcessBudgetStore::global()).await
+}
+
+/// [`embedder`] with the budget's buckets in `store` (e.g. Redis, shared by processes).
+pub async fn embedder_with(
+    config: &EmbeddingConfig,
+    store: Arc<dyn BudgetStore>,
+) -> Result<Arc<dyn Embedder>> {
     let client = OpenAiEmbedder::connect(config).await?;
     let limits = client.limits();
-    let budget = Budget::new(
+    let budget = Budget::with_store(
         config.provider.provider_name(),
         config.provider.budget.clone(),
+        store,
     );
     Ok(Arc::new(Batched::new(
         Budgeted::new(client, budget),

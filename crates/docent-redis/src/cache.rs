@@ -73,4 +73,8 @@ impl Cache for RedisCache {
             .await?;
         Ok(())
     }
+
+    async fn ping(&self) -> Result<()> {
+        self.redis.ping().await
+    }
 }

@@ -19,14 +19,14 @@ mod util;
 
 use std::sync::Arc;
 
-use docent_config::{DatabaseConfig, QueueBackend, QueueConfig};
+use docent_config::{DatabaseConfig, QueueConfig};
 use docent_domain::auth::AuthStore;
-use docent_domain::ports::{MetadataStore, TaskQueue};
+use docent_domain::ports::{MetadataStore, TaskLedger, TaskQueue};
 use docent_domain::{Error, Result};
 
 pub use docent_domain::ports::Backoff;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgOptions, PgQueue, PgStore};
+pub use postgres::{PgIndex, PgIndexOptions, PgOptions, PgQueue, PgStore};
 pub use queue::SqliteQueue;
 pub use sqlite::SqliteStore;
 
@@ -62,20 +62,27 @@ impl Database {
         }
     }
 
-    /// The task queue chosen by `queue.backend`.
+    /// The SQL task queue over this database's `tasks` table (`queue.backend` kind `sql`; the
+    /// binary builds the other backends), with the attempts and backoff of `config`.
     pub fn queue(&self, config: &QueueConfig) -> Arc<dyn TaskQueue> {
+        self.ledger(config)
+    }
+
+    /// The same queue as a [`TaskLedger`]: the task state a delivery-only queue (SQS) keeps in
+    /// the database, leasing the one task a message names.
+    pub fn ledger(&self, config: &QueueConfig) -> Arc<dyn TaskLedger> {
         let backoff = Backoff {
             base: config.backoff_base,
             max: config.backoff_max,
         };
-        match (&config.backend, &self.backend) {
-            (QueueBackend::Sql, Backend::Sqlite(s)) => Arc::new(SqliteQueue::new(
+        match &self.backend {
+            Backend::Sqlite(s) => Arc::new(SqliteQueue::new(
                 s.pool().clone(),
                 config.max_attempts,
                 backoff,
             )),
             #[cfg(feature = "postgres")]
-            (QueueBackend::Sql, Backend::Postgres(s)) => {
+            Backend::Postgres(s) => {
                 Arc::new(PgQueue::new(s.pool().clone(), config.max_attempts, backoff))
             }
         }
@@ -99,6 +106,22 @@ impl Database {
                 },
             ))
             .forward_wakeups(wake, retry),
+        }
+    }
+
+    /// PostgreSQL: opens new connections with `url` from now on (secret rotation; see
+    /// `PgStore::set_url`) and answers `true`. SQLite has no credentials: `false`.
+    pub fn set_postgres_url(&self, url: &secrecy::SecretString) -> Result<bool> {
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let _ = url;
+                Ok(false)
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(s) => {
+                use secrecy::ExposeSecret;
+                s.set_url(url.expose_secret()).map(|()| true)
+            }
         }
     }
 

@@ -2,12 +2,15 @@
 //! (the visibility timeout); every state change through a lease matches the token, so a worker
 //! whose lease lapsed and was handed to another can no longer touch the task. `attempts` is the
 //! receive count; past `max_attempts` a lapsed task is dead-lettered instead of re-delivered.
+//! It is also a [`TaskLedger`]: the record behind a broker's deliveries (the SQS queue), which
+//! leases the one task a delivery names.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use docent_domain::ports::Backoff;
-use docent_domain::ports::{FailOutcome, Heartbeat, Lease, TaskQueue};
+use docent_domain::ports::{FailOutcome, Heartbeat, Lease, TaskLedger, TaskQueue};
 use docent_domain::*;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -115,6 +118,107 @@ impl SqliteQueue {
         Ok(())
     }
 
+    /// Leases the next runnable task, or with `only` that task if it is runnable (the
+    /// [`TaskLedger::lease_task`] of a broker delivery), after settling lapsed leases.
+    async fn lease_one(
+        &self,
+        worker: &str,
+        visibility: Duration,
+        only: Option<(TenantId, TaskId)>,
+    ) -> Result<Option<Lease>> {
+        let now = now_ms();
+        self.settle_lapsed(now).await?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let expires = now + ms(visibility);
+        let runnable = format!(
+            "((status = 'pending' AND run_after <= ?) \
+             OR (status IN {RUNNING} AND lease_expires_at <= ? AND attempts < max_attempts AND cancel_requested = 0))"
+        );
+        // One statement: SQLite runs it under its single writer lock, so two workers can never
+        // pick the same row.
+        let target = match only {
+            None => format!(
+                "id = (SELECT id FROM tasks WHERE {runnable} ORDER BY run_after, id LIMIT 1)"
+            ),
+            Some(_) => format!("tenant_id = ? AND id = ? AND {runnable}"),
+        };
+        let sql = format!(
+            "UPDATE tasks SET status = 'processing', lease_token = ?, lease_owner = ?, lease_expires_at = ?, \
+             attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ? \
+             WHERE {target} RETURNING {TASK_COLS}"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&token)
+            .bind(worker)
+            .bind(expires)
+            .bind(now)
+            .bind(now);
+        if let Some((tenant, id)) = only {
+            query = query.bind(tenant.to_string()).bind(id.to_string());
+        }
+        let row = query
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|row| {
+            Ok(Lease {
+                task: task_from(&row)?,
+                token: token.clone(),
+                expires_at: to_dt(expires),
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a failure through the lease; a retryable one with attempts left runs again
+    /// `delay` from now.
+    async fn record_failure(
+        &self,
+        lease: &Lease,
+        error: ErrorInfo,
+        retryable: bool,
+        delay: Duration,
+    ) -> Result<FailOutcome> {
+        let now = now_ms();
+        let task = &lease.task;
+        let clear = "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, ";
+        let mut binds = vec![
+            LeaseBind::Sql("error_code = "),
+            LeaseBind::Text(error.code),
+            LeaseBind::Sql(", error_message = "),
+            LeaseBind::Text(error.message),
+            LeaseBind::Sql(", updated_at = "),
+            LeaseBind::Int(now),
+        ];
+        let outcome = if !retryable {
+            binds.extend([
+                LeaseBind::Sql(", status = 'failed', finished_at = "),
+                LeaseBind::Int(now),
+            ]);
+            FailOutcome::Failed
+        } else if task.attempts >= task.max_attempts {
+            binds.extend([
+                LeaseBind::Sql(", status = 'failed', dead_lettered = 1, finished_at = "),
+                LeaseBind::Int(now),
+            ]);
+            FailOutcome::DeadLettered
+        } else {
+            let at = now + ms(delay);
+            binds.extend([
+                LeaseBind::Sql(", status = 'pending', run_after = "),
+                LeaseBind::Int(at),
+            ]);
+            FailOutcome::Retrying { at: to_dt(at) }
+        };
+        Ok(if self.with_lease(lease, clear, binds).await? {
+            outcome
+        } else {
+            FailOutcome::LeaseLost
+        })
+    }
+
     /// Runs an UPDATE guarded by the lease token; true if the lease was still current.
     async fn with_lease(&self, lease: &Lease, set: &str, binds: Vec<LeaseBind>) -> Result<bool> {
         let mut q = QueryBuilder::<Sqlite>::new("UPDATE tasks SET ");
@@ -174,39 +278,7 @@ impl TaskQueue for SqliteQueue {
     }
 
     async fn lease(&self, worker: &str, visibility: Duration) -> Result<Option<Lease>> {
-        let now = now_ms();
-        self.settle_lapsed(now).await?;
-        let token = uuid::Uuid::new_v4().to_string();
-        let expires = now + ms(visibility);
-        // One statement: SQLite runs it under its single writer lock, so two workers can never
-        // pick the same row.
-        let sql = format!(
-            "UPDATE tasks SET status = 'processing', lease_token = ?, lease_owner = ?, lease_expires_at = ?, \
-             attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ? \
-             WHERE id = (SELECT id FROM tasks WHERE (status = 'pending' AND run_after <= ?) \
-                OR (status IN {RUNNING} AND lease_expires_at <= ? AND attempts < max_attempts AND cancel_requested = 0) \
-                ORDER BY run_after, id LIMIT 1) \
-             RETURNING {TASK_COLS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&token)
-            .bind(worker)
-            .bind(expires)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|row| {
-            Ok(Lease {
-                task: task_from(&row)?,
-                token: token.clone(),
-                expires_at: to_dt(expires),
-            })
-        })
-        .transpose()
+        self.lease_one(worker, visibility, None).await
     }
 
     async fn heartbeat(&self, lease: &Lease, visibility: Duration) -> Result<Heartbeat> {
@@ -291,46 +363,11 @@ impl TaskQueue for SqliteQueue {
         retryable: bool,
         retry_after: Option<Duration>,
     ) -> Result<FailOutcome> {
-        let now = now_ms();
-        let task = &lease.task;
-        let clear = "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, ";
-        let mut binds = vec![
-            LeaseBind::Sql("error_code = "),
-            LeaseBind::Text(error.code),
-            LeaseBind::Sql(", error_message = "),
-            LeaseBind::Text(error.message),
-            LeaseBind::Sql(", updated_at = "),
-            LeaseBind::Int(now),
-        ];
-        let outcome = if !retryable {
-            binds.extend([
-                LeaseBind::Sql(", status = 'failed', finished_at = "),
-                LeaseBind::Int(now),
-            ]);
-            FailOutcome::Failed
-        } else if task.attempts >= task.max_attempts {
-            binds.extend([
-                LeaseBind::Sql(", status = 'failed', dead_lettered = 1, finished_at = "),
-                LeaseBind::Int(now),
-            ]);
-            FailOutcome::DeadLettered
-        } else {
-            let delay = self
-                .backoff
-                .delay(task.attempts)
-                .max(retry_after.unwrap_or_default());
-            let at = now + ms(delay);
-            binds.extend([
-                LeaseBind::Sql(", status = 'pending', run_after = "),
-                LeaseBind::Int(at),
-            ]);
-            FailOutcome::Retrying { at: to_dt(at) }
-        };
-        Ok(if self.with_lease(lease, clear, binds).await? {
-            outcome
-        } else {
-            FailOutcome::LeaseLost
-        })
+        let delay = self
+            .backoff
+            .delay(lease.task.attempts)
+            .max(retry_after.unwrap_or_default());
+        self.record_failure(lease, error, retryable, delay).await
     }
 
     async fn cancelled(&self, lease: &Lease) -> Result<bool> {
@@ -498,5 +535,51 @@ impl TaskQueue for SqliteQueue {
             depth.dead_lettered += dl.unwrap_or(0) as u64;
         }
         Ok(depth)
+    }
+}
+
+#[async_trait]
+impl TaskLedger for SqliteQueue {
+    async fn lease_task(
+        &self,
+        tenant: TenantId,
+        id: TaskId,
+        worker: &str,
+        visibility: Duration,
+    ) -> Result<Option<Lease>> {
+        self.lease_one(worker, visibility, Some((tenant, id))).await
+    }
+
+    async fn fail_after(
+        &self,
+        lease: &Lease,
+        error: ErrorInfo,
+        retryable: bool,
+        delay: Duration,
+    ) -> Result<FailOutcome> {
+        self.record_failure(lease, error, retryable, delay).await
+    }
+
+    async fn settle_lapsed(&self) -> Result<()> {
+        SqliteQueue::settle_lapsed(self, now_ms()).await
+    }
+
+    async fn overdue(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<(TenantId, TaskId)>> {
+        let since = since.timestamp_millis();
+        let sql = format!(
+            "SELECT tenant_id, id FROM tasks WHERE (status = 'pending' AND run_after <= ?) \
+             OR (status IN {RUNNING} AND lease_expires_at <= ? AND attempts < max_attempts AND cancel_requested = 0) \
+             ORDER BY run_after, id LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(since)
+            .bind(since)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| Ok((parse_id(row, "tenant_id")?, parse_id(row, "id")?)))
+            .collect()
     }
 }

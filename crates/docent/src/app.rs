@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use docent_auth::AuthService;
-use docent_config::{AuthMode, Config, LlmConfig};
+use docent_config::{AuthMode, CacheConfig, Config, LlmConfig, QueueBackend};
 use docent_core::Services;
 use docent_core::worker::WorkerPool;
 use docent_domain::TenantId;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -27,19 +28,20 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
     let blobs = docent_blob::open(&config.storage, data_path)
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
-    let queue = db.queue(&config.queue);
-    let cache = docent_cache::open(&config.cache);
-    let llm = open_llm(&config)?;
-    let index =
-        docent_index::open(&config.index, data_path).map_err(|e| anyhow::anyhow!(e.chain()))?;
-    let embedder = crate::embedder::open(&config.embedder).await?;
+    let redis = open_redis(&config)?;
+    let queue = open_queue(&config, &db).await?;
+    let cache = open_cache(&config, redis.as_ref()).await?;
+    let budgets = budget_store(&config, redis.as_ref());
+    let llm = open_llm(&config, budgets.clone())?;
+    let embedder = crate::embedder::open_with(&config.embedder, budgets).await?;
+    let index = open_index(&config, data_path, embedder.as_deref()).await?;
     let services = Services {
         config: config.clone(),
         store: db.metadata(),
         queue,
         blobs,
         cache,
-        index: index.clone(),
+        index: index.search(),
         embedder,
         llm,
         wake: Arc::new(Notify::new()),
@@ -51,13 +53,78 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
     if index.needs_rebuild() {
         let n = reindex(&services).await?;
-        tracing::info!(chunks = n, "keyword index rebuilt from the database");
-    } else {
-        load_vectors(&services, &index).await?;
+        tracing::info!(chunks = n, "search index rebuilt from the database");
+    } else if let Some(embedded) = index.embedded() {
+        load_vectors(&services, embedded).await?;
     }
     // Tasks enqueued by other processes wake this one's workers (PostgreSQL NOTIFY; SQLite polls).
     db.wake_on_new_tasks(services.wake.clone(), std::time::Duration::from_secs(5));
     Ok((services, db))
+}
+
+/// The search index of `[index]`: the embedded one (vectors loaded into memory at start) or
+/// PostgreSQL's.
+enum SearchIndexes {
+    Embedded(Arc<docent_index::EmbeddedIndex>),
+    #[cfg(feature = "postgres")]
+    Postgres(Arc<docent_store::PgIndex>),
+}
+
+impl SearchIndexes {
+    /// The embedded index, whose vectors are loaded into memory at start.
+    fn embedded(&self) -> Option<&Arc<docent_index::EmbeddedIndex>> {
+        match self {
+            SearchIndexes::Embedded(i) => Some(i),
+            #[cfg(feature = "postgres")]
+            SearchIndexes::Postgres(_) => None,
+        }
+    }
+
+    /// The index as the services see it.
+    fn search(&self) -> Arc<dyn docent_domain::ports::SearchIndex> {
+        match self {
+            SearchIndexes::Embedded(i) => i.clone(),
+            #[cfg(feature = "postgres")]
+            SearchIndexes::Postgres(i) => i.clone(),
+        }
+    }
+
+    /// Whether the index was (re)created empty and needs filling from the database.
+    fn needs_rebuild(&self) -> bool {
+        match self {
+            SearchIndexes::Embedded(i) => i.needs_rebuild(),
+            #[cfg(feature = "postgres")]
+            SearchIndexes::Postgres(i) => i.needs_rebuild(),
+        }
+    }
+}
+
+/// Opens `[index]`; a PostgreSQL index takes the embedder's vector dimension.
+async fn open_index(
+    config: &Config,
+    data_path: impl Fn(&std::path::Path) -> std::path::PathBuf,
+    embedder: Option<&dyn docent_domain::ports::Embedder>,
+) -> anyhow::Result<SearchIndexes> {
+    let err = |e: docent_domain::Error| anyhow::anyhow!(e.chain());
+    match &config.index {
+        docent_config::IndexConfig::Embedded { .. } => Ok(SearchIndexes::Embedded(
+            docent_index::open(&config.index, data_path).map_err(err)?,
+        )),
+        #[cfg(feature = "postgres")]
+        docent_config::IndexConfig::Postgres { .. } => {
+            let dimension = embedder.map(|e| e.dimension());
+            let index = docent_store::PgIndex::open(&config.index, &config.database, dimension)
+                .await
+                .map_err(err)
+                .context("opening the PostgreSQL search index ([index] kind = \"postgres\")")?;
+            Ok(SearchIndexes::Postgres(Arc::new(index)))
+        }
+        #[cfg(not(feature = "postgres"))]
+        docent_config::IndexConfig::Postgres { .. } => {
+            let _ = embedder;
+            anyhow::bail!("this build has no PostgreSQL support (docent feature `postgres`)")
+        }
+    }
 }
 
 /// Every stored vector of a tenant: `(collection, chunk, vector)`.
@@ -189,7 +256,137 @@ pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
 
 /// The chat model for `[llm]`: an OpenAI-compatible API behind the shared request budget, or
 /// `None` (answers are extractive).
-fn open_llm(config: &Config) -> anyhow::Result<Option<Arc<dyn docent_domain::llm::ChatModel>>> {
+/// The connection to the Redis server of `[redis]`, when one is configured. Lazy: the process
+/// starts while Redis is down, and calls fail as unavailable until it is back.
+fn open_redis(config: &Config) -> anyhow::Result<Option<docent_redis::Redis>> {
+    let Some(url) = config.redis.url().map_err(|e| anyhow::anyhow!(e))? else {
+        return Ok(None);
+    };
+    let options = docent_redis::RedisOptions {
+        connect_timeout: config.redis.connect_timeout,
+        command_timeout: config.redis.command_timeout,
+    };
+    let redis = docent_redis::Redis::open(url.expose_secret(), options)
+        .map_err(|e| anyhow::anyhow!(e.chain()))
+        .context("redis.url")?;
+    Ok(Some(redis))
+}
+
+/// The task queue of `queue.backend`: the database's `tasks` table, or SQS delivering the tasks
+/// whose state stays in that table.
+async fn open_queue(
+    config: &Config,
+    db: &docent_store::Database,
+) -> anyhow::Result<Arc<dyn docent_domain::ports::TaskQueue>> {
+    Ok(match &config.queue.backend {
+        QueueBackend::Sql => db.queue(&config.queue),
+        #[cfg(feature = "aws")]
+        QueueBackend::Sqs(sqs) => {
+            let backoff = docent_domain::ports::Backoff {
+                base: config.queue.backoff_base,
+                max: config.queue.backoff_max,
+            };
+            Arc::new(
+                docent_aws::sqs::SqsQueue::connect(
+                    db.ledger(&config.queue),
+                    sqs,
+                    config.queue.max_attempts,
+                    backoff,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!(e.chain()))
+                .context("queue.backend (SQS)")?,
+            )
+        }
+        #[cfg(not(feature = "aws"))]
+        QueueBackend::Sqs(_) => {
+            anyhow::bail!(
+                "queue.backend kind \"sqs\" needs docent built with the `aws` cargo feature"
+            )
+        }
+    })
+}
+
+/// The cache of `[cache]`: in-process, Redis, DynamoDB, or those stacked (in-process → Redis →
+/// DynamoDB) in a `TieredCache`.
+async fn open_cache(
+    config: &Config,
+    redis: Option<&docent_redis::Redis>,
+) -> anyhow::Result<Arc<dyn docent_domain::ports::Cache>> {
+    use docent_cache::{MemoryCache, Tier, TieredCache};
+    let redis_cache = || -> anyhow::Result<Arc<dyn docent_domain::ports::Cache>> {
+        let redis = redis.context("cache kind \"redis\"/\"tiered\" needs [redis] url")?;
+        let prefix = format!("{}cache:", config.redis.key_prefix);
+        Ok(Arc::new(docent_redis::RedisCache::new(
+            redis.clone(),
+            prefix,
+        )))
+    };
+    Ok(match &config.cache {
+        CacheConfig::Memory { .. } => {
+            docent_cache::open(&config.cache).context("an in-process cache")?
+        }
+        CacheConfig::Redis => redis_cache()?,
+        CacheConfig::Dynamodb(table) => open_dynamodb_cache(table).await?,
+        CacheConfig::Tiered {
+            max_entries,
+            local_ttl,
+            redis,
+            dynamodb,
+        } => {
+            let mut tiers = vec![
+                Tier::new("memory", Arc::new(MemoryCache::new(*max_entries))).max_ttl(*local_ttl),
+            ];
+            if *redis {
+                tiers.push(Tier::new("redis", redis_cache()?));
+            }
+            if let Some(table) = dynamodb {
+                tiers.push(Tier::new("dynamodb", open_dynamodb_cache(table).await?));
+            }
+            Arc::new(TieredCache::new(tiers))
+        }
+    })
+}
+
+/// A DynamoDB cache table (the `aws` cargo feature).
+#[cfg(feature = "aws")]
+async fn open_dynamodb_cache(
+    table: &docent_config::DynamoCacheConfig,
+) -> anyhow::Result<Arc<dyn docent_domain::ports::Cache>> {
+    let cache = docent_aws::dynamo::DynamoCache::connect(table)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.chain()))
+        .context("the DynamoDB cache table")?;
+    Ok(Arc::new(cache))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn open_dynamodb_cache(
+    _table: &docent_config::DynamoCacheConfig,
+) -> anyhow::Result<Arc<dyn docent_domain::ports::Cache>> {
+    anyhow::bail!("cache kind \"dynamodb\" needs docent built with the `aws` cargo feature")
+}
+
+/// Where model-call budgets keep their buckets: Redis when `[redis]` has a url and
+/// `share_model_budget` is on (every process shares one budget per provider), else this
+/// process's memory.
+fn budget_store(
+    config: &Config,
+    redis: Option<&docent_redis::Redis>,
+) -> Arc<dyn docent_llm::BudgetStore> {
+    match redis {
+        Some(redis) if config.redis.share_model_budget => {
+            let prefix = format!("{}budget:", config.redis.key_prefix);
+            Arc::new(docent_redis::RedisBudgetStore::new(redis.clone(), prefix))
+        }
+        _ => docent_llm::InProcessBudgetStore::global(),
+    }
+}
+
+fn open_llm(
+    config: &Config,
+    budgets: Arc<dyn docent_llm::BudgetStore>,
+) -> anyhow::Result<Option<Arc<dyn docent_domain::llm::ChatModel>>> {
     let LlmConfig::Openai {
         base_url,
         model,
@@ -203,10 +400,15 @@ fn open_llm(config: &Config) -> anyhow::Result<Option<Arc<dyn docent_domain::llm
     };
     let mut provider = docent_llm::ProviderConfig::new(base_url.clone(), model.clone());
     provider.api_key = config.llm.api_key().map_err(|e| anyhow::anyhow!(e))?;
+    // Replaced on SIGHUP (secret rotation).
+    provider.shared_key = Some(crate::secrets::api_key(
+        crate::secrets::KeySlot::Llm,
+        provider.api_key.clone(),
+    ));
     provider.request_timeout = *request_timeout;
     provider.budget.requests_per_second = *requests_per_second;
     provider.budget.tokens_per_minute = *tokens_per_minute;
-    let chat = docent_llm::chat_model(&docent_llm::ChatConfig::new(provider))
+    let chat = docent_llm::chat_model_with(&docent_llm::ChatConfig::new(provider), budgets)
         .map_err(|e| anyhow::anyhow!(e))?;
     tracing::info!(model = %model, "chat model configured");
     Ok(Some(chat))
@@ -366,6 +568,8 @@ impl Application {
                 }
             })
         });
+        // SIGHUP reloads the secrets that can change at run time (see `crate::secrets`).
+        let _secrets = crate::secrets::reload_on_sighup(self.db.clone());
         tracing::info!(addr = %self.local_addr(), "docent is listening");
         axum::serve(
             self.listener,

@@ -542,7 +542,7 @@ pub enum ConfigAction {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut config = Config::load(cli.config.as_deref())?;
+    let mut config = crate::secrets::load_config(cli.config.as_deref()).await?;
     if let Some(f) = cli.log_format {
         config.log.format = match f {
             LogFormatArg::Human => LogFormat::Human,
@@ -570,6 +570,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let grace = config.server.shutdown_grace;
             let (services, db) = open_services(config).await?;
             let pool = WorkerPool::start(services.clone(), services.config.worker.concurrency);
+            let _secrets = crate::secrets::reload_on_sighup(db.clone());
             shutdown_signal().await;
             pool.shutdown(grace).await;
             db.close().await;

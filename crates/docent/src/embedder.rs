@@ -13,10 +13,19 @@ use docent_models::{LocalMiniLm, LocalMiniLmOptions};
 /// Builds the configured embedder; `None` for `kind = "none"`. An `openai` embedder without a
 /// configured dimension asks the provider once.
 pub async fn open(config: &EmbedderConfig) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
+    open_with(config, docent_llm::InProcessBudgetStore::global()).await
+}
+
+/// [`open`] with an `openai` embedder's budget buckets in `budgets` (Redis, shared by
+/// processes, when `[redis]` is configured).
+pub async fn open_with(
+    config: &EmbedderConfig,
+    budgets: Arc<dyn docent_llm::BudgetStore>,
+) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
     match config {
         EmbedderConfig::Openai { .. } => {
             let cfg = openai_config(config)?.context("an openai embedder config")?;
-            let embedder = docent_llm::embedder(&cfg)
+            let embedder = docent_llm::embedder_with(&cfg, budgets)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.chain()))
                 .context("cannot reach the embeddings API")?;
@@ -68,6 +77,11 @@ pub fn openai_config(config: &EmbedderConfig) -> anyhow::Result<Option<Embedding
     };
     let mut provider = ProviderConfig::new(base_url.clone(), model.clone());
     provider.api_key = config.api_key().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Replaced on SIGHUP (secret rotation).
+    provider.shared_key = Some(crate::secrets::api_key(
+        crate::secrets::KeySlot::Embedder,
+        provider.api_key.clone(),
+    ));
     provider.request_timeout = *request_timeout;
     provider.budget = BudgetConfig {
         requests_per_second: *requests_per_second,

@@ -10,4 +10,5 @@ pub mod cli;
 pub mod client;
 pub mod embedder;
 pub mod inspect;
+pub mod secrets;
 pub mod telemetry;

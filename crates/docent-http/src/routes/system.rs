@@ -29,7 +29,8 @@ pub(crate) async fn health_v1() -> Json<Health> {
     health_body()
 }
 
-/// Readiness: the database, blob store and queue answer.
+/// Readiness: the database, blob store and queue answer (each within 3 s). A failing cache is
+/// reported as `degraded: …` but keeps the process ready: cache outages fall through.
 #[utoipa::path(get, path = "/ready", tag = "system", security(()), responses(
     (status = 200, body = Ready), (status = 503, body = Ready, description = "a dependency is down")
 ))]
@@ -38,11 +39,13 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let checks: Map<String, Value> = r
         .checks
         .iter()
-        .map(|(name, err)| {
-            (
-                (*name).to_owned(),
-                Value::String(err.clone().unwrap_or_else(|| "ok".into())),
-            )
+        .map(|c| {
+            let state = match (&c.error, c.optional) {
+                (None, _) => "ok".to_owned(),
+                (Some(e), true) => format!("degraded: {e}"),
+                (Some(e), false) => e.clone(),
+            };
+            (c.name.to_owned(), Value::String(state))
         })
         .collect();
     if r.ready() {

@@ -13,6 +13,7 @@
 
 mod auth;
 mod bots;
+pub mod index;
 mod queue;
 mod uploads;
 mod util;
@@ -25,6 +26,7 @@ use docent_domain::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Postgres, QueryBuilder, Row};
 
+pub use index::{PgIndex, PgIndexOptions};
 pub use queue::{PgQueue, TASKS_CHANNEL};
 use util::*;
 
@@ -109,6 +111,24 @@ impl PgStore {
             .map_err(|e| Error::unavailable("the database", e))?;
         MIGRATOR.run(&pool).await.map_err(Error::internal)?;
         Ok(Self { pool })
+    }
+
+    /// Points the connections opened from now on at `url` (a rotated password, say); open
+    /// connections are kept until the pool retires them. Settings made at connect time
+    /// (`statement_timeout`, `search_path`, the application name) stay.
+    pub fn set_url(&self, url: &str) -> Result<()> {
+        let connect: PgConnectOptions = url
+            .parse()
+            .map_err(|e| Error::unavailable("the database (invalid URL)", e))?;
+        let name = self
+            .pool
+            .connect_options()
+            .get_application_name()
+            .unwrap_or("docent")
+            .to_owned();
+        self.pool
+            .set_connect_options(connect.application_name(&name));
+        Ok(())
     }
 
     /// The connection pool (shared with the SQL queue).

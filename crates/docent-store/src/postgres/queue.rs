@@ -9,13 +9,16 @@
 //! timeout, and [`PgQueue::forward_wakeups`] turns them into a [`tokio::sync::Notify`] for the
 //! worker pool. Notifications are only hints: workers still poll, so a dropped listener
 //! connection or a missed notification delays a task by at most one poll interval.
+//!
+//! It is also a [`TaskLedger`]: the record behind a broker's deliveries (the SQS queue), which
+//! leases the one task a delivery names.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use docent_domain::ports::{FailOutcome, Heartbeat, Lease, TaskQueue};
+use docent_domain::ports::{FailOutcome, Heartbeat, Lease, TaskLedger, TaskQueue};
 use docent_domain::*;
 use sqlx::postgres::{PgListener, PgPool, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -184,6 +187,105 @@ impl PgQueue {
         Ok(())
     }
 
+    /// Leases the next runnable task, or with `only` that task if it is runnable (the
+    /// [`TaskLedger::lease_task`] of a broker delivery), after settling lapsed leases.
+    async fn lease_one(
+        &self,
+        worker: &str,
+        visibility: Duration,
+        only: Option<(TenantId, TaskId)>,
+    ) -> Result<Option<Lease>> {
+        let now = now_ms();
+        self.settle_lapsed(now).await?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let expires = now + dur(visibility);
+        let runnable = format!(
+            "((status = 'pending' AND run_after <= $6) \
+             OR (status IN {RUNNING} AND lease_expires_at <= $7 AND attempts < max_attempts AND NOT cancel_requested))"
+        );
+        // One statement: the candidate row is locked with SKIP LOCKED, so concurrent workers
+        // each take a different row and never wait on one another. A named task is locked by
+        // the UPDATE itself: a concurrent lease of it waits, then finds it no longer runnable.
+        let target = match only {
+            None => format!(
+                "id = (SELECT id FROM tasks WHERE {runnable} ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            ),
+            Some(_) => format!("tenant_id = $8 AND id = $9 AND {runnable}"),
+        };
+        let sql = format!(
+            "UPDATE tasks SET status = 'processing', lease_token = $1, lease_owner = $2, lease_expires_at = $3, \
+             attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $5 \
+             WHERE {target} RETURNING {TASK_COLS}"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&token)
+            .bind(worker)
+            .bind(expires)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .bind(now);
+        if let Some((tenant, id)) = only {
+            query = query.bind(tenant.to_string()).bind(id.to_string());
+        }
+        let row = query.fetch_optional(&self.pool).await.map_err(db_err)?;
+        row.map(|row| {
+            Ok(Lease {
+                task: task_from(&row)?,
+                token: token.clone(),
+                expires_at: to_dt(expires),
+            })
+        })
+        .transpose()
+    }
+
+    /// Records a failure through the lease; a retryable one with attempts left runs again
+    /// `delay` from now.
+    async fn record_failure(
+        &self,
+        lease: &Lease,
+        error: ErrorInfo,
+        retryable: bool,
+        delay: Duration,
+    ) -> Result<FailOutcome> {
+        let now = now_ms();
+        let task = &lease.task;
+        let clear = "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, ";
+        let mut binds = vec![
+            LeaseBind::Sql("error_code = "),
+            LeaseBind::Text(error.code),
+            LeaseBind::Sql(", error_message = "),
+            LeaseBind::Text(error.message),
+            LeaseBind::Sql(", updated_at = "),
+            LeaseBind::Time(now),
+        ];
+        let outcome = if !retryable {
+            binds.extend([
+                LeaseBind::Sql(", status = 'failed', finished_at = "),
+                LeaseBind::Time(now),
+            ]);
+            FailOutcome::Failed
+        } else if task.attempts >= task.max_attempts {
+            binds.extend([
+                LeaseBind::Sql(", status = 'failed', dead_lettered = TRUE, finished_at = "),
+                LeaseBind::Time(now),
+            ]);
+            FailOutcome::DeadLettered
+        } else {
+            let at = now + dur(delay);
+            binds.extend([
+                LeaseBind::Sql(", status = 'pending', run_after = "),
+                LeaseBind::Time(at),
+            ]);
+            FailOutcome::Retrying { at }
+        };
+        Ok(if self.with_lease(lease, clear, binds).await? {
+            outcome
+        } else {
+            FailOutcome::LeaseLost
+        })
+    }
+
     /// Runs an UPDATE guarded by the lease token; true if the lease was still current.
     async fn with_lease(&self, lease: &Lease, set: &str, binds: Vec<LeaseBind>) -> Result<bool> {
         let mut q = QueryBuilder::<Postgres>::new("UPDATE tasks SET ");
@@ -245,39 +347,7 @@ impl TaskQueue for PgQueue {
     }
 
     async fn lease(&self, worker: &str, visibility: Duration) -> Result<Option<Lease>> {
-        let now = now_ms();
-        self.settle_lapsed(now).await?;
-        let token = uuid::Uuid::new_v4().to_string();
-        let expires = now + dur(visibility);
-        // One statement: the candidate row is locked with SKIP LOCKED, so concurrent workers
-        // each take a different row and never wait on one another.
-        let sql = format!(
-            "UPDATE tasks SET status = 'processing', lease_token = $1, lease_owner = $2, lease_expires_at = $3, \
-             attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $5 \
-             WHERE id = (SELECT id FROM tasks WHERE (status = 'pending' AND run_after <= $6) \
-                OR (status IN {RUNNING} AND lease_expires_at <= $7 AND attempts < max_attempts AND NOT cancel_requested) \
-                ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING {TASK_COLS}"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&token)
-            .bind(worker)
-            .bind(expires)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|row| {
-            Ok(Lease {
-                task: task_from(&row)?,
-                token: token.clone(),
-                expires_at: to_dt(expires),
-            })
-        })
-        .transpose()
+        self.lease_one(worker, visibility, None).await
     }
 
     async fn heartbeat(&self, lease: &Lease, visibility: Duration) -> Result<Heartbeat> {
@@ -362,46 +432,11 @@ impl TaskQueue for PgQueue {
         retryable: bool,
         retry_after: Option<Duration>,
     ) -> Result<FailOutcome> {
-        let now = now_ms();
-        let task = &lease.task;
-        let clear = "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, ";
-        let mut binds = vec![
-            LeaseBind::Sql("error_code = "),
-            LeaseBind::Text(error.code),
-            LeaseBind::Sql(", error_message = "),
-            LeaseBind::Text(error.message),
-            LeaseBind::Sql(", updated_at = "),
-            LeaseBind::Time(now),
-        ];
-        let outcome = if !retryable {
-            binds.extend([
-                LeaseBind::Sql(", status = 'failed', finished_at = "),
-                LeaseBind::Time(now),
-            ]);
-            FailOutcome::Failed
-        } else if task.attempts >= task.max_attempts {
-            binds.extend([
-                LeaseBind::Sql(", status = 'failed', dead_lettered = TRUE, finished_at = "),
-                LeaseBind::Time(now),
-            ]);
-            FailOutcome::DeadLettered
-        } else {
-            let delay = self
-                .backoff
-                .delay(task.attempts)
-                .max(retry_after.unwrap_or_default());
-            let at = now + dur(delay);
-            binds.extend([
-                LeaseBind::Sql(", status = 'pending', run_after = "),
-                LeaseBind::Time(at),
-            ]);
-            FailOutcome::Retrying { at }
-        };
-        Ok(if self.with_lease(lease, clear, binds).await? {
-            outcome
-        } else {
-            FailOutcome::LeaseLost
-        })
+        let delay = self
+            .backoff
+            .delay(lease.task.attempts)
+            .max(retry_after.unwrap_or_default());
+        self.record_failure(lease, error, retryable, delay).await
     }
 
     async fn cancelled(&self, lease: &Lease) -> Result<bool> {
@@ -569,5 +604,49 @@ impl TaskQueue for PgQueue {
             depth.dead_lettered += dl.unwrap_or(0) as u64;
         }
         Ok(depth)
+    }
+}
+
+#[async_trait]
+impl TaskLedger for PgQueue {
+    async fn lease_task(
+        &self,
+        tenant: TenantId,
+        id: TaskId,
+        worker: &str,
+        visibility: Duration,
+    ) -> Result<Option<Lease>> {
+        self.lease_one(worker, visibility, Some((tenant, id))).await
+    }
+
+    async fn fail_after(
+        &self,
+        lease: &Lease,
+        error: ErrorInfo,
+        retryable: bool,
+        delay: Duration,
+    ) -> Result<FailOutcome> {
+        self.record_failure(lease, error, retryable, delay).await
+    }
+
+    async fn settle_lapsed(&self) -> Result<()> {
+        PgQueue::settle_lapsed(self, now_ms()).await
+    }
+
+    async fn overdue(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<(TenantId, TaskId)>> {
+        let sql = format!(
+            "SELECT tenant_id, id FROM tasks WHERE (status = 'pending' AND run_after <= $1) \
+             OR (status IN {RUNNING} AND lease_expires_at <= $1 AND attempts < max_attempts AND NOT cancel_requested) \
+             ORDER BY run_after, id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(since)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| Ok((parse_id(row, "tenant_id")?, parse_id(row, "id")?)))
+            .collect()
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::path::PathBuf;
 
 use docent::app::Application;
