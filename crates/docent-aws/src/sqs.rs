@@ -821,14 +821,25 @@ impl SqsQueue {
         };
         // The message's visibility ends first, the lease right after: a fresh delivery's
         // visibility started when the receive returned; a buffered one gets a new one.
+        // A delivery that waited (in the inbox, or behind earlier messages of its batch whose
+        // settling took SQS and database calls) gets a whole visibility again, so the lease is
+        // never too short to reach its first heartbeat.
         let mut since = delivery.received_at;
-        if buffered {
-            if let Err(e) = self.set_visibility(&delivery.receipt, visibility).await {
-                tracing::warn!(task = %task.task_id, error = %e.chain(), "could not extend a buffered SQS message");
+        if buffered || since.elapsed() > Duration::from_secs(1) {
+            match self.set_visibility(&delivery.receipt, visibility).await {
+                Ok(()) => since = Instant::now(),
+                Err(e) => {
+                    tracing::warn!(task = %task.task_id, error = %e.chain(), "could not extend a waiting SQS message")
+                }
             }
-            since = Instant::now();
         }
         let ledger_visibility = Duration::from_secs(visibility).saturating_sub(since.elapsed());
+        if ledger_visibility < Duration::from_secs(visibility) / 3 {
+            // Too little left to reach a heartbeat: the message comes back when it ends, and
+            // the task is leased then.
+            tracing::debug!(task = %task.task_id, "too little visibility left to lease; left for redelivery");
+            return Ok(None);
+        }
         let leased = self
             .ledger
             .lease_task(task.tenant_id, task.task_id, worker, ledger_visibility)

@@ -69,8 +69,9 @@ pub struct Check {
     pub name: &'static str,
     /// Why it failed; `None` means healthy.
     pub error: Option<String>,
-    /// Whether the process can serve without it: the cache is (its reads and writes fall
-    /// through an outage), so a failing cache is reported but keeps the process ready.
+    /// Whether the process can serve without it: the cache (its reads and writes fall through
+    /// an outage) and a queue's delivery service are; a failing optional dependency is
+    /// reported (`degraded: …`) but keeps the process ready.
     pub optional: bool,
 }
 
@@ -131,7 +132,10 @@ impl Services {
             checks: vec![
                 check("database", db, false),
                 check("blob_store", blobs, false),
-                check("queue", queue, false),
+                // The SQL queue is the database (checked above); a delivery service (SQS) being
+                // down stops workers leasing, not the API: uploads and status still work, so
+                // replicas stay in the load balancer.
+                check("queue", queue, true),
                 check("cache", cache, true),
             ],
         }

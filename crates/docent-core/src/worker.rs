@@ -152,10 +152,22 @@ async fn worker_loop(
         // Registered before looking, so an enqueue between the look and the wait still wakes us.
         let woken = svc.wake.notified();
         // A lease call may long-poll (SQS waits up to 20 s for a message): shutdown does not
-        // wait for it. A lease taken just as the call is dropped lapses and is re-delivered.
+        // wait for it. The call is never dropped midway (it may have leased in the database
+        // already): on shutdown it finishes in the background and gives back what it leased.
+        let (queue, worker) = (svc.queue.clone(), name.clone());
+        let mut call = tokio::spawn(async move { queue.lease(&worker, visibility).await });
         let leased = tokio::select! {
-            r = svc.queue.lease(&name, visibility) => r,
-            _ = stop_leasing.cancelled() => break,
+            biased;
+            r = &mut call => r.unwrap_or_else(|e| Err(docent_domain::Error::internal(e))),
+            _ = stop_leasing.cancelled() => {
+                let queue = svc.queue.clone();
+                tokio::spawn(async move {
+                    if let Ok(Ok(Some(lease))) = call.await {
+                        let _ = queue.release(&lease).await;
+                    }
+                });
+                break;
+            }
         };
         match leased {
             Ok(Some(lease)) => {

@@ -117,7 +117,9 @@ async fn open_index(
                 .await
                 .map_err(err)
                 .context("opening the PostgreSQL search index ([index] kind = \"postgres\")")?;
-            Ok(SearchIndexes::Postgres(Arc::new(index)))
+            let index = Arc::new(index);
+            crate::secrets::register_index(&index);
+            Ok(SearchIndexes::Postgres(index))
         }
         #[cfg(not(feature = "postgres"))]
         docent_config::IndexConfig::Postgres { .. } => {

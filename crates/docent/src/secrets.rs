@@ -39,8 +39,22 @@ pub enum KeySlot {
 /// environment only); `None` until [`load_config`] runs.
 static SOURCE: Mutex<Option<Option<PathBuf>>> = Mutex::new(None);
 
+/// The SIGHUP listener registered by [`load_config`], taken by [`reload_on_sighup`].
+#[cfg(unix)]
+static EARLY_HANGUPS: Mutex<Option<tokio::signal::unix::Signal>> = Mutex::new(None);
+
 /// The model API keys in use in this process, to replace on SIGHUP.
 static KEYS: Mutex<Vec<(KeySlot, WeakApiKey)>> = Mutex::new(Vec::new());
+
+/// The PostgreSQL search index, whose own pool follows a rotated URL too.
+#[cfg(feature = "postgres")]
+static INDEX: Mutex<Option<std::sync::Weak<docent_store::PgIndex>>> = Mutex::new(None);
+
+/// Registers the PostgreSQL search index for [`reload`].
+#[cfg(feature = "postgres")]
+pub fn register_index(index: &std::sync::Arc<docent_store::PgIndex>) {
+    *INDEX.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::downgrade(index));
+}
 
 /// What a load found.
 #[derive(Debug)]
@@ -55,6 +69,13 @@ pub struct Loaded {
 /// references, and remembers `file` for reloads.
 pub async fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
     *SOURCE.lock().unwrap_or_else(|e| e.into_inner()) = Some(file.map(Path::to_path_buf));
+    // Listen from the start: SIGHUP's default action ends the process, and opening the
+    // services (a reindex, say) can take a while before `reload_on_sighup` runs. A SIGHUP
+    // meanwhile is kept and reloads once the listener starts.
+    #[cfg(unix)]
+    if let Ok(s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        *EARLY_HANGUPS.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+    }
     let loaded = load(file).await?;
     if loaded.references > 0 {
         tracing::info!(
@@ -109,14 +130,33 @@ pub async fn reload(db: &docent_store::Database) -> anyhow::Result<usize> {
         .context("the configuration was not loaded from the command line; nothing to reload")?;
     let loaded = load(source.as_deref()).await?;
     let config = &loaded.config;
-    let database = match config.database.postgres_url()? {
+    // Every value first, so a reload that fails changes nothing.
+    let database_url = config.database.postgres_url()?;
+    let index_url = config.index.postgres_url(&config.database)?;
+    let llm = config.llm.api_key()?;
+    let embedder = config.embedder.api_key()?;
+    let database = match database_url {
         Some(url) => db
             .set_postgres_url(&url)
             .map_err(|e| anyhow::anyhow!(e.chain()))?,
         None => false,
     };
-    let llm = config.llm.api_key()?;
-    let embedder = config.embedder.api_key()?;
+    #[cfg(feature = "postgres")]
+    if let (Some(url), Some(index)) = (
+        index_url,
+        INDEX
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|w| w.upgrade()),
+    ) {
+        use secrecy::ExposeSecret;
+        index
+            .set_url(url.expose_secret())
+            .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    }
+    #[cfg(not(feature = "postgres"))]
+    let _ = index_url;
     let mut keys = 0;
     for (slot, key) in KEYS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         if let Some(shared) = key.upgrade() {
@@ -154,7 +194,11 @@ pub fn reload_on_sighup(db: docent_store::Database) -> ReloadTask {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
+        let early = EARLY_HANGUPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let mut hangups = match early.map_or_else(|| signal(SignalKind::hangup()), Ok) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP; secrets will not reload");

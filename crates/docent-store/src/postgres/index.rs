@@ -246,6 +246,17 @@ impl PgIndex {
         })
     }
 
+    /// Points connections opened from now on at `url` (a rotated password; SIGHUP). Open
+    /// connections stay until the pool retires them.
+    pub fn set_url(&self, url: &str) -> Result<()> {
+        let connect: PgConnectOptions = url
+            .parse()
+            .map_err(|e| Error::unavailable("the index database (invalid URL)", e))?;
+        self.pool
+            .set_connect_options(connect.application_name("docent-index"));
+        Ok(())
+    }
+
     /// Runs the DDL in one transaction under an advisory lock (processes starting together
     /// take turns). Returns the column's dimension, whether the HNSW index exists and whether
     /// the tables were created.
