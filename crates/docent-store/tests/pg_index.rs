@@ -23,38 +23,17 @@ fn url() -> Option<String> {
     }
 }
 
-/// The URL of another database on the same server.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
-    format!("{root}/{name}{query}")
-}
-
 /// A database of its own, dropped (connections and all) on drop.
 struct TestDb {
-    admin: String,
-    name: String,
+    _db: docent_testkit::pg::TestDatabase,
     url: String,
 }
 
 impl TestDb {
     async fn new() -> Option<Self> {
-        let admin = url()?;
-        let name = format!("docent_idx_{}", uuid::Uuid::new_v4().simple());
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .expect("connect to DOCENT_TEST_PGVECTOR_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut conn)
-            .await
-            .expect("create a test database");
-        conn.close().await.ok();
-        let url = with_database(&admin, &name);
-        Some(Self { admin, name, url })
+        let db = docent_testkit::pg::TestDatabase::create(&url()?, "docent_idx").await;
+        let url = db.url().to_owned();
+        Some(Self { _db: db, url })
     }
 
     async fn index(&self, dimension: Option<usize>) -> docent_domain::Result<PgIndex> {
@@ -71,33 +50,6 @@ impl TestDb {
 
     async fn open(&self) -> PgIndex {
         self.index(Some(DIM)).await.expect("open the index")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&admin).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await?;
-                conn.close().await
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = done {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! pass, so an embedded implementation and a distributed one (PostgreSQL, Redis, SQS) are held
 //! to exactly the same behaviour.
 //!
-//! Today it holds the [`queue_contract`] suite for [`docent_domain::ports::TaskQueue`]. A
+//! [`pg::TestDatabase`] gives a test a PostgreSQL database of its own. The
+//! [`queue_contract`] suite for [`docent_domain::ports::TaskQueue`]. A
 //! backend's test file runs it with one line:
 //!
 //! ```ignore
@@ -16,6 +17,7 @@
 //! docent_testkit::queue_contract_tests!(make_queue);
 //! ```
 
+pub mod pg;
 pub mod queue_contract;
 
 pub use queue_contract::{CONTRACT_MAX_ATTEMPTS, QueueUnderTest, queue_contract_suite};

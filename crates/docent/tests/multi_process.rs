@@ -38,12 +38,9 @@ struct Shape {
     dlq: String,
 }
 
-fn shape(pg_base: &str, endpoint: &str, db: &str) -> Shape {
+fn shape(db_url: &str, endpoint: &str) -> Shape {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let db_url = match pg_base.rfind('/') {
-        Some(i) => format!("{}/{db}", &pg_base[..i]),
-        None => panic!("DOCENT_TEST_PGVECTOR_URL has no database: {pg_base}"),
-    };
+    let db_url = db_url.to_owned();
     let (queue, dlq) = (format!("docent-mp-{tag}"), format!("docent-mp-{tag}-dlq"));
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
     let env = [
@@ -242,17 +239,9 @@ async fn two_apis_two_workers_on_postgres_s3_sqs_survive_kill_9_and_dead_letter_
         );
         return;
     };
-    // A database of its own on the pgvector server.
-    let db_name = format!(
-        "docent_mp_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let mut admin = PgConnection::connect(&pg).await.expect("pgvector server");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let shape = shape(&pg, &endpoint, &db_name);
+    // A database of its own on the pgvector server (dropped at the end).
+    let database = docent_testkit::pg::TestDatabase::create(&pg, "docent_mp").await;
+    let shape = shape(database.url(), &endpoint);
     let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
     let client = reqwest::Client::new();
 
@@ -509,9 +498,5 @@ async fn two_apis_two_workers_on_postgres_s3_sqs_survive_kill_9_and_dead_letter_
 
     drop(workers);
     drop(db);
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
+    drop(database);
 }

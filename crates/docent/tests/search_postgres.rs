@@ -26,31 +26,15 @@ fn url() -> Option<String> {
 
 /// A database of its own on the pgvector server, dropped on drop.
 struct TestDb {
-    admin: String,
-    name: String,
+    _db: docent_testkit::pg::TestDatabase,
     url: String,
 }
 
 impl TestDb {
     async fn new() -> Option<Self> {
-        use sqlx::Connection;
-        let admin = url()?;
-        let name = format!("docent_app_{}", docent_domain::TenantId::new()).replace('-', "");
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .expect("connect to DOCENT_TEST_PGVECTOR_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut conn)
-            .await
-            .expect("create a test database");
-        conn.close().await.ok();
-        let (base, query) = match admin.split_once('?') {
-            Some((b, q)) => (b.to_owned(), format!("?{q}")),
-            None => (admin.clone(), String::new()),
-        };
-        let root = base.rsplit_once('/').map_or(base.as_str(), |(r, _)| r);
-        let url = format!("{root}/{name}{query}");
-        Some(Self { admin, name, url })
+        let db = docent_testkit::pg::TestDatabase::create(&url()?, "docent_app").await;
+        let url = db.url().to_owned();
+        Some(Self { _db: db, url })
     }
 
     /// The PostgreSQL shape: metadata and search indexes in this database.
@@ -72,32 +56,6 @@ impl TestDb {
             hnsw_ef_construction: 64,
             hnsw_ef_search: 100,
         };
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&admin).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await?;
-                conn.close().await
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = done {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
     }
 }
 
