@@ -32,8 +32,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
@@ -143,20 +141,16 @@ impl DynamoCache {
     pub async fn connect(settings: impl Into<DynamoCacheSettings>) -> Result<Self> {
         let settings = settings.into();
         let sdk = crate::sdk_config(settings.endpoint.as_deref(), settings.region.as_deref()).await;
+        let (timeouts, retries) = crate::call_limits(
+            settings.connect_timeout,
+            settings.attempt_timeout,
+            settings.operation_timeout,
+            settings.max_attempts,
+            Duration::from_millis(500),
+        );
         let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(settings.connect_timeout)
-                    .operation_attempt_timeout(settings.attempt_timeout)
-                    .operation_timeout(settings.operation_timeout)
-                    .build(),
-            )
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(settings.max_attempts.max(1))
-                    .with_initial_backoff(Duration::from_millis(50))
-                    .with_max_backoff(Duration::from_millis(500)),
-            )
+            .timeout_config(timeouts)
+            .retry_config(retries)
             .build();
         let cache = Self::with_client(Client::from_conf(config), &settings);
         if settings.create_table {

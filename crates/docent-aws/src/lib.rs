@@ -26,3 +26,28 @@ pub async fn sdk_config(endpoint: Option<&str>, region: Option<&str>) -> aws_con
     }
     loader.load().await
 }
+
+/// The timeouts and retries an SDK client's calls run under, so an outage fails a call within
+/// `operation` instead of after the SDK's defaults: `attempts` tries (at least one), backing
+/// off from 50 ms up to `max_backoff`.
+pub(crate) fn call_limits(
+    connect: std::time::Duration,
+    attempt: std::time::Duration,
+    operation: std::time::Duration,
+    attempts: u32,
+    max_backoff: std::time::Duration,
+) -> (
+    aws_config::timeout::TimeoutConfig,
+    aws_config::retry::RetryConfig,
+) {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(connect)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
+        .build();
+    let retries = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(attempts.max(1))
+        .with_initial_backoff(std::time::Duration::from_millis(50))
+        .with_max_backoff(max_backoff);
+    (timeouts, retries)
+}

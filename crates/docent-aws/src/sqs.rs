@@ -67,7 +67,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
@@ -185,20 +184,16 @@ pub struct SqsQueues {
 /// An SQS client with the timeouts and retries of `settings`.
 pub async fn client(settings: &SqsQueueSettings) -> Client {
     let sdk = crate::sdk_config(settings.endpoint.as_deref(), settings.region.as_deref()).await;
+    let (timeouts, retries) = crate::call_limits(
+        settings.connect_timeout,
+        settings.attempt_timeout,
+        settings.operation_timeout,
+        settings.max_sdk_attempts,
+        Duration::from_secs(1),
+    );
     let config = aws_sdk_sqs::config::Builder::from(&sdk)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(settings.connect_timeout)
-                .operation_attempt_timeout(settings.attempt_timeout)
-                .operation_timeout(settings.operation_timeout)
-                .build(),
-        )
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(settings.max_sdk_attempts.max(1))
-                .with_initial_backoff(Duration::from_millis(50))
-                .with_max_backoff(Duration::from_secs(1)),
-        )
+        .timeout_config(timeouts)
+        .retry_config(retries)
         .build();
     Client::from_conf(config)
 }

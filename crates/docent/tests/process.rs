@@ -3,23 +3,15 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::markdown_doc;
+use common::servers::free_port;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_docent");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Server {
     child: Child,

@@ -108,20 +108,26 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    fn run(&self, argv: &[&str]) {
+    /// `argv` as a command, run as the service user when there is one.
+    fn command(&self, argv: &[&str]) -> Command {
         let mut cmd = match &self.user {
             Some(u) => {
                 let mut c = Command::new("runuser");
                 c.args(["-u", u, "--"]);
-                c.args(argv);
                 c
             }
-            None => {
-                let mut c = Command::new(argv[0]);
-                c.args(&argv[1..]);
-                c
-            }
+            None => Command::new(argv[0]),
         };
+        cmd.args(if self.user.is_some() {
+            argv
+        } else {
+            &argv[1..]
+        });
+        cmd
+    }
+
+    fn run(&self, argv: &[&str]) {
+        let mut cmd = self.command(argv);
         let out = cmd
             .stdin(Stdio::null())
             .output()
@@ -171,18 +177,7 @@ impl Drop for PgCluster {
                 "immediate",
                 "stop",
             ];
-            let mut cmd = match &self.user {
-                Some(u) => {
-                    let mut c = Command::new("runuser");
-                    c.args(["-u", u, "--"]).args(argv);
-                    c
-                }
-                None => {
-                    let mut c = Command::new(argv[0]);
-                    c.args(&argv[1..]);
-                    c
-                }
-            };
+            let mut cmd = self.command(&argv);
             let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
         }
     }
