@@ -181,6 +181,8 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
             title: title.clone(),
             language,
             vector: c.embedding.clone(),
+            metadata: overlay(&doc.metadata, &c.metadata),
+            created_at: doc.created_at,
         })
         .collect();
     match svc
@@ -217,13 +219,24 @@ fn new_chunk(p: &docent_chunk::Piece) -> NewChunk {
         char_end: p.char_end as u64,
         page: p.page,
         heading_path: p.heading_path.clone(),
-        metadata: p
-            .fields
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect(),
+        metadata: piece_metadata(p),
         embedding: None,
     }
+}
+
+/// A chunk's own metadata: a record's fields.
+fn piece_metadata(p: &docent_chunk::Piece) -> Metadata {
+    p.fields
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect()
+}
+
+/// A document's metadata overlaid with a chunk's: what search metadata filters test.
+pub fn overlay(document: &Metadata, chunk: &Metadata) -> Metadata {
+    let mut meta = document.clone();
+    meta.extend(chunk.clone());
+    meta
 }
 
 /// A missing document (deleted while we worked) cancels the job.
@@ -521,6 +534,8 @@ async fn index_stored(
                 title: doc.filename.clone(),
                 language,
                 vector,
+                metadata: overlay(&doc.metadata, &piece_metadata(p)),
+                created_at: doc.created_at,
             })
         })
         .collect();

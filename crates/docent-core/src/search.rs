@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use docent_domain::ports::{IndexFilter, ScoredChunk, ScoredDocument};
 use docent_domain::*;
-use serde_json::Value;
+
+pub use docent_domain::filter::{MetaFilter, MetaOp, meta_matches};
 
 use crate::Services;
 
@@ -47,32 +48,6 @@ pub enum Grouping {
     /// One hit per document: documents are ranked by their best chunk in each index, fused at
     /// document level, and shown with their best-scoring chunk.
     Document,
-}
-
-/// A comparison on a metadata field (document metadata overlaid with chunk metadata).
-#[derive(Debug, Clone, PartialEq)]
-pub enum MetaOp {
-    /// Equal to the JSON value.
-    Eq(Value),
-    /// Equal to one of the values.
-    In(Vec<Value>),
-    /// Numeric (or ISO date string) greater than.
-    Gt(Value),
-    /// Greater or equal.
-    Gte(Value),
-    /// Less than.
-    Lt(Value),
-    /// Less or equal.
-    Lte(Value),
-}
-
-/// A metadata condition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetaFilter {
-    /// Field name.
-    pub key: String,
-    /// Condition.
-    pub op: MetaOp,
 }
 
 /// A search request.
@@ -271,41 +246,6 @@ fn fuse_lists(kw: &[ScoredChunk], vec: &[ScoredChunk], fusion: Fusion) -> Vec<Fu
     out
 }
 
-fn as_f64(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
-    match (as_f64(a), as_f64(b)) {
-        (Some(x), Some(y)) => x.partial_cmp(&y),
-        _ => match (a, b) {
-            // ISO-8601 dates and other strings compare lexically.
-            (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-            _ => None,
-        },
-    }
-}
-
-/// Whether metadata satisfies one condition.
-pub fn meta_matches(meta: &Metadata, f: &MetaFilter) -> bool {
-    let Some(v) = meta.get(&f.key) else {
-        return false;
-    };
-    use std::cmp::Ordering::*;
-    match &f.op {
-        MetaOp::Eq(want) => v == want,
-        MetaOp::In(list) => list.contains(v),
-        MetaOp::Gt(x) => compare(v, x) == Some(Greater),
-        MetaOp::Gte(x) => matches!(compare(v, x), Some(Greater | Equal)),
-        MetaOp::Lt(x) => compare(v, x) == Some(Less),
-        MetaOp::Lte(x) => matches!(compare(v, x), Some(Less | Equal)),
-    }
-}
-
 /// Lowercased word stems of a text, for highlighting (suffix stripping, not a full stemmer).
 pub fn stem(word: &str) -> String {
     let w = word.to_lowercase();
@@ -435,9 +375,12 @@ impl Services {
         let filter = IndexFilter {
             collections: p.collections.clone(),
             documents: p.documents.clone(),
+            metadata: p.metadata.clone(),
+            created_after: p.created_after,
+            created_before: p.created_before,
         };
-        let post_filtered =
-            !p.metadata.is_empty() || p.created_after.is_some() || p.created_before.is_some();
+        // Conditions the index does not apply itself are checked on its hits: ask for more.
+        let post_filtered = filter.has_conditions() && !self.index.filters_metadata();
         let wanted = p.offset + p.top_k + 1;
         let mut depth = (wanted * 3).max(50);
         if post_filtered {
@@ -555,8 +498,7 @@ impl Services {
                     continue;
                 }
                 if !p.metadata.is_empty() {
-                    let mut meta = doc.metadata.clone();
-                    meta.extend(chunk.metadata.clone());
+                    let meta = crate::ingest::overlay(&doc.metadata, &chunk.metadata);
                     if !p.metadata.iter().all(|f| meta_matches(&meta, f)) {
                         continue;
                     }
@@ -681,29 +623,6 @@ mod tests {
             "a document shows its best chunk after chunk-level fusion"
         );
         assert_eq!(docs[3].0.ordinal, 0, "no matching chunk: the first one");
-    }
-
-    #[test]
-    fn metadata_conditions() {
-        let meta: Metadata =
-            serde_json::from_str(r#"{"year": 2021, "team": "hr", "date": "2024-05-01"}"#).unwrap();
-        let f = |key: &str, op| MetaFilter {
-            key: key.into(),
-            op,
-        };
-        assert!(meta_matches(&meta, &f("team", MetaOp::Eq("hr".into()))));
-        assert!(!meta_matches(&meta, &f("team", MetaOp::Eq("it".into()))));
-        assert!(meta_matches(&meta, &f("year", MetaOp::Gte(2021.into()))));
-        assert!(!meta_matches(&meta, &f("year", MetaOp::Gt(2021.into()))));
-        assert!(meta_matches(
-            &meta,
-            &f("date", MetaOp::Lt("2025-01-01".into()))
-        ));
-        assert!(meta_matches(
-            &meta,
-            &f("team", MetaOp::In(vec!["it".into(), "hr".into()]))
-        ));
-        assert!(!meta_matches(&meta, &f("missing", MetaOp::Eq(1.into()))));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Architecture invariant: every port method that touches tenant data takes a [`TenantId`].
 
 pub mod error;
+pub mod filter;
 #[macro_use]
 pub mod ids;
 pub mod auth;
@@ -18,5 +19,6 @@ pub use auth::{
 };
 pub use bots::*;
 pub use error::{Code, Error, ErrorInfo, ErrorType, Result};
+pub use filter::{MetaFilter, MetaOp, meta_matches};
 pub use ids::{ChunkId, CollectionId, DocumentId, IdParseError, TaskId, TenantId};
 pub use model::*;

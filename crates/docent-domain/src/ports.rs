@@ -422,15 +422,37 @@ pub struct IndexChunk {
     pub language: TextLanguage,
     /// Embedding, when an embedder is configured.
     pub vector: Option<Vec<f32>>,
+    /// The document's metadata overlaid with the chunk's (what metadata filters test).
+    pub metadata: crate::Metadata,
+    /// When the document was uploaded (what date filters test).
+    pub created_at: DateTime<Utc>,
 }
 
-/// Which chunks a search may return. Empty lists mean "no restriction".
+/// Which chunks a search may return. Empty lists and `None` mean "no restriction".
+///
+/// Every index applies the tenant, `collections` and `documents` before its limit. The
+/// metadata and date conditions are applied before the limit by indexes whose
+/// [`SearchIndex::filters_metadata`] is true (PostgreSQL, in SQL); others leave them to the
+/// search service, which re-checks every hit against them either way.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexFilter {
     /// Only these collections.
     pub collections: Vec<CollectionId>,
     /// Only these documents.
     pub documents: Vec<DocumentId>,
+    /// Metadata conditions ([`crate::meta_matches`]), all of which must hold.
+    pub metadata: Vec<crate::MetaFilter>,
+    /// Only documents uploaded at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only documents uploaded before.
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+impl IndexFilter {
+    /// Whether metadata or date conditions are set.
+    pub fn has_conditions(&self) -> bool {
+        !self.metadata.is_empty() || self.created_after.is_some() || self.created_before.is_some()
+    }
 }
 
 /// A document-level hit from one index.
@@ -493,6 +515,11 @@ pub trait SearchIndex: Send + Sync + 'static {
     ) -> Result<Vec<ScoredChunk>>;
     /// Drops everything (before a rebuild).
     async fn clear(&self) -> Result<()>;
+    /// Whether searches apply [`IndexFilter`]'s metadata and date conditions before their
+    /// limit. When false the search service filters hits afterwards, asking for more of them.
+    fn filters_metadata(&self) -> bool {
+        false
+    }
 }
 
 /// Turns texts into L2-normalised vectors.

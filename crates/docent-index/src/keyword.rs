@@ -548,6 +548,8 @@ mod tests {
             title: "t".into(),
             language: TextLanguage::English,
             vector: None,
+            metadata: Default::default(),
+            created_at: Default::default(),
         }
     }
 

@@ -740,6 +740,8 @@ mod tests {
             title: String::new(),
             language: Default::default(),
             vector: Some(unit(v)),
+            metadata: Default::default(),
+            created_at: Default::default(),
         };
         idx.upsert_document(
             t,

@@ -78,6 +78,8 @@ fn chunk(
         title: format!("{document}.md"),
         language: TextLanguage::English,
         vector,
+        metadata: Default::default(),
+        created_at: chrono::Utc::now(),
     }
 }
 
@@ -371,6 +373,7 @@ async fn filters_apply_before_the_limit() {
     let both = IndexFilter {
         collections: vec![big],
         documents: vec![weak],
+        ..Default::default()
     };
     assert!(
         keyword_docs(&idx, t, &both, "solar").await.is_empty(),
@@ -689,4 +692,251 @@ async fn each_collection_is_analysed_in_its_language() {
             .is_empty(),
         "German stop words match nothing in German text"
     );
+}
+
+/// A chunk carrying metadata and an upload time.
+fn chunk_with(
+    collection: CollectionId,
+    document: DocumentId,
+    text: &str,
+    vector: Vec<f32>,
+    metadata: serde_json::Value,
+    created_at: chrono::DateTime<chrono::Utc>,
+) -> IndexChunk {
+    IndexChunk {
+        metadata: metadata.as_object().cloned().unwrap_or_default(),
+        created_at,
+        ..chunk(collection, document, 0, text, Some(vector))
+    }
+}
+
+/// Metadata and date conditions are SQL conditions applied before the limit, in all three
+/// searches, and never change keyword scores.
+#[tokio::test]
+async fn metadata_and_date_filters_apply_before_the_limit() {
+    use docent_domain::{MetaFilter, MetaOp};
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let idx = db.open().await;
+    let (t, c) = (TenantId::new(), CollectionId::new());
+    let day =
+        |d: u32| chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2024, 5, d, 12, 0, 0).unwrap();
+    // Ten documents; the strongest match (most "solar") is the oldest, from team "hr".
+    let docs: Vec<DocumentId> = (0..10).map(|_| DocumentId::new()).collect();
+    for (i, d) in docs.iter().enumerate() {
+        let text = format!("{} panels on the roof", "solar ".repeat(10 - i));
+        let meta = serde_json::json!({
+            "team": if i % 2 == 0 { "hr" } else { "it" },
+            "year": 2015 + i,
+            "rank": (i as f64) / 2.0,
+        });
+        idx.upsert_document(
+            t,
+            *d,
+            vec![chunk_with(
+                c,
+                *d,
+                &text,
+                axis(0, 1, i as f32 / 10.0),
+                meta,
+                day(1 + i as u32),
+            )],
+        )
+        .await
+        .unwrap();
+    }
+    let q = axis(0, 1, 0.0);
+    let unfiltered = idx.keyword(t, &all(), "solar", 50).await.unwrap();
+    assert_eq!(unfiltered[0].id.document, docs[0]);
+    let it = IndexFilter {
+        metadata: vec![MetaFilter {
+            key: "team".into(),
+            op: MetaOp::Eq("it".into()),
+        }],
+        ..all()
+    };
+    // Limit 1: the best "it" document, found although five "hr" hits rank above it or beside it.
+    let kw = idx.keyword(t, &it, "solar", 1).await.unwrap();
+    assert_eq!(kw.len(), 1);
+    assert_eq!(kw[0].id.document, docs[1]);
+    let same = unfiltered
+        .iter()
+        .find(|h| h.id.document == docs[1])
+        .unwrap();
+    assert_eq!(kw[0].score, same.score, "a filter never changes a score");
+    let kd = idx.keyword_documents(t, &it, "solar", 1).await.unwrap();
+    assert_eq!(kd[0].id, docs[1]);
+    let vec = idx.vector(t, &it, &q, 1).await.unwrap();
+    assert_eq!(vec[0].id.document, docs[1]);
+
+    // Ranges, numeric, plus dates: year ≥ 2018 (i ≥ 3), rank < 3.5 (i < 7), uploaded on
+    // 2024-05-05 or later (i ≥ 4) and before 2024-05-07 (i < 6).
+    let narrow = IndexFilter {
+        metadata: vec![
+            MetaFilter {
+                key: "year".into(),
+                op: MetaOp::Gte(2018.into()),
+            },
+            MetaFilter {
+                key: "rank".into(),
+                op: MetaOp::Lt(3.5.into()),
+            },
+        ],
+        created_after: Some(day(5)),
+        created_before: Some(day(7)),
+        ..all()
+    };
+    let want = vec![docs[4], docs[5]];
+    assert_eq!(keyword_docs(&idx, t, &narrow, "solar").await, want);
+    assert_eq!(vector_docs(&idx, t, &narrow, &q).await.len(), 2);
+    let by_doc: Vec<DocumentId> = idx
+        .keyword_documents(t, &narrow, "solar", 50)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(by_doc, want);
+    let none = IndexFilter {
+        metadata: vec![MetaFilter {
+            key: "missing".into(),
+            op: MetaOp::Eq(1.into()),
+        }],
+        ..all()
+    };
+    assert!(keyword_docs(&idx, t, &none, "solar").await.is_empty());
+    assert!(vector_docs(&idx, t, &none, &q).await.is_empty());
+}
+
+/// The SQL evaluation of metadata conditions agrees with `docent_domain::meta_matches` on
+/// numbers, numeric strings, dates, other strings, booleans, nulls, arrays and odd numerals
+/// (`inf`, `nan`, `1e999`): it never drops a row that matches, and keeps only matching rows
+/// except where jsonb equality takes `1` for `1.0` (the search service re-checks those).
+#[tokio::test]
+async fn sql_metadata_conditions_mean_what_meta_matches_means() {
+    use docent_domain::{MetaFilter, MetaOp, meta_matches};
+    use serde_json::json;
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let idx = db.open().await;
+    let (t, c) = (TenantId::new(), CollectionId::new());
+    let values = [
+        json!(1),
+        json!(1.0),
+        json!(2.5),
+        json!(-3),
+        json!(10),
+        json!("10"),
+        json!("9"),
+        json!("2.5"),
+        json!("1e3"),
+        json!("1e999"),
+        json!("inf"),
+        json!("-Infinity"),
+        json!("nan"),
+        json!("abc"),
+        json!("Abc"),
+        json!("é"),
+        json!("2024-05-01"),
+        json!("2024-12-31T10:00:00Z"),
+        json!(true),
+        json!(null),
+        json!([1, 2]),
+        json!({"a": 1}),
+    ];
+    let mut stored = Vec::new();
+    for v in &values {
+        let d = DocumentId::new();
+        let meta = json!({ "v": v });
+        idx.upsert_document(
+            t,
+            d,
+            vec![chunk_with(
+                c,
+                d,
+                "needle",
+                axis(0, 1, 0.0),
+                meta.clone(),
+                chrono::Utc::now(),
+            )],
+        )
+        .await
+        .unwrap();
+        stored.push((d, meta.as_object().cloned().unwrap()));
+    }
+    let mut probes = Vec::new();
+    for x in [
+        json!(1),
+        json!(2.5),
+        json!("10"),
+        json!("9"),
+        json!("abc"),
+        json!("2024-06-01"),
+        json!("nan"),
+        json!("inf"),
+        json!(true),
+        json!(null),
+    ] {
+        probes.push(MetaOp::Eq(x.clone()));
+        probes.push(MetaOp::Gt(x.clone()));
+        probes.push(MetaOp::Gte(x.clone()));
+        probes.push(MetaOp::Lt(x.clone()));
+        probes.push(MetaOp::Lte(x.clone()));
+    }
+    probes.push(MetaOp::In(vec![json!("abc"), json!(10), json!(null)]));
+    for op in probes {
+        let f = MetaFilter {
+            key: "v".into(),
+            op: op.clone(),
+        };
+        let filter = IndexFilter {
+            metadata: vec![f.clone()],
+            ..all()
+        };
+        let got: std::collections::HashSet<DocumentId> = keyword_docs(&idx, t, &filter, "needle")
+            .await
+            .into_iter()
+            .collect();
+        for (d, meta) in &stored {
+            let want = meta_matches(meta, &f);
+            let v = &meta["v"];
+            if want {
+                assert!(got.contains(d), "{op:?} must keep {v}");
+            } else if !matches!(op, MetaOp::Eq(_) | MetaOp::In(_)) || !v.is_number() {
+                assert!(!got.contains(d), "{op:?} must drop {v}");
+            }
+        }
+    }
+}
+
+/// An index of the layout before filter columns is made again (empty, to be refilled) rather
+/// than searched with rows that cannot answer metadata conditions.
+#[tokio::test]
+async fn an_index_of_an_older_layout_is_made_again() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    {
+        let idx = db.open().await;
+        let (t, c, d) = (TenantId::new(), CollectionId::new(), DocumentId::new());
+        idx.upsert_document(t, d, vec![chunk(c, d, 0, "old row", Some(axis(0, 1, 0.0)))])
+            .await
+            .unwrap();
+        sqlx::query("ALTER TABLE docent_index_chunks DROP COLUMN metadata_num")
+            .execute(idx.pool())
+            .await
+            .unwrap();
+        idx.pool().close().await;
+    }
+    let idx = db.open().await;
+    assert!(idx.needs_rebuild(), "an older layout needs refilling");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM docent_index_chunks")
+        .fetch_one(idx.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    let reopened = db.open().await;
+    assert!(!reopened.needs_rebuild(), "the current layout is kept");
 }

@@ -236,6 +236,8 @@ pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
                         heading_path: c.heading_path,
                         title: doc.filename.clone(),
                         language,
+                        metadata: docent_core::ingest::overlay(&doc.metadata, &c.metadata),
+                        created_at: doc.created_at,
                     })
                     .collect();
                 total += chunks.len() as u64;

@@ -146,8 +146,8 @@ async fn search_in_the_postgres_shape() {
         assert_eq!(filenames(&res), vec!["leave.md"], "{res}");
     }
 
-    // Filters: collections and documents (conditions of the index's SQL), metadata and dates
-    // (the services' post-filters, over the index's candidates).
+    // Filters: collections, documents, metadata and dates, all conditions of the index's SQL
+    // (applied before its limit).
     let (_, only) = app
         .search(json!({"query": "annual leave", "collection_ids": [other]}))
         .await;
@@ -164,6 +164,19 @@ async fn search_in_the_postgres_shape() {
         .search(json!({"query": "annual leave", "metadata": {"team": "finance"}}))
         .await;
     assert_eq!(filenames(&by_meta), vec!["budget.md"]);
+    for mode in ["keyword", "vector"] {
+        if mode == "vector" && !hybrid {
+            continue;
+        }
+        let (s, ranged) = app
+            .search(json!({
+                "query": "annual leave", "mode": mode, "top_k": 1,
+                "metadata": {"year": {"gte": 2024, "lt": "2025"}}
+            }))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{ranged}");
+        assert_eq!(filenames(&ranged), vec!["budget.md"], "{mode}: {ranged}");
+    }
     let (_, future) = app
         .search(json!({"query": "annual leave", "created_after": "2999-01-01T00:00:00Z"}))
         .await;

@@ -37,9 +37,16 @@
 //! when a filtered or tenant-narrowed walk comes back short, or the filter names documents, or
 //! more than 1000 hits are asked for, the same query runs as an exact scan.
 //!
-//! Every statement filters by `tenant_id`, and [`IndexFilter`]'s collections and documents are
-//! conditions of the SQL itself, applied before the limit. Writes are committed before they
-//! return, so deletes are visible to the next search.
+//! Every statement filters by `tenant_id`, and all of [`IndexFilter`] is conditions of the SQL
+//! itself, applied before the limit: collections and documents, upload dates, and metadata
+//! conditions. Each chunk row carries its document's upload time and its metadata (the
+//! document's overlaid with the chunk's) twice: as given, and its numeric fields as exact
+//! decimals, which `docent_meta_match` (a SQL function created with the tables) compares with
+//! the meaning of [`docent_domain::meta_matches`]. A whole-document row passes the metadata
+//! conditions when one of its chunks does. Rows that fail a condition still count in the
+//! keyword statistics, so a filter never changes a score. Tables of an older layout (without
+//! these columns) are dropped and made again at opening, and refilled like new ones. Writes are
+//! committed before they return, so deletes are visible to the next search.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -47,7 +54,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use docent_domain::ports::{IndexChunk, IndexFilter, ScoredChunk, ScoredDocument, SearchIndex};
 use docent_domain::{
-    ChunkId, Code, CollectionId, DocumentId, Error, Result, TenantId, TextLanguage,
+    ChunkId, Code, CollectionId, DocumentId, Error, MetaFilter, MetaOp, Result, TenantId,
+    TextLanguage,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Row};
@@ -272,10 +280,32 @@ impl PgIndex {
         tx.execute("CREATE EXTENSION IF NOT EXISTS vector")
             .await
             .map_err(db_err)?;
-        let created: bool = sqlx::query_scalar("SELECT to_regclass('docent_index_chunks') IS NULL")
+        let missing: bool = sqlx::query_scalar("SELECT to_regclass('docent_index_chunks') IS NULL")
             .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
+        // Tables of an older layout (no filter columns) are dropped and made again: derived
+        // data, refilled from the database like new ones.
+        let older: bool = !missing
+            && sqlx::query_scalar(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute \
+                 WHERE attrelid = 'docent_index_chunks'::regclass \
+                   AND attname = 'metadata_num' AND NOT attisdropped)",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if older {
+            tracing::warn!(
+                "the PostgreSQL index has an older layout: making it again, refilled from the database"
+            );
+            tx.execute(
+                "DROP TABLE docent_index_chunks, docent_index_documents, docent_index_collections",
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        let created = missing || older;
         let column = match options.dimension {
             Some(d) => format!("vector({d})"),
             None => "vector".to_owned(),
@@ -290,6 +320,9 @@ impl PgIndex {
                  words INTEGER NOT NULL,
                  tsv TSVECTOR NOT NULL,
                  embedding {column},
+                 created_at TIMESTAMPTZ NOT NULL,
+                 metadata JSONB NOT NULL,
+                 metadata_num JSONB NOT NULL,
                  PRIMARY KEY (tenant_id, document_id, ordinal)
              );
              CREATE INDEX IF NOT EXISTS docent_index_chunks_by_collection
@@ -303,6 +336,7 @@ impl PgIndex {
                  language TEXT NOT NULL,
                  words INTEGER NOT NULL,
                  tsv TSVECTOR NOT NULL,
+                 created_at TIMESTAMPTZ NOT NULL,
                  PRIMARY KEY (tenant_id, document_id)
              );
              CREATE INDEX IF NOT EXISTS docent_index_documents_by_collection
@@ -322,6 +356,7 @@ impl PgIndex {
         )))
         .await
         .map_err(db_err)?;
+        tx.execute(META_MATCH_FUNCTION).await.map_err(db_err)?;
         // pgvector keeps the dimension in the column's type modifier (-1: none).
         let typmod: i32 = sqlx::query_scalar(
             "SELECT atttypmod FROM pg_attribute \
@@ -527,8 +562,11 @@ impl PgIndex {
                         ) AS terms
                  FROM scope WHERE n > 0
              ),
+             -- `pass`: the row meets the date and metadata conditions. Rows that do not
+             -- still count in the document frequencies, so a condition never changes scores.
              hits AS (
-                 SELECT {key}, c.words, c.tsv, q.language, q.n, q.avgdl, q.terms
+                 SELECT {key}, c.words, c.tsv, q.language, q.n, q.avgdl, q.terms,
+                        {conditions} AS pass
                  FROM q JOIN {table} c
                    ON c.tenant_id = $1::uuid AND c.language = q.language AND c.tsv @@ q.tsq
                  WHERE (cardinality($3::uuid[]) = 0 OR c.collection_id = ANY($3::uuid[]))
@@ -537,7 +575,7 @@ impl PgIndex {
              -- Each query lexeme's weighted frequency in each row that has it. Materialised
              -- so the window below sorts these small rows, not the tsvectors.
              m AS MATERIALIZED (
-                 SELECT {key}, h.words, h.n, h.avgdl, h.language, t.i,
+                 SELECT {key}, h.words, h.n, h.avgdl, h.language, h.pass, t.i,
                         {scale:?} * ts_rank_cd('{weights}', h.tsv, t.term)::float8 AS tf
                  FROM hits h CROSS JOIN LATERAL unnest(h.terms) WITH ORDINALITY t(term, i)
                  WHERE h.tsv @@ t.term
@@ -551,10 +589,12 @@ impl PgIndex {
                         / (tf.tf + {K1:?} * (1 - {B:?} + {B:?} * tf.words / greatest(tf.avgdl, 1))))
                         ::float4 AS score
              FROM tf
+             WHERE tf.pass
              GROUP BY {key}
              ORDER BY score DESC, {key}
              LIMIT $5",
             ordinal = if documents { "" } else { "ordinal," },
+            conditions = conditions_sql("c", documents),
             weights = rank_weights(),
             scale = WEIGHT_SCALE,
         );
@@ -564,6 +604,9 @@ impl PgIndex {
             .bind(ids(&filter.collections))
             .bind(ids(&filter.documents))
             .bind(limit as i64)
+            .bind(filter.created_after)
+            .bind(filter.created_before)
+            .bind(filter_json(&filter.metadata))
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)
@@ -578,26 +621,33 @@ impl PgIndex {
         limit: usize,
         ef_search: Option<u32>,
     ) -> Result<Vec<ScoredChunk>> {
-        let filters = "tenant_id = $1::uuid AND embedding IS NOT NULL
-             AND (cardinality($3::uuid[]) = 0 OR collection_id = ANY($3::uuid[]))
-             AND (cardinality($4::uuid[]) = 0 OR document_id = ANY($4::uuid[]))";
+        let filters = format!(
+            "c.tenant_id = $1::uuid AND c.embedding IS NOT NULL
+             AND (cardinality($3::uuid[]) = 0 OR c.collection_id = ANY($3::uuid[]))
+             AND (cardinality($4::uuid[]) = 0 OR c.document_id = ANY($4::uuid[]))
+             AND {}",
+            conditions_sql("c", false)
+        );
         // Ordering by the distance operator itself lets the planner walk the graph; ordering
         // by the score does not.
         let order = match ef_search {
-            Some(_) => "embedding <=> $2::real[]::vector",
-            None => "score DESC, document_id, ordinal",
+            Some(_) => "c.embedding <=> $2::real[]::vector",
+            None => "score DESC, c.document_id, c.ordinal",
         };
         let sql = format!(
-            "SELECT document_id::text AS document_id, ordinal,
-                    (1 - (embedding <=> $2::real[]::vector))::float4 AS score
-             FROM docent_index_chunks WHERE {filters} ORDER BY {order} LIMIT $5"
+            "SELECT c.document_id::text AS document_id, c.ordinal,
+                    (1 - (c.embedding <=> $2::real[]::vector))::float4 AS score
+             FROM docent_index_chunks c WHERE {filters} ORDER BY {order} LIMIT $5"
         );
         let q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant.to_string())
             .bind(query.to_vec())
             .bind(ids(&filter.collections))
             .bind(ids(&filter.documents))
-            .bind(limit as i64);
+            .bind(limit as i64)
+            .bind(filter.created_after)
+            .bind(filter.created_before)
+            .bind(filter_json(&filter.metadata));
         let rows = match ef_search {
             Some(ef) if ef > self.ef_search => {
                 let mut tx = self.pool.begin().await.map_err(db_err)?;
@@ -621,6 +671,122 @@ impl PgIndex {
             })
             .collect()
     }
+}
+
+/// `docent_meta_match(metadata, metadata_num, condition)`: one metadata condition of
+/// [`IndexFilter::metadata`] evaluated in SQL with the meaning of
+/// [`docent_domain::meta_matches`]. `metadata_num` holds, for every field whose value reads as a
+/// number (a JSON number or a numeric string), that number as [`num_text`] writes it, and a
+/// condition (see [`filter_json`]) carries its own value's number the same way, so numbers are
+/// compared as exact `numeric`s of the very `f64`s the Rust side compares (NaN never compares),
+/// and strings byte-wise (`COLLATE "C"`, Rust's `str` order). Equality is `jsonb`'s, which may
+/// also take `1` for `1.0`; the search service re-checks every hit, so that only ever lets a
+/// row through, never drops one.
+const META_MATCH_FUNCTION: &str = r#"
+CREATE OR REPLACE FUNCTION docent_meta_match(meta jsonb, num jsonb, f jsonb)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+SELECT coalesce(CASE f->>'op'
+    WHEN 'eq' THEN meta -> (f->>'key') = f->'value'
+    WHEN 'in' THEN meta -> (f->>'key') IN (SELECT jsonb_array_elements(f->'value'))
+    ELSE CASE
+        WHEN num ? (f->>'key') AND f ? 'num' THEN
+            CASE WHEN num->>(f->>'key') = 'NaN' OR f->>'num' = 'NaN' THEN false
+            ELSE CASE f->>'op'
+                WHEN 'gt' THEN (num->>(f->>'key'))::numeric > (f->>'num')::numeric
+                WHEN 'gte' THEN (num->>(f->>'key'))::numeric >= (f->>'num')::numeric
+                WHEN 'lt' THEN (num->>(f->>'key'))::numeric < (f->>'num')::numeric
+                WHEN 'lte' THEN (num->>(f->>'key'))::numeric <= (f->>'num')::numeric
+            END END
+        WHEN jsonb_typeof(meta -> (f->>'key')) = 'string'
+             AND jsonb_typeof(f->'value') = 'string' THEN
+            CASE f->>'op'
+                WHEN 'gt' THEN (meta->>(f->>'key')) COLLATE "C" > (f->>'value') COLLATE "C"
+                WHEN 'gte' THEN (meta->>(f->>'key')) COLLATE "C" >= (f->>'value') COLLATE "C"
+                WHEN 'lt' THEN (meta->>(f->>'key')) COLLATE "C" < (f->>'value') COLLATE "C"
+                WHEN 'lte' THEN (meta->>(f->>'key')) COLLATE "C" <= (f->>'value') COLLATE "C"
+            END
+        ELSE false
+    END
+END, false)
+$fn$"#;
+
+/// The SQL condition that a row of `alias` passes [`IndexFilter`]'s date and metadata
+/// conditions, bound as `$6` (uploaded at or after), `$7` (uploaded before) and `$8` (the
+/// metadata conditions, [`filter_json`]). A whole-document row passes the metadata conditions
+/// when one of its chunks does.
+fn conditions_sql(alias: &str, documents: bool) -> String {
+    let dates = format!(
+        "($6::timestamptz IS NULL OR {alias}.created_at >= $6::timestamptz)
+         AND ($7::timestamptz IS NULL OR {alias}.created_at < $7::timestamptz)"
+    );
+    let all_of = |row: &str| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM jsonb_array_elements($8::jsonb) f
+                         WHERE NOT docent_meta_match({row}.metadata, {row}.metadata_num, f))"
+        )
+    };
+    let meta = if documents {
+        format!(
+            "(jsonb_array_length($8::jsonb) = 0 OR EXISTS (
+                 SELECT 1 FROM docent_index_chunks mc
+                 WHERE mc.tenant_id = {alias}.tenant_id AND mc.document_id = {alias}.document_id
+                   AND {}))",
+            all_of("mc")
+        )
+    } else {
+        all_of(alias)
+    };
+    format!("{dates} AND {meta}")
+}
+
+/// A number as `metadata_num` and [`filter_json`] carry it: the shortest decimal that reads
+/// back as the same `f64` (so `numeric` orders these strings as Rust orders the `f64`s),
+/// `Infinity`, `-Infinity` or `NaN`.
+fn num_text(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_owned()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+    } else {
+        format!("{f:e}")
+    }
+}
+
+/// The fields of `meta` that read as numbers ([`docent_domain::filter::as_f64`]), as
+/// [`num_text`] writes them.
+fn numeric_metadata(meta: &docent_domain::Metadata) -> serde_json::Value {
+    meta.iter()
+        .filter_map(|(k, v)| {
+            docent_domain::filter::as_f64(v).map(|f| (k.clone(), num_text(f).into()))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// Metadata conditions as `docent_meta_match` takes them: `{"key", "op", "value"}`, and
+/// `"num"` for a range whose value reads as a number.
+fn filter_json(filters: &[MetaFilter]) -> serde_json::Value {
+    filters
+        .iter()
+        .map(|f| {
+            let (op, value) = match &f.op {
+                MetaOp::Eq(v) => ("eq", v.clone()),
+                MetaOp::In(list) => ("in", serde_json::Value::Array(list.clone())),
+                MetaOp::Gt(v) => ("gt", v.clone()),
+                MetaOp::Gte(v) => ("gte", v.clone()),
+                MetaOp::Lt(v) => ("lt", v.clone()),
+                MetaOp::Lte(v) => ("lte", v.clone()),
+            };
+            let mut o = serde_json::json!({ "key": f.key, "op": op, "value": value });
+            if !matches!(op, "eq" | "in")
+                && let Some(n) = docent_domain::filter::as_f64(&value)
+            {
+                o["num"] = num_text(n).into();
+            }
+            o
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// The `ts_rank_cd` weights array (`{D,C,B,A}`) of the fields, scaled by [`WEIGHT_SCALE`].
@@ -732,22 +898,26 @@ impl SearchIndex for PgIndex {
                 "WITH added AS (
                      INSERT INTO docent_index_chunks
                          (tenant_id, document_id, ordinal, collection_id, language, words, tsv,
-                          embedding)
+                          embedding, created_at, metadata, metadata_num)
                      SELECT $1::uuid, $2::uuid, s.ordinal, s.collection_id::uuid, s.language,
                             (SELECT coalesce(sum(cardinality(e.positions)), 0)
                              FROM unnest(s.tsv) e),
                             s.tsv,
                             CASE WHEN s.slot >= 0
                                  THEN (($9::real[])[s.slot * $10 + 1 : (s.slot + 1) * $10])::vector
-                            END
+                            END,
+                            s.created_at, s.metadata, s.metadata_num
                      FROM (
-                         SELECT u.ordinal, u.collection_id, u.language, u.slot,
+                         SELECT u.ordinal, u.collection_id, u.language, u.slot, u.created_at,
+                                u.metadata, u.metadata_num,
                                 setweight(to_tsvector(u.language::regconfig, u.title), 'A')
                                 || setweight(to_tsvector(u.language::regconfig, u.heading), 'B')
                                 || to_tsvector(u.language::regconfig, u.body) AS tsv
                          FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[],
-                                     $7::text[], $8::text[], $11::int[])
-                              AS u(ordinal, collection_id, language, title, heading, body, slot)
+                                     $7::text[], $8::text[], $11::int[], $12::timestamptz[],
+                                     $13::jsonb[], $14::jsonb[])
+                              AS u(ordinal, collection_id, language, title, heading, body, slot,
+                                   created_at, metadata, metadata_num)
                      ) s
                      RETURNING collection_id, language, words
                  )
@@ -790,17 +960,31 @@ impl SearchIndex for PgIndex {
             .bind(flat)
             .bind(dim as i32)
             .bind(slots)
+            .bind(chunks.iter().map(|c| c.created_at).collect::<Vec<_>>())
+            .bind(
+                chunks
+                    .iter()
+                    .map(|c| serde_json::Value::Object(c.metadata.clone()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                chunks
+                    .iter()
+                    .map(|c| numeric_metadata(&c.metadata))
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
             sqlx::query(
                 "WITH added AS (
                      INSERT INTO docent_index_documents
-                         (tenant_id, document_id, collection_id, language, words, tsv)
+                         (tenant_id, document_id, collection_id, language, words, tsv,
+                          created_at)
                      SELECT $1::uuid, $2::uuid, $3::uuid, $4,
                             (SELECT coalesce(sum(cardinality(e.positions)), 0)
                              FROM unnest(s.tsv) e),
-                            s.tsv
+                            s.tsv, $7
                      FROM (SELECT setweight(to_tsvector($4::regconfig, $5), 'A')
                                   || to_tsvector($4::regconfig, $6) AS tsv) s
                      RETURNING collection_id, language, words
@@ -819,6 +1003,7 @@ impl SearchIndex for PgIndex {
             .bind(ts_config(first.language))
             .bind(pg_text(&first.title))
             .bind(pg_text(&document_text(&chunks)))
+            .bind(first.created_at)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -913,6 +1098,10 @@ impl SearchIndex for PgIndex {
         self.nearest(tenant, filter, query, limit, None).await
     }
 
+    fn filters_metadata(&self) -> bool {
+        true
+    }
+
     async fn clear(&self) -> Result<()> {
         sqlx::query(
             "TRUNCATE docent_index_chunks, docent_index_documents, docent_index_collections",
@@ -941,6 +1130,8 @@ mod tests {
             title: "t".into(),
             language: TextLanguage::English,
             vector: None,
+            metadata: Default::default(),
+            created_at: chrono::Utc::now(),
         }
     }
 
