@@ -266,7 +266,7 @@ fn default_presign_ttl() -> Duration {
 }
 
 /// Task queue backend.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum QueueBackend {
     /// The `tasks` table of the metadata database (embedded default).
@@ -274,6 +274,79 @@ pub enum QueueBackend {
     /// Amazon SQS (or an SQS-compatible server) delivers task ids; the `tasks` table of the
     /// metadata database still holds every task's state and answers status queries.
     Sqs(SqsQueueConfig),
+    /// A Redis Stream (on the server of `[redis]`) delivers task ids to a consumer group; the
+    /// `tasks` table of the metadata database still holds every task's state and answers
+    /// status queries.
+    Redis(RedisQueueConfig),
+}
+
+/// The Redis Streams queue backend (`[queue.backend] kind = "redis"`), on the server of
+/// `[redis]` (which must have a `url`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisQueueConfig {
+    /// The queue's name: its keys are `{<redis.key_prefix><name>}:stream`, `…:delayed` and
+    /// `…:dlq` (one hash tag, so one cluster slot).
+    #[serde(default = "default_redis_queue_name")]
+    pub name: String,
+    /// The consumer group every process reads the stream with.
+    #[serde(default = "default_redis_queue_group")]
+    pub group: String,
+    /// How long a lease's read waits for a new task (at most 60s; "0s": it does not wait).
+    #[serde(default = "default_redis_queue_block_time", with = "humantime_serde")]
+    pub block_time: Duration,
+    /// A task runnable for this long without a worker taking it — while the stream looks
+    /// empty — has lost its delivery (an `XADD` that failed after the database write, say) and
+    /// is added again. Duplicates are harmless: the database lets one delivery lease a task.
+    #[serde(default = "default_sqs_republish_after", with = "humantime_serde")]
+    pub republish_after: Duration,
+}
+
+fn default_redis_queue_name() -> String {
+    "queue".into()
+}
+
+fn default_redis_queue_group() -> String {
+    "workers".into()
+}
+
+fn default_redis_queue_block_time() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl RedisQueueConfig {
+    /// Names without braces (they would break the hash tag), a block time of at most 60s, a
+    /// visibility timeout of at most 12 hours (the reclaim horizon), and `[redis] url`.
+    fn validate(&self, config: &Config) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if !config.redis.is_configured() {
+            return bad(
+                "redis.url (or redis.url_file) is required by queue.backend kind \"redis\"",
+            );
+        }
+        for (key, name) in [("name", &self.name), ("group", &self.group)] {
+            let ok = (1..=100).contains(&name.len())
+                && !name
+                    .chars()
+                    .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control());
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "queue.backend.{key} {name:?} must be 1 to 100 characters without braces \
+                     or spaces"
+                )));
+            }
+        }
+        if self.block_time > Duration::from_secs(60) {
+            return bad("queue.backend.block_time must be at most 60s");
+        }
+        if config.queue.visibility_timeout > Duration::from_secs(12 * 3600) {
+            return bad("queue.visibility_timeout must be at most 12h with the Redis queue");
+        }
+        if self.republish_after < Duration::from_secs(1) {
+            return bad("queue.backend.republish_after must be at least 1s");
+        }
+        Ok(())
+    }
 }
 
 /// The SQS queue backend (`[queue.backend] kind = "sqs"`). Credentials come from the standard
@@ -1356,8 +1429,10 @@ impl Config {
         if self.queue.backoff_base > self.queue.backoff_max {
             return bad("queue.backoff_base must not exceed queue.backoff_max");
         }
-        if let QueueBackend::Sqs(sqs) = &self.queue.backend {
-            sqs.validate(&self.queue)?;
+        match &self.queue.backend {
+            QueueBackend::Sqs(sqs) => sqs.validate(&self.queue)?,
+            QueueBackend::Redis(redis) => redis.validate(self)?,
+            QueueBackend::Sql => {}
         }
         if self.ingest.chunk_chars < 50 {
             return bad("ingest.chunk_chars must be at least 50");
@@ -2466,5 +2541,77 @@ mod sqs_queue_tests {
             .to_string();
         assert!(err.contains("12h"), "{err}");
         assert!(load("[queue.backend]\nkind = \"sqs\"\nqueue_name = \"q\"\n").is_err());
+    }
+}
+
+#[cfg(test)]
+mod redis_queue_tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__"))
+    }
+
+    const REDIS: &str = "[redis]\nurl = \"redis://:pw@cache.internal:6379/0\"\n";
+
+    #[test]
+    fn redis_backend_loads_with_defaults() {
+        let c = load(&format!("{REDIS}[queue.backend]\nkind = \"redis\"\n")).unwrap();
+        let QueueBackend::Redis(q) = &c.queue.backend else {
+            panic!("redis expected: {:?}", c.queue.backend);
+        };
+        assert_eq!(q.name, "queue");
+        assert_eq!(q.group, "workers");
+        assert_eq!(q.block_time, Duration::from_secs(5));
+        assert_eq!(q.republish_after, Duration::from_secs(120));
+        // It round-trips through `config show`, without the URL's password.
+        let shown = c.to_redacted_toml();
+        assert!(shown.contains("kind = \"redis\""), "{shown}");
+        assert!(!shown.contains("pw@"), "{shown}");
+
+        let c = load(&format!(
+            "{REDIS}[queue.backend]\nkind = \"redis\"\nname = \"tasks\"\ngroup = \"docent\"\n\
+             block_time = \"0s\"\nrepublish_after = \"30s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.queue.backend,
+            QueueBackend::Redis(RedisQueueConfig {
+                name: "tasks".into(),
+                group: "docent".into(),
+                block_time: Duration::ZERO,
+                republish_after: Duration::from_secs(30),
+            })
+        );
+    }
+
+    #[test]
+    fn redis_backend_needs_a_redis_url_and_checks_its_limits() {
+        let err = load("[queue.backend]\nkind = \"redis\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis.url"), "{err}");
+        assert!(err.contains("queue.backend"), "{err}");
+
+        let base = format!("{REDIS}[queue.backend]\nkind = \"redis\"\n");
+        for (extra, why) in [
+            ("block_time = \"61s\"\n", "block_time"),
+            ("republish_after = \"0s\"\n", "republish_after"),
+            ("name = \"a{b}\"\n", "name"),
+            ("name = \"\"\n", "name"),
+            ("group = \"two words\"\n", "group"),
+            ("stream = \"x\"\n", "stream"),
+        ] {
+            let err = load(&format!("{base}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(why), "{extra}: {err}");
+        }
+        let err = load(&format!("[queue]\nvisibility_timeout = \"13h\"\n{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("12h"), "{err}");
+        assert!(load(&format!("[queue]\nvisibility_timeout = \"12h\"\n{base}")).is_ok());
     }
 }

@@ -132,9 +132,9 @@ impl Services {
             checks: vec![
                 check("database", db, false),
                 check("blob_store", blobs, false),
-                // The SQL queue is the database (checked above); a delivery service (SQS) being
-                // down stops workers leasing, not the API: uploads and status still work, so
-                // replicas stay in the load balancer.
+                // The SQL queue is the database (checked above); a delivery service (SQS, a Redis
+                // Stream) being down stops workers leasing, not the API: uploads and status still
+                // work, so replicas stay in the load balancer.
                 check("queue", queue, true),
                 check("cache", cache, true),
             ],

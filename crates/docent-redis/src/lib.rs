@@ -5,7 +5,9 @@
 //! - [`RedisBudgetStore`]: [`docent_llm::BudgetStore`] as atomic Lua token buckets on the
 //!   server's clock, so every process shares one model-call budget per provider.
 //! - [`RedisQueue`]: the [`TaskQueue`](docent_domain::ports::TaskQueue) port on a Redis Stream
-//!   with a consumer group, task state in one hash per task (see [`queue`] for the layout).
+//!   with a consumer group carrying deliveries (pending-entry reclaim with `XAUTOCLAIM`, a
+//!   delayed set for retries, a dead-letter stream), task state kept in the database through a
+//!   [`TaskLedger`](docent_domain::ports::TaskLedger), as the SQS queue does (see [`queue`]).
 //!
 //! Architecture invariant: no call waits longer than [`RedisOptions::command_timeout`] — an
 //! outage or a stalled server is a `service_unavailable` error within that bound, never a hang —
@@ -23,7 +25,8 @@ use redis::{Client, FromRedisValue, RedisError};
 
 pub use budget::RedisBudgetStore;
 pub use cache::RedisCache;
-pub use queue::{Backoff, RedisQueue};
+pub use docent_domain::ports::Backoff;
+pub use queue::{RedisQueue, RedisQueueSettings};
 
 /// Connection settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,8 @@ impl Default for RedisOptions {
 /// every call bounded by [`RedisOptions::command_timeout`].
 #[derive(Clone)]
 pub struct Redis {
+    client: Client,
+    options: RedisOptions,
     conn: ConnectionManager,
     timeout: Duration,
 }
@@ -90,17 +95,32 @@ impl Redis {
     /// the URL.
     pub fn open(url: &str, options: RedisOptions) -> Result<Self> {
         let client = Client::open(url).map_err(|e| Error::internal(InvalidUrl(e.kind())))?;
+        Self::with_client(client, options, Duration::ZERO)
+    }
+
+    /// A connection of its own to the same server, for commands that block the connection they
+    /// run on (`XREADGROUP … BLOCK`): on the shared, multiplexed one they would hold up every
+    /// other call. Its calls may take `block` longer than the command timeout. Lazy, like
+    /// [`Redis::open`].
+    pub fn dedicated(&self, block: Duration) -> Result<Self> {
+        Self::with_client(self.client.clone(), self.options, block)
+    }
+
+    fn with_client(client: Client, options: RedisOptions, block: Duration) -> Result<Self> {
+        let timeout = options.command_timeout.saturating_add(block);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.command_timeout))
+            .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| Error::internal(InvalidUrl(e.kind())))?;
         Ok(Self {
+            client,
+            options,
             conn,
-            timeout: options.command_timeout,
+            timeout,
         })
     }
 

@@ -29,7 +29,7 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
     let redis = open_redis(&config)?;
-    let queue = open_queue(&config, &db).await?;
+    let queue = open_queue(&config, &db, redis.as_ref()).await?;
     let cache = open_cache(&config, redis.as_ref()).await?;
     let budgets = budget_store(&config, redis.as_ref());
     let llm = open_llm(&config, budgets.clone())?;
@@ -276,14 +276,39 @@ fn open_redis(config: &Config) -> anyhow::Result<Option<docent_redis::Redis>> {
     Ok(Some(redis))
 }
 
-/// The task queue of `queue.backend`: the database's `tasks` table, or SQS delivering the tasks
-/// whose state stays in that table.
+/// The task queue of `queue.backend`: the database's `tasks` table, or SQS or a Redis Stream
+/// delivering the tasks whose state stays in that table.
 async fn open_queue(
     config: &Config,
     db: &docent_store::Database,
+    redis: Option<&docent_redis::Redis>,
 ) -> anyhow::Result<Arc<dyn docent_domain::ports::TaskQueue>> {
     Ok(match &config.queue.backend {
         QueueBackend::Sql => db.queue(&config.queue),
+        QueueBackend::Redis(q) => {
+            let redis = redis.context("queue.backend kind \"redis\" needs [redis] url")?;
+            let settings = docent_redis::RedisQueueSettings {
+                prefix: format!("{}{}", config.redis.key_prefix, q.name),
+                group: q.group.clone(),
+                block_time: q.block_time,
+                republish_after: q.republish_after,
+                ..docent_redis::RedisQueueSettings::new("")
+            };
+            let backoff = docent_domain::ports::Backoff {
+                base: config.queue.backoff_base,
+                max: config.queue.backoff_max,
+            };
+            let queue = docent_redis::RedisQueue::new(
+                db.ledger(&config.queue),
+                redis.clone(),
+                &settings,
+                backoff,
+            )
+            .map_err(|e| anyhow::anyhow!(e.chain()))
+            .context("queue.backend (Redis)")?;
+            tracing::info!(stream = %queue.stream_key(), group = %queue.group(), "Redis Streams task queue");
+            Arc::new(queue)
+        }
         #[cfg(feature = "aws")]
         QueueBackend::Sqs(sqs) => {
             let backoff = docent_domain::ports::Backoff {
