@@ -8,6 +8,13 @@
 //! Besides one entry per chunk, every document has one whole-text entry (its text once, from
 //! its overlapping chunks, and its title, in `doc_*` fields with their own BM25 statistics) so
 //! documents can be ranked by BM25 over all of their text rather than by their best passage.
+//!
+//! BM25's collection statistics are those of the kind of entry searched ([`EntryStatistics`]):
+//! tantivy's own count every entry of the index as a document, so a chunk query would see
+//! `N` and the average field length diluted by the document entries, and a document query by
+//! the (more numerous) chunk entries — which overweights common words and penalises long
+//! texts several times too hard. Each entry is marked with its kind (`entry` = `chunk` or
+//! `document`) and a query is scored with `N` = the number of entries of its kind.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,7 +22,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use docent_domain::ports::{IndexChunk, IndexFilter, ScoredChunk, ScoredDocument};
 use docent_domain::{ChunkId, CollectionId, DocumentId, Error, Result, TenantId, TextLanguage};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{
+    Bm25StatisticsProvider, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -23,7 +32,9 @@ use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
     TokenStream,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
+use tantivy::{
+    Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term, doc,
+};
 
 /// Boost of the title (file name) field relative to the text.
 pub const TITLE_BOOST: f32 = 1.5;
@@ -60,9 +71,50 @@ impl LangFields {
     }
 }
 
+/// Value of the `entry` field of a chunk entry.
+const CHUNK_ENTRY: &str = "chunk";
+/// Value of the `entry` field of a whole-document entry.
+const DOCUMENT_ENTRY: &str = "document";
+
+/// BM25 statistics over the entries of one kind: `N` is the number of chunk entries (or of
+/// whole-document entries) rather than of every entry. Like tantivy's own, the counts include
+/// deleted entries not yet merged away (as the token totals do).
+struct EntryStatistics<'a> {
+    searcher: &'a Searcher,
+    entries: u64,
+}
+
+impl<'a> EntryStatistics<'a> {
+    fn new(searcher: &'a Searcher, entry_field: Field, documents: bool) -> tantivy::Result<Self> {
+        let kind = if documents {
+            DOCUMENT_ENTRY
+        } else {
+            CHUNK_ENTRY
+        };
+        let entries = searcher.doc_freq(&Term::from_field_text(entry_field, kind))?;
+        Ok(Self { searcher, entries })
+    }
+}
+
+impl Bm25StatisticsProvider for EntryStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        self.searcher.total_num_tokens(field)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.entries.max(1))
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        self.searcher.doc_freq(term)
+    }
+}
+
 #[derive(Clone)]
 struct Fields {
     chunk_id: Field,
+    /// `chunk` or `document`: which kind of entry (see [`EntryStatistics`]).
+    entry: Field,
     tenant: Field,
     tenant_collection: Field,
     tenant_document: Field,
@@ -148,6 +200,7 @@ fn analyzer(l: TextLanguage) -> TextAnalyzer {
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let chunk_id = b.add_text_field("chunk_id", STRING | STORED);
+    let entry = b.add_text_field("entry", STRING);
     let tenant = b.add_text_field("tenant", STRING);
     let tenant_collection = b.add_text_field("tenant_collection", STRING);
     let tenant_document = b.add_text_field("tenant_document", STRING);
@@ -177,6 +230,7 @@ fn schema() -> (Schema, Fields) {
         b.build(),
         Fields {
             chunk_id,
+            entry,
             tenant,
             tenant_collection,
             tenant_document,
@@ -298,6 +352,7 @@ impl KeywordIndex {
                 let lf = f.of(c.language);
                 w.add_document(doc!(
                     f.chunk_id => c.id.to_string(),
+                    f.entry => CHUNK_ENTRY,
                     f.tenant => tenant.to_string(),
                     f.tenant_collection => format!("{tenant}/{}", c.collection_id),
                     f.tenant_document => format!("{tenant}/{document}"),
@@ -326,6 +381,7 @@ impl KeywordIndex {
                 }
                 w.add_document(doc!(
                     f.chunk_id => ChunkId { document, ordinal: 0 }.to_string(),
+                    f.entry => DOCUMENT_ENTRY,
                     f.tenant => tenant.to_string(),
                     f.tenant_collection => format!("{tenant}/{}", first.collection_id),
                     f.tenant_document => format!("{tenant}/{document}"),
@@ -468,15 +524,16 @@ impl KeywordIndex {
             return Ok(Vec::new());
         }
         let (user_query, _errors) = parser.parse_query_lenient(&cleaned);
+        // Filters match without scoring: only the query's words weigh in BM25.
+        let filter_clause = |q: Box<dyn Query>| -> (Occur, Box<dyn Query>) {
+            (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
+        };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
             (Occur::Must, user_query),
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(
-                    Term::from_field_text(f.tenant, &tenant.to_string()),
-                    IndexRecordOption::Basic,
-                )),
-            ),
+            filter_clause(Box::new(TermQuery::new(
+                Term::from_field_text(f.tenant, &tenant.to_string()),
+                IndexRecordOption::Basic,
+            ))),
         ];
         let any_of = |field: Field, values: Vec<String>| -> Box<dyn Query> {
             Box::new(BooleanQuery::new(
@@ -500,7 +557,7 @@ impl KeywordIndex {
                 .iter()
                 .map(|c| format!("{tenant}/{c}"))
                 .collect();
-            clauses.push((Occur::Must, any_of(f.tenant_collection, values)));
+            clauses.push(filter_clause(any_of(f.tenant_collection, values)));
         }
         if !filter.documents.is_empty() {
             let values = filter
@@ -508,12 +565,17 @@ impl KeywordIndex {
                 .iter()
                 .map(|d| format!("{tenant}/{d}"))
                 .collect();
-            clauses.push((Occur::Must, any_of(f.tenant_document, values)));
+            clauses.push(filter_clause(any_of(f.tenant_document, values)));
         }
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
+        let statistics = EntryStatistics::new(&searcher, f.entry, documents).map_err(idx_err)?;
         let top = searcher
-            .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())
+            .search_with_statistics_provider(
+                &query,
+                &TopDocs::with_limit(limit.max(1)).order_by_score(),
+                &statistics,
+            )
             .map_err(idx_err)?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
@@ -603,6 +665,65 @@ mod tests {
             1,
             "languages in use are found again after a restart"
         );
+    }
+
+    /// Whole-document scores depend on the documents alone, not on how many chunk entries
+    /// they were split into (and chunk scores not on the document entries): each kind of entry
+    /// has its own BM25 statistics.
+    #[test]
+    fn bm25_statistics_are_those_of_the_kind_of_entry_searched() {
+        let texts = [
+            "solar panels convert sunlight into electricity on the roof of the house",
+            "wind turbines and solar farms feed the national grid",
+            "the kitchen closes at six",
+            "electricity prices rose sharply this winter across the country",
+        ];
+        let t = TenantId::new();
+        let c = CollectionId::new();
+        let docs: Vec<DocumentId> = texts.iter().map(|_| DocumentId::new()).collect();
+        // The same documents, once as one chunk each and once split into one chunk per word.
+        let scores = |split: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let idx = KeywordIndex::open(dir.path()).unwrap();
+            for (d, text) in docs.iter().zip(texts) {
+                let chunks: Vec<IndexChunk> = if split {
+                    let mut start = 0;
+                    text.split(' ')
+                        .enumerate()
+                        .map(|(i, w)| {
+                            let mut ch = chunk(*d, c, i as u32, w);
+                            ch.char_start = start;
+                            start += w.len() as u64 + 1;
+                            ch
+                        })
+                        .collect()
+                } else {
+                    vec![IndexChunk {
+                        char_start: 0,
+                        ..chunk(*d, c, 0, text)
+                    }]
+                };
+                idx.upsert_document(t, *d, &chunks).unwrap();
+            }
+            let docs = idx
+                .search_documents(t, &IndexFilter::default(), "solar electricity", 10)
+                .unwrap();
+            let chunks = idx
+                .search(t, &IndexFilter::default(), "solar electricity", 100)
+                .unwrap();
+            (docs, chunks.len())
+        };
+        let (whole, n_whole) = scores(false);
+        let (split, n_split) = scores(true);
+        assert_eq!(whole.len(), 3);
+        assert!(n_split > n_whole);
+        for (a, b) in whole.iter().zip(&split) {
+            assert_eq!(a.id, b.id);
+            assert!(
+                (a.score - b.score).abs() < 1e-4,
+                "document scores must not depend on the chunking: {whole:?} vs {split:?}"
+            );
+        }
     }
 
     #[test]

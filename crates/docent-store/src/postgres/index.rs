@@ -27,8 +27,8 @@
 //! of the searched scope (the tenant, narrowed to the filter's collections or documents), so no
 //! tenant's statistics show in another's scores. `ts_rank_cd` over the whole query would have
 //! no idf (a common word weighs as much as a rare one). On SciFact (`docent bench beir`,
-//! documents grouped) this ranks at nDCG@10 0.687 against the embedded tantivy index's 0.671;
-//! hybrid 0.709 against 0.700. Its cost is the scoring of every row that has any query word:
+//! documents grouped) this ranks at nDCG@10 0.687 against the embedded tantivy index's 0.684;
+//! hybrid 0.709 against 0.712. Its cost is the scoring of every row that has any query word:
 //! 45 ms at the median there (13k chunks; the embedded index: 12 ms).
 //!
 //! Vector search orders by `embedding <=> query` (scores are `1 − distance`, the cosine
