@@ -1156,15 +1156,23 @@ impl AuthService {
         if record.expires_at.is_some_and(|at| at <= now) {
             return Err(Error::new(Code::ApiKeyExpired, "the API key has expired"));
         }
-        if let Err(e) = self
-            .store
-            .touch_api_key(
-                record.tenant_id,
-                record.id,
-                now,
-                self.settings.api_key_last_used_interval,
-            )
-            .await
+        // The use is recorded at most once per interval: a key the record shows used within it
+        // (every request of a busy client) costs no write.
+        let interval = chrono::Duration::from_std(self.settings.api_key_last_used_interval)
+            .unwrap_or(chrono::Duration::MAX);
+        let recent = record
+            .last_used_at
+            .is_some_and(|at| now.signed_duration_since(at) < interval);
+        if !recent
+            && let Err(e) = self
+                .store
+                .touch_api_key(
+                    record.tenant_id,
+                    record.id,
+                    now,
+                    self.settings.api_key_last_used_interval,
+                )
+                .await
         {
             tracing::warn!(key = %record.id, error = %e.chain(), "could not record API key use");
         }
