@@ -342,7 +342,7 @@ impl DynamoCache {
             self.oversize.skipped.store(0, Ordering::Relaxed);
             tracing::warn!(
                 table = %self.table,
-                key = %key,
+                key_kind = docent_domain::ports::cache_key_kind(key),
                 item_bytes = bytes,
                 max_bytes = MAX_ITEM_BYTES,
                 skipped,
@@ -397,7 +397,7 @@ fn fresh(item: &HashMap<String, AttributeValue>, now_ms: u64) -> bool {
 
 #[async_trait]
 impl Cache for DynamoCache {
-    #[tracing::instrument(skip_all, fields(key = %key))]
+    #[tracing::instrument(skip_all, fields(key_kind = docent_domain::ports::cache_key_kind(key)))]
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let out = self
             .client
@@ -421,7 +421,7 @@ impl Cache for DynamoCache {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(key = %key, ttl_ms = ttl.as_millis() as u64))]
+    #[tracing::instrument(skip_all, fields(key_kind = docent_domain::ports::cache_key_kind(key), ttl_ms = ttl.as_millis() as u64))]
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
         let stored_key = self.item_key(key);
         let size = item_size(&stored_key, &value);
@@ -465,7 +465,7 @@ impl Cache for DynamoCache {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(key = %key))]
+    #[tracing::instrument(skip_all, fields(key_kind = docent_domain::ports::cache_key_kind(key)))]
     async fn delete(&self, key: &str) -> Result<()> {
         self.client
             .delete_item()

@@ -367,6 +367,13 @@ pub trait TaskLedger: TaskQueue {
     async fn overdue(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<(TenantId, TaskId)>>;
 }
 
+/// What a cache key is for — its part before the first `:` (`qvec`, `summary`, ...) — for
+/// logs and traces: keys can hold user text (a query vector's key holds the query), which
+/// never goes to a log.
+pub fn cache_key_kind(key: &str) -> &str {
+    key.split(':').next().unwrap_or_default()
+}
+
 /// A byte cache with per-entry time to live (summaries, rate-limit state, ...).
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
@@ -535,5 +542,20 @@ pub trait Embedder: Send + Sync + 'static {
     /// truncation), when the model can tell; chunks are then sized in word pieces.
     fn count_tokens(&self, _text: &str) -> Option<usize> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_key_kinds_never_carry_the_rest_of_the_key() {
+        assert_eq!(
+            cache_key_kind("qvec:sentence-transformers/all-MiniLM-L6-v2:my secret query"),
+            "qvec"
+        );
+        assert_eq!(cache_key_kind("plain"), "plain");
+        assert_eq!(cache_key_kind(""), "");
     }
 }

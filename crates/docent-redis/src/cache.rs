@@ -39,7 +39,7 @@ impl RedisCache {
 
 #[async_trait]
 impl Cache for RedisCache {
-    #[tracing::instrument(skip_all, fields(key = %key))]
+    #[tracing::instrument(skip_all, fields(key_kind = docent_domain::ports::cache_key_kind(key)))]
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let value: Option<Vec<u8>> = self
             .redis
@@ -48,7 +48,7 @@ impl Cache for RedisCache {
         Ok(value.map(Bytes::from))
     }
 
-    #[tracing::instrument(skip_all, fields(key = %key, ttl_ms = ttl.as_millis() as u64))]
+    #[tracing::instrument(skip_all, fields(key_kind = docent_domain::ports::cache_key_kind(key), ttl_ms = ttl.as_millis() as u64))]
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
         // PX must be positive; a zero TTL still stores for the shortest time Redis knows.
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -65,7 +65,7 @@ impl Cache for RedisCache {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(key = %key))]
+    #[tracing::instrument(skip_all, fields(key_kind = docent_domain::ports::cache_key_kind(key)))]
     async fn delete(&self, key: &str) -> Result<()> {
         let _: i64 = self
             .redis
