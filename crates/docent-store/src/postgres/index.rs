@@ -594,7 +594,7 @@ impl PgIndex {
              ORDER BY score DESC, {key}
              LIMIT $5",
             ordinal = if documents { "" } else { "ordinal," },
-            conditions = conditions_sql("c", documents),
+            conditions = conditions_sql("c", documents, filter),
             weights = rank_weights(),
             scale = WEIGHT_SCALE,
         );
@@ -626,7 +626,7 @@ impl PgIndex {
              AND (cardinality($3::uuid[]) = 0 OR c.collection_id = ANY($3::uuid[]))
              AND (cardinality($4::uuid[]) = 0 OR c.document_id = ANY($4::uuid[]))
              AND {}",
-            conditions_sql("c", false)
+            conditions_sql("c", false, filter)
         );
         // Ordering by the distance operator itself lets the planner walk the graph; ordering
         // by the score does not.
@@ -710,33 +710,41 @@ SELECT coalesce(CASE f->>'op'
 END, false)
 $fn$"#;
 
-/// The SQL condition that a row of `alias` passes [`IndexFilter`]'s date and metadata
-/// conditions, bound as `$6` (uploaded at or after), `$7` (uploaded before) and `$8` (the
-/// metadata conditions, [`filter_json`]). A whole-document row passes the metadata conditions
-/// when one of its chunks does.
-fn conditions_sql(alias: &str, documents: bool) -> String {
-    let dates = format!(
-        "($6::timestamptz IS NULL OR {alias}.created_at >= $6::timestamptz)
-         AND ($7::timestamptz IS NULL OR {alias}.created_at < $7::timestamptz)"
-    );
-    let all_of = |row: &str| {
-        format!(
-            "NOT EXISTS (SELECT 1 FROM jsonb_array_elements($8::jsonb) f
-                         WHERE NOT docent_meta_match({row}.metadata, {row}.metadata_num, f))"
-        )
-    };
-    let meta = if documents {
-        format!(
-            "(jsonb_array_length($8::jsonb) = 0 OR EXISTS (
-                 SELECT 1 FROM docent_index_chunks mc
-                 WHERE mc.tenant_id = {alias}.tenant_id AND mc.document_id = {alias}.document_id
-                   AND {}))",
-            all_of("mc")
-        )
-    } else {
-        all_of(alias)
-    };
-    format!("{dates} AND {meta}")
+/// The SQL condition that a row of `alias` passes `filter`'s date and metadata conditions,
+/// bound as `$6` (uploaded at or after), `$7` (uploaded before) and `$8` (the metadata
+/// conditions, [`filter_json`]); `TRUE` when it has none, so an unfiltered search evaluates
+/// nothing per row. A whole-document row passes the metadata conditions when one of its
+/// chunks does.
+fn conditions_sql(alias: &str, documents: bool, filter: &IndexFilter) -> String {
+    if !filter.has_conditions() {
+        return "TRUE".to_owned();
+    }
+    let mut parts = Vec::new();
+    if filter.created_after.is_some() {
+        parts.push(format!("{alias}.created_at >= $6::timestamptz"));
+    }
+    if filter.created_before.is_some() {
+        parts.push(format!("{alias}.created_at < $7::timestamptz"));
+    }
+    if !filter.metadata.is_empty() {
+        let all_of = |row: &str| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM jsonb_array_elements($8::jsonb) f
+                             WHERE NOT docent_meta_match({row}.metadata, {row}.metadata_num, f))"
+            )
+        };
+        parts.push(if documents {
+            format!(
+                "EXISTS (SELECT 1 FROM docent_index_chunks mc
+                         WHERE mc.tenant_id = {alias}.tenant_id
+                           AND mc.document_id = {alias}.document_id AND {})",
+                all_of("mc")
+            )
+        } else {
+            all_of(alias)
+        });
+    }
+    format!("({})", parts.join(" AND "))
 }
 
 /// A number as `metadata_num` and [`filter_json`] carry it: the shortest decimal that reads
