@@ -248,13 +248,21 @@ fn fuse_lists(kw: &[ScoredChunk], vec: &[ScoredChunk], fusion: Fusion) -> Vec<Fu
 
 /// Lowercased word stems of a text, for highlighting (suffix stripping, not a full stemmer).
 pub fn stem(word: &str) -> String {
-    let w = word.to_lowercase();
+    let mut w = String::with_capacity(word.len());
+    stem_into(word, &mut w);
+    w
+}
+
+/// [`stem`] into a buffer the caller reuses (cleared first).
+fn stem_into(word: &str, out: &mut String) {
+    out.clear();
+    out.extend(word.chars().flat_map(char::to_lowercase));
     for suffix in ["ing", "ed", "es", "ly", "s"] {
-        if w.len() > suffix.len() + 2 && w.ends_with(suffix) {
-            return w[..w.len() - suffix.len()].to_owned();
+        if out.len() > suffix.len() + 2 && out.ends_with(suffix) {
+            out.truncate(out.len() - suffix.len());
+            return;
         }
     }
-    w
 }
 
 const STOP: &[&str] = &[
@@ -295,14 +303,38 @@ pub fn words(text: &str) -> Vec<(usize, usize, String)> {
 
 const SNIPPET_CHARS: usize = 320;
 
+/// Char spans of the words of `text` whose stem is one of `terms` (one stem buffer for all
+/// words: this runs over every hit's text).
+fn matching_words(text: &str, terms: &[String]) -> (Vec<(usize, usize)>, usize) {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    let mut start: Option<(usize, usize)> = None; // (char index, byte index)
+    let mut chars = 0;
+    let mut check = |cs: usize, ce: usize, word: &str, out: &mut Vec<(usize, usize)>| {
+        stem_into(word, &mut buf);
+        if terms.iter().any(|t| *t == buf) {
+            out.push((cs, ce));
+        }
+    };
+    for (bi, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            if start.is_none() {
+                start = Some((chars, bi));
+            }
+        } else if let Some((cs, bs)) = start.take() {
+            check(cs, chars, &text[bs..bi], &mut out);
+        }
+        chars += 1;
+    }
+    if let Some((cs, bs)) = start {
+        check(cs, chars, &text[bs..], &mut out);
+    }
+    (out, chars)
+}
+
 /// A window of `text` around the first match, and the matches within it.
 pub fn snippet(text: &str, terms: &[String]) -> (String, usize, Vec<(usize, usize)>) {
-    let matches: Vec<(usize, usize)> = words(text)
-        .into_iter()
-        .filter(|(_, _, s)| terms.contains(s))
-        .map(|(a, b, _)| (a, b))
-        .collect();
-    let total = text.chars().count();
+    let (matches, total) = matching_words(text, terms);
     let start = if total <= SNIPPET_CHARS {
         0
     } else {
@@ -311,9 +343,13 @@ pub fn snippet(text: &str, terms: &[String]) -> (String, usize, Vec<(usize, usiz
             .saturating_sub(SNIPPET_CHARS / 4)
             .min(total - SNIPPET_CHARS);
         // Start at a word boundary.
-        let chars: Vec<char> = text.chars().collect();
-        while s > 0 && s < total && chars[s - 1].is_alphanumeric() {
-            s += 1;
+        let mut rest = text.chars().skip(s.saturating_sub(1));
+        if s > 0 {
+            let mut prev = rest.next();
+            while s < total && prev.is_some_and(char::is_alphanumeric) {
+                prev = rest.next();
+                s += 1;
+            }
         }
         s
     };
@@ -643,5 +679,27 @@ mod tests {
         );
         let (s, off, hl) = snippet(&long, &query_terms("needle"));
         assert!(off > 0 && s.contains("needle") && hl.len() == 1);
+        // Starts at a word boundary: not inside "wordword".
+        let glued = format!("{}needle{}", "wordword ".repeat(40), " x".repeat(300));
+        let (s, off, _) = snippet(&glued, &query_terms("needle"));
+        assert!(
+            s.starts_with("wordword") || s.starts_with("needle"),
+            "{off}: {s}"
+        );
+    }
+
+    #[test]
+    fn matching_words_agree_with_words() {
+        let text = "Ärzte ÉTUDIANTS running ran; leave-policies 25 days, Straße—naïve résumés.";
+        let terms = query_terms("arzte etudiant run leave polici 25 strasse naive resum");
+        let want: Vec<(usize, usize)> = words(text)
+            .into_iter()
+            .filter(|(_, _, s)| terms.contains(s))
+            .map(|(a, b, _)| (a, b))
+            .collect();
+        let (got, total) = matching_words(text, &terms);
+        assert_eq!(got, want);
+        assert!(!got.is_empty());
+        assert_eq!(total, text.chars().count());
     }
 }
