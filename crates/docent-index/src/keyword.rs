@@ -23,7 +23,7 @@ use docent_domain::ports::{IndexChunk, IndexFilter, ScoredChunk, ScoredDocument}
 use docent_domain::{ChunkId, CollectionId, DocumentId, Error, Result, TenantId, TextLanguage};
 use tantivy::collector::TopDocs;
 use tantivy::query::{
-    Bm25StatisticsProvider, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery,
+    Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
@@ -439,18 +439,6 @@ impl KeywordIndex {
         self.len() == 0
     }
 
-    /// Whether any of the languages' analyzers keeps a term of `text` (stop words and
-    /// punctuation alone keep none).
-    fn has_terms(&self, text: &str, languages: &[TextLanguage]) -> bool {
-        languages.iter().any(|l| {
-            let Ok(mut analyzer) = self.index.tokenizer_for_field(self.fields.of(*l).text) else {
-                return true;
-            };
-            let mut stream = analyzer.token_stream(text);
-            stream.advance()
-        })
-    }
-
     /// BM25 search over chunks within the tenant and filter.
     pub fn search(
         &self,
@@ -496,34 +484,47 @@ impl KeywordIndex {
             .map_err(|_| Error::internal("keyword index languages poisoned"))?
             .clone();
         let lang_fields: Vec<LangFields> = languages.iter().map(|l| f.of(*l)).collect();
-        let mut parser = QueryParser::for_index(
-            &self.index,
-            lang_fields
-                .iter()
-                .flat_map(|lf| lf.query_fields(documents))
-                .map(|(field, _)| field)
-                .collect(),
-        );
+        // Free text, not a query language: every word is a term, whatever its spelling
+        // (`AND`, `-x`, `field:y` are words too). Each word is analysed by each searched
+        // field's analyzer and becomes a disjunction of its (boosted) terms in those fields;
+        // the query is the disjunction of its words — what a query parser builds for an OR
+        // query, without parsing a grammar on every search.
+        let mut fields = Vec::new();
         for lf in &lang_fields {
             for (field, boost) in lf.query_fields(documents) {
-                parser.set_field_boost(field, boost);
+                let analyzer = self.index.tokenizer_for_field(field).map_err(idx_err)?;
+                fields.push((field, boost, analyzer));
             }
         }
-        // Free text, not a query language: strip the parser's syntax characters.
-        let cleaned: String = query
-            .chars()
-            .map(|c| {
-                if c.is_alphanumeric() || c.is_whitespace() {
-                    c
-                } else {
-                    ' '
+        let mut words: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for word in query
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let mut terms: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for (field, boost, analyzer) in &mut fields {
+                let mut stream = analyzer.token_stream(word);
+                while let Some(token) = stream.next() {
+                    let term: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(*field, &token.text),
+                        IndexRecordOption::WithFreqs,
+                    ));
+                    let term = if *boost == 1.0 {
+                        term
+                    } else {
+                        Box::new(BoostQuery::new(term, *boost))
+                    };
+                    terms.push((Occur::Should, term));
                 }
-            })
-            .collect();
-        if languages.is_empty() || !self.has_terms(&cleaned, &languages) {
+            }
+            if !terms.is_empty() {
+                words.push((Occur::Should, Box::new(BooleanQuery::new(terms))));
+            }
+        }
+        if words.is_empty() {
             return Ok(Vec::new());
         }
-        let (user_query, _errors) = parser.parse_query_lenient(&cleaned);
+        let user_query: Box<dyn Query> = Box::new(BooleanQuery::new(words));
         // Filters match without scoring: only the query's words weigh in BM25.
         let filter_clause = |q: Box<dyn Query>| -> (Occur, Box<dyn Query>) {
             (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
@@ -717,13 +718,44 @@ mod tests {
         let (split, n_split) = scores(true);
         assert_eq!(whole.len(), 3);
         assert!(n_split > n_whole);
-        for (a, b) in whole.iter().zip(&split) {
-            assert_eq!(a.id, b.id);
+        // (Equal scores may come in either order.)
+        for a in &whole {
+            let b = split.iter().find(|b| b.id == a.id).expect("same documents");
             assert!(
                 (a.score - b.score).abs() < 1e-4,
                 "document scores must not depend on the chunking: {whole:?} vs {split:?}"
             );
         }
+    }
+
+    /// Queries are free text: operator words and syntax characters are words like any other.
+    #[test]
+    fn query_syntax_is_just_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = KeywordIndex::open(dir.path()).unwrap();
+        let (t, c) = (TenantId::new(), CollectionId::new());
+        let (cats, dogs) = (DocumentId::new(), DocumentId::new());
+        idx.upsert_document(t, cats, &[chunk(cats, c, 0, "cats purr")])
+            .unwrap();
+        idx.upsert_document(t, dogs, &[chunk(dogs, c, 0, "dogs bark")])
+            .unwrap();
+        let found = |q: &str| -> Vec<DocumentId> {
+            let mut d: Vec<DocumentId> = idx
+                .search(t, &IndexFilter::default(), q, 10)
+                .unwrap()
+                .iter()
+                .map(|h| h.id.document)
+                .collect();
+            d.sort();
+            d
+        };
+        let mut both = vec![cats, dogs];
+        both.sort();
+        assert_eq!(found("cats NOT dogs"), both, "NOT is a (stop) word");
+        assert_eq!(found("+cats -dogs"), both);
+        assert_eq!(found("text:cats \"dogs\"~2 dog*"), both);
+        assert!(found("the AND or").is_empty(), "only stop words");
+        assert!(found("*:* [a TO z]").is_empty());
     }
 
     #[test]

@@ -227,20 +227,12 @@ mod vnni {
             {
                 return false;
             }
-            let bias = 128 * query.iter().map(|&x| i32::from(x)).sum::<i32>();
             // Every score into a flat list, then one selection of the best `keep`: cheaper
             // than keeping a heap up to date row by row.
             let mut scored: Vec<(f32, u32)> = Vec::with_capacity(ns.ids.len().saturating_sub(from));
-            for (i, id) in ns.ids.iter().enumerate().skip(from) {
-                if !docs.is_empty() && !docs.contains(&id.document) {
-                    continue;
-                }
-                let row = &ns.quant[i * dim..(i + 1) * dim];
-                // SAFETY: the CPU has AVX512F and AVX512-VNNI (checked above); `row` and
-                // `query` both hold `dim` bytes, a multiple of 64 (checked above).
-                let raw = unsafe { dot(query, row) } - bias;
-                scored.push((raw as f32 / ns.scales[i], i as u32));
-            }
+            // SAFETY: the CPU has AVX512F and AVX512-VNNI, the query holds `dim` bytes and
+            // every row of `quant` too, `dim` a multiple of 64 (all checked above).
+            unsafe { score_rows(ns, from, docs, query, &mut scored) };
             if scored.len() > keep && keep > 0 {
                 scored.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0));
                 scored.truncate(keep);
@@ -257,12 +249,43 @@ mod vnni {
         }
     }
 
+    /// The first-pass score of every row from `from` on (of `docs` only, unless empty) onto
+    /// `out`. One function compiled for AVX512-VNNI as a whole, so [`dot`] is inlined into the
+    /// loop rather than called once per row.
+    ///
+    /// # Safety
+    /// AVX512F and AVX512-VNNI; `query.len() == ns.dim`, a multiple of 64, and
+    /// `ns.quant.len() == ns.ids.len() * ns.dim`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    unsafe fn score_rows(
+        ns: &Namespace,
+        from: usize,
+        docs: &HashSet<DocumentId>,
+        query: &[i8],
+        out: &mut Vec<(f32, u32)>,
+    ) {
+        let dim = ns.dim;
+        let bias = 128 * query.iter().map(|&x| i32::from(x)).sum::<i32>();
+        let rows = ns.quant.chunks_exact(dim).zip(&ns.scales).zip(&ns.ids);
+        for (i, ((row, scale), id)) in rows.enumerate().skip(from) {
+            if !docs.is_empty() && !docs.contains(&id.document) {
+                continue;
+            }
+            // SAFETY: the caller's contract: the features, and rows of `dim` bytes like the
+            // query, a multiple of 64.
+            let raw = unsafe { dot(query, row) } - bias;
+            out.push((raw as f32 / scale, i as u32));
+        }
+    }
+
     /// `Σ (row + 128) · query` over 64-byte blocks.
     ///
     /// # Safety
     /// AVX512F and AVX512-VNNI; `query.len() == row.len()`, a multiple of 64.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vnni")]
+    #[inline]
     unsafe fn dot(query: &[i8], row: &[i8]) -> i32 {
         use std::arch::x86_64::*;
         let flip = _mm512_set1_epi8(i8::MIN);
