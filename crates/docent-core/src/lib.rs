@@ -53,6 +53,8 @@ pub struct Services {
     pub llm: Option<Arc<dyn docent_domain::llm::ChatModel>>,
     /// Wakes this process's idle workers when it enqueues work.
     pub wake: Arc<Notify>,
+    /// Recently seen documents' immutable facts, for search hits.
+    pub facts: search::DocumentFacts,
 }
 
 /// Dependency health, for readiness.

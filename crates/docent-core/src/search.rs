@@ -3,6 +3,7 @@
 //! hydrated with chunk text, page and offsets, and highlighted.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use docent_domain::ports::{IndexFilter, ScoredChunk, ScoredDocument};
@@ -135,6 +136,32 @@ pub struct SearchResults {
     pub mode: SearchMode,
     /// Whether more hits exist after this page.
     pub has_more: bool,
+}
+
+/// The facts of a document that never change after its upload — file name, upload time and
+/// metadata — as search hits need them, kept per process (bounded, idle entries dropped) so
+/// that a search looks up only the documents it has not seen lately. Deleted documents need
+/// no eviction: a hit is kept only while its chunk is in the store.
+#[derive(Clone)]
+pub struct DocumentFacts {
+    cache: moka::future::Cache<(TenantId, DocumentId), Arc<Facts>>,
+}
+
+struct Facts {
+    filename: String,
+    created_at: DateTime<Utc>,
+    metadata: Metadata,
+}
+
+impl Default for DocumentFacts {
+    fn default() -> Self {
+        Self {
+            cache: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
+        }
+    }
 }
 
 /// Largest `top_k`.
@@ -504,7 +531,7 @@ impl Services {
         wanted: usize,
     ) -> Result<Vec<Hit>> {
         let mut hits = Vec::new();
-        let mut docs: HashMap<DocumentId, Document> = HashMap::new();
+        let mut docs: HashMap<DocumentId, Arc<Facts>> = HashMap::new();
         for batch in fused.chunks(wanted.max(16)) {
             let ids: Vec<ChunkId> = batch.iter().map(|f| f.0).collect();
             let chunks: HashMap<ChunkId, Chunk> = self
@@ -514,14 +541,28 @@ impl Services {
                 .into_iter()
                 .map(|c| (c.id, c))
                 .collect();
-            let mut asked = HashSet::new();
-            let missing: Vec<DocumentId> = batch
-                .iter()
-                .map(|f| f.0.document)
-                .filter(|d| !docs.contains_key(d) && asked.insert(*d))
-                .collect();
-            for d in self.store.get_documents(tenant, &missing).await? {
-                docs.insert(d.id, d);
+            let mut missing = Vec::new();
+            for d in batch.iter().map(|f| f.0.document) {
+                if docs.contains_key(&d) || missing.contains(&d) {
+                    continue;
+                }
+                match self.facts.cache.get(&(tenant, d)).await {
+                    Some(f) => {
+                        docs.insert(d, f);
+                    }
+                    None => missing.push(d),
+                }
+            }
+            if !missing.is_empty() {
+                for d in self.store.get_documents(tenant, &missing).await? {
+                    let f = Arc::new(Facts {
+                        filename: d.filename,
+                        created_at: d.created_at,
+                        metadata: d.metadata,
+                    });
+                    self.facts.cache.insert((tenant, d.id), f.clone()).await;
+                    docs.insert(d.id, f);
+                }
             }
             for (id, score, kw, vec) in batch {
                 // A chunk in the index but gone from the store (deleted mid-search) is skipped.

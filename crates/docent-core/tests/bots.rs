@@ -87,6 +87,7 @@ async fn app() -> App {
         embedder: None,
         llm: None,
         wake: Arc::new(Notify::new()),
+        facts: Default::default(),
     };
     App { svc, _dir: dir }
 }

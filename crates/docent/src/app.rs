@@ -45,6 +45,7 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
         embedder,
         llm,
         wake: Arc::new(Notify::new()),
+        facts: Default::default(),
     };
     services
         .store
