@@ -144,7 +144,7 @@ pub struct SearchResults {
 /// no eviction: a hit is kept only while its chunk is in the store.
 #[derive(Clone)]
 pub struct DocumentFacts {
-    cache: moka::future::Cache<(TenantId, DocumentId), Arc<Facts>>,
+    cache: Arc<moka::future::Cache<(TenantId, DocumentId), Arc<Facts>>>,
 }
 
 struct Facts {
@@ -156,11 +156,30 @@ struct Facts {
 impl Default for DocumentFacts {
     fn default() -> Self {
         Self {
-            cache: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(std::time::Duration::from_secs(600))
-                .build(),
+            // Weighed in bytes (metadata can be large): 64 MiB at most.
+            cache: Arc::new(
+                moka::future::Cache::builder()
+                    .max_capacity(64 * 1024 * 1024)
+                    .weigher(|_, f: &Arc<Facts>| {
+                        let meta: usize =
+                            f.metadata.iter().map(|(k, v)| k.len() + json_size(v)).sum();
+                        u32::try_from(64 + f.filename.len() + meta).unwrap_or(u32::MAX)
+                    })
+                    .time_to_idle(std::time::Duration::from_secs(600))
+                    .build(),
+            ),
         }
+    }
+}
+
+/// Roughly the memory a JSON value holds, in bytes.
+fn json_size(v: &serde_json::Value) -> usize {
+    use serde_json::Value as V;
+    match v {
+        V::Null | V::Bool(_) | V::Number(_) => 16,
+        V::String(s) => 24 + s.len(),
+        V::Array(a) => 24 + a.iter().map(json_size).sum::<usize>(),
+        V::Object(o) => 48 + o.iter().map(|(k, v)| k.len() + json_size(v)).sum::<usize>(),
     }
 }
 
@@ -283,7 +302,13 @@ pub fn stem(word: &str) -> String {
 /// [`stem`] into a buffer the caller reuses (cleared first).
 fn stem_into(word: &str, out: &mut String) {
     out.clear();
-    out.extend(word.chars().flat_map(char::to_lowercase));
+    if word.is_ascii() {
+        out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        // `str::to_lowercase` knows context rules (a word-final Σ is ς) that per-char
+        // lowercasing does not.
+        out.push_str(&word.to_lowercase());
+    }
     for suffix in ["ing", "ed", "es", "ly", "s"] {
         if out.len() > suffix.len() + 2 && out.ends_with(suffix) {
             out.truncate(out.len() - suffix.len());
@@ -339,7 +364,7 @@ fn matching_words(text: &str, terms: &[String]) -> (Vec<(usize, usize)>, usize) 
     let mut chars = 0;
     let mut check = |cs: usize, ce: usize, word: &str, out: &mut Vec<(usize, usize)>| {
         stem_into(word, &mut buf);
-        if terms.iter().any(|t| *t == buf) {
+        if terms.contains(&buf) {
             out.push((cs, ce));
         }
     };

@@ -845,6 +845,7 @@ async fn sql_metadata_conditions_mean_what_meta_matches_means() {
         json!(null),
         json!([1, 2]),
         json!({"a": 1}),
+        json!("nul\u{0}inside"),
     ];
     let mut stored = Vec::new();
     for v in &values {

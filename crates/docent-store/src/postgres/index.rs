@@ -300,7 +300,8 @@ impl PgIndex {
                 "the PostgreSQL index has an older layout: making it again, refilled from the database"
             );
             tx.execute(
-                "DROP TABLE docent_index_chunks, docent_index_documents, docent_index_collections",
+                "DROP TABLE IF EXISTS docent_index_chunks, docent_index_documents, \
+                 docent_index_collections",
             )
             .await
             .map_err(db_err)?;
@@ -605,7 +606,7 @@ impl PgIndex {
             .bind(ids(&filter.documents))
             .bind(limit as i64)
             .bind(filter.created_after)
-            .bind(filter.created_before)
+            .bind(filter.created_before.map(ceil_micros))
             .bind(filter_json(&filter.metadata))
             .fetch_all(&self.pool)
             .await
@@ -646,7 +647,7 @@ impl PgIndex {
             .bind(ids(&filter.documents))
             .bind(limit as i64)
             .bind(filter.created_after)
-            .bind(filter.created_before)
+            .bind(filter.created_before.map(ceil_micros))
             .bind(filter_json(&filter.metadata));
         let rows = match ef_search {
             Some(ef) if ef > self.ef_search => {
@@ -747,6 +748,31 @@ fn conditions_sql(alias: &str, documents: bool, filter: &IndexFilter) -> String 
     format!("({})", parts.join(" AND "))
 }
 
+/// `t` rounded up to a whole microsecond, PostgreSQL's precision: `created_at < t` keeps the
+/// same rows on both sides (rounding down would drop a row created in the cut-off
+/// nanoseconds).
+fn ceil_micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    let sub = t.timestamp_subsec_nanos() % 1000;
+    if sub == 0 {
+        t
+    } else {
+        t + chrono::Duration::nanoseconds(i64::from(1000 - sub))
+    }
+}
+
+/// A JSON value as `jsonb` takes it: no NUL characters in strings or keys (PostgreSQL refuses
+/// `\u0000`; metadata can come from a file's own record fields).
+fn pg_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as V;
+    let clean = |s: &str| s.replace('\0', "");
+    match v {
+        V::String(s) => V::String(clean(s)),
+        V::Array(a) => V::Array(a.iter().map(pg_json).collect()),
+        V::Object(o) => V::Object(o.iter().map(|(k, v)| (clean(k), pg_json(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// A number as `metadata_num` and [`filter_json`] carry it: the shortest decimal that reads
 /// back as the same `f64` (so `numeric` orders these strings as Rust orders the `f64`s),
 /// `Infinity`, `-Infinity` or `NaN`.
@@ -765,7 +791,7 @@ fn num_text(f: f64) -> String {
 fn numeric_metadata(meta: &docent_domain::Metadata) -> serde_json::Value {
     meta.iter()
         .filter_map(|(k, v)| {
-            docent_domain::filter::as_f64(v).map(|f| (k.clone(), num_text(f).into()))
+            docent_domain::filter::as_f64(v).map(|f| (k.replace('\0', ""), num_text(f).into()))
         })
         .collect::<serde_json::Map<_, _>>()
         .into()
@@ -785,7 +811,7 @@ fn filter_json(filters: &[MetaFilter]) -> serde_json::Value {
                 MetaOp::Lt(v) => ("lt", v.clone()),
                 MetaOp::Lte(v) => ("lte", v.clone()),
             };
-            let mut o = serde_json::json!({ "key": f.key, "op": op, "value": value });
+            let mut o = pg_json(&serde_json::json!({ "key": f.key, "op": op, "value": value }));
             if !matches!(op, "eq" | "in")
                 && let Some(n) = docent_domain::filter::as_f64(&value)
             {
@@ -972,7 +998,7 @@ impl SearchIndex for PgIndex {
             .bind(
                 chunks
                     .iter()
-                    .map(|c| serde_json::Value::Object(c.metadata.clone()))
+                    .map(|c| pg_json(&serde_json::Value::Object(c.metadata.clone())))
                     .collect::<Vec<_>>(),
             )
             .bind(
@@ -1147,6 +1173,18 @@ mod tests {
     fn a_document_is_its_chunks_without_the_overlaps() {
         let chunks = [chunk(0, "abcdef"), chunk(4, "efghij"), chunk(10, "klm")];
         assert_eq!(document_text(&chunks), "abcdef\nghij\nklm");
+    }
+
+    #[test]
+    fn cut_offs_round_up_to_microseconds_and_json_loses_its_nuls() {
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 1_500).unwrap();
+        assert_eq!(ceil_micros(t).timestamp_subsec_nanos(), 2_000);
+        let whole = chrono::DateTime::from_timestamp(1_700_000_000, 3_000).unwrap();
+        assert_eq!(ceil_micros(whole), whole);
+        assert_eq!(
+            pg_json(&serde_json::json!({"a\u{0}b": ["x\u{0}", 1]})),
+            serde_json::json!({"ab": ["x", 1]})
+        );
     }
 
     #[test]
