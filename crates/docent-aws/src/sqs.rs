@@ -586,11 +586,10 @@ impl SqsQueue {
 
     async fn sweep_now(&self) -> Result<usize> {
         self.ledger.settle_lapsed().await?;
-        let since = chrono::Duration::from_std(self.republish_after)
-            .ok()
-            .and_then(|d| Utc::now().checked_sub_signed(d))
-            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        let overdue = self.ledger.overdue(since, SWEEP_LIMIT).await?;
+        let overdue = self
+            .ledger
+            .runnable_for(self.republish_after, SWEEP_LIMIT)
+            .await?;
         let mut sent = 0;
         for batch in overdue.chunks(MAX_BATCH as usize) {
             let mut request = self

@@ -365,6 +365,15 @@ pub trait TaskLedger: TaskQueue {
     /// attempts left and no cancel request), across tenants, longest waiting first, at most
     /// `limit`: the ones whose delivery a broker may have lost.
     async fn overdue(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<(TenantId, TaskId)>>;
+    /// [`overdue`](Self::overdue) since `wait` ago: the tasks that have been runnable for at
+    /// least `wait` (a broker's sweep for lost deliveries).
+    async fn runnable_for(&self, wait: Duration, limit: u32) -> Result<Vec<(TenantId, TaskId)>> {
+        let since = chrono::Duration::from_std(wait)
+            .ok()
+            .and_then(|d| Utc::now().checked_sub_signed(d))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.overdue(since, limit).await
+    }
 }
 
 /// What a cache key is for — its part before the first `:` (`qvec`, `summary`, ...) — for

@@ -491,11 +491,10 @@ impl RedisQueue {
 
     async fn sweep_now(&self) -> Result<usize> {
         self.ledger.settle_lapsed().await?;
-        let since = chrono::Duration::from_std(self.republish_after)
-            .ok()
-            .and_then(|d| Utc::now().checked_sub_signed(d))
-            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        let overdue = self.ledger.overdue(since, SWEEP_LIMIT).await?;
+        let overdue = self
+            .ledger
+            .runnable_for(self.republish_after, SWEEP_LIMIT)
+            .await?;
         if !overdue.is_empty() {
             let mut pipe = redis::pipe();
             for (tenant, id) in &overdue {
@@ -674,8 +673,15 @@ impl RedisQueue {
     /// when its lease would have lapsed and is dropped then.
     async fn ack(&self, entry: &str) {
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("XACK")
+        self.push_ack(pipe.atomic(), entry);
+        if let Err(e) = self.redis.pipe::<()>(&pipe).await {
+            tracing::warn!(entry, error = %e.chain(), "could not delete a Redis queue entry");
+        }
+    }
+
+    /// Adds `XACK` and `XDEL` of `entry` to `pipe`.
+    fn push_ack(&self, pipe: &mut redis::Pipeline, entry: &str) {
+        pipe.cmd("XACK")
             .arg(&self.stream)
             .arg(&self.group)
             .arg(entry)
@@ -684,9 +690,6 @@ impl RedisQueue {
             .arg(&self.stream)
             .arg(entry)
             .ignore();
-        if let Err(e) = self.redis.pipe::<()>(&pipe).await {
-            tracing::warn!(entry, error = %e.chain(), "could not delete a Redis queue entry");
-        }
     }
 
     /// Parks a delivery of a live task until `delay_ms` from now, ending `entry`. A failure is
@@ -718,16 +721,8 @@ impl RedisQueue {
             .arg(body)
             .arg("reason")
             .arg(reason)
-            .ignore()
-            .cmd("XACK")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg(entry)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&self.stream)
-            .arg(entry)
             .ignore();
+        self.push_ack(&mut pipe, entry);
         match self.redis.pipe::<()>(&pipe).await {
             Ok(()) => counted("dead_lettered"),
             // Left in place, it comes back and is moved then.

@@ -169,11 +169,8 @@ async fn redis_cache_outage_degrades_readiness_but_requests_keep_working() {
     let Some(mut redis) = RedisServer::start_new("redis_cache_outage") else {
         return;
     };
-    let url = redis.url();
     let app = spawn_app_with(|c| {
-        c.redis.url = Some(SecretString::from(url));
-        c.redis.command_timeout = Duration::from_millis(500);
-        c.redis.connect_timeout = Duration::from_millis(300);
+        redis.configure(c);
         c.cache = CacheConfig::Tiered {
             max_entries: 100,
             local_ttl: Duration::from_secs(1),

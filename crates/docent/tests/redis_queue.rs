@@ -15,7 +15,6 @@ use common::servers::RedisServer;
 use common::{TestApp, markdown_doc, spawn_app_with};
 use docent_config::{QueueBackend, RedisQueueConfig};
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::json;
 
 async fn status_of(app: &TestApp, doc: &str) -> String {
@@ -29,11 +28,8 @@ async fn documents_run_through_the_redis_queue_and_show_their_status() {
     let Some(mut redis) = RedisServer::start_new("redis_queue") else {
         return;
     };
-    let url = redis.url();
     let app = spawn_app_with(|c| {
-        c.redis.url = Some(SecretString::from(url));
-        c.redis.command_timeout = Duration::from_millis(500);
-        c.redis.connect_timeout = Duration::from_millis(300);
+        redis.configure(c);
         c.queue.backend = QueueBackend::Redis(RedisQueueConfig {
             name: "queue".into(),
             group: "workers".into(),

@@ -213,6 +213,13 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Points `[redis]` at this server, with short timeouts so an outage shows quickly.
+    pub fn configure(&self, c: &mut docent_config::Config) {
+        c.redis.url = Some(secrecy::SecretString::from(self.url()));
+        c.redis.command_timeout = Duration::from_millis(500);
+        c.redis.connect_timeout = Duration::from_millis(300);
+    }
+
     /// Starts the server (again) on its port and waits until it listens.
     pub fn start(&mut self) {
         let child = Command::new(&self.binary)
