@@ -54,6 +54,9 @@ pub struct Config {
     pub redis: RedisConfig,
     /// Search indexes.
     pub index: IndexConfig,
+    /// How hybrid search combines its rankings when a request does not say.
+    #[serde(default)]
+    pub search: SearchConfig,
     /// Embedding model.
     pub embedder: EmbedderConfig,
     /// Chat model.
@@ -621,6 +624,39 @@ fn default_redis_connect_timeout() -> Duration {
 
 fn default_redis_command_timeout() -> Duration {
     Duration::from_secs(2)
+}
+
+/// How a hybrid search fuses the keyword and vector rankings (a request's `fusion`, `rrf_k`
+/// and `vector_weight` override these).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// The default fusion.
+    pub fusion: FusionKind,
+    /// Weight of the vector score in `weighted` fusion, 0..=1.
+    pub vector_weight: f32,
+    /// The constant `k` of `rrf` fusion.
+    pub rrf_k: f32,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            fusion: FusionKind::Weighted,
+            vector_weight: 0.5,
+            rrf_k: 60.0,
+        }
+    }
+}
+
+/// A fusion method (see [`SearchConfig`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FusionKind {
+    /// Normalised scores, weighted: `vector_weight · vector + (1 − vector_weight) · keyword`.
+    Weighted,
+    /// Reciprocal rank fusion: `Σ 1 / (rrf_k + rank)`.
+    Rrf,
 }
 
 /// Search index backend.
@@ -1322,6 +1358,7 @@ impl Default for Config {
                 path: "index".into(),
                 ann_threshold: default_ann_threshold(),
             },
+            search: SearchConfig::default(),
             embedder: EmbedderConfig::Local {
                 model_dir: "models/all-MiniLM-L6-v2".into(),
                 threads: 0,
@@ -1433,6 +1470,12 @@ impl Config {
             QueueBackend::Sqs(sqs) => sqs.validate(&self.queue)?,
             QueueBackend::Redis(redis) => redis.validate(self)?,
             QueueBackend::Sql => {}
+        }
+        if !(0.0..=1.0).contains(&self.search.vector_weight) {
+            return bad("search.vector_weight must be between 0 and 1");
+        }
+        if !(self.search.rrf_k >= 0.0 && self.search.rrf_k.is_finite()) {
+            return bad("search.rrf_k must be a number of at least 0");
         }
         if self.ingest.chunk_chars < 50 {
             return bad("ingest.chunk_chars must be at least 50");

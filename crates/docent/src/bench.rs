@@ -182,20 +182,25 @@ pub async fn beir(
         );
     }
 
-    let rrf = Fusion::Rrf { k: 60.0 };
-    let modes: Vec<(&str, SearchMode, Fusion)> = match svc.embedder {
+    // "hybrid" is the configured default fusion ([search]); the other two name theirs.
+    let modes: Vec<(&str, SearchMode, Option<Fusion>)> = match svc.embedder {
         Some(_) => vec![
-            ("bm25", SearchMode::Keyword, rrf),
-            ("dense", SearchMode::Vector, rrf),
-            ("hybrid", SearchMode::Hybrid, rrf),
+            ("bm25", SearchMode::Keyword, None),
+            ("dense", SearchMode::Vector, None),
+            ("hybrid", SearchMode::Hybrid, None),
+            ("h-rrf", SearchMode::Hybrid, Some(Fusion::Rrf { k: 60.0 })),
             (
-                "hybrid-w",
+                "h-wtd",
                 SearchMode::Hybrid,
-                Fusion::Weighted { vector_weight: 0.5 },
+                Some(Fusion::Weighted { vector_weight: 0.5 }),
             ),
         ],
-        None => vec![("bm25", SearchMode::Keyword, rrf)],
+        None => vec![("bm25", SearchMode::Keyword, None)],
     };
+    println!(
+        "hybrid: the configured fusion ({}); h-rrf: rrf, k 60; h-wtd: weighted, vector weight 0.5",
+        Fusion::from_config(&svc.config.search).name()
+    );
     let mut qids: Vec<&String> = ds.queries.keys().collect();
     qids.sort();
     println!(

@@ -128,6 +128,10 @@ pub enum Command {
         /// chunk (every matching chunk) or document (one hit per document).
         #[arg(long, default_value = "chunk")]
         group_by: String,
+        /// How hybrid search combines its rankings: weighted or rrf (default: the server's
+        /// `[search] fusion`, weighted unless configured).
+        #[arg(long)]
+        fusion: Option<String>,
         /// A running server, instead of the local data directory.
         #[arg(long, env = "DOCENT_URL")]
         url: Option<String>,
@@ -623,11 +627,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             top_k,
             mode,
             group_by,
+            fusion,
             url,
         } => {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "query": query, "top_k": top_k, "mode": mode, "group_by": group_by,
             });
+            if let Some(f) = fusion {
+                body["fusion"] = f.into();
+            }
             let res = match url {
                 Some(url) => {
                     let client = Client::new(&url)?;

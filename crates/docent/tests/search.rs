@@ -57,6 +57,7 @@ async fn keyword_search_finds_exact_terms_with_citations() {
         res["mode"], "keyword",
         "no embedder: hybrid degrades to keyword"
     );
+    assert!(res["fusion"].is_null(), "nothing is fused: {res}");
     let top = &res["hits"][0];
     assert_eq!(top["filename"], "leave.md", "{res}");
     assert_eq!(top["rank"], 1);
@@ -112,6 +113,12 @@ async fn search_bad_input_gets_the_envelope() {
         (json!({"query": "x", "group_by": "page"}), "invalid_field"),
         (
             json!({"query": "x", "fusion": "weighted", "vector_weight": 2}),
+            "invalid_field",
+        ),
+        (json!({"query": "x", "fusion": "magic"}), "invalid_field"),
+        (json!({"query": "x", "rrf_k": -1}), "invalid_field"),
+        (
+            json!({"query": "x", "rrf_k": 10, "vector_weight": 0.5}),
             "invalid_field",
         ),
         (
@@ -287,6 +294,7 @@ async fn hybrid_search_with_the_local_model() {
         .search(json!({"query": "vacation entitlement", "explain": true}))
         .await;
     assert_eq!(res["mode"], "hybrid");
+    assert_eq!(res["fusion"], "weighted", "the default fusion");
     assert_eq!(filenames(&res)[0], "leave.md");
     assert!(
         res["hits"][0]["scores"]["vector"]["score"]
@@ -294,6 +302,39 @@ async fn hybrid_search_with_the_local_model() {
             .unwrap()
             > 0.2
     );
+    // Reciprocal rank fusion on request: a hit's score is Σ 1 / (k + rank) over its ranks.
+    for (body, k) in [
+        (
+            json!({"query": "annual leave days", "fusion": "rrf", "explain": true}),
+            60.0,
+        ),
+        (
+            json!({"query": "annual leave days", "rrf_k": 10, "explain": true}),
+            10.0,
+        ),
+    ] {
+        let (s, res) = app.search(body.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{res}");
+        assert_eq!(res["fusion"], "rrf", "{body}");
+        for h in res["hits"].as_array().unwrap() {
+            let part = |which: &str| {
+                h["scores"][which]["rank"]
+                    .as_f64()
+                    .map_or(0.0, |r| 1.0 / (k + r))
+            };
+            let want = part("keyword") + part("vector");
+            let got = h["score"].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-6, "{body}: {got} ≠ {want} in {h}");
+        }
+    }
+    let (_, res) = app
+        .search(json!({"query": "annual leave days", "vector_weight": 1.0, "explain": true}))
+        .await;
+    assert_eq!(res["fusion"], "weighted");
+    let (_, res) = app
+        .search(json!({"query": "annual leave days", "mode": "keyword"}))
+        .await;
+    assert!(res["fusion"].is_null(), "{res}");
     let (_, ans) = app
         .post_json(
             "/api/v1/ask",
@@ -302,6 +343,41 @@ async fn hybrid_search_with_the_local_model() {
         .await;
     assert_eq!(ans["found"], true, "{ans}");
     assert_eq!(ans["citations"][0]["filename"], "leave.md");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_configured_fusion_is_the_default() {
+    let app = spawn_app_with(|c| {
+        embedder(c, true);
+        c.search.fusion = docent_config::FusionKind::Rrf;
+        c.search.rrf_k = 20.0;
+    })
+    .await;
+    if model_dir().is_none() {
+        eprintln!("skipped: model not found (run scripts/get-model or set DOCENT_TEST_MODEL_DIR)");
+        return;
+    }
+    seeded(&app, "h").await;
+    let (s, res) = app
+        .search(json!({"query": "annual leave days", "explain": true}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{res}");
+    assert_eq!(res["fusion"], "rrf", "{res}");
+    let top = &res["hits"][0];
+    let want: f64 = ["keyword", "vector"]
+        .iter()
+        .filter_map(|w| top["scores"][*w]["rank"].as_f64())
+        .map(|r| 1.0 / (20.0 + r))
+        .sum();
+    assert!(
+        (top["score"].as_f64().unwrap() - want).abs() < 1e-6,
+        "{top}"
+    );
+    let (_, res) = app
+        .search(json!({"query": "annual leave days", "fusion": "weighted"}))
+        .await;
+    assert_eq!(res["fusion"], "weighted", "a request overrides the default");
     app.stop().await;
 }
 

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use docent_config::{FusionKind, SearchConfig};
 use docent_core::answer::SummaryState;
 use docent_core::search::{Fusion, Grouping, Hit, MetaFilter, MetaOp, SearchMode, SearchParams};
 use docent_domain::{Code, CollectionId, DocumentId, Principal};
@@ -49,7 +50,9 @@ pub struct SearchRequest {
     /// `hybrid` (default), `keyword` or `vector`.
     #[serde(default)]
     pub mode: Option<String>,
-    /// `rrf` (default) or `weighted`.
+    /// How hybrid search combines its rankings: `weighted` (normalised scores; the default
+    /// unless the server's `[search] fusion` says otherwise) or `rrf` (reciprocal rank
+    /// fusion). Without it, `rrf_k` alone means `rrf` and `vector_weight` alone `weighted`.
     #[serde(default)]
     pub fusion: Option<String>,
     /// RRF constant (default 60).
@@ -128,6 +131,8 @@ pub struct SearchResponse {
     pub hits: Vec<SearchHit>,
     /// Mode used (`hybrid` becomes `keyword` when no embedder is configured).
     pub mode: String,
+    /// Fusion used (`weighted` or `rrf`) when the mode is `hybrid`.
+    pub fusion: Option<String>,
     /// Offset of the next page, if there is one.
     pub next_offset: Option<usize>,
 }
@@ -180,10 +185,12 @@ fn field_id<T: std::str::FromStr>(raw: &str, field: &str) -> Result<T, ApiError>
     })
 }
 
-/// Validates a request into search parameters.
+/// Validates a request into search parameters; a fusion the request leaves open takes the
+/// server's `[search]` values.
 pub(crate) fn params(
     r: SearchRequest,
     collection: Option<CollectionId>,
+    defaults: &SearchConfig,
 ) -> Result<SearchParams, ApiError> {
     let mut p = SearchParams::new(r.query);
     p.collections = match collection {
@@ -225,25 +232,45 @@ pub(crate) fn params(
             ));
         }
     };
-    p.fusion = match r.fusion.as_deref() {
-        None | Some("rrf") => Fusion::Rrf {
-            k: r.rrf_k.unwrap_or(60.0).max(0.0),
-        },
-        Some("weighted") => {
-            let w = r.vector_weight.unwrap_or(0.5);
+    let kind = match (r.fusion.as_deref(), r.rrf_k, r.vector_weight) {
+        (Some("rrf"), _, _) | (None, Some(_), None) => Some(FusionKind::Rrf),
+        (Some("weighted"), _, _) | (None, None, Some(_)) => Some(FusionKind::Weighted),
+        (None, None, None) => None,
+        (None, Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                Code::InvalidField,
+                "`rrf_k` is for `rrf` fusion and `vector_weight` for `weighted`: name the \
+                 `fusion`",
+            ));
+        }
+        (Some(_), _, _) => {
+            return Err(ApiError::new(
+                Code::InvalidField,
+                "`fusion` must be weighted or rrf",
+            ));
+        }
+    };
+    p.fusion = match kind {
+        None => None,
+        Some(FusionKind::Rrf) => {
+            let k = r.rrf_k.unwrap_or(defaults.rrf_k);
+            if !(k >= 0.0 && k.is_finite()) {
+                return Err(ApiError::new(
+                    Code::InvalidField,
+                    "`rrf_k` must be a number of at least 0",
+                ));
+            }
+            Some(Fusion::Rrf { k })
+        }
+        Some(FusionKind::Weighted) => {
+            let w = r.vector_weight.unwrap_or(defaults.vector_weight);
             if !(0.0..=1.0).contains(&w) {
                 return Err(ApiError::new(
                     Code::InvalidField,
                     "`vector_weight` must be between 0 and 1",
                 ));
             }
-            Fusion::Weighted { vector_weight: w }
-        }
-        Some(_) => {
-            return Err(ApiError::new(
-                Code::InvalidField,
-                "`fusion` must be rrf or weighted",
-            ));
+            Some(Fusion::Weighted { vector_weight: w })
         }
     };
     Ok(p)
@@ -285,7 +312,7 @@ pub(crate) async fn run(
     collection: Option<CollectionId>,
 ) -> ApiResult<SearchResponse> {
     let explain = r.explain;
-    let p = params(r, collection)?;
+    let p = params(r, collection, &services.config.search)?;
     // The service narrows the search to the principal's scope (an API key's collections).
     let res = services.search(principal, &p).await?;
     let next_offset = res.has_more.then_some(p.offset + p.top_k);
@@ -303,6 +330,7 @@ pub(crate) async fn run(
     Ok(SearchResponse {
         hits,
         mode: mode.into(),
+        fusion: res.fusion.map(|f| f.name().to_owned()),
         next_offset,
     })
 }
@@ -417,7 +445,7 @@ pub(crate) async fn answer(
         group_by: None,
         explain: false,
     };
-    let p = params(req, None)?;
+    let p = params(req, None, &services.config.search)?;
     let a = services.ask(principal, p).await?;
     Ok(AskResponse {
         found: a.answer.is_some(),
