@@ -2060,6 +2060,32 @@ mod tests {
     }
 
     #[test]
+    fn search_fusion_defaults_env_and_checks() {
+        let c = Config::load_from(None, Env::prefixed("DOCENT_NOTHING_SET__")).unwrap();
+        assert_eq!(c.search, SearchConfig::default());
+        assert_eq!(c.search.fusion, FusionKind::Weighted);
+        let c = Config::load_from(
+            None,
+            env(&[("SEARCH__FUSION", "rrf"), ("SEARCH__RRF_K", "20")]),
+        )
+        .unwrap();
+        assert_eq!((c.search.fusion, c.search.rrf_k), (FusionKind::Rrf, 20.0));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        for (toml, key) in [
+            ("[search]\nvector_weight = 1.5\n", "search.vector_weight"),
+            ("[search]\nvector_weight = nan\n", "search.vector_weight"),
+            ("[search]\nrrf_k = -1.0\n", "search.rrf_k"),
+            ("[search]\nrrf_k = inf\n", "search.rrf_k"),
+            ("[search]\nfusion = \"magic\"\n", "magic"),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let err = Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__")).unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
+        }
+    }
+
+    #[test]
     fn another_backend_kind_drops_the_defaults_settings() {
         let e = env(&[
             ("EMBEDDER__KIND", "openai"),

@@ -1,5 +1,5 @@
-//! Hybrid search: BM25 and vector candidates fused (reciprocal rank fusion by default, or
-//! normalised weighted fusion), filtered by collection, document, metadata and upload date,
+//! Hybrid search: BM25 and vector candidates fused (normalised weighted fusion by default, or
+//! reciprocal rank fusion), filtered by collection, document, metadata and upload date,
 //! hydrated with chunk text, page and offsets, and highlighted.
 
 use std::collections::{HashMap, HashSet};
@@ -228,7 +228,7 @@ fn fuse(
     fusion: Fusion,
     group: Grouping,
 ) -> Vec<Fused> {
-    let by_chunk = fuse_lists(kw, vec, fusion);
+    let by_chunk = fuse_lists(kw, vec, fusion, (NORM_DEPTH, NORM_DEPTH));
     if group == Grouping::Chunk {
         return by_chunk;
     }
@@ -255,6 +255,13 @@ fn fuse(
         })
         .collect();
     let mut seen = HashSet::new();
+    // The documents of the vector list's first NORM_DEPTH chunks set its normalisation, so
+    // that a deeper read of the chunk list leaves them alone.
+    let vec_head = vec[..vec.len().min(NORM_DEPTH)]
+        .iter()
+        .map(|s| s.id.document)
+        .collect::<HashSet<_>>()
+        .len();
     let vec_docs: Vec<ScoredChunk> = vec
         .iter()
         .filter(|s| seen.insert(s.id.document))
@@ -263,17 +270,25 @@ fn fuse(
             score: s.score,
         })
         .collect();
-    fuse_lists(&docs, &vec_docs, fusion)
+    fuse_lists(&docs, &vec_docs, fusion, (NORM_DEPTH, vec_head))
 }
 
-fn fuse_lists(kw: &[ScoredChunk], vec: &[ScoredChunk], fusion: Fusion) -> Vec<Fused> {
+/// Fuses two rankings; `heads` are the entries of each whose scores set its normalisation in
+/// weighted fusion. A ranking fused with an empty one keeps its order (a single-index search,
+/// or one index without candidates): in weighted fusion it then counts whole.
+fn fuse_lists(
+    kw: &[ScoredChunk],
+    vec: &[ScoredChunk],
+    fusion: Fusion,
+    heads: (usize, usize),
+) -> Vec<Fused> {
     let mut map: HashMap<ChunkId, (f32, Option<Signal>, Option<Signal>)> = HashMap::new();
     // Distribution-based normalisation: the mean ± 3 standard deviations of a list's first
     // NORM_DEPTH scores map to 0..1 (lower scores deeper down count 0, as if absent), so one
     // outlying score does not squash the rest as min-max scaling would, and a deeper read of
     // the list (a later page) leaves the scores of its head unchanged.
-    let norm = |list: &[ScoredChunk]| -> Vec<f32> {
-        let head = &list[..list.len().min(NORM_DEPTH)];
+    let norm = |list: &[ScoredChunk], head: usize| -> Vec<f32> {
+        let head = &list[..list.len().min(head.max(1))];
         let n = head.len().max(1) as f32;
         let mean = head.iter().map(|s| s.score).sum::<f32>() / n;
         let sd = (head.iter().map(|s| (s.score - mean).powi(2)).sum::<f32>() / n).sqrt();
@@ -282,17 +297,24 @@ fn fuse_lists(kw: &[ScoredChunk], vec: &[ScoredChunk], fusion: Fusion) -> Vec<Fu
             .map(|s| {
                 if hi > lo {
                     ((s.score - lo) / (hi - lo)).max(0.0)
-                } else {
+                } else if s.score >= lo {
                     1.0
+                } else {
+                    0.0
                 }
             })
             .collect()
     };
-    let (kn, vn) = (norm(kw), norm(vec));
+    let (kn, vn) = (norm(kw, heads.0), norm(vec, heads.1));
+    let (kw_weight, vec_weight) = match fusion {
+        Fusion::Weighted { .. } if kw.is_empty() || vec.is_empty() => (1.0, 1.0),
+        Fusion::Weighted { vector_weight } => (1.0 - vector_weight, vector_weight),
+        Fusion::Rrf { .. } => (1.0, 1.0),
+    };
     for (i, s) in kw.iter().enumerate() {
         let contrib = match fusion {
             Fusion::Rrf { k } => 1.0 / (k + (i + 1) as f32),
-            Fusion::Weighted { vector_weight } => (1.0 - vector_weight) * kn[i],
+            Fusion::Weighted { .. } => kw_weight * kn[i],
         };
         let e = map.entry(s.id).or_insert((0.0, None, None));
         e.0 += contrib;
@@ -304,7 +326,7 @@ fn fuse_lists(kw: &[ScoredChunk], vec: &[ScoredChunk], fusion: Fusion) -> Vec<Fu
     for (i, s) in vec.iter().enumerate() {
         let contrib = match fusion {
             Fusion::Rrf { k } => 1.0 / (k + (i + 1) as f32),
-            Fusion::Weighted { vector_weight } => vector_weight * vn[i],
+            Fusion::Weighted { .. } => vec_weight * vn[i],
         };
         let e = map.entry(s.id).or_insert((0.0, None, None));
         e.0 += contrib;
@@ -317,8 +339,17 @@ fn fuse_lists(kw: &[ScoredChunk], vec: &[ScoredChunk], fusion: Fusion) -> Vec<Fu
         .into_iter()
         .map(|(id, (s, k, v))| (id, s, k, v))
         .collect();
-    // Ties broken by chunk id descending (trec_eval's docid convention), so results are stable.
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    // Ties (e.g. deep entries that all normalise to 0) go to the better rank in either list,
+    // then to the chunk id descending (trec_eval's docid convention), so results are stable.
+    let best_rank = |f: &Fused| {
+        f.2.map_or(usize::MAX, |s| s.rank)
+            .min(f.3.map_or(usize::MAX, |s| s.rank))
+    };
+    out.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then_with(|| best_rank(a).cmp(&best_rank(b)))
+            .then_with(|| b.0.cmp(&a.0))
+    });
     out
 }
 
@@ -708,6 +739,7 @@ mod tests {
     #[test]
     fn weighted_scores_of_the_head_do_not_depend_on_the_depth_read() {
         let doc = DocumentId::new();
+        // A tightly spread head, then a tail far below its range.
         let list = |n: usize, scale: f32| -> Vec<ScoredChunk> {
             (0..n)
                 .map(|i| ScoredChunk {
@@ -715,7 +747,12 @@ mod tests {
                         document: doc,
                         ordinal: i as u32,
                     },
-                    score: scale / (1.0 + i as f32),
+                    score: scale
+                        * if i < NORM_DEPTH {
+                            1.0 - 0.001 * i as f32
+                        } else {
+                            0.1 - 0.0001 * i as f32
+                        },
                 })
                 .collect()
         };
@@ -738,10 +775,42 @@ mod tests {
         for (a, b) in shallow.iter().zip(&deep) {
             assert_eq!((a.0, a.1), (b.0, b.1), "the head is scored alike");
         }
+        let tail = &deep[NORM_DEPTH..];
         assert!(
-            deep.iter().all(|f| f.1 >= 0.0),
+            tail.iter().all(|f| f.1 == 0.0),
             "scores below the head's range count as 0, never less than being absent"
         );
+        let ordinals: Vec<u32> = tail.iter().map(|f| f.0.ordinal).collect();
+        assert!(
+            ordinals.windows(2).all(|w| w[0] < w[1]),
+            "tied entries keep their rank order"
+        );
+    }
+
+    #[test]
+    fn one_ranking_alone_keeps_its_order_under_weighted_fusion() {
+        let doc = DocumentId::new();
+        let kw: Vec<ScoredChunk> = (0..5)
+            .map(|i| ScoredChunk {
+                id: ChunkId {
+                    document: doc,
+                    ordinal: i,
+                },
+                score: 10.0 - i as f32,
+            })
+            .collect();
+        for w in [0.0, 0.5, 1.0] {
+            let fused = fuse(
+                &kw,
+                &[],
+                &[],
+                Fusion::Weighted { vector_weight: w },
+                Grouping::Chunk,
+            );
+            let order: Vec<u32> = fused.iter().map(|f| f.0.ordinal).collect();
+            assert_eq!(order, vec![0, 1, 2, 3, 4], "weight {w}");
+            assert!(fused.windows(2).all(|p| p[0].1 > p[1].1), "weight {w}");
+        }
     }
 
     #[test]

@@ -86,7 +86,9 @@ pub struct BotRetrieval {
     pub top_k: u32,
     /// Indexes consulted.
     pub mode: RetrievalMode,
-    /// Passages scoring below this are dropped; `None` keeps every one of the `top_k`.
+    /// Passages whose fused search score is below this are dropped (on the scale of the
+    /// server's fusion: 0–1 weighted, at most 2 / (k + 1) with RRF); `None` keeps every one
+    /// of the `top_k`.
     pub min_score: Option<f32>,
 }
 

@@ -408,7 +408,9 @@ pub struct BotRetrieval {
     pub top_k: u32,
     /// `hybrid`, `keyword` or `vector`.
     pub mode: &'static str,
-    /// Passages scoring below this are dropped; null keeps all `top_k`.
+    /// Passages whose fused search `score` is below this are dropped; null keeps all `top_k`.
+    /// The scale is the fusion's: 0–1 with weighted fusion (the default), at most 2 / (k + 1)
+    /// with `rrf`.
     pub min_score: Option<f32>,
 }
 
@@ -479,7 +481,8 @@ pub struct BotRetrievalInput {
     /// `hybrid` (default), `keyword` or `vector`.
     #[serde(default)]
     pub mode: Option<String>,
-    /// Minimum passage score (at least 0); null: no minimum.
+    /// Minimum fused passage score (at least 0; 0–1 with weighted fusion, the default, at most
+    /// 2 / (k + 1) with `rrf`); null: no minimum.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<f32>)]
     pub min_score: Option<Option<f32>>,

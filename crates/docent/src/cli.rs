@@ -128,8 +128,9 @@ pub enum Command {
         /// chunk (every matching chunk) or document (one hit per document).
         #[arg(long, default_value = "chunk")]
         group_by: String,
-        /// How hybrid search combines its rankings: weighted or rrf (default: the server's
-        /// `[search] fusion`, weighted unless configured).
+        /// How hybrid search combines its rankings: weighted or rrf (default: `[search]
+        /// fusion` of the server with `--url`, else of the local configuration; weighted
+        /// unless configured).
         #[arg(long)]
         fusion: Option<String>,
         /// A running server, instead of the local data directory.

@@ -58,6 +58,19 @@ async fn keyword_search_finds_exact_terms_with_citations() {
         "no embedder: hybrid degrades to keyword"
     );
     assert!(res["fusion"].is_null(), "nothing is fused: {res}");
+    // Weighted fusion over the keyword ranking alone keeps it whole, whatever the weight.
+    let (_, ranked) = app
+        .search(json!({"query": "leave days policy", "explain": true}))
+        .await;
+    let (s, weighted) = app
+        .search(json!({"query": "leave days policy", "vector_weight": 1.0, "explain": true}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{weighted}");
+    assert_eq!(filenames(&weighted), filenames(&ranked));
+    for (i, h) in weighted["hits"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(h["scores"]["keyword"]["rank"], i + 1, "{weighted}");
+        assert!(h["score"].as_f64().unwrap() > 0.0, "{weighted}");
+    }
     let top = &res["hits"][0];
     assert_eq!(top["filename"], "leave.md", "{res}");
     assert_eq!(top["rank"], 1);
@@ -119,6 +132,14 @@ async fn search_bad_input_gets_the_envelope() {
         (json!({"query": "x", "rrf_k": -1}), "invalid_field"),
         (
             json!({"query": "x", "rrf_k": 10, "vector_weight": 0.5}),
+            "invalid_field",
+        ),
+        (
+            json!({"query": "x", "fusion": "rrf", "vector_weight": 5}),
+            "invalid_field",
+        ),
+        (
+            json!({"query": "x", "fusion": "weighted", "rrf_k": 10}),
             "invalid_field",
         ),
         (

@@ -55,10 +55,12 @@ pub struct SearchRequest {
     /// fusion). Without it, `rrf_k` alone means `rrf` and `vector_weight` alone `weighted`.
     #[serde(default)]
     pub fusion: Option<String>,
-    /// RRF constant (default 60).
+    /// Constant `k` of `rrf` fusion, at least 0 (default: the server's `[search] rrf_k`, 60);
+    /// given alone, it selects `rrf`.
     #[serde(default)]
     pub rrf_k: Option<f32>,
-    /// Weight of the vector score in `weighted` fusion (0–1, default 0.5).
+    /// Weight of the vector score in `weighted` fusion, 0–1 (default: the server's `[search]
+    /// vector_weight`, 0.5); given alone, it selects `weighted`.
     #[serde(default)]
     pub vector_weight: Option<f32>,
     /// `chunk` (default: every matching chunk is a hit) or `document` (one hit per document,
@@ -252,6 +254,18 @@ pub(crate) fn params(
     };
     p.fusion = match kind {
         None => None,
+        Some(FusionKind::Rrf) if r.vector_weight.is_some() => {
+            return Err(ApiError::new(
+                Code::InvalidField,
+                "`vector_weight` is for `weighted` fusion, not `rrf`",
+            ));
+        }
+        Some(FusionKind::Weighted) if r.rrf_k.is_some() => {
+            return Err(ApiError::new(
+                Code::InvalidField,
+                "`rrf_k` is for `rrf` fusion, not `weighted`",
+            ));
+        }
         Some(FusionKind::Rrf) => {
             let k = r.rrf_k.unwrap_or(defaults.rrf_k);
             if !(k >= 0.0 && k.is_finite()) {
