@@ -257,15 +257,16 @@ fn fuse(
     let mut seen = HashSet::new();
     // The documents of the vector list's first NORM_DEPTH chunks set its normalisation, so
     // that a deeper read of the chunk list leaves them alone.
-    let vec_head = vec[..vec.len().min(NORM_DEPTH)]
-        .iter()
-        .map(|s| s.id.document)
-        .collect::<HashSet<_>>()
-        .len();
+    let mut vec_head = 0;
     let vec_docs: Vec<ScoredChunk> = vec
         .iter()
-        .filter(|s| seen.insert(s.id.document))
-        .map(|s| ScoredChunk {
+        .enumerate()
+        .filter(|&(i, s)| {
+            let first = seen.insert(s.id.document);
+            vec_head += usize::from(first && i < NORM_DEPTH);
+            first
+        })
+        .map(|(_, s)| ScoredChunk {
             id: rep(s.id.document),
             score: s.score,
         })
@@ -305,35 +306,37 @@ fn fuse_lists(
             })
             .collect()
     };
-    let (kn, vn) = (norm(kw, heads.0), norm(vec, heads.1));
     let (kw_weight, vec_weight) = match fusion {
         Fusion::Weighted { .. } if kw.is_empty() || vec.is_empty() => (1.0, 1.0),
         Fusion::Weighted { vector_weight } => (1.0 - vector_weight, vector_weight),
         Fusion::Rrf { .. } => (1.0, 1.0),
     };
-    for (i, s) in kw.iter().enumerate() {
-        let contrib = match fusion {
-            Fusion::Rrf { k } => 1.0 / (k + (i + 1) as f32),
-            Fusion::Weighted { .. } => kw_weight * kn[i],
+    let lists = [
+        (kw, heads.0, kw_weight, false),
+        (vec, heads.1, vec_weight, true),
+    ];
+    for (list, head, weight, is_vector) in lists {
+        let normed = match fusion {
+            Fusion::Weighted { .. } => norm(list, head),
+            Fusion::Rrf { .. } => Vec::new(),
         };
-        let e = map.entry(s.id).or_insert((0.0, None, None));
-        e.0 += contrib;
-        e.1 = Some(Signal {
-            rank: i + 1,
-            score: s.score,
-        });
-    }
-    for (i, s) in vec.iter().enumerate() {
-        let contrib = match fusion {
-            Fusion::Rrf { k } => 1.0 / (k + (i + 1) as f32),
-            Fusion::Weighted { .. } => vec_weight * vn[i],
-        };
-        let e = map.entry(s.id).or_insert((0.0, None, None));
-        e.0 += contrib;
-        e.2 = Some(Signal {
-            rank: i + 1,
-            score: s.score,
-        });
+        for (i, s) in list.iter().enumerate() {
+            let contrib = match fusion {
+                Fusion::Rrf { k } => 1.0 / (k + (i + 1) as f32),
+                Fusion::Weighted { .. } => weight * normed[i],
+            };
+            let e = map.entry(s.id).or_insert((0.0, None, None));
+            e.0 += contrib;
+            let signal = Some(Signal {
+                rank: i + 1,
+                score: s.score,
+            });
+            if is_vector {
+                e.2 = signal;
+            } else {
+                e.1 = signal;
+            }
+        }
     }
     let mut out: Vec<_> = map
         .into_iter()

@@ -234,23 +234,19 @@ pub(crate) fn params(
             ));
         }
     };
-    let kind = match (r.fusion.as_deref(), r.rrf_k, r.vector_weight) {
-        (Some("rrf"), _, _) | (None, Some(_), None) => Some(FusionKind::Rrf),
-        (Some("weighted"), _, _) | (None, None, Some(_)) => Some(FusionKind::Weighted),
-        (None, None, None) => None,
-        (None, Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                Code::InvalidField,
-                "`rrf_k` is for `rrf` fusion and `vector_weight` for `weighted`: name the \
-                 `fusion`",
-            ));
-        }
-        (Some(_), _, _) => {
+    // A parameter of one fusion names it; a parameter of the other is refused below.
+    let kind = match r.fusion.as_deref() {
+        Some("rrf") => Some(FusionKind::Rrf),
+        Some("weighted") => Some(FusionKind::Weighted),
+        Some(_) => {
             return Err(ApiError::new(
                 Code::InvalidField,
                 "`fusion` must be weighted or rrf",
             ));
         }
+        None if r.rrf_k.is_some() => Some(FusionKind::Rrf),
+        None if r.vector_weight.is_some() => Some(FusionKind::Weighted),
+        None => None,
     };
     p.fusion = match kind {
         None => None,
