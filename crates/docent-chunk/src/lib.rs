@@ -6,9 +6,18 @@
 //! word unless a single word is longer than the limit), with overlap between the pieces. Every
 //! chunk carries the heading path above it and its page. A record (a CSV or spreadsheet row, a
 //! JSON object) is always a chunk of its own — never packed with its neighbours — and carries
-//! its fields.
+//! the fields its text shows: all of them for a record in one chunk; for a record split into
+//! several, each field goes with the piece where its `name: value` line starts (and with the
+//! previous piece too when the line is in the overlap), so a record's fields are held about
+//! once, whatever its width.
+//!
+//! Chunking is bounded ([`Bounds`]): a record that would split into more than
+//! `max_record_pieces` pieces fails with [`ExtractError::RecordTooLarge`], a document of more
+//! than `max_pieces` chunks with [`ExtractError::DocumentTooLarge`], and every loop checks the
+//! cancellation token, stopping with [`ExtractError::Timeout`] or [`ExtractError::Cancelled`]
+//! once it trips.
 
-use docent_extract::{BlockKind, Extracted};
+use docent_extract::{BlockKind, Cancel, ExtractError, Extracted};
 
 /// How chunk size is measured: in chars, or in the embedding model's word pieces.
 pub trait Measure {
@@ -51,6 +60,30 @@ pub struct ChunkConfig {
     pub overlap: usize,
 }
 
+/// What bounds a chunking run besides the chunk size.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// Most pieces one record may be split into.
+    pub max_record_pieces: usize,
+    /// Most pieces in the whole document.
+    pub max_pieces: usize,
+    /// Checked in every loop.
+    pub cancel: Cancel,
+}
+
+/// Default of [`Bounds::max_record_pieces`].
+pub const DEFAULT_MAX_RECORD_PIECES: usize = 64;
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            max_record_pieces: DEFAULT_MAX_RECORD_PIECES,
+            max_pieces: usize::MAX,
+            cancel: Cancel::default(),
+        }
+    }
+}
+
 /// One chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Piece {
@@ -66,7 +99,8 @@ pub struct Piece {
     pub page: Option<u32>,
     /// Headings above the chunk, outermost first.
     pub heading_path: Vec<String>,
-    /// The record's fields (name, value) when the chunk is a record; empty otherwise.
+    /// When the chunk is (part of) a record: the record's fields (name, value) whose lines
+    /// its text shows (all of them unless the record is split); empty otherwise.
     pub fields: Vec<(String, String)>,
     /// When the chunk is (part of) a record: the record's index in the document, from 0 (a
     /// long record split into several chunks gives each the same index).
@@ -74,13 +108,23 @@ pub struct Piece {
 }
 
 /// Splits an extraction into chunks of at most `cfg.max_chars` chars.
-pub fn chunk(doc: &Extracted, cfg: ChunkConfig) -> Vec<Piece> {
-    chunk_by(doc, cfg.max_chars, cfg.overlap, &Chars)
+pub fn chunk(
+    doc: &Extracted,
+    cfg: ChunkConfig,
+    bounds: &Bounds,
+) -> Result<Vec<Piece>, ExtractError> {
+    chunk_by(doc, cfg.max_chars, cfg.overlap, &Chars, bounds)
 }
 
 /// Splits an extraction into chunks of at most `max` units of `measure` (e.g. word pieces),
 /// consecutive pieces of a split block sharing about `overlap` units.
-pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measure) -> Vec<Piece> {
+pub fn chunk_by(
+    doc: &Extracted,
+    max: usize,
+    overlap: usize,
+    measure: &dyn Measure,
+    bounds: &Bounds,
+) -> Result<Vec<Piece>, ExtractError> {
     let max = max.max(8);
     let overlap = overlap.min(max / 2);
     let sep = measure.separator();
@@ -91,6 +135,10 @@ pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measu
     let mut records = 0u32;
 
     for block in &doc.blocks {
+        bounds.cancel.check()?;
+        if spans.len() > bounds.max_pieces {
+            return Err(too_many_pieces(bounds.max_pieces));
+        }
         let len = measure.size(doc.block_text(block));
         if let BlockKind::Heading { level } = block.kind {
             spans.extend(open.take());
@@ -110,16 +158,26 @@ pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measu
                     max,
                     overlap,
                     measure,
-                )
+                    bounds.max_record_pieces.saturating_add(1),
+                    &bounds.cancel,
+                )?
             };
-            for (s, e) in pieces {
+            if pieces.len() > bounds.max_record_pieces {
+                return Err(ExtractError::RecordTooLarge(format!(
+                    "record {} is too long: it makes more than {} chunks, the limit per record",
+                    record + 1,
+                    bounds.max_record_pieces
+                )));
+            }
+            let mut shown = fields_shown(fields, &pieces, block.byte_end - block.byte_start);
+            for (i, (s, e)) in pieces.into_iter().enumerate() {
                 spans.push(Span {
                     byte_start: block.byte_start + s,
                     byte_end: block.byte_start + e,
                     chars: 0,
                     page: block.page,
                     headings: path(),
-                    fields: fields.clone(),
+                    fields: std::mem::take(&mut shown[i]),
                     record: Some(record),
                 });
             }
@@ -149,7 +207,9 @@ pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measu
                 max,
                 overlap,
                 measure,
-            ) {
+                usize::MAX,
+                &bounds.cancel,
+            )? {
                 spans.push(Span {
                     byte_start: block.byte_start + s,
                     byte_end: block.byte_start + e,
@@ -163,7 +223,63 @@ pub fn chunk_by(doc: &Extracted, max: usize, overlap: usize, measure: &dyn Measu
         }
     }
     spans.extend(open);
-    to_pieces(text, spans)
+    bounds.cancel.check()?;
+    if spans.len() > bounds.max_pieces {
+        return Err(too_many_pieces(bounds.max_pieces));
+    }
+    Ok(to_pieces(text, spans))
+}
+
+fn too_many_pieces(max: usize) -> ExtractError {
+    ExtractError::DocumentTooLarge(format!(
+        "the document makes more than {max} chunks, the limit per document"
+    ))
+}
+
+/// The fields each piece of a record shows: a field goes with every piece its line starts in
+/// (one piece, or two when the line starts in an overlap). The record's text is its fields'
+/// `name: value` lines joined by `\n` (`value` alone for an empty name), as the extractor
+/// writes it; if the lengths do not add up, the first piece carries every field.
+fn fields_shown(
+    fields: &[(String, String)],
+    pieces: &[(usize, usize)],
+    text_len: usize,
+) -> Vec<Vec<(String, String)>> {
+    let mut out: Vec<Vec<(String, String)>> = vec![Vec::new(); pieces.len()];
+    if pieces.len() == 1 {
+        out[0] = fields.to_vec();
+        return out;
+    }
+    let mut starts = Vec::with_capacity(fields.len());
+    let mut at = 0usize;
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            at += 1;
+        }
+        starts.push(at);
+        at += if k.is_empty() { 0 } else { k.len() + 2 } + v.len();
+    }
+    if at != text_len {
+        if let Some(first) = out.first_mut() {
+            *first = fields.to_vec();
+        }
+        return out;
+    }
+    // Pieces are in order, their starts ascending: walk both lists once.
+    let mut first = 0usize;
+    for (field, &start) in fields.iter().zip(&starts) {
+        while first < pieces.len() && pieces[first].1 <= start {
+            first += 1;
+        }
+        let mut p = first;
+        while p < pieces.len() && pieces[p].0 <= start {
+            if start < pieces[p].1 {
+                out[p].push(field.clone());
+            }
+            p += 1;
+        }
+    }
+    out
 }
 
 struct Span {
@@ -212,33 +328,44 @@ fn to_pieces(text: &str, spans: Vec<Span>) -> Vec<Piece> {
 }
 
 /// Splits `s` so every piece measures at most `max`: char windows are sized from the text's
-/// chars-per-unit ratio and shrunk until the piece fits.
+/// chars-per-unit ratio and shrunk until the piece fits. Stops after `most` pieces.
 fn split_measured(
     s: &str,
     max: usize,
     overlap: usize,
     measure: &dyn Measure,
-) -> Vec<(usize, usize)> {
+    most: usize,
+    cancel: &Cancel,
+) -> Result<Vec<(usize, usize)>, ExtractError> {
     let chars = s.chars().count().max(1);
     let ratio = chars as f64 / measure.size(s).max(1) as f64;
     let window = ((max as f64 * ratio) as usize).max(8);
     let overlap = (overlap as f64 * ratio) as usize;
-    split_long(s, window, overlap, &|piece: &str| {
-        measure.size(piece) <= max
-    })
+    split_long(
+        s,
+        window,
+        overlap,
+        &|piece: &str| measure.size(piece) <= max,
+        most,
+        cancel,
+    )
 }
 
 /// Splits `s` into byte ranges of at most `max` chars that `fits`, preferring sentence ends,
 /// then whitespace; consecutive ranges share about `overlap` chars, starting at a word boundary.
+/// Stops after `most` ranges.
 fn split_long(
     s: &str,
     max: usize,
     overlap: usize,
     fits: &dyn Fn(&str) -> bool,
-) -> Vec<(usize, usize)> {
+    most: usize,
+    cancel: &Cancel,
+) -> Result<Vec<(usize, usize)>, ExtractError> {
     let mut out = Vec::new();
     let mut start = 0usize;
-    while start < s.len() {
+    while start < s.len() && out.len() < most {
+        cancel.check()?;
         let mut window_chars = max;
         let (end, piece_end) = loop {
             let (end, piece_end, last) = cut(s, start, window_chars);
@@ -272,7 +399,7 @@ fn split_long(
             start += 1;
         }
     }
-    out
+    Ok(out)
 }
 
 /// One piece starting at `start` within `max` chars: `(end, end without trailing space, last)`.
@@ -313,7 +440,9 @@ mod tests {
                 max_chars: max,
                 overlap,
             },
-        );
+            &Bounds::default(),
+        )
+        .unwrap();
         (doc, pieces)
     }
 
@@ -387,6 +516,116 @@ mod tests {
         assert!(pieces.iter().all(|p| p.fields.is_empty()));
     }
 
+    /// A CSV of a header and one row of `n` columns.
+    fn wide_csv(n: usize) -> String {
+        let header: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        format!("{}\n{}\n", header.join(","), vec!["x"; n].join(","))
+    }
+
+    #[test]
+    fn a_split_wide_record_holds_each_field_about_once() {
+        let n = 5_000;
+        let doc = extract(wide_csv(n).as_bytes(), "wide.csv", "", Limits::default()).unwrap();
+        let bounds = Bounds {
+            max_record_pieces: 1_000,
+            ..Bounds::default()
+        };
+        let cfg = ChunkConfig {
+            max_chars: 200,
+            overlap: 20,
+        };
+        let pieces = chunk(&doc, cfg, &bounds).unwrap();
+        assert!(pieces.len() > 100, "{}", pieces.len());
+        assert!(pieces.iter().all(|p| p.record == Some(0)));
+        // Every piece carries the fields its text shows, and no others: the fields held by
+        // all pieces together stay about the record's own (overlaps repeat a few), where
+        // copying the record's fields into every piece held pieces × fields.
+        let total: usize = pieces.iter().map(|p| p.fields.len()).sum();
+        assert!(
+            total >= n && total < n + n / 4,
+            "{total} fields held for {n}"
+        );
+        for p in &pieces {
+            for (k, v) in &p.fields {
+                assert!(
+                    p.text.contains(&format!("{k}:")),
+                    "{k}={v} not in {:?}",
+                    p.text
+                );
+            }
+            let first_line = p.text.lines().next().unwrap();
+            if let Some((k, _)) = first_line.split_once(": ") {
+                assert_eq!(p.fields.first().map(|f| f.0.as_str()), Some(k));
+            }
+        }
+        let mut seen: Vec<&str> = pieces
+            .iter()
+            .flat_map(|p| p.fields.iter().map(|f| f.0.as_str()))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "every field is in some piece");
+    }
+
+    #[test]
+    fn records_and_documents_past_their_piece_limits_are_refused() {
+        let doc = extract(
+            wide_csv(5_000).as_bytes(),
+            "wide.csv",
+            "",
+            Limits::default(),
+        )
+        .unwrap();
+        let cfg = ChunkConfig {
+            max_chars: 200,
+            overlap: 20,
+        };
+        let err = chunk(&doc, cfg, &Bounds::default()).unwrap_err();
+        assert_eq!(err.code(), "record_too_large");
+        let rows: String = (0..50).map(|i| format!("{i},x\n")).collect();
+        let doc = extract(
+            format!("n,v\n{rows}").as_bytes(),
+            "a.csv",
+            "",
+            Limits::default(),
+        )
+        .unwrap();
+        let bounds = |max_pieces| Bounds {
+            max_pieces,
+            ..Bounds::default()
+        };
+        assert_eq!(chunk(&doc, cfg, &bounds(50)).unwrap().len(), 50);
+        let err = chunk(&doc, cfg, &bounds(49)).unwrap_err();
+        assert_eq!(err.code(), "document_too_large");
+    }
+
+    #[test]
+    fn chunking_stops_when_its_token_trips() {
+        let src = "Some words in a sentence. ".repeat(20_000);
+        let doc = extract(src.as_bytes(), "a.txt", "", Limits::default()).unwrap();
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let bounds = Bounds {
+            cancel,
+            ..Bounds::default()
+        };
+        let err = chunk_by(&doc, 50, 5, &Chars, &bounds).unwrap_err();
+        assert_eq!(err, ExtractError::Cancelled);
+        // A slow measure would take minutes; the deadline stops it within a few calls.
+        let slow = Tokens(|t: &str| {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            t.split_whitespace().count()
+        });
+        let bounds = Bounds {
+            cancel: Cancel::with_deadline(std::time::Duration::from_millis(50)),
+            ..Bounds::default()
+        };
+        let started = std::time::Instant::now();
+        let err = chunk_by(&doc, 12, 3, &slow, &bounds).unwrap_err();
+        assert_eq!(err.code(), "extraction_timeout");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
     #[test]
     fn a_single_huge_word_still_terminates() {
         let src = "x".repeat(1000);
@@ -403,7 +642,7 @@ mod tests {
             "alpha beta gamma delta epsilon. ".repeat(30)
         );
         let doc = extract(src.as_bytes(), "a.md", "", Limits::default()).unwrap();
-        let pieces = chunk_by(&doc, 12, 3, &Tokens(words));
+        let pieces = chunk_by(&doc, 12, 3, &Tokens(words), &Bounds::default()).unwrap();
         assert!(pieces.len() > 10);
         let chars: Vec<char> = doc.text.chars().collect();
         for p in &pieces {

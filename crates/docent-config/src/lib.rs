@@ -492,10 +492,40 @@ pub struct IngestConfig {
     /// many chunks (whole rows); a crashed task resumes after the last committed batch.
     #[serde(default = "default_record_batch")]
     pub record_batch: usize,
+    /// Most fields in one record (CSV/TSV/spreadsheet row, JSON object); a wider record fails
+    /// the document with `record_too_large`.
+    #[serde(default = "default_max_record_fields")]
+    pub max_record_fields: usize,
+    /// Most chunks one record may be split into; a longer record fails the document with
+    /// `record_too_large`.
+    #[serde(default = "default_max_record_chunks")]
+    pub max_record_chunks: usize,
+    /// Most records (rows) in one document; more fail it with `document_too_large`.
+    #[serde(default = "default_max_document_rows")]
+    pub max_document_rows: u64,
+    /// Most chunks in one document; more fail it with `document_too_large`.
+    #[serde(default = "default_max_document_chunks")]
+    pub max_document_chunks: u64,
 }
 
 fn default_record_batch() -> usize {
     1024
+}
+
+fn default_max_record_fields() -> usize {
+    10_000
+}
+
+fn default_max_record_chunks() -> usize {
+    64
+}
+
+fn default_max_document_rows() -> u64 {
+    200_000
+}
+
+fn default_max_document_chunks() -> u64 {
+    250_000
 }
 
 /// Cache backend.
@@ -1105,6 +1135,10 @@ pub struct QuotaConfig {
     pub max_documents: u64,
     /// Most bytes of originals per tenant.
     pub max_stored_bytes: ByteSize,
+    /// Most chunks stored per tenant: an ingest that would pass it fails with
+    /// `chunk_quota_exceeded`.
+    #[serde(default)]
+    pub max_chunks: u64,
 }
 
 /// An external OpenID Connect provider (Cognito, Auth0, Keycloak, ...).
@@ -1245,6 +1279,7 @@ impl Default for AuthConfig {
             quotas: QuotaConfig {
                 max_documents: 0,
                 max_stored_bytes: ByteSize::b(0),
+                max_chunks: 0,
             },
             oidc: Vec::new(),
         }
@@ -1349,6 +1384,10 @@ impl Default for Config {
                 chunk_tokens: 256,
                 chunk_overlap_tokens: 32,
                 record_batch: default_record_batch(),
+                max_record_fields: default_max_record_fields(),
+                max_record_chunks: default_max_record_chunks(),
+                max_document_rows: default_max_document_rows(),
+                max_document_chunks: default_max_document_chunks(),
             },
             cache: CacheConfig::Memory {
                 max_entries: 10_000,
@@ -1538,6 +1577,15 @@ impl Config {
         }
         if self.ingest.record_batch == 0 {
             return bad("ingest.record_batch must be at least 1");
+        }
+        if self.ingest.max_record_fields == 0
+            || self.ingest.max_record_chunks == 0
+            || self.ingest.max_document_rows == 0
+            || self.ingest.max_document_chunks == 0
+        {
+            return bad(
+                "ingest.max_record_fields, max_record_chunks, max_document_rows and max_document_chunks must be at least 1",
+            );
         }
         if let LlmConfig::Openai { base_url, .. } = &self.llm
             && !(base_url.starts_with("http://") || base_url.starts_with("https://"))

@@ -13,6 +13,15 @@
 //! [`run_retry_failed_rows`] embeds only the ledgered rows again and clears those that now
 //! succeed. The search index is filled once at the end, from the stored chunks.
 //!
+//! Every step is bounded. Extraction and chunking share one deadline
+//! ([`EXTRACTION_DEADLINE`]) held by a cancellation token that every extractor and chunker loop
+//! checks, so the blocking thread really stops at the deadline, and also when the task is
+//! cancelled, loses its lease or passes its hard time limit (the job's future is dropped and
+//! trips the token). `[ingest]` bounds a document: fields per record and chunks per record
+//! (`record_too_large`), rows and chunks per document (`document_too_large`); the tenant's
+//! `[auth.quotas] max_chunks` bounds the chunks it stores (`chunk_quota_exceeded`). Each of
+//! these fails the document with its code before anything is embedded or stored.
+//!
 //! [`MetadataStore::append_chunks`]: docent_domain::ports::MetadataStore::append_chunks
 
 use std::time::Duration;
@@ -20,11 +29,11 @@ use std::time::Duration;
 use docent_chunk::ChunkConfig;
 use docent_domain::ports::IndexChunk;
 use docent_domain::*;
-use docent_extract::{ExtractError, Limits};
+use docent_extract::{Cancel, CancelOnDrop, ExtractError, Limits};
 
 use crate::worker::{JobError, TaskContext};
 
-/// Longest a single document's extraction may run.
+/// Longest a single document's extraction and chunking may run together.
 pub const EXTRACTION_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Maps an extraction failure to its stable code (the same string as [`ExtractError::code`]).
@@ -36,6 +45,9 @@ pub fn extract_error(e: ExtractError) -> Error {
         ExtractError::Encrypted => Code::DocumentEncrypted,
         ExtractError::NoTextLayer => Code::NoTextLayer,
         ExtractError::Timeout(_) => Code::ExtractionTimeout,
+        ExtractError::Cancelled => Code::ExtractionCancelled,
+        ExtractError::RecordTooLarge(_) => Code::RecordTooLarge,
+        ExtractError::DocumentTooLarge(_) => Code::DocumentTooLarge,
         ExtractError::Failed(_) => Code::ExtractionFailed,
     };
     debug_assert_eq!(code.as_str(), e.code());
@@ -43,7 +55,9 @@ pub fn extract_error(e: ExtractError) -> Error {
         ExtractError::Unsupported { detected } => {
             format!("unsupported format: the file looks like {detected}")
         }
-        ExtractError::TooLarge(m) => m,
+        ExtractError::TooLarge(m)
+        | ExtractError::RecordTooLarge(m)
+        | ExtractError::DocumentTooLarge(m) => m,
         other => other.to_string(),
     };
     Error::new(code, message)
@@ -78,16 +92,16 @@ async fn prepare(ctx: &TaskContext) -> Result<Prepared, JobError> {
     })?;
 
     let ingest = &svc.config.ingest;
-    let limits = Limits {
-        max_input_bytes: ingest.max_upload_size.as_u64(),
-        ..Limits::default()
-    };
+    // One budget for extraction and chunking. Dropping this future (the task cancelled, its
+    // lease lost, its hard time limit passed) trips the token too, so the blocking work stops.
+    let cancel = Cancel::with_deadline(EXTRACTION_DEADLINE);
+    let _stop_on_drop = CancelOnDrop(cancel.clone());
+    let limits = extract_limits(ingest, &cancel);
     let ingest_cfg = ingest.clone();
     let embedder = svc.embedder.clone();
     let (filename, mime) = (doc.filename.clone(), doc.declared_mime.clone());
     let work = tokio::task::spawn_blocking(move || {
-        // Its own thread, deadline and panic isolation; the outer timeout below stays as a
-        // guard for the chunking step.
+        // Its own thread, deadline and panic isolation.
         let extracted = docent_extract::extract_isolated(
             Vec::from(bytes),
             filename,
@@ -95,11 +109,12 @@ async fn prepare(ctx: &TaskContext) -> Result<Prepared, JobError> {
             limits,
             EXTRACTION_DEADLINE,
         )?;
-        let pieces = chunk_document(&extracted, &ingest_cfg, embedder.as_deref());
+        let pieces = chunk_document(&extracted, &ingest_cfg, embedder.as_deref(), &cancel)?;
         Ok::<_, ExtractError>((extracted.detected_type, extracted.meta.page_count, pieces))
     });
-    let (detected, page_count, pieces) = match tokio::time::timeout(EXTRACTION_DEADLINE, work).await
-    {
+    // The token stops the work at the deadline; this is only a backstop.
+    let backstop = EXTRACTION_DEADLINE + Duration::from_secs(10);
+    let (detected, page_count, pieces) = match tokio::time::timeout(backstop, work).await {
         Err(_) => {
             return Err(JobError::Failed(Error::new(
                 Code::ExtractionTimeout,
@@ -116,10 +131,15 @@ async fn prepare(ctx: &TaskContext) -> Result<Prepared, JobError> {
                 "the extractor failed on this file",
             )));
         }
+        Ok(Ok(Err(ExtractError::Cancelled))) => {
+            ctx.checkpoint()?;
+            return Err(JobError::Failed(extract_error(ExtractError::Cancelled)));
+        }
         Ok(Ok(Err(e))) => return Err(JobError::Failed(extract_error(e))),
         Ok(Ok(Ok(v))) => v,
     };
     ctx.checkpoint()?;
+    check_chunk_quota(ctx, &doc, pieces.len() as u64).await?;
     Ok(Prepared {
         doc,
         facts: ExtractionFacts {
@@ -128,6 +148,41 @@ async fn prepare(ctx: &TaskContext) -> Result<Prepared, JobError> {
         },
         pieces,
     })
+}
+
+/// The extraction limits of `[ingest]`, stopped by `cancel`.
+pub fn extract_limits(ingest: &docent_config::IngestConfig, cancel: &Cancel) -> Limits {
+    Limits {
+        max_input_bytes: ingest.max_upload_size.as_u64(),
+        max_record_fields: ingest.max_record_fields,
+        max_records: ingest.max_document_rows,
+        cancel: cancel.clone(),
+        ..Limits::default()
+    }
+}
+
+/// `chunk_quota_exceeded` when storing `chunks` chunks for `doc` (replacing its own) would pass
+/// the tenant's `[auth.quotas] max_chunks`.
+async fn check_chunk_quota(ctx: &TaskContext, doc: &Document, chunks: u64) -> Result<(), JobError> {
+    let max = ctx.services.config.auth.quotas.max_chunks;
+    if max == 0 {
+        return Ok(());
+    }
+    let stored = ctx
+        .services
+        .store
+        .stored_chunks(doc.tenant_id, doc.id)
+        .await
+        .map_err(gone)?;
+    if stored.saturating_add(chunks) > max {
+        return Err(JobError::Failed(Error::new(
+            Code::ChunkQuotaExceeded,
+            format!(
+                "this workspace may store at most {max} chunks; it stores {stored} and this document would add {chunks}"
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// Runs an ingest task. Returns the final progress.
@@ -551,12 +606,19 @@ async fn index_stored(
 }
 
 /// Splits an extraction the way ingest does: in the embedder's word pieces when it can count
-/// them (so no chunk is truncated by the model), else in chars.
+/// them (so no chunk is truncated by the model), else in chars; within `[ingest]`'s chunks per
+/// record and per document, stopped by `cancel`.
 pub fn chunk_document(
     extracted: &docent_extract::Extracted,
     cfg: &docent_config::IngestConfig,
     embedder: Option<&dyn docent_domain::ports::Embedder>,
-) -> Vec<docent_chunk::Piece> {
+    cancel: &Cancel,
+) -> Result<Vec<docent_chunk::Piece>, ExtractError> {
+    let bounds = docent_chunk::Bounds {
+        max_record_pieces: cfg.max_record_chunks,
+        max_pieces: usize::try_from(cfg.max_document_chunks).unwrap_or(usize::MAX),
+        cancel: cancel.clone(),
+    };
     match embedder.filter(|e| e.count_tokens("probe").is_some()) {
         Some(e) => {
             let tokens = docent_chunk::Tokens(|t: &str| e.count_tokens(t).unwrap_or_default());
@@ -566,6 +628,7 @@ pub fn chunk_document(
                 cfg.chunk_tokens.saturating_sub(2),
                 cfg.chunk_overlap_tokens,
                 &tokens,
+                &bounds,
             )
         }
         None => docent_chunk::chunk(
@@ -574,6 +637,7 @@ pub fn chunk_document(
                 max_chars: cfg.chunk_chars,
                 overlap: cfg.chunk_overlap,
             },
+            &bounds,
         ),
     }
 }

@@ -124,6 +124,16 @@ codes! {
     ExtractionFailed => ("extraction_failed", InvalidRequest, 422, false),
     /// Extraction did not finish within its deadline.
     ExtractionTimeout => ("extraction_timeout", InvalidRequest, 422, false),
+    /// Extraction was stopped before it finished (its task was cancelled or its worker
+    /// stopped).
+    ExtractionCancelled => ("extraction_cancelled", Unavailable, 503, true),
+    /// One record (a row, a JSON object) has more fields, or would make more chunks, than
+    /// `[ingest]` allows.
+    RecordTooLarge => ("record_too_large", InvalidRequest, 422, false),
+    /// The document has more rows or chunks than `[ingest]` allows.
+    DocumentTooLarge => ("document_too_large", InvalidRequest, 422, false),
+    /// Storing the document's chunks would pass the workspace's chunk quota.
+    ChunkQuotaExceeded => ("chunk_quota_exceeded", InvalidRequest, 403, false),
     /// The document is password-protected.
     DocumentEncrypted => ("document_encrypted", InvalidRequest, 422, false),
     /// The document has no text to index.

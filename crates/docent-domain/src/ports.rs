@@ -87,6 +87,9 @@ pub trait MetadataStore: BotStore + Send + Sync + 'static {
         chunks: Vec<NewChunk>,
         model: Option<EmbeddingModel>,
     ) -> Result<u32>;
+    /// Chunks the tenant stores in its documents other than `except` (the document being
+    /// ingested, whose chunks are replaced): what the per-tenant chunk quota counts.
+    async fn stored_chunks(&self, tenant: TenantId, except: DocumentId) -> Result<u64>;
     /// The checkpoint of `task`'s batched ingest of a document: chunks below the returned
     /// ordinal are committed. `None` when that task has not started one (a new task, or
     /// another task's checkpoint).

@@ -20,6 +20,14 @@ pub(crate) fn extract(
     let mut rows = 0usize;
     for record in reader.records() {
         let record = record.map_err(|e| ExtractError::failed("malformed CSV", e))?;
+        if b.full() {
+            break;
+        }
+        // Before any cell is copied: a row of a million columns costs nothing more.
+        if record.len() > b.max_fields() {
+            b.record_too_wide(record.len());
+            break;
+        }
         let cells: Vec<String> = record.iter().map(|c| c.trim().to_owned()).collect();
         if cells.iter().all(|c| c.is_empty()) {
             continue;

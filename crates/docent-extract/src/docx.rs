@@ -41,7 +41,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
     }
     let mut body = Body::new(&styles, rendered_breaks);
     let mut pending_chunks: Vec<(usize, String)> = Vec::new();
-    walk(&doc_xml, limits.max_depth, |e| {
+    walk(&doc_xml, limits.max_depth, &limits.cancel, |e| {
         if let Ev::Start(t) = &e
             && t.name == "altChunk"
             && let Some(target) = t.attr("id").and_then(|id| alt_chunks.get(id))
@@ -113,7 +113,7 @@ fn main_part(zip: &mut Container<'_>, limits: &Limits) -> Result<String, Extract
 fn parse_styles(xml: &str, limits: &Limits) -> Result<HashMap<String, Style>, ExtractError> {
     let mut styles = HashMap::new();
     let mut cur: Option<(String, Style)> = None;
-    walk(xml, limits.max_depth, |e| {
+    walk(xml, limits.max_depth, &limits.cancel, |e| {
         match e {
             Ev::Start(t) => match t.name.as_str() {
                 "style" => {
@@ -402,7 +402,7 @@ fn notes(
     let mut body = Body::new(styles, false);
     let mut current: Option<String> = None;
     let mut notes: Vec<(String, String)> = Vec::new();
-    walk(xml, limits.max_depth, |e| {
+    walk(xml, limits.max_depth, &limits.cancel, |e| {
         match &e {
             Ev::Start(t) if t.name == element => {
                 let ty = t.attr("type").unwrap_or("normal");

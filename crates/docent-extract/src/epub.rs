@@ -15,7 +15,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
         .read_text("META-INF/container.xml")?
         .ok_or_else(|| ExtractError::Failed("the EPUB has no META-INF/container.xml".into()))?;
     let mut opf_path = None;
-    walk(&container, limits.max_depth, |e| {
+    walk(&container, limits.max_depth, &limits.cancel, |e| {
         if let Ev::Start(t) = e
             && t.name == "rootfile"
             && opf_path.is_none()
@@ -34,7 +34,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
     let mut spine: Vec<String> = Vec::new();
     let mut meta_field: Option<String> = None;
     let mut text = String::new();
-    walk(&opf, limits.max_depth, |e| {
+    walk(&opf, limits.max_depth, &limits.cancel, |e| {
         match e {
             Ev::Start(t) => match t.name.as_str() {
                 "item" => {

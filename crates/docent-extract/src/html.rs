@@ -89,7 +89,10 @@ pub(crate) fn extract_into(
         depth: 0,
         articles: 0,
     };
-    for edge in root.traverse() {
+    for (seen, edge) in root.traverse().enumerate() {
+        if seen % 1024 == 1023 {
+            limits.cancel.check()?;
+        }
         match edge {
             Edge::Open(node) => match node.value() {
                 Node::Element(el) => {

@@ -130,6 +130,11 @@ fn parse(s: &str) -> Result<Value, String> {
 fn record(b: &mut Builder, v: &Value, limits: &Limits) {
     let mut fields = Vec::new();
     flatten(v, &mut String::new(), &mut fields, limits);
+    if fields.len() > limits.max_record_fields {
+        // flatten stopped one past the limit: the count is at least this.
+        b.record_too_wide(fields.len());
+        return;
+    }
     if fields.is_empty() {
         return;
     }
@@ -156,6 +161,10 @@ fn flatten(v: &Value, path: &mut String, out: &mut Vec<(String, String)>, limits
             | Value::Object(_) => None,
         }
     };
+    // One past the limit is enough to refuse the record.
+    if out.len() > limits.max_record_fields {
+        return;
+    }
     match v {
         Value::Object(map) => {
             for (k, child) in map {

@@ -10,8 +10,12 @@
 //!
 //! Every parser runs under [`Limits`]: input size, zip-container budgets (checked from the
 //! central directory before inflating, and again while inflating), pages, output size and
-//! nesting depth. [`extract_isolated`] adds a deadline and panic isolation on its own thread.
+//! nesting depth and fields per record. Every loop checks the cancellation token of
+//! [`Limits::cancel`], so a deadline or a cancelled task stops the work where it is.
+//! [`extract_isolated`] adds a deadline (which really stops the parser: the thread ends, see
+//! [`live_extraction_threads`]) and panic isolation on its own thread.
 
+mod cancel;
 mod csvx;
 mod docx;
 mod eml;
@@ -29,8 +33,10 @@ mod text;
 mod xml;
 mod zipc;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub use cancel::{Cancel, CancelOnDrop};
 pub use sniff::{Detected, Format, sniff};
 
 /// Limits applied before and while extracting. Every one is checked; exceeding one fails with
@@ -61,7 +67,23 @@ pub struct Limits {
     /// JSON/JSONL: the fields whose values become record fields (dotted paths such as
     /// `author.name` for nested objects). Empty means every string field.
     pub json_text_fields: Vec<String>,
+    /// Most fields in one record (a CSV/TSV or spreadsheet row, a JSON object): a wider record
+    /// fails the extraction with [`ExtractError::RecordTooLarge`], checked before the record's
+    /// text is built.
+    pub max_record_fields: usize,
+    /// Most records (rows, JSON objects) in one document: one more fails the extraction with
+    /// [`ExtractError::DocumentTooLarge`].
+    pub max_records: u64,
+    /// Checked in every loop of the extractors: once it trips, extraction stops with
+    /// [`ExtractError::Timeout`] or [`ExtractError::Cancelled`]. Never trips by default.
+    pub cancel: Cancel,
 }
+
+/// Default of [`Limits::max_record_fields`].
+pub const DEFAULT_MAX_RECORD_FIELDS: usize = 10_000;
+
+/// Default of [`Limits::max_records`].
+pub const DEFAULT_MAX_RECORDS: u64 = 200_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -75,6 +97,9 @@ impl Default for Limits {
             max_depth: 512,
             max_sheet_cells: 5_000_000,
             json_text_fields: Vec::new(),
+            max_record_fields: DEFAULT_MAX_RECORD_FIELDS,
+            max_records: DEFAULT_MAX_RECORDS,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -179,6 +204,15 @@ pub enum ExtractError {
     /// Extraction did not finish within its deadline.
     #[error("extraction did not finish within {0:?}")]
     Timeout(Duration),
+    /// The work was cancelled (its task was stopped) before it finished.
+    #[error("extraction was cancelled")]
+    Cancelled,
+    /// One record (row, JSON object) has more fields, or would make more chunks, than allowed.
+    #[error("{0}")]
+    RecordTooLarge(String),
+    /// The document has more records (rows), or would make more chunks, than allowed.
+    #[error("{0}")]
+    DocumentTooLarge(String),
     /// The bytes claim a format but cannot be decoded (corrupt, truncated, or the parser
     /// failed).
     #[error("cannot extract text: {0}")]
@@ -195,6 +229,9 @@ impl ExtractError {
             ExtractError::Encrypted => "document_encrypted",
             ExtractError::NoTextLayer => "no_text_layer",
             ExtractError::Timeout(_) => "extraction_timeout",
+            ExtractError::Cancelled => "extraction_cancelled",
+            ExtractError::RecordTooLarge(_) => "record_too_large",
+            ExtractError::DocumentTooLarge(_) => "document_too_large",
             ExtractError::Failed(_) => "extraction_failed",
         }
     }
@@ -214,6 +251,7 @@ pub fn extract(
     declared_mime: &str,
     limits: Limits,
 ) -> Result<Extracted, ExtractError> {
+    limits.cancel.check()?;
     if bytes.len() as u64 > limits.max_input_bytes {
         return Err(ExtractError::TooLarge(format!(
             "input of {} bytes exceeds the limit of {} bytes",
@@ -245,8 +283,10 @@ pub fn extract(
             | Format::Tsv
             | Format::Json
             | Format::Jsonl => {
+                limits.cancel.check()?;
                 let text = text::decode(bytes, format == Format::Html)
                     .ok_or_else(|| ExtractError::Failed("cannot decode the text".into()))?;
+                limits.cancel.check()?;
                 match format {
                     Format::Html => html::extract(&text, &limits)?,
                     Format::Markdown => markdown::extract(&text, &limits)?,
@@ -259,6 +299,7 @@ pub fn extract(
             }
         },
     };
+    limits.cancel.check()?;
     if out.blocks.is_empty() {
         return Err(ExtractError::NoText);
     }
@@ -269,24 +310,56 @@ pub fn extract(
     Ok(out)
 }
 
+/// Extraction threads started by [`extract_isolated`] that have not ended yet.
+static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many threads of [`extract_isolated`] are running now: one past its deadline ends at
+/// the parser's next cancellation check, so this falls back shortly after a timeout.
+pub fn live_extraction_threads() -> usize {
+    LIVE_THREADS.load(Ordering::SeqCst)
+}
+
+/// Counts a live extraction thread while it exists.
+struct LiveThread;
+
+impl LiveThread {
+    fn start() -> Self {
+        LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
+        LiveThread
+    }
+}
+
+impl Drop for LiveThread {
+    fn drop(&mut self) {
+        LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Runs [`extract`] on its own thread with a deadline and panic isolation.
 ///
-/// A panic inside a parser becomes [`ExtractError::Failed`]; a parser still running at the
-/// deadline is abandoned (its thread keeps running until it ends by itself, holding its
-/// memory) and [`ExtractError::Timeout`] is returned. The thread gets a large stack so deep
-/// but finite recursion in a parser cannot overflow it.
+/// A panic inside a parser becomes [`ExtractError::Failed`]. The deadline is real: it trips
+/// the extraction's cancellation token (a child of `limits.cancel`, so cancelling that one
+/// stops the work too), every parser loop checks it, and the thread ends with its memory
+/// freed; [`ExtractError::Timeout`] is returned at the deadline without waiting for that.
+/// Only a single call into a third-party parser (one PDF page's content stream, one JSON
+/// value, one CSV record) runs to its end before the check. The thread gets a large stack so
+/// deep but finite recursion in a parser cannot overflow it.
 pub fn extract_isolated(
     bytes: Vec<u8>,
     filename: String,
     declared_mime: String,
-    limits: Limits,
+    mut limits: Limits,
     deadline: Duration,
 ) -> Result<Extracted, ExtractError> {
+    let cancel = limits.cancel.child(Some(deadline));
+    limits.cancel = cancel.clone();
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let live = LiveThread::start();
     let spawned = std::thread::Builder::new()
         .name("docent-extract".into())
         .stack_size(64 * 1024 * 1024)
         .spawn(move || {
+            let _live = live;
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 extract(&bytes, &filename, &declared_mime, limits)
             }));
@@ -298,6 +371,8 @@ pub fn extract_isolated(
                     .unwrap_or_else(|| "unknown panic".into());
                 Err(ExtractError::Failed(format!("the parser failed: {msg}")))
             });
+            // Free the input and output before saying we are done.
+            drop(bytes);
             // The receiver may be gone after a timeout.
             let _ = tx.send(result);
         });
@@ -307,13 +382,16 @@ pub fn extract_isolated(
             e,
         ));
     }
-    match rx.recv_timeout(deadline) {
+    let result = match rx.recv_timeout(deadline) {
         Ok(result) => result,
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ExtractError::Timeout(deadline)),
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(ExtractError::Failed(
             "the extraction thread ended without a result".into(),
         )),
-    }
+    };
+    // Whatever happened, the thread has nothing left to do: stop it at its next check.
+    cancel.cancel();
+    result
 }
 
 /// Runs a parser that may panic, turning a panic into [`ExtractError::Failed`].
@@ -359,6 +437,12 @@ pub(crate) struct Builder {
     title: Option<String>,
     max_chars: usize,
     overflow: bool,
+    max_fields: usize,
+    max_records: u64,
+    records: u64,
+    /// The error that stopped the build early (a record too wide, a cancelled token).
+    stopped: Option<ExtractError>,
+    cancel: Cancel,
     pub(crate) meta: DocMeta,
 }
 
@@ -371,18 +455,39 @@ impl Builder {
             title: None,
             max_chars: limits.max_output_chars,
             overflow: false,
+            max_fields: limits.max_record_fields,
+            max_records: limits.max_records,
+            records: 0,
+            stopped: None,
+            cancel: limits.cancel.clone(),
             meta: DocMeta::default(),
         }
     }
 
-    /// True once the output limit was hit: callers may stop early.
-    pub(crate) fn full(&self) -> bool {
-        self.overflow
+    /// True once the output limit was hit, a record was too wide or the cancellation token
+    /// tripped: callers stop early, and [`Builder::finish`] returns the error.
+    pub(crate) fn full(&mut self) -> bool {
+        if self.stopped.is_none()
+            && let Err(e) = self.cancel.check()
+        {
+            self.stopped = Some(e);
+        }
+        self.overflow || self.stopped.is_some()
+    }
+
+    /// Stops the build with an error (the first one is kept).
+    pub(crate) fn stop(&mut self, e: ExtractError) {
+        self.stopped.get_or_insert(e);
+    }
+
+    /// The most fields a record may have.
+    pub(crate) fn max_fields(&self) -> usize {
+        self.max_fields
     }
 
     pub(crate) fn push(&mut self, kind: BlockKind, page: Option<u32>, body: &str) {
         let body = body.trim();
-        if body.is_empty() || self.overflow {
+        if body.is_empty() || self.full() {
             return;
         }
         let n = body.chars().count();
@@ -414,6 +519,14 @@ impl Builder {
 
     /// Pushes a record: one `name: value` line per non-empty field.
     pub(crate) fn push_record(&mut self, page: Option<u32>, fields: Vec<(String, String)>) {
+        if self.full() {
+            return;
+        }
+        if fields.len() > self.max_fields {
+            let n = fields.len();
+            self.record_too_wide(n);
+            return;
+        }
         let fields: Vec<(String, String)> = fields
             .into_iter()
             .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -422,6 +535,14 @@ impl Builder {
         if fields.is_empty() {
             return;
         }
+        if self.records >= self.max_records {
+            let max = self.max_records;
+            self.stop(ExtractError::DocumentTooLarge(format!(
+                "the document has more than {max} records (rows), the limit per document"
+            )));
+            return;
+        }
+        self.records += 1;
         let mut body = String::new();
         for (k, v) in &fields {
             if !body.is_empty() {
@@ -436,7 +557,20 @@ impl Builder {
         self.push(BlockKind::Record { fields }, page, &body);
     }
 
-    pub(crate) fn finish(self, detected_type: &'static str) -> Result<Extracted, ExtractError> {
+    /// Stops the build: the next record has `n` fields, more than allowed.
+    pub(crate) fn record_too_wide(&mut self, n: usize) {
+        let row = self.records + 1;
+        let max = self.max_fields;
+        self.stop(ExtractError::RecordTooLarge(format!(
+            "record {row} has {n} fields, more than the limit of {max} fields per record"
+        )));
+    }
+
+    pub(crate) fn finish(mut self, detected_type: &'static str) -> Result<Extracted, ExtractError> {
+        self.full();
+        if let Some(e) = self.stopped {
+            return Err(e);
+        }
         if self.overflow {
             return Err(ExtractError::TooLarge(format!(
                 "extracted text exceeds the limit of {} characters",
@@ -575,6 +709,12 @@ mod tests {
             (
                 ExtractError::Timeout(Duration::from_secs(1)),
                 "extraction_timeout",
+            ),
+            (ExtractError::Cancelled, "extraction_cancelled"),
+            (ExtractError::RecordTooLarge("x".into()), "record_too_large"),
+            (
+                ExtractError::DocumentTooLarge("x".into()),
+                "document_too_large",
             ),
             (ExtractError::Failed("x".into()), "extraction_failed"),
         ];

@@ -13,7 +13,10 @@ pub(crate) fn extract(src: &str, limits: &Limits) -> Result<Extracted, ExtractEr
     // Depth of open containers that produce their own block (items, headings, code...).
     let mut current: Option<BlockKind> = None;
     let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES;
-    for event in Parser::new_ext(src, opts) {
+    for (seen, event) in Parser::new_ext(src, opts).enumerate() {
+        if seen % 1024 == 1023 && b.full() {
+            break;
+        }
         match event {
             Event::Start(Tag::Heading { level, .. }) => {
                 flush(&mut b, &mut buf, current.take());

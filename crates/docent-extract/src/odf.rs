@@ -29,7 +29,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
     let mut page: u32 = if presentation { 0 } else { 1 };
     let max_pages = limits.max_pages;
     let mut too_many = false;
-    walk(&content, limits.max_depth, |e| {
+    walk(&content, limits.max_depth, &limits.cancel, |e| {
         match e {
             Ev::Start(t) => {
                 let name = t.name.as_str();
@@ -234,7 +234,7 @@ pub(crate) fn dublin_core(
 ) -> Result<(), ExtractError> {
     let mut cur: Option<String> = None;
     let mut text = String::new();
-    walk(xml, limits.max_depth, |e| {
+    walk(xml, limits.max_depth, &limits.cancel, |e| {
         match e {
             Ev::Start(t) => {
                 if matches!(

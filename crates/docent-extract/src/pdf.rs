@@ -75,10 +75,14 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
         Ok(())
     });
 
-    let mut collector = Collector::new(limits.max_output_chars.saturating_mul(2));
+    let mut collector = Collector::new(
+        limits.max_output_chars.saturating_mul(2),
+        limits.cancel.clone(),
+    );
     let whole = guard("PDF", || {
         pdf_extract::output_doc(&doc, &mut collector).map_err(|e| ExtractError::failed("PDF", e))
     });
+    limits.cancel.check()?;
     if whole.is_err() {
         // Salvage: from the page that failed on, one page at a time; a failing page is
         // repaired and read again, else kept as far as it got.
@@ -86,6 +90,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
         let done = collector.pages.len() as u32;
         let mut repair = repair::Repair::new();
         for (&num, &id) in pages.range(done + 1..) {
+            limits.cancel.check()?;
             let run = |doc: &Document, collector: &mut Collector| {
                 guard("PDF", || {
                     pdf_extract::output_doc_page(doc, collector, num)
@@ -119,6 +124,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
     // Lines per page in reading order.
     let mut page_lines: Vec<(u32, PageLayout)> = Vec::new();
     for (num, glyphs) in std::mem::take(&mut collector.pages) {
+        limits.cancel.check()?;
         let size = collector
             .sizes
             .get(&num)
@@ -409,15 +415,29 @@ struct Collector {
     current: Option<(u32, Vec<Glyph>)>,
     /// Bytes of glyph text still allowed (bounds memory on pathological files).
     budget: usize,
+    /// Checked at every page and every few thousand glyphs.
+    cancel: crate::Cancel,
+    glyphs_seen: u32,
 }
 
 impl Collector {
-    fn new(budget: usize) -> Self {
+    fn new(budget: usize, cancel: crate::Cancel) -> Self {
         Self {
             pages: BTreeMap::new(),
             sizes: HashMap::new(),
             current: None,
             budget,
+            cancel,
+            glyphs_seen: 0,
+        }
+    }
+
+    /// Aborts the PDF walk once the cancellation token tripped.
+    fn check(&self) -> Result<(), OutputError> {
+        if self.cancel.is_cancelled() {
+            Err(OutputError::FormatError(std::fmt::Error))
+        } else {
+            Ok(())
         }
     }
 
@@ -436,6 +456,7 @@ impl OutputDev for Collector {
         media_box: &MediaBox,
         _: Option<(f64, f64, f64, f64)>,
     ) -> Result<(), OutputError> {
+        self.check()?;
         self.sizes.insert(
             page_num,
             (media_box.llx, media_box.lly, media_box.urx, media_box.ury),
@@ -459,6 +480,10 @@ impl OutputDev for Collector {
         font_size: f64,
         char: &str,
     ) -> Result<(), OutputError> {
+        self.glyphs_seen = self.glyphs_seen.wrapping_add(1);
+        if self.glyphs_seen.is_multiple_of(4096) {
+            self.check()?;
+        }
         let Some((_, glyphs)) = self.current.as_mut() else {
             return Ok(());
         };

@@ -16,7 +16,7 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, Extrac
     };
     let rels = relationships(&mut zip, pres, limits.max_depth)?;
     let mut order: Vec<String> = Vec::new();
-    walk(&pres_xml, limits.max_depth, |e| {
+    walk(&pres_xml, limits.max_depth, &limits.cancel, |e| {
         if let Ev::Start(t) = e
             && t.name == "sldId"
             && let Some(id) = t.attr("r:id").or_else(|| {
@@ -105,7 +105,7 @@ fn shapes(
     let mut in_t = false;
     let mut row: Option<Vec<String>> = None;
     let mut in_cell = false;
-    walk(xml, limits.max_depth, |e| {
+    walk(xml, limits.max_depth, &limits.cancel, |e| {
         match e {
             Ev::Start(t) => match t.name.as_str() {
                 "sp" => {

@@ -38,7 +38,11 @@ pub(crate) fn extract(
             return Err(ExtractError::Encrypted);
         }
         if let Some(content) = zip.read("content.xml")? {
-            ods_grid_check(&crate::xml::decode(&content), limits.max_sheet_cells)?;
+            ods_grid_check(
+                &crate::xml::decode(&content),
+                limits.max_sheet_cells,
+                &limits.cancel,
+            )?;
         }
     }
     zip.verify_all()?;
@@ -79,8 +83,12 @@ pub(crate) fn extract(
         };
         let mut any_record = false;
         for row in iter {
-            let fields: Vec<(String, String)> = (0..ncols)
-                .filter_map(|c| row.get(&c).map(|v| (name_of(c), v.clone())))
+            // The row's own cells (ordered by column), not every column of the sheet: a sparse
+            // row costs its cells, not the sheet's width.
+            let fields: Vec<(String, String)> = row
+                .iter()
+                .filter(|&(&c, _)| c < ncols)
+                .map(|(&c, v)| (name_of(c), v.clone()))
                 .collect();
             any_record |= !fields.is_empty();
             b.push_record(page, fields);
@@ -127,7 +135,12 @@ fn read_sheets(
     let err = |e: &dyn std::fmt::Display| ExtractError::failed("cannot read the spreadsheet", e);
     let mut out = Vec::new();
     let mut cells_left = limits.max_output_chars;
+    let mut seen = 0u32;
     let mut put = |rows: &mut Rows, (r, c): (u32, u32), value: String| -> bool {
+        seen = seen.wrapping_add(1);
+        if seen.is_multiple_of(1024) && limits.cancel.is_cancelled() {
+            return false;
+        }
         if r >= MAX_ROWS || c >= MAX_COLS || value.trim().is_empty() {
             return true;
         }
@@ -176,6 +189,7 @@ fn read_sheets(
             }
         }
     }
+    limits.cancel.check()?;
     Ok(out)
 }
 
@@ -291,7 +305,7 @@ fn cell_kind(e: &quick_xml::events::BytesStart<'_>) -> (bool, bool) {
 /// Elements are matched by qualified name and cells are skipped the way calamine skips them,
 /// so that no markup trick makes calamine see rows or cells this scan did not count. A file
 /// that ends inside a table is refused too: calamine would wait for the table's end forever.
-fn ods_grid_check(xml: &str, max: u64) -> Result<(), ExtractError> {
+fn ods_grid_check(xml: &str, max: u64, cancel: &crate::Cancel) -> Result<(), ExtractError> {
     use quick_xml::events::Event;
 
     const TABLE: &str = "table:table";
@@ -328,7 +342,12 @@ fn ods_grid_check(xml: &str, max: u64) -> Result<(), ExtractError> {
     let (mut row_repeats, mut next_col, mut row_last_col, mut row_cells) = (1u64, 0u64, None, 0u64);
     let (mut cell_repeats, mut cell_filled) = (1u64, false);
     let (mut total_area, mut total_cells) = (0u128, 0u64);
+    let mut events = 0u32;
     loop {
+        events = events.wrapping_add(1);
+        if events.is_multiple_of(4096) {
+            cancel.check()?;
+        }
         let event = reader
             .read_event()
             .map_err(|e| ExtractError::failed("malformed ODS content", e))?;
@@ -503,6 +522,7 @@ mod tests {
             super::ods_grid_check(
                 &format!(r#"<t><table:table table:name="S">{rows}</table:table></t>"#),
                 1_000,
+                &crate::Cancel::default(),
             )
         };
         let far = r#"<table:table-cell table:number-columns-repeated="5000"/><table:table-cell office:value="1"/>"#;

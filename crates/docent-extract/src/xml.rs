@@ -45,10 +45,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Cow<'_, str> {
 }
 
 /// Streams the events of `xml` to `f`, failing on malformed XML or nesting deeper than
-/// `max_depth`. `f` may stop the walk early by returning `Ok(false)`.
+/// `max_depth`, and stopping when `cancel` trips. `f` may stop the walk early by returning
+/// `Ok(false)`.
 pub(crate) fn walk(
     xml: &str,
     max_depth: usize,
+    cancel: &crate::Cancel,
     mut f: impl FnMut(Ev<'_>) -> Result<bool, ExtractError>,
 ) -> Result<(), ExtractError> {
     let mut reader = quick_xml::Reader::from_str(xml);
@@ -63,7 +65,12 @@ pub(crate) fn walk(
         attrs: Vec::new(),
     };
     let mut text = String::new();
+    let mut events = 0u32;
     loop {
+        events = events.wrapping_add(1);
+        if events.is_multiple_of(1024) {
+            cancel.check()?;
+        }
         let event = reader
             .read_event()
             .map_err(|e| ExtractError::failed("malformed XML", e))?;
@@ -149,6 +156,7 @@ mod tests {
         walk(
             "<a x=\"1 &amp; 2\"><b>x &amp; y &#65;</b><c/></a>",
             10,
+            &crate::Cancel::default(),
             |e| {
                 match e {
                     Ev::Start(t) => {
@@ -163,7 +171,7 @@ mod tests {
         .unwrap();
         assert_eq!(out, "<a1 & 2><b>x & y A</b><c></c></a>");
         let deep = "<a>".repeat(100_000);
-        let err = walk(&deep, 64, |_| Ok(true)).unwrap_err();
+        let err = walk(&deep, 64, &crate::Cancel::default(), |_| Ok(true)).unwrap_err();
         assert!(matches!(err, ExtractError::TooLarge(_)));
     }
 }

@@ -192,7 +192,7 @@ pub(crate) fn relationships(
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    crate::xml::walk(&xml, max_depth, |e| {
+    crate::xml::walk(&xml, max_depth, &crate::Cancel::default(), |e| {
         if let crate::xml::Ev::Start(t) = e
             && t.name == "Relationship"
             && t.attr("TargetMode") != Some("External")

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use docent_config::Config;
-use docent_extract::{BlockKind, Limits};
+use docent_extract::BlockKind;
 use serde_json::{Value, json};
 
 fn kind_name(k: &BlockKind) -> String {
@@ -32,10 +32,8 @@ pub fn extract(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let limits = Limits {
-        max_input_bytes: config.ingest.max_upload_size.as_u64(),
-        ..Limits::default()
-    };
+    let cancel = docent_extract::Cancel::with_deadline(docent_core::ingest::EXTRACTION_DEADLINE);
+    let limits = docent_core::ingest::extract_limits(&config.ingest, &cancel);
     let started = std::time::Instant::now();
     let out = docent_extract::extract_isolated(
         bytes,
@@ -62,11 +60,25 @@ pub fn extract(
     let pieces = if with_chunks {
         // Chunked exactly as ingest would: in the model's word pieces when it is available.
         let embedder = crate::embedder::open_local(&config.embedder).ok().flatten();
-        Some(docent_core::ingest::chunk_document(
+        match docent_core::ingest::chunk_document(
             &doc,
             &config.ingest,
             embedder.as_deref(),
-        ))
+            &cancel,
+        ) {
+            Ok(pieces) => Some(pieces),
+            Err(e) => {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"error": {"code": e.code(), "message": e.to_string()}})
+                    );
+                } else {
+                    eprintln!("{}: {e}", e.code());
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     } else {
         None
     };

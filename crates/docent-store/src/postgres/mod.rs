@@ -606,6 +606,18 @@ impl MetadataStore for PgStore {
         Ok(count)
     }
 
+    async fn stored_chunks(&self, tenant: TenantId, except: DocumentId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(chunk_count), 0)::BIGINT FROM documents WHERE tenant_id = $1 AND id <> $2",
+        )
+        .bind(tenant.to_string())
+        .bind(except.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn ingest_checkpoint(
         &self,
         tenant: TenantId,

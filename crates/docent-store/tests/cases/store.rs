@@ -1262,3 +1262,32 @@ async fn pending_uploads_are_taken_once_and_tenant_scoped() {
         "a taken upload",
     );
 }
+
+#[tokio::test]
+async fn stored_chunks_counts_the_tenants_other_documents() {
+    let Some(f) = fixture().await else {
+        return;
+    };
+    let s = &f.store;
+    let (t, other) = (tenant(s).await, tenant(s).await);
+    let c = collection(s, t, "c").await;
+    let a = document(s, t, c.id, "a").await;
+    let b = document(s, t, c.id, "b").await;
+    assert_eq!(s.stored_chunks(t, a.id).await.unwrap(), 0);
+    s.replace_chunks(t, a.id, facts(), chunks(3), None)
+        .await
+        .unwrap();
+    s.replace_chunks(t, b.id, facts(), chunks(4), None)
+        .await
+        .unwrap();
+    let oc = collection(s, other, "c").await;
+    let od = document(s, other, oc.id, "o").await;
+    s.replace_chunks(other, od.id, facts(), chunks(5), None)
+        .await
+        .unwrap();
+    // The document being ingested is left out (its chunks are replaced); other tenants too.
+    assert_eq!(s.stored_chunks(t, a.id).await.unwrap(), 4);
+    assert_eq!(s.stored_chunks(t, b.id).await.unwrap(), 3);
+    assert_eq!(s.stored_chunks(t, DocumentId::new()).await.unwrap(), 7);
+    assert_eq!(s.stored_chunks(other, od.id).await.unwrap(), 0);
+}
