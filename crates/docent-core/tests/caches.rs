@@ -10,7 +10,7 @@ use docent_config::Config;
 use docent_core::Services;
 use docent_core::search::{MAX_QUERY_CHARS, SearchMode, SearchParams};
 use docent_domain::ports::{
-    Cache, Embedder, IndexChunk, IndexFilter, ScoredChunk, ScoredDocument, SearchIndex,
+    Embedder, IndexChunk, IndexFilter, ScoredChunk, ScoredDocument, SearchIndex,
 };
 use docent_domain::*;
 use tempfile::TempDir;
