@@ -50,17 +50,26 @@ impl Expiry<String, Entry> for PerEntryTtl {
     }
 }
 
-/// In-process cache, bounded by entry count, each entry with its own TTL.
+/// Bytes of key and value one unit of a [`MemoryCache`]'s capacity stands for.
+pub const ENTRY_UNIT_BYTES: usize = 4096;
+
+/// In-process cache, bounded by entry count weighed by size, each entry with its own TTL.
 pub struct MemoryCache {
     inner: Moka<String, Entry>,
 }
 
 impl MemoryCache {
-    /// A cache of at most `max_entries` entries.
+    /// A cache of at most `max_entries` entries of up to [`ENTRY_UNIT_BYTES`] (key and value);
+    /// a larger one counts once per unit begun, so the cache holds at most about
+    /// `max_entries × 4 KiB` whatever is put in it.
     pub fn new(max_entries: u64) -> Self {
         Self {
             inner: Moka::builder()
                 .max_capacity(max_entries)
+                .weigher(|key: &String, entry: &Entry| {
+                    let units = (key.len() + entry.value.len()).div_ceil(ENTRY_UNIT_BYTES);
+                    u32::try_from(units.max(1)).unwrap_or(u32::MAX)
+                })
                 .expire_after(PerEntryTtl)
                 .build(),
         }
@@ -106,5 +115,28 @@ mod tests {
         assert_eq!(cache.get("b").await.unwrap().unwrap(), "2");
         cache.delete("b").await.unwrap();
         assert!(cache.get("b").await.unwrap().is_none());
+    }
+
+    /// Issue 21: entries are weighed by size, so big values cannot fill memory at the price
+    /// of small ones.
+    #[tokio::test]
+    async fn large_entries_count_by_size() {
+        let cache = MemoryCache::new(10);
+        let ttl = Duration::from_secs(60);
+        for i in 0..5 {
+            let big = Bytes::from(vec![b'x'; 3 * ENTRY_UNIT_BYTES]);
+            cache.put(&format!("big{i}"), big, ttl).await.unwrap();
+        }
+        cache.inner.run_pending_tasks().await;
+        assert!(
+            cache.inner.weighted_size() <= 10,
+            "{}",
+            cache.inner.weighted_size()
+        );
+        assert!(
+            cache.inner.entry_count() <= 3,
+            "{}",
+            cache.inner.entry_count()
+        );
     }
 }

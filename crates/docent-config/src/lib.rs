@@ -534,7 +534,7 @@ fn default_max_document_chunks() -> u64 {
 pub enum CacheConfig {
     /// In-process TTL cache (embedded default).
     Memory {
-        /// Most entries kept.
+        /// Most entries kept (an entry over 4 KiB counts once per 4 KiB begun).
         max_entries: u64,
     },
     /// The Redis server of `[redis]`, shared by every process (keys under
@@ -545,7 +545,7 @@ pub enum CacheConfig {
     /// In-process → Redis → DynamoDB, read fastest first, falling through on a miss and on an
     /// outage of any tier (see `docent_cache::TieredCache`).
     Tiered {
-        /// Most entries kept in process.
+        /// Most entries kept in process (an entry over 4 KiB counts once per 4 KiB begun).
         #[serde(default = "default_cache_entries")]
         max_entries: u64,
         /// Longest an entry lives in process: bounds how long a process may serve a value

@@ -1,6 +1,6 @@
 //! Answers without an LLM: extractive answers (the sentences that best answer a question, each
 //! cited to its document, chunk, page and char span) and extractive summaries (centroid
-//! selection with redundancy control), cached by content hash and parameters.
+//! selection with redundancy control), cached per tenant by content hash and parameters.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -117,6 +117,7 @@ impl Services {
         scope: impl Into<Scope<'s>>,
         mut params: SearchParams,
     ) -> Result<Answer> {
+        crate::search::check_query_length(&params.query, "question")?;
         params.top_k = params.top_k.clamp(1, 10);
         params.offset = 0;
         let hits = self.search(scope, &params).await?.hits;
@@ -314,7 +315,14 @@ impl Services {
             (None, Some(e)) => e.model_id().to_owned(),
             (None, None) => "tfidf".to_owned(),
         };
-        format!("summary:v1:{}:{length}:{method}", doc.sha256)
+        // The document's tenant is part of the key: two workspaces holding the same bytes
+        // never share a summary, so a cache hit (200 at once rather than 202) cannot tell one
+        // that another summarized those bytes.
+        format!(
+            "summary:v2:{}:{}",
+            doc.tenant_id,
+            crate::key_hash(&[doc.sha256.as_str(), &length.to_string(), method.as_str()])
+        )
     }
 
     /// A cached summary, if present.

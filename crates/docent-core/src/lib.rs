@@ -32,6 +32,20 @@ use docent_config::Config;
 use docent_domain::ports::{Cache, Embedder, MetadataStore, SearchIndex, TaskQueue};
 use tokio::sync::Notify;
 
+/// A hex SHA-256 of `parts` (each length-prefixed, so no two lists share a hash), for cache
+/// keys: keys stay short whatever the input, and user text never sits in a shared cache's keys.
+/// Every cache key also names its tenant, so no workspace can learn from a hit, or from its
+/// speed, what another one searched or summarized.
+pub fn key_hash(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
 /// The backends and settings every operation needs. Cheap to clone.
 #[derive(Clone)]
 pub struct Services {

@@ -215,6 +215,23 @@ fn json_size(v: &serde_json::Value) -> usize {
 pub const MAX_TOP_K: usize = 100;
 /// Largest `offset`.
 pub const MAX_OFFSET: usize = 1000;
+/// Longest query, in characters (`query_too_long` beyond). Every word of a query is a term of
+/// the keyword query and is stemmed for highlighting, so cost grows with length (a 1 MB query
+/// took 13 s of CPU); the embedding model reads only its first 256 word pieces anyway.
+pub const MAX_QUERY_CHARS: usize = 2048;
+
+/// Refuses a query longer than [`MAX_QUERY_CHARS`] with `query_too_long`; `what` names the
+/// field.
+pub fn check_query_length(query: &str, what: &str) -> Result<()> {
+    // Bytes bound chars from above: most queries are decided without counting.
+    if query.len() > MAX_QUERY_CHARS && query.chars().count() > MAX_QUERY_CHARS {
+        return Err(Error::new(
+            Code::QueryTooLong,
+            format!("`{what}` must be at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
 
 type Fused = (ChunkId, f32, Option<Signal>, Option<Signal>);
 
@@ -387,6 +404,11 @@ const STOP: &[&str] = &[
     "with", "do", "does", "did", "i", "you",
 ];
 
+/// Cache key of a query's vector: the tenant's own, with the model and query hashed.
+pub fn query_vector_key(tenant: TenantId, model: &str, query: &str) -> String {
+    format!("qvec:v2:{tenant}:{}", crate::key_hash(&[model, query]))
+}
+
 /// Distinct query terms (stemmed, stop words dropped).
 pub fn query_terms(query: &str) -> Vec<String> {
     let mut seen = HashSet::new();
@@ -491,6 +513,7 @@ impl Services {
         if p.query.trim().is_empty() {
             return Err(Error::new(Code::InvalidField, "`query` must not be empty"));
         }
+        check_query_length(&p.query, "query")?;
         if p.top_k == 0 || p.top_k > MAX_TOP_K {
             return Err(Error::new(
                 Code::InvalidField,
@@ -541,7 +564,7 @@ impl Services {
         }
         let query_vec = match (mode, &self.embedder) {
             (SearchMode::Hybrid | SearchMode::Vector, Some(e)) => {
-                Some(self.embed_query(e.as_ref(), &p.query).await?)
+                Some(self.embed_query(tenant, e.as_ref(), &p.query).await?)
             }
             _ => None,
         };
@@ -592,12 +615,17 @@ impl Services {
         }
     }
 
+    /// The query's vector, cached per tenant: a vector shared between tenants would answer
+    /// another tenant's repeat of a query faster (no model call), telling it that someone
+    /// searched exactly that within the last ten minutes. The key holds a hash of the model
+    /// and query, never the query itself (bounded keys; no user text in a shared cache).
     async fn embed_query(
         &self,
+        tenant: TenantId,
         embedder: &dyn docent_domain::ports::Embedder,
         query: &str,
     ) -> Result<Vec<f32>> {
-        let key = format!("qvec:{}:{query}", embedder.model_id());
+        let key = query_vector_key(tenant, embedder.model_id(), query);
         if let Some(bytes) = self.cache_get(&key).await {
             return Ok(bytes
                 .chunks_exact(4)

