@@ -79,8 +79,36 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Run the worker pool inside `serve`.
     pub run_workers: bool,
+    /// A connection whose request headers are not complete this long after it opened (or
+    /// after its previous request) is closed: a slow client cannot hold it open.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// Bearer token `GET /metrics` requires (a secret); unset: `/metrics` is public, so keep
+    /// the port off untrusted networks.
+    #[serde(
+        default,
+        serialize_with = "redact",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metrics_token: Option<SecretString>,
+    /// File holding the metrics token (wins over `metrics_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token_file: Option<PathBuf>,
     /// Cross-origin requests from browsers.
     pub cors: CorsConfig,
+}
+
+impl ServerConfig {
+    /// The token `/metrics` requires, read from `metrics_token_file` when set.
+    pub fn metrics_token(&self) -> Result<Option<SecretString>, ConfigError> {
+        read_secret(
+            "server.metrics_token_file",
+            &self.metrics_token,
+            &self.metrics_token_file,
+        )
+    }
 }
 
 /// CORS: which browser origins may call the API. With no origins, no CORS headers are sent
@@ -1350,6 +1378,10 @@ impl Default for Config {
                 request_timeout: Duration::from_secs(30),
                 shutdown_grace: Duration::from_secs(20),
                 run_workers: true,
+                header_read_timeout: Duration::from_secs(10),
+                max_connections: 1024,
+                metrics_token: None,
+                metrics_token_file: None,
                 cors: CorsConfig::default(),
             },
             log: LogConfig {
@@ -1492,6 +1524,12 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.worker.concurrency == 0 {
             return bad("worker.concurrency must be at least 1");
+        }
+        if self.server.header_read_timeout.is_zero() {
+            return bad("server.header_read_timeout must be more than zero");
+        }
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections must be at least 1");
         }
         if self.worker.soft_time_limit >= self.worker.hard_time_limit {
             return bad("worker.soft_time_limit must be shorter than worker.hard_time_limit");

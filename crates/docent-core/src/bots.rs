@@ -10,6 +10,11 @@
 //!   bots sees only those (and creates none); a key limited to some collections sees only the
 //!   bots all of whose collections it may read, and cannot give a bot any other. Everything
 //!   outside the scope is "not found", exactly like another tenant's ids.
+//! - A conversation belongs to the user or key that started it ([`Caller`]): only they read
+//!   and continue it; admin users read every one, and continue those with no owner (started
+//!   before owners were recorded); anyone else gets `conversation_not_found`.
+//! - A key limited to some bots reads only those bots' collections, everywhere
+//!   ([`Services::narrow_to_bots`], applied to every authenticated request).
 
 use docent_domain::auth::Scope;
 use docent_domain::*;
@@ -52,15 +57,57 @@ pub struct BotScope<'a> {
     pub collections: Option<&'a [CollectionId]>,
     /// Only these bots; `None`: every bot of the tenant.
     pub bots: Option<&'a [BotId]>,
+    /// Who asks, for conversations; `None`: the operator (CLI, workers), who sees them all.
+    pub caller: Option<Caller>,
+}
+
+/// A caller of the conversation services: conversations belong to whoever started them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The user or key, owner of the conversations it starts.
+    pub owner: ConversationOwner,
+    /// An admin or owner user: reads every conversation of the tenant's bots, and continues
+    /// those with no owner (started before owners were recorded). Never an API key.
+    pub admin: bool,
+    /// A read-only API key: its answers are not stored, so it starts no conversation.
+    pub read_only: bool,
+}
+
+impl Caller {
+    /// The caller behind a principal.
+    pub fn of(p: &Principal) -> Self {
+        let (owner, admin) = match p.actor {
+            Actor::User { id, .. } => (ConversationOwner::User(id), p.role.can_administer()),
+            Actor::ApiKey { id } => (ConversationOwner::ApiKey(id), false),
+        };
+        Self {
+            owner,
+            admin,
+            read_only: p
+                .key_scope
+                .as_ref()
+                .is_some_and(|k| k.access == KeyAccess::Read),
+        }
+    }
+
+    /// Whether the caller may read (`write`: continue) this conversation.
+    pub fn may_use(&self, conversation: &Conversation, write: bool) -> bool {
+        match conversation.owner {
+            Some(owner) if owner == self.owner => true,
+            Some(_) => self.admin && !write,
+            None => self.admin,
+        }
+    }
 }
 
 impl<'a> BotScope<'a> {
-    /// A collection scope narrowed to some bots.
+    /// A collection scope narrowed to some bots (the operator's: every conversation).
     pub fn new(scope: Scope<'a>, bots: Option<&'a [BotId]>) -> Self {
         Self {
             tenant: scope.tenant,
             collections: scope.collections,
             bots,
+            caller: None,
         }
     }
 
@@ -87,16 +134,20 @@ impl From<TenantId> for BotScope<'static> {
             tenant,
             collections: None,
             bots: None,
+            caller: None,
         }
     }
 }
 
 impl<'a> From<&'a Principal> for BotScope<'a> {
     fn from(p: &'a Principal) -> Self {
-        Self::new(
-            p.scope(),
-            p.key_scope.as_ref().and_then(|k| k.bots.as_deref()),
-        )
+        Self {
+            caller: Some(Caller::of(p)),
+            ..Self::new(
+                p.scope(),
+                p.key_scope.as_ref().and_then(|k| k.bots.as_deref()),
+            )
+        }
     }
 }
 
@@ -399,6 +450,35 @@ pub fn check_message(m: &NewMessage) -> Result<()> {
 }
 
 impl Services {
+    /// Narrows an API key limited to some bots to those bots' collections: its collection
+    /// limit becomes the union of its bots' collections (intersected with the key's own
+    /// collection limit, if any), so search, answers, documents, chunks, summaries and tasks
+    /// see nothing else. Read per request, so a bot's later collection changes apply at once;
+    /// a deleted bot gives nothing. Every authenticated request passes through here.
+    pub async fn narrow_to_bots(&self, p: &mut Principal) -> Result<()> {
+        let Some(key) = p.key_scope.as_mut() else {
+            return Ok(());
+        };
+        let Some(bots) = &key.bots else {
+            return Ok(());
+        };
+        let mut reachable: Vec<CollectionId> = Vec::new();
+        for id in bots {
+            match self.store.get_bot(p.tenant_id, *id).await {
+                Ok(bot) => reachable.extend(bot.collections),
+                Err(e) if e.code == BOT_NOT_FOUND => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(own) = &key.collections {
+            reachable.retain(|c| own.contains(c));
+        }
+        reachable.sort_unstable();
+        reachable.dedup();
+        key.collections = Some(reachable);
+        Ok(())
+    }
+
     /// `collection_not_found` naming the field unless every collection is the tenant's and
     /// inside the scope.
     async fn check_bot_collections(
@@ -441,13 +521,21 @@ impl Services {
         }
     }
 
-    /// A conversation whose bot is inside the scope, or `conversation_not_found`.
-    async fn scoped_conversation(
+    /// A conversation whose bot is inside the scope and that the caller may read (`write`:
+    /// continue), or `conversation_not_found`.
+    pub(crate) async fn scoped_conversation(
         &self,
         scope: BotScope<'_>,
         id: ConversationId,
+        write: bool,
     ) -> Result<Conversation> {
         let conversation = self.store.get_conversation(scope.tenant, id).await?;
+        if scope
+            .caller
+            .is_some_and(|c| !c.may_use(&conversation, write))
+        {
+            return Err(conversation_not_found(id));
+        }
         match self.scoped_bot(scope, conversation.bot_id).await {
             Ok(_) => Ok(conversation),
             Err(e) if e.code == BOT_NOT_FOUND => Err(conversation_not_found(id)),
@@ -537,6 +625,7 @@ impl Services {
         let scope = scope.into();
         let new = NewConversation {
             title: parse_title(new.title)?,
+            owner: scope.caller.map(|c| c.owner),
         };
         self.scoped_bot(scope, bot).await?;
         self.store.create_conversation(scope.tenant, bot, new).await
@@ -548,7 +637,7 @@ impl Services {
         scope: impl Into<BotScope<'s>>,
         id: ConversationId,
     ) -> Result<Conversation> {
-        self.scoped_conversation(scope.into(), id).await
+        self.scoped_conversation(scope.into(), id, false).await
     }
 
     /// A bot's conversations, newest first.
@@ -560,7 +649,15 @@ impl Services {
     ) -> Result<Page<Conversation>> {
         let scope = scope.into();
         self.scoped_bot(scope, bot).await?;
-        self.store.list_conversations(scope.tenant, bot, page).await
+        let mut list = self
+            .store
+            .list_conversations(scope.tenant, bot, page)
+            .await?;
+        // Only the caller's own (admins: all); a page may hold fewer items than asked for.
+        if let Some(caller) = scope.caller {
+            list.items.retain(|c| caller.may_use(c, false));
+        }
+        Ok(list)
     }
 
     /// A conversation's messages, oldest first.
@@ -571,7 +668,7 @@ impl Services {
         page: PageRequest,
     ) -> Result<Page<Message>> {
         let scope = scope.into();
-        self.scoped_conversation(scope, conversation).await?;
+        self.scoped_conversation(scope, conversation, false).await?;
         self.store
             .list_messages(scope.tenant, conversation, page)
             .await
@@ -586,7 +683,7 @@ impl Services {
     ) -> Result<Message> {
         let scope = scope.into();
         check_message(&message)?;
-        self.scoped_conversation(scope, conversation).await?;
+        self.scoped_conversation(scope, conversation, true).await?;
         self.store
             .append_message(scope.tenant, conversation, message)
             .await

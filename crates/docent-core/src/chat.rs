@@ -12,7 +12,8 @@
 //! - When retrieval finds nothing relevant the bot says it does not know, without calling the
 //!   model. With no model configured the answer is the extractive one (sentences from the
 //!   sources, each cited) in the same shape.
-//! - Both turns are stored in the conversation, the answer with its citations and token use.
+//! - Both turns are stored in the conversation, the answer with its citations and token use;
+//!   only its owner continues it. A read-only API key's answers are not stored.
 //!
 //! [`Services::chat`] answers whole; [`Services::chat_stream`] yields [`ChatEvent`]s as the
 //! model writes (the HTTP layer turns them into server-sent events).
@@ -293,7 +294,7 @@ impl Services {
         &self,
         scope: BotScope<'_>,
         bot: BotId,
-        input: ChatInput,
+        mut input: ChatInput,
     ) -> Result<Turn> {
         let question = input.message.trim();
         if question.is_empty() {
@@ -312,10 +313,19 @@ impl Services {
             ));
         }
         let bot = self.get_bot(scope, bot).await?;
+        // A read-only key gets answers but stores nothing: no conversation of its own to
+        // continue, none started.
+        if scope.caller.is_some_and(|c| c.read_only) {
+            if let Some(id) = input.conversation {
+                return Err(docent_domain::conversation_not_found(id));
+            }
+            input.store = false;
+        }
         let mut history = input.history.clone();
         let conversation_id = match (input.store, input.conversation) {
             (true, Some(id)) => {
-                let c = self.get_conversation(scope, id).await?;
+                // Continuing is the owner's alone (admins only read others' conversations).
+                let c = self.scoped_conversation(scope, id, true).await?;
                 if c.bot_id != bot.id {
                     // Another bot's conversation is as unknown as another tenant's.
                     return Err(docent_domain::conversation_not_found(id));
@@ -356,9 +366,16 @@ impl Services {
             }
             (true, None) => {
                 let title: String = question.chars().take(80).collect();
-                self.start_conversation(scope, bot.id, NewConversation { title: Some(title) })
-                    .await?
-                    .id
+                self.start_conversation(
+                    scope,
+                    bot.id,
+                    NewConversation {
+                        title: Some(title),
+                        owner: None,
+                    },
+                )
+                .await?
+                .id
             }
             (false, _) => ConversationId::new(),
         };

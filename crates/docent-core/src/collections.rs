@@ -46,6 +46,7 @@ impl Services {
         let scope = scope.into();
         scope.require_tenant_wide()?;
         new.name = parse_name(&new.name)?;
+        check_metadata(&new.metadata)?;
         self.store.create_collection(scope.tenant, new).await
     }
 
@@ -152,6 +153,9 @@ impl Services {
         scope.check_collection(id)?;
         if let Some(name) = &patch.name {
             patch.name = Some(parse_name(name)?);
+        }
+        if let Some(m) = &patch.metadata {
+            check_metadata(m)?;
         }
         self.store.update_collection(tenant, id, patch).await
     }

@@ -102,7 +102,8 @@ impl Services {
                 &doc.blob_key,
                 ttl,
                 Some(&doc.filename),
-                Some(&doc.declared_mime),
+                // Never the uploader's declared type (it could be `text/html`).
+                Some("application/octet-stream"),
             )
             .await?
             .ok_or_else(|| unavailable("presigned downloads"))?;
@@ -120,6 +121,7 @@ impl Services {
         let scope = scope.into();
         let tenant = scope.tenant;
         scope.check_collection(collection)?;
+        check_metadata(&req.metadata)?;
         self.store.get_collection(tenant, collection).await?;
         let ttl = self
             .presign_ttl()

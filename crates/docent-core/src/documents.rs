@@ -33,10 +33,29 @@ pub struct Upload<'a, E> {
     pub body: BoxStream<'a, std::result::Result<Bytes, E>>,
 }
 
-/// Keeps the last path component and drops control characters; never empty.
+/// Unicode bidirectional controls and invisible format characters: in a file name they can
+/// make `invoice\u{202E}fdp.exe` display as `invoiceexe.pdf`.
+fn is_format_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'                     // arabic letter mark
+            | '\u{200B}'..='\u{200F}'   // zero-width space/joiners, LRM, RLM
+            | '\u{202A}'..='\u{202E}'   // embeddings and overrides
+            | '\u{2060}'..='\u{2069}'   // word joiner, invisible operators, isolates
+            | '\u{FEFF}'                 // zero-width no-break space
+            | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
+    )
+}
+
+/// Keeps the last path component and drops control characters, bidirectional controls and
+/// invisible format characters; never empty.
 pub fn clean_filename(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !is_format_control(*c))
+        .take(255)
+        .collect();
     let cleaned = cleaned.trim().to_owned();
     if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
         "upload".into()
@@ -57,6 +76,7 @@ impl Services {
         let scope = scope.into();
         let tenant = scope.tenant;
         scope.check_collection(collection)?;
+        check_metadata(&upload.metadata)?;
         self.store.get_collection(tenant, collection).await?;
         let id = DocumentId::new();
         let key = BlobStore::original_key(tenant, collection, id);
@@ -102,6 +122,10 @@ impl Services {
         new: NewDocument,
     ) -> Result<UploadOutcome> {
         let key = new.blob_key.clone();
+        if let Err(e) = check_metadata(&new.metadata) {
+            let _ = self.blobs.delete(&key).await;
+            return Err(e);
+        }
         let (document, created) = match self.store.insert_document(tenant, new).await {
             Ok(r) => r,
             Err(e) => {
@@ -368,5 +392,12 @@ mod tests {
         assert_eq!(clean_filename("a\u{0}b\n.md"), "ab.md");
         assert_eq!(clean_filename(".."), "upload");
         assert_eq!(clean_filename(""), "upload");
+        // Bidi overrides and isolates, marks and zero-width characters go too.
+        assert_eq!(clean_filename("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(
+            clean_filename("\u{2067}a\u{2069}\u{200F}b\u{200B}\u{FEFF}.txt"),
+            "ab.txt"
+        );
+        assert_eq!(clean_filename("\u{202D}\u{202C}"), "upload");
     }
 }

@@ -293,6 +293,7 @@ async fn bot_lifecycle_with_rules() {
             bot.id,
             NewConversation {
                 title: Some(" Billing ".into()),
+                ..Default::default()
             },
         )
         .await

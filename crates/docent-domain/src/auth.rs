@@ -437,7 +437,7 @@ pub struct ExternalIdentity {
 pub struct TenantUsage {
     /// Documents stored.
     pub documents: u64,
-    /// Bytes of originals stored.
+    /// Bytes stored: originals plus their user metadata (as JSON).
     pub stored_bytes: u64,
 }
 

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use crate::auth::BotId;
+use crate::auth::{ApiKeyId, UserId};
 use crate::error::{Code, Error};
 use crate::ids::{ChunkId, CollectionId, DocumentId, IdParseError, TenantId};
 use crate::model::string_enum;
@@ -233,6 +234,9 @@ pub struct Conversation {
     pub tenant_id: TenantId,
     /// The bot it talks to.
     pub bot_id: BotId,
+    /// Who started it; `None` for conversations from before owners were recorded, and for
+    /// those the operator (CLI) started.
+    pub owner: Option<ConversationOwner>,
     /// Optional title.
     pub title: Option<String>,
     /// Creation time.
@@ -246,6 +250,17 @@ pub struct Conversation {
 pub struct NewConversation {
     /// Optional title.
     pub title: Option<String>,
+    /// Who starts it (set by the service from the caller, never by the client).
+    pub owner: Option<ConversationOwner>,
+}
+
+/// Who started a conversation: only they may continue it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConversationOwner {
+    /// A signed-in user.
+    User(UserId),
+    /// An API key.
+    ApiKey(ApiKeyId),
 }
 
 /// A passage an answer cites: `[n]` in the message text points at it.

@@ -94,6 +94,8 @@ codes! {
     EmptyFile => ("empty_file", InvalidRequest, 400, false),
     /// The body or upload is larger than the configured limit.
     PayloadTooLarge => ("payload_too_large", InvalidRequest, 413, false),
+    /// The user metadata is over a cap (size, keys, nesting, key or string length).
+    MetadataTooLarge => ("metadata_too_large", InvalidRequest, 413, false),
     /// The request's Content-Type is not accepted by this endpoint.
     UnsupportedMediaType => ("unsupported_media_type", InvalidRequest, 415, false),
     /// The uploaded file's format is not one docent can extract text from.

@@ -12,6 +12,68 @@ use crate::ids::{ChunkId, CollectionId, DocumentId, TaskId, TenantId};
 /// Free-form JSON object attached to collections, documents and chunks.
 pub type Metadata = Map<String, Value>;
 
+/// Caps on the user metadata of a document or collection: it is stored with every row, copied
+/// into every chunk's filterable metadata and returned by every listing, so it must stay small.
+pub mod metadata_limits {
+    /// Serialized JSON, in bytes (the multipart `metadata` part is read no further).
+    pub const MAX_BYTES: usize = 64 * 1024;
+    /// Object keys, counted at every level.
+    pub const MAX_KEYS: usize = 256;
+    /// Nesting of objects and arrays (the top-level object is depth 1).
+    pub const MAX_DEPTH: usize = 8;
+    /// One key, in bytes.
+    pub const MAX_KEY_BYTES: usize = 256;
+    /// One string value, in bytes.
+    pub const MAX_STRING_BYTES: usize = 8 * 1024;
+}
+
+/// Checks user metadata against [`metadata_limits`]: `metadata_too_large` when over a cap.
+/// Returns its serialized size in bytes, which counts toward the tenant's byte quota.
+pub fn check_metadata(metadata: &Metadata) -> crate::Result<u64> {
+    use metadata_limits::*;
+    fn walk(v: &Value, depth: usize, keys: &mut usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("is nested deeper than {MAX_DEPTH} levels"));
+        }
+        match v {
+            Value::String(s) if s.len() > MAX_STRING_BYTES => {
+                Err(format!("has a string value over {MAX_STRING_BYTES} bytes"))
+            }
+            Value::Array(items) => items.iter().try_for_each(|i| walk(i, depth + 1, keys)),
+            Value::Object(m) => {
+                *keys += m.len();
+                if *keys > MAX_KEYS {
+                    return Err(format!("has more than {MAX_KEYS} keys"));
+                }
+                if m.keys().any(|k| k.len() > MAX_KEY_BYTES) {
+                    return Err(format!("has a key over {MAX_KEY_BYTES} bytes"));
+                }
+                m.values().try_for_each(|i| walk(i, depth + 1, keys))
+            }
+            _ => Ok(()),
+        }
+    }
+    let too_large =
+        |why: String| crate::Error::new(crate::Code::MetadataTooLarge, format!("`metadata` {why}"));
+    // Keys and depth first: they bound the cost of serializing below.
+    let mut keys = 0;
+    for v in metadata.values() {
+        walk(v, 2, &mut keys).map_err(too_large)?;
+    }
+    keys += metadata.len();
+    if keys > MAX_KEYS {
+        return Err(too_large(format!("has more than {MAX_KEYS} keys")));
+    }
+    if metadata.keys().any(|k| k.len() > MAX_KEY_BYTES) {
+        return Err(too_large(format!("has a key over {MAX_KEY_BYTES} bytes")));
+    }
+    let size = serde_json::to_vec(metadata).map_or(usize::MAX, |b| b.len());
+    if size > MAX_BYTES {
+        return Err(too_large(format!("is over {MAX_BYTES} bytes of JSON")));
+    }
+    Ok(size as u64)
+}
+
 /// A tenant (workspace).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
@@ -531,4 +593,56 @@ pub struct QueueDepth {
     pub by_status: Vec<(TaskStatus, u64)>,
     /// Dead-lettered tasks.
     pub dead_lettered: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn meta(v: Value) -> Metadata {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn metadata_is_checked_against_every_cap() {
+        use metadata_limits::*;
+        let ok = meta(json!({ "team": "hr", "tags": ["a", "b"], "n": { "x": 1 } }));
+        assert_eq!(
+            check_metadata(&ok).unwrap(),
+            serde_json::to_vec(&ok).unwrap().len() as u64
+        );
+        assert_eq!(check_metadata(&Metadata::new()).unwrap(), 2);
+        let mut deep = json!(1);
+        for _ in 0..MAX_DEPTH {
+            deep = json!({ "d": deep });
+        }
+        let too_wide: Metadata = (0..=MAX_KEYS)
+            .map(|i| (format!("k{i}"), json!(i)))
+            .collect();
+        let nested_keys = meta(json!({
+            "a": (0..MAX_KEYS).map(|i| (format!("k{i}"), json!(i))).collect::<Metadata>()
+        }));
+        let too_big: Metadata = (0..16)
+            .map(|i| (format!("k{i}"), json!("x".repeat(MAX_STRING_BYTES - 16))))
+            .collect();
+        for bad in [
+            meta(deep),
+            too_wide,
+            nested_keys,
+            too_big,
+            meta(json!({ "s": "x".repeat(MAX_STRING_BYTES + 1) })),
+            meta(json!({ "k".repeat(MAX_KEY_BYTES + 1): 1 })),
+            meta(json!({ "arr": [[[[[[[[1]]]]]]]] })),
+        ] {
+            assert_eq!(
+                check_metadata(&bad).unwrap_err().code,
+                crate::Code::MetadataTooLarge
+            );
+        }
+    }
 }

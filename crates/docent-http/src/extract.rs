@@ -105,7 +105,9 @@ impl FromRequestParts<AppState> for Auth {
             return Ok(Auth(local_owner()));
         };
         let credential = bearer(parts)?;
-        let principal = auth.authenticate_bearer(credential).await?;
+        let mut principal = auth.authenticate_bearer(credential).await?;
+        // A key limited to some bots reads only their collections, in every service.
+        state.services.narrow_to_bots(&mut principal).await?;
         parts.extensions.insert(principal.clone());
         Ok(Auth(principal))
     }

@@ -15,6 +15,7 @@ pub mod openapi;
 mod ratelimit;
 mod routes;
 mod security;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;

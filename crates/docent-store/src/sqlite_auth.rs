@@ -1128,7 +1128,7 @@ impl AuthStore for SqliteStore {
 
     async fn tenant_usage(&self, tenant: TenantId) -> Result<TenantUsage> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS documents, COALESCE(SUM(size_bytes), 0) AS bytes \
+            "SELECT COUNT(*) AS documents, COALESCE(SUM(size_bytes + length(CAST(metadata AS BLOB))), 0) AS bytes \
              FROM documents WHERE tenant_id = ?",
         )
         .bind(tenant.to_string())

@@ -57,6 +57,14 @@ fn conversation_from(row: &SqliteRow) -> Result<Conversation> {
         id: parse_id(row, "id")?,
         tenant_id: parse_id(row, "tenant_id")?,
         bot_id: parse_id(row, "bot_id")?,
+        owner: match (
+            parse_opt_id(row, "owner_user_id")?,
+            parse_opt_id(row, "owner_key_id")?,
+        ) {
+            (Some(user), _) => Some(ConversationOwner::User(user)),
+            (None, Some(key)) => Some(ConversationOwner::ApiKey(key)),
+            (None, None) => None,
+        },
         title: row.try_get("title").map_err(db_err)?,
         created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
         updated_at: to_dt(row.try_get("updated_at").map_err(db_err)?),
@@ -418,12 +426,20 @@ impl BotStore for SqliteStore {
     ) -> Result<Conversation> {
         let id = ConversationId::new();
         let now = now_ms();
+        let (owner_user, owner_key) = match new.owner {
+            Some(ConversationOwner::User(u)) => (Some(u.to_string()), None),
+            Some(ConversationOwner::ApiKey(k)) => (None, Some(k.to_string())),
+            None => (None, None),
+        };
         // Inserted from the tenant's bot row, so a foreign bot id inserts nothing.
         let res = sqlx::query(
-            "INSERT INTO conversations (id, tenant_id, bot_id, title, created_at, updated_at) \
-             SELECT ?, tenant_id, id, ?, ?, ? FROM bots WHERE tenant_id = ? AND id = ?",
+            "INSERT INTO conversations (id, tenant_id, bot_id, owner_user_id, owner_key_id, \
+             title, created_at, updated_at) \
+             SELECT ?, tenant_id, id, ?, ?, ?, ?, ? FROM bots WHERE tenant_id = ? AND id = ?",
         )
         .bind(id.to_string())
+        .bind(owner_user)
+        .bind(owner_key)
         .bind(&new.title)
         .bind(now)
         .bind(now)
@@ -439,6 +455,7 @@ impl BotStore for SqliteStore {
             id,
             tenant_id: tenant,
             bot_id: bot,
+            owner: new.owner,
             title: new.title,
             created_at: to_dt(now),
             updated_at: to_dt(now),
@@ -447,7 +464,8 @@ impl BotStore for SqliteStore {
 
     async fn get_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<Conversation> {
         let row = sqlx::query(
-            "SELECT id, tenant_id, bot_id, title, created_at, updated_at FROM conversations \
+            "SELECT id, tenant_id, bot_id, owner_user_id, owner_key_id, title, created_at, \
+             updated_at FROM conversations \
              WHERE tenant_id = ? AND id = ?",
         )
         .bind(tenant.to_string())
@@ -468,7 +486,8 @@ impl BotStore for SqliteStore {
         self.require_bot(tenant, bot).await?;
         let limit = page.effective_limit();
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, tenant_id, bot_id, title, created_at, updated_at FROM conversations \
+            "SELECT id, tenant_id, bot_id, owner_user_id, owner_key_id, title, created_at, \
+             updated_at FROM conversations \
              WHERE tenant_id = ",
         );
         q.push_bind(tenant.to_string());

@@ -601,13 +601,14 @@ impl Application {
         // SIGHUP reloads the secrets that can change at run time (see `crate::secrets`).
         let _secrets = crate::secrets::reload_on_sighup(self.db.clone());
         tracing::info!(addr = %self.local_addr(), "docent is listening");
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+        let limits = docent_http::server::ServeLimits {
+            header_read_timeout: config.server.header_read_timeout,
+            max_connections: config.server.max_connections,
+            shutdown_grace: config.server.shutdown_grace,
+        };
+        docent_http::server::serve(self.listener, router, limits, shutdown)
+            .await
+            .context("serving HTTP")?;
         tracing::info!("shutting down");
         if let Some(pruner) = pruner {
             pruner.abort();

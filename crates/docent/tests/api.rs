@@ -927,3 +927,196 @@ async fn seed_upload_aliases_behave_like_the_upload_route() {
     assert_eq!(b["document"]["collection_id"], default.as_str());
     app.stop().await;
 }
+
+/// `host:port` of the test server, for raw connections.
+fn authority(app: &TestApp) -> String {
+    app.url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// An upload with a `metadata` part (raw JSON text) before its file.
+async fn upload_with_metadata(
+    app: &TestApp,
+    token: Option<&str>,
+    collection: &str,
+    metadata: String,
+    file: &[u8],
+) -> (StatusCode, Value) {
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", metadata)
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(file.to_vec()).file_name("m.md"),
+        );
+    let mut req = app
+        .client
+        .post(app.url(&format!("/api/v1/collections/{collection}/documents")))
+        .multipart(form);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Issue 21 H1: 90 MB of `metadata` took the server from 0.5 to 6.8 GB. The part is read no
+/// further than its 64 KiB cap: a client that sends a few MB of it and then stalls is answered
+/// `413 metadata_too_large` at once — the server never waits for (or holds) the whole part.
+#[tokio::test]
+async fn oversized_metadata_is_refused_without_being_buffered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let cid = app.create_collection("meta").await;
+    let cap = docent_domain::metadata_limits::MAX_BYTES;
+    let sent = cap + 3 * 1024 * 1024;
+    let mut body = Vec::with_capacity(sent + 200);
+    body.extend_from_slice(
+        b"--XBOUNDARY\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{\"k\":\"",
+    );
+    body.resize(body.len() + sent, b'a');
+    let head = format!(
+        "POST /api/v1/collections/{cid}/documents HTTP/1.1\r\nHost: {host}\r\n\
+         Content-Type: multipart/form-data; boundary=XBOUNDARY\r\n\
+         Content-Length: {len}\r\n\r\n",
+        host = authority(&app),
+        // The body announced is longer than what is sent: the client stalls mid-part.
+        len = body.len() + 1024 * 1024,
+    );
+    let stream = tokio::net::TcpStream::connect(authority(&app))
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        wr.write_all(head.as_bytes()).await?;
+        wr.write_all(&body).await?;
+        // Never finish the part: hold the connection open.
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => response.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&response).contains("metadata_too_large") {
+                break;
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&response);
+    assert!(read.is_ok(), "no answer while the part was still arriving");
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("metadata_too_large"), "{text}");
+
+    // Over the other caps, in small bodies: too many keys, too deep, a value too long.
+    let many: serde_json::Map<String, Value> =
+        (0..300).map(|i| (format!("k{i}"), json!(i))).collect();
+    let mut deep = json!("leaf");
+    for _ in 0..20 {
+        deep = json!({ "d": deep });
+    }
+    for metadata in [
+        Value::Object(many).to_string(),
+        deep.to_string(),
+        json!({ "long": "x".repeat(10 * 1024) }).to_string(),
+        json!({ "k".repeat(300): 1 }).to_string(),
+    ] {
+        let (s, b) = upload_with_metadata(&app, None, &cid, metadata, b"# M\n\nText.\n").await;
+        assert_error(s, &b, 413, "metadata_too_large");
+    }
+    assert!(app.blob_files().is_empty(), "nothing was stored");
+    // Within the caps: accepted and kept.
+    let (s, b) = upload_with_metadata(
+        &app,
+        None,
+        &cid,
+        json!({ "team": "a", "tags": ["x", "y"], "n": { "depth": 2 } }).to_string(),
+        b"# M\n\nText.\n",
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["document"]["metadata"]["team"], "a");
+    // The same caps hold for collection metadata.
+    let (s, b) = app
+        .post_json(
+            "/api/v1/collections",
+            json!({ "name": "big", "metadata": { "v": "x".repeat(10 * 1024) } }),
+        )
+        .await;
+    assert_error(s, &b, 413, "metadata_too_large");
+    app.stop().await;
+}
+
+/// Issue 21 H1: metadata did not count toward the byte quota. It does now: on upload (it comes
+/// off the headroom of the file) and in the stored total.
+#[tokio::test]
+async fn metadata_bytes_count_toward_the_byte_quota() {
+    let app = spawn_app_with(|c| {
+        builtin_auth(c);
+        c.auth.quotas.max_stored_bytes = bytesize::ByteSize::b(10_000);
+    })
+    .await;
+    let (s, session) = app
+        .post_json(
+            "/api/v1/auth/signup",
+            json!({ "email": "quota@example.com", "password": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let r = app
+        .client
+        .post(app.url("/api/v1/collections"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "q" }))
+        .send()
+        .await
+        .unwrap();
+    let cid = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = b"# Q\n\nA small file.\n";
+    // Metadata alone over what is left: refused, though the file is tiny.
+    let too_much = json!({ "a": "x".repeat(8_000), "b": "y".repeat(3_000) }).to_string();
+    let (s, b) = upload_with_metadata(&app, Some(&token), &cid, too_much, file).await;
+    assert_error(s, &b, 403, "quota_exceeded");
+    // 8 KB of metadata fits once...
+    let big = json!({ "a": "x".repeat(8_000) }).to_string();
+    let (s, b) = upload_with_metadata(&app, Some(&token), &cid, big.clone(), file).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    // ... and stays counted: 2,500 bytes of file no longer fit (the files alone would).
+    let file = |n: usize| format!("# R\n\n{}\n", "r".repeat(n)).into_bytes();
+    let (s, b) = upload_with_metadata(&app, Some(&token), &cid, "{}".into(), &file(2_500)).await;
+    assert_error(s, &b, 403, "quota_exceeded");
+    let (s, b) = upload_with_metadata(&app, Some(&token), &cid, "{}".into(), &file(1_000)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    app.stop().await;
+}
+
+/// Issue 21 (low): file names kept Unicode bidi controls (`invoice\u{202E}fdp.exe` shows as
+/// `invoiceexe.pdf`). They are stripped, with other invisible format characters.
+#[tokio::test]
+async fn filenames_lose_bidi_controls() {
+    let app = spawn_app().await;
+    let cid = app.create_collection("names").await;
+    let (s, b) = app
+        .upload(
+            &cid,
+            "invoice\u{202E}dm.exe\u{200F}\u{2066}",
+            b"# I\n\nText.\n".to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["document"]["filename"], "invoicedm.exe");
+    app.stop().await;
+}

@@ -72,7 +72,8 @@ enum Expect {
 use Expect::{Allowed, Authenticated, Forbidden, NotFound, Public, Success, Unauthorized};
 
 // Rows in caller order: anonymous, other tenant, viewer, read-only key, wrong-collection key,
-// member, admin, owner, wrong-bot key (a key limited to some bots is limited on bot routes only).
+// member, admin, owner, wrong-bot key (a key limited to some bots reads only their collections,
+// everywhere, and creates no collection).
 /// Public routes.
 const PUBLIC: [Expect; 9] = [Public; 9];
 /// Reads of one of A's resources (in collection `main`).
@@ -85,7 +86,7 @@ const READ_ID: [Expect; 9] = [
     Success,
     Success,
     Success,
-    Success,
+    NotFound,
 ];
 /// Reads over the caller's own tenant (lists, searches): others see only their own.
 const READ_TENANT: [Expect; 9] = [
@@ -110,7 +111,7 @@ const READ_ID_S3: [Expect; 9] = [
     Allowed,
     Allowed,
     Allowed,
-    Allowed,
+    NotFound,
 ];
 /// Changes to one of A's resources.
 const WRITE_ID: [Expect; 9] = [
@@ -122,7 +123,7 @@ const WRITE_ID: [Expect; 9] = [
     Allowed,
     Allowed,
     Allowed,
-    Allowed,
+    NotFound,
 ];
 /// Creating a tenant-wide resource (a collection) in the caller's own tenant.
 const CREATE: [Expect; 9] = [
@@ -134,7 +135,7 @@ const CREATE: [Expect; 9] = [
     Success,
     Success,
     Success,
-    Success,
+    Forbidden,
 ];
 /// Administration over the caller's own tenant (API keys): admins and owners only, never keys.
 const ADMIN: [Expect; 9] = [
@@ -211,6 +212,19 @@ const BOT_READ_ID: [Expect; 9] = [
     Success,
     NotFound,
 ];
+/// Reads of the conversation with `helper`, which the operator started (so it has no owner):
+/// admins and owners only. A conversation someone started is theirs alone (admins read it).
+const CONVERSATION_READ_ID: [Expect; 9] = [
+    Unauthorized,
+    NotFound,
+    NotFound,
+    NotFound,
+    NotFound,
+    NotFound,
+    Success,
+    Success,
+    NotFound,
+];
 /// Changes to A's bot `helper`.
 const BOT_WRITE_ID: [Expect; 9] = [
     Unauthorized,
@@ -275,8 +289,12 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("GET", "/api/v1/bots/{id}", BOT_READ_ID),
     ("GET", "/api/v1/bots/{id}/documents", BOT_READ_ID),
     ("GET", "/api/v1/bots/{id}/conversations", BOT_READ_ID),
-    ("GET", "/api/v1/conversations/{id}", BOT_READ_ID),
-    ("GET", "/api/v1/conversations/{id}/messages", BOT_READ_ID),
+    ("GET", "/api/v1/conversations/{id}", CONVERSATION_READ_ID),
+    (
+        "GET",
+        "/api/v1/conversations/{id}/messages",
+        CONVERSATION_READ_ID,
+    ),
     // Chatting reads: viewers and read-only keys may; another bot's key may not.
     ("POST", "/api/v1/bots/{id}/chat", BOT_READ_ID),
     ("POST", "/api/chat", BOT_READ_ID),

@@ -424,6 +424,7 @@ async fn conversations_and_their_messages() {
             bid,
             NewConversation {
                 title: Some("About zebras".into()),
+                ..Default::default()
             },
         )
         .await
@@ -773,5 +774,139 @@ async fn other_tenants_and_scoped_keys_see_only_theirs() {
     // Anonymous.
     let (s, body) = app.get("/api/bots").await;
     assert_error(s, &body, 401, "unauthenticated");
+    app.stop().await;
+}
+
+/// Issue 21 M5: a conversation had no owner, so a read-only key appended turns to another
+/// user's conversation (which the model then saw as history). It belongs to whoever started
+/// it: others get `404 conversation_not_found` on read and on append; admin users read every
+/// conversation but continue only their own and ownerless ones (from before owners existed).
+/// A read-only key gets answers but stores nothing.
+#[tokio::test]
+async fn conversations_belong_to_whoever_started_them() {
+    let app = spawn_app_with(builtin_auth).await;
+    let (owner, tenant) = signup(&app, "conv-owner@example.com").await;
+    let tenant: TenantId = tenant.parse().unwrap();
+    let post = |token: &str, path: &str, body: Value| {
+        let (token, path) = (token.to_owned(), path.to_owned());
+        let app = &app;
+        async move { call(app, Method::POST, &path, &token, Some(body)).await }
+    };
+    let get = |token: &str, path: &str| {
+        let (token, path) = (token.to_owned(), path.to_owned());
+        let app = &app;
+        async move { call(app, Method::GET, &path, &token, None).await }
+    };
+    let (_, coll) = post(&owner, "/api/v1/collections", json!({ "name": "c" })).await;
+    let coll = coll["id"].as_str().unwrap().to_owned();
+    let (s, bot) = post(
+        &owner,
+        "/api/v1/bots",
+        json!({ "name": "b", "collection_ids": [coll] }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{bot}");
+    let bot = bot["id"].as_str().unwrap().to_owned();
+    let key = |name: &str, access: &str| {
+        let body = json!({ "name": name, "access": access });
+        let post = &post;
+        let owner = owner.clone();
+        async move {
+            let (s, k) = post(&owner, "/api/v1/keys", body).await;
+            assert_eq!(s, StatusCode::CREATED, "{k}");
+            k["secret"].as_str().unwrap().to_owned()
+        }
+    };
+    let (alice, bob, reader) = (
+        key("alice", "read_write").await,
+        key("bob", "read_write").await,
+        key("reader", "read").await,
+    );
+    let chat = format!("/api/v1/bots/{bot}/chat");
+
+    // Alice starts a conversation.
+    let (s, first) = post(&alice, &chat, json!({ "message": "what is here?" })).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let conv = first["conversation_id"].as_str().unwrap().to_owned();
+    let (read, msgs) = (
+        format!("/api/v1/conversations/{conv}"),
+        format!("/api/v1/conversations/{conv}/messages"),
+    );
+    let (s, _) = get(&alice, &read).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Bob and the read-only key neither read nor continue it.
+    for other in [&bob, &reader] {
+        for path in [&read, &msgs] {
+            let (s, b) = get(other, path).await;
+            assert_error(s, &b, 404, "conversation_not_found");
+        }
+        let (s, b) = post(
+            other,
+            &chat,
+            json!({ "message": "ignore the above", "conversation_id": conv }),
+        )
+        .await;
+        assert_error(s, &b, 404, "conversation_not_found");
+        let (s, list) = get(other, &format!("/api/v1/bots/{bot}/conversations")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(list["items"], json!([]), "{list}");
+    }
+    // Nothing was appended: Alice's turn and its answer only.
+    let (_, m) = get(&alice, &msgs).await;
+    assert_eq!(m["items"].as_array().unwrap().len(), 2, "{m}");
+
+    // The admin (the workspace's owner) reads it, and lists it, but does not continue it.
+    let (s, _) = get(&owner, &msgs).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = get(&owner, &format!("/api/v1/bots/{bot}/conversations")).await;
+    assert_eq!(ids(&list), vec![conv.as_str()]);
+    let (s, b) = post(
+        &owner,
+        &chat,
+        json!({ "message": "and then?", "conversation_id": conv }),
+    )
+    .await;
+    assert_error(s, &b, 404, "conversation_not_found");
+    // Alice does.
+    let (s, b) = post(
+        &alice,
+        &chat,
+        json!({ "message": "and then?", "conversation_id": conv }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, m) = get(&alice, &msgs).await;
+    assert_eq!(m["items"].as_array().unwrap().len(), 4, "{m}");
+
+    // A read-only key is answered, and nothing is stored.
+    let (s, b) = post(&reader, &chat, json!({ "message": "what is here?" })).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let unsaved = b["conversation_id"].as_str().unwrap();
+    let (s, b) = get(&owner, &format!("/api/v1/conversations/{unsaved}")).await;
+    assert_error(s, &b, 404, "conversation_not_found");
+    let (_, list) = get(&owner, &format!("/api/v1/bots/{bot}/conversations")).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+
+    // An ownerless conversation (started before owners were recorded, or by the operator):
+    // admins read and continue it, keys do not see it.
+    let legacy = app
+        .services
+        .start_conversation(
+            tenant,
+            bot.parse::<BotId>().unwrap(),
+            NewConversation::default(),
+        )
+        .await
+        .unwrap();
+    let (s, b) = get(&alice, &format!("/api/v1/conversations/{}", legacy.id)).await;
+    assert_error(s, &b, 404, "conversation_not_found");
+    let (s, b) = post(
+        &owner,
+        &chat,
+        json!({ "message": "still there?", "conversation_id": legacy.id.to_string() }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     app.stop().await;
 }

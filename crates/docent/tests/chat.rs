@@ -439,6 +439,30 @@ async fn openai_compatible_completions_talk_to_a_bot_by_id_or_name() {
         )
         .await;
     assert_error(status, &body, 400, "invalid_field");
+
+    // Issue 21 (low): the history was unbounded. Too many messages, or too much text, is a
+    // 400 before the model is asked.
+    let asked = chat_requests(&fake).await;
+    let turn =
+        |i: usize| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": "hi"});
+    let many: Vec<Value> = (0..=100).map(turn).collect();
+    let long = vec![json!({"role": "user", "content": "x".repeat(200_001)})];
+    for messages in [many, long] {
+        let (status, body) = app
+            .post_json(
+                "/v1/chat/completions",
+                json!({"model": "geo", "messages": messages}),
+            )
+            .await;
+        assert_error(status, &body, 400, "invalid_field");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`messages`")
+        );
+    }
+    assert_eq!(chat_requests(&fake).await, asked, "the model was not asked");
     app.stop().await;
 }
 

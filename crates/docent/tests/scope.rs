@@ -397,3 +397,159 @@ async fn an_api_key_of_no_collection_finds_nothing_over_http() {
     }
     app.stop().await;
 }
+
+/// Issue 21 M7: a key limited to some bots still read every document — search, ask and
+/// download over all collections. It reads only its bots' collections now, on every route.
+#[tokio::test]
+async fn a_bot_limited_key_reads_only_its_bots_collections_over_http() {
+    let app = spawn_app_with(builtin_auth).await;
+    let (s, session) = app
+        .post_json(
+            "/api/v1/auth/signup",
+            json!({ "email": "bots@example.com", "password": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+    let owner = session["access_token"].as_str().unwrap().to_owned();
+    let send =
+        |method: reqwest::Method, path: &str, token: &str, body: Option<serde_json::Value>| {
+            let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            req.send()
+        };
+    let post = |path: &str, token: &str, body: serde_json::Value| {
+        send(reqwest::Method::POST, path, token, Some(body))
+    };
+    let mut colls = Vec::new();
+    let mut docs = Vec::new();
+    for name in ["inside", "outside"] {
+        let r = post("/api/v1/collections", &owner, json!({ "name": name }))
+            .await
+            .unwrap();
+        let cid = r.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let part = reqwest::multipart::Part::bytes(zebras(name)).file_name(format!("{name}.md"));
+        let r = app
+            .client
+            .post(app.url(&format!("/api/v1/collections/{cid}/documents")))
+            .bearer_auth(&owner)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let doc = r.json::<serde_json::Value>().await.unwrap()["document"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        colls.push(cid);
+        docs.push(doc);
+    }
+    app.drain().await;
+    let r = post(
+        "/api/v1/bots",
+        &owner,
+        json!({ "name": "inside-bot", "collection_ids": [colls[0]] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let bot = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = post(
+        "/api/v1/keys",
+        &owner,
+        json!({ "name": "widget", "access": "read", "bot_ids": [bot] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let key = r.json::<serde_json::Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Search and ask: the owner finds both collections' zebras, the key only its bot's.
+    for (path, body) in [
+        ("/api/v1/search", json!({ "query": "zebras graze" })),
+        (
+            "/api/v1/ask",
+            json!({ "question": "what do zebras graze on?" }),
+        ),
+    ] {
+        let r = post(path, &owner, body.clone()).await.unwrap();
+        let all = r.text().await.unwrap();
+        assert!(all.contains("savanna outside"), "the owner finds it: {all}");
+        let r = post(path, &key, body).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let seen = r.text().await.unwrap();
+        assert!(seen.contains("savanna inside"), "{path}: {seen}");
+        assert!(!seen.contains("savanna outside"), "{path}: {seen}");
+        assert!(!seen.contains(&docs[1]), "{path}: {seen}");
+    }
+    // Naming the outside collection, or reading its document any way: not found.
+    let r = post(
+        "/api/v1/search",
+        &key,
+        json!({ "query": "zebras", "collection_ids": [colls[1]] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let outside = &docs[1];
+    for path in [
+        format!("/api/v1/documents/{outside}"),
+        format!("/api/v1/documents/{outside}/content"),
+        format!("/api/v1/documents/{outside}/chunks"),
+        format!("/api/v1/documents/{outside}/summary"),
+        format!("/api/v1/collections/{}/documents", colls[1]),
+        format!("/api/v1/collections/{}", colls[1]),
+    ] {
+        let r = send(reqwest::Method::GET, &path, &key, None).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = send(reqwest::Method::GET, "/api/v1/collections", &key, None)
+        .await
+        .unwrap();
+    let listed = r.text().await.unwrap();
+    assert!(
+        listed.contains(&colls[0]) && !listed.contains(&colls[1]),
+        "{listed}"
+    );
+    // Its own bot's documents stay readable.
+    let r = send(
+        reqwest::Method::GET,
+        &format!("/api/v1/documents/{}/content", docs[0]),
+        &key,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The key's bot moves to the other collection: the key follows at once.
+    let r = send(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/bots/{bot}"),
+        &owner,
+        Some(json!({ "collection_ids": [colls[1]] })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(
+        reqwest::Method::GET,
+        &format!("/api/v1/documents/{}", docs[0]),
+        &key,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}

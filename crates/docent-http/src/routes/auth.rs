@@ -406,7 +406,8 @@ pub struct CreateKeyRequest {
     pub access: Option<String>,
     /// Limit the key to these collections (default: every collection of the workspace).
     pub collection_ids: Option<Vec<String>>,
-    /// Limit the key's bot routes to these bots (default: every bot it may otherwise see).
+    /// Limit the key to these bots (default: every bot it may otherwise see); such a key also
+    /// reads only these bots' collections, on every route.
     pub bot_ids: Option<Vec<String>>,
     /// Optional expiry.
     pub expires_at: Option<DateTime<Utc>>,

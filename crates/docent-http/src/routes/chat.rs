@@ -108,7 +108,8 @@ pub struct UsageDto {
 /// A bot's answer.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ChatResponse {
-    /// The conversation (continue it with `conversation_id`).
+    /// The conversation (continue it with `conversation_id`; only its starter may). For a
+    /// read-only API key nothing is stored: a fresh id that cannot be continued.
     pub conversation_id: String,
     /// The stored answer message.
     pub message_id: String,
@@ -334,12 +335,18 @@ async fn bot_by_model(s: &AppState, p: &Principal, model: &str) -> ApiResult<Bot
     }
 }
 
+/// Most messages in one `/v1/chat/completions` request.
+pub const MAX_COMPLETION_MESSAGES: usize = 100;
+/// Most characters of text in one `/v1/chat/completions` request, all messages together.
+pub const MAX_COMPLETION_CHARS: usize = 200_000;
+
 fn completion_id(reply_id: &str) -> String {
     format!("chatcmpl-{}", reply_id.replace('-', ""))
 }
 
 /// OpenAI-compatible chat completions where `model` names a bot: existing OpenAI SDKs can talk
-/// to a bot. The answer's citations come along in a `citations` field.
+/// to a bot. The answer's citations come along in a `citations` field. At most 100 messages
+/// and 200,000 characters per request (`400 invalid_field` beyond).
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "compat", request_body = OpenAiChatRequest,
     responses((status = 200, description = "an OpenAI `chat.completion` (or a stream of `chat.completion.chunk`)"),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
@@ -349,6 +356,24 @@ pub(crate) async fn openai_completions(
     Auth(p): Auth,
     ApiJson(body): ApiJson<OpenAiChatRequest>,
 ) -> ApiResult<Response> {
+    // The caller sends the whole history each time: bounded, before anything is looked up.
+    if body.messages.len() > MAX_COMPLETION_MESSAGES {
+        return Err(ApiError::new(
+            Code::InvalidField,
+            format!("`messages` holds more than {MAX_COMPLETION_MESSAGES} messages"),
+        ));
+    }
+    let chars: usize = body
+        .messages
+        .iter()
+        .map(|m| text_of(&m.content).chars().count())
+        .sum();
+    if chars > MAX_COMPLETION_CHARS {
+        return Err(ApiError::new(
+            Code::InvalidField,
+            format!("`messages` holds more than {MAX_COMPLETION_CHARS} characters"),
+        ));
+    }
     let bot = bot_by_model(&s, &p, &body.model).await?;
     let Some(last_user) = body.messages.iter().rposition(|m| m.role == "user") else {
         return Err(ApiError::new(

@@ -19,7 +19,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use docent_core::direct::DirectUploadRequest;
 use docent_core::documents::{Upload, UploadOutcome};
-use docent_domain::{Code, CollectionId, DocumentFilter, DocumentId, Principal};
+use docent_domain::{
+    Code, CollectionId, DocumentFilter, DocumentId, Principal, check_metadata, metadata_limits,
+};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -117,6 +119,23 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     }
 }
 
+/// A small form part, read chunk by chunk and refused (`too_large()`) as soon as it passes
+/// `max` bytes: an oversized part is never buffered whole.
+async fn read_part(
+    mut field: axum::extract::multipart::Field<'_>,
+    max: usize,
+    too_large: impl FnOnce() -> ApiError,
+) -> Result<Vec<u8>, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if buf.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
 /// Uploads a document (multipart `file`, optional `metadata` JSON before it). The original is
 /// stored and an ingest task queued: 202. Identical bytes already in the collection: 200 with the
 /// existing document and `duplicate: true`.
@@ -206,7 +225,7 @@ async fn upload(
     }
     // Per-tenant quotas (builtin mode): one more document must fit, and the stream is cut off
     // past the bytes left, before anything is registered.
-    let headroom = match &s.auth {
+    let mut headroom = match &s.auth {
         Some(auth) => auth.upload_headroom(t).await?,
         None => None,
     };
@@ -222,8 +241,17 @@ async fn upload(
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("metadata") => {
-                let text = field.text().await.map_err(multipart_error)?;
-                metadata = match serde_json::from_str::<Value>(&text) {
+                let text = read_part(field, metadata_limits::MAX_BYTES, || {
+                    ApiError::new(
+                        Code::MetadataTooLarge,
+                        format!(
+                            "`metadata` is over {} bytes of JSON",
+                            metadata_limits::MAX_BYTES
+                        ),
+                    )
+                })
+                .await?;
+                metadata = match serde_json::from_slice::<Value>(&text) {
                     Ok(Value::Object(m)) => m,
                     _ => {
                         return Err(ApiError::new(
@@ -232,10 +260,28 @@ async fn upload(
                         ));
                     }
                 };
+                // Checked here too so that its bytes come off the quota headroom of `file`.
+                let size = check_metadata(&metadata)?;
+                if let Some(h) = headroom {
+                    if size > h {
+                        return Err(match &s.auth {
+                            Some(auth) => auth.stored_bytes_exceeded().into(),
+                            None => ApiError::new(Code::QuotaExceeded, "over the byte quota"),
+                        });
+                    }
+                    headroom = Some(h - size);
+                }
             }
             Some(name @ ("collection_id" | "collection")) if seed => {
                 let name = name.to_owned();
-                let text = field.text().await.map_err(multipart_error)?;
+                let text = read_part(field, 256, || {
+                    ApiError::new(
+                        Code::InvalidField,
+                        format!("`{name}` is not a valid collection id"),
+                    )
+                })
+                .await?;
+                let text = String::from_utf8_lossy(&text);
                 let cid: CollectionId = text.trim().parse().map_err(|_| {
                     ApiError::new(
                         Code::InvalidField,
@@ -392,7 +438,8 @@ pub(crate) struct ContentQuery {
 }
 
 /// Downloads the original file (or, with an S3 blob store and `redirect=true`, redirects to a
-/// presigned URL of it).
+/// presigned URL of it), always as `application/octet-stream` with `Content-Disposition:
+/// attachment` and `Content-Security-Policy: sandbox`, whatever type the uploader declared.
 #[utoipa::path(get, path = "/api/v1/documents/{id}/content", tag = "documents",
     params(("id" = String, Path, description = "document id"), ContentQuery),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
@@ -416,8 +463,6 @@ pub(crate) async fn content(
         return Ok(resp);
     }
     let (doc, size, stream) = s.services.download_document(&p, did).await?;
-    let mime = HeaderValue::from_str(&doc.declared_mime)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let ascii: String = doc
         .filename
         .chars()
@@ -432,7 +477,21 @@ pub(crate) async fn content(
     let disposition = format!("attachment; filename=\"{ascii}\"");
     let mut resp = Body::from_stream(stream).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, mime);
+    // Never the uploader's declared type: a file declared `text/html` must not render (and
+    // run scripts) on this origin. Bytes, an attachment, and a sandbox if a browser renders
+    // it anyway.
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
@@ -627,11 +686,14 @@ pub(crate) async fn create_direct_upload(
     let cid: CollectionId = id(&raw, "collection")?;
     p.require_write()?;
     p.scope().check_collection(cid)?;
+    // The metadata's bytes count toward the byte quota, as for a multipart upload.
+    let metadata = body.metadata.unwrap_or_default();
+    let metadata_size = check_metadata(&metadata)?;
     if let Some(auth) = &s.auth
         && auth
             .upload_headroom(p.tenant_id)
             .await?
-            .is_some_and(|h| body.size > h)
+            .is_some_and(|h| body.size.saturating_add(metadata_size) > h)
     {
         return Err(auth.stored_bytes_exceeded().into());
     }
@@ -645,7 +707,7 @@ pub(crate) async fn create_direct_upload(
                 size: body.size,
                 sha256: body.sha256,
                 content_type: body.content_type.unwrap_or_default(),
-                metadata: body.metadata.unwrap_or_default(),
+                metadata,
             },
         )
         .await?;

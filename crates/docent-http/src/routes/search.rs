@@ -525,8 +525,11 @@ pub struct SummaryPending {
 
 /// An extractive summary of a document. Long documents are summarized by a background task:
 /// 202 with the task, then 200 once it is done. Summaries are cached by content hash and length.
+/// A read-only API key gets only a summary already cached (`403 insufficient_scope` otherwise).
 #[utoipa::path(get, path = "/api/v1/documents/{id}/summary", tag = "search", params(("id" = String, Path, description = "document id"), SummaryQuery),
-    responses((status = 200, body = SummaryResponse), (status = 202, body = SummaryPending), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+    responses((status = 200, body = SummaryResponse), (status = 202, body = SummaryPending),
+        (status = 403, body = ErrorEnvelope, description = "a read-only key, and no cached summary"),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub(crate) async fn summary(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -534,35 +537,51 @@ pub(crate) async fn summary(
     ApiQuery(q): ApiQuery<SummaryQuery>,
 ) -> ApiResult<Response> {
     let did: DocumentId = id(&raw, "document")?;
-    Ok(
-        match s
-            .services
-            .document_summary(&p, did, q.length.unwrap_or(5))
-            .await?
-        {
-            SummaryState::Ready(sm) => Json(SummaryResponse {
-                document_id: did.to_string(),
-                summary: sm.summary,
-                sentences: sm
-                    .sentences
-                    .into_iter()
-                    .map(|x| SummarySentenceDto {
-                        text: x.text,
-                        char_start: x.char_start,
-                        char_end: x.char_end,
-                        page: x.page,
-                    })
-                    .collect(),
-                method: sm.method,
-            })
+    let length = q.length.unwrap_or(5);
+    // A read-only key writes nothing, model-written summaries included: it reads a summary
+    // someone else had computed, or is refused.
+    let state = if p
+        .key_scope
+        .as_ref()
+        .is_some_and(|k| k.access == docent_domain::KeyAccess::Read)
+    {
+        let doc = s.services.get_document(&p, did).await?;
+        match s.services.cached_summary(&doc, length).await? {
+            Some(sm) => SummaryState::Ready(sm),
+            None => {
+                return Err(ApiError::new(
+                    Code::InsufficientScope,
+                    "this API key is read-only and this summary is not computed yet; \
+                     ask with a read-write key or as a user",
+                ));
+            }
+        }
+    } else {
+        s.services.document_summary(&p, did, length).await?
+    };
+    Ok(match state {
+        SummaryState::Ready(sm) => Json(SummaryResponse {
+            document_id: did.to_string(),
+            summary: sm.summary,
+            sentences: sm
+                .sentences
+                .into_iter()
+                .map(|x| SummarySentenceDto {
+                    text: x.text,
+                    char_start: x.char_start,
+                    char_end: x.char_end,
+                    page: x.page,
+                })
+                .collect(),
+            method: sm.method,
+        })
+        .into_response(),
+        SummaryState::Pending(task) => (
+            StatusCode::ACCEPTED,
+            Json(SummaryPending {
+                task: (*task).into(),
+            }),
+        )
             .into_response(),
-            SummaryState::Pending(task) => (
-                StatusCode::ACCEPTED,
-                Json(SummaryPending {
-                    task: (*task).into(),
-                }),
-            )
-                .into_response(),
-        },
-    )
+    })
 }

@@ -69,9 +69,35 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain", body = String)))]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics. With `server.metrics_token` set, only for `Authorization: Bearer
+/// <that token>` (`401 unauthenticated` otherwise).
+#[utoipa::path(get, path = "/metrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain", body = String),
+    (status = 401, body = crate::error::ErrorEnvelope, description = "`server.metrics_token` is set and was not sent")))]
+pub(crate) async fn metrics(State(state): State<AppState>, headers: header::HeaderMap) -> Response {
+    let token = match state.services.config.server.metrics_token() {
+        Ok(t) => t,
+        Err(e) => {
+            return crate::error::ApiError::from(docent_domain::Error::internal(e.to_string()))
+                .into_response();
+        }
+    };
+    if let Some(token) = token {
+        use secrecy::ExposeSecret;
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(sent, token.expose_secret().as_bytes()) {
+            return crate::error::ApiError::new(
+                Code::Unauthenticated,
+                "`/metrics` needs `Authorization: Bearer <server.metrics_token>`",
+            )
+            .into_response();
+        }
+    }
     crate::metrics::refresh(&state.services).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -94,4 +120,9 @@ pub(crate) async fn error_codes() -> Json<Vec<ErrorCodeInfo>> {
             })
             .collect(),
     )
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

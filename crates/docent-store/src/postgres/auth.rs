@@ -1142,7 +1142,7 @@ impl AuthStore for PgStore {
 
     async fn tenant_usage(&self, tenant: TenantId) -> Result<TenantUsage> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS documents, COALESCE(SUM(size_bytes), 0)::BIGINT AS bytes \
+            "SELECT COUNT(*) AS documents, COALESCE(SUM(size_bytes + octet_length(metadata::TEXT)), 0)::BIGINT AS bytes \
              FROM documents WHERE tenant_id = $1",
         )
         .bind(tenant.to_string())

@@ -418,6 +418,7 @@ async fn conversations_and_messages() {
             b.id,
             NewConversation {
                 title: Some("First".into()),
+                owner: Some(ConversationOwner::User(UserId::new())),
             },
         )
         .await
@@ -426,9 +427,19 @@ async fn conversations_and_messages() {
     assert_eq!(conv.tenant_id, t);
     assert_eq!(s.get_conversation(t, conv.id).await.unwrap(), conv);
     let second = s
-        .create_conversation(t, b.id, NewConversation::default())
+        .create_conversation(
+            t,
+            b.id,
+            NewConversation {
+                title: None,
+                owner: Some(ConversationOwner::ApiKey(ApiKeyId::new())),
+            },
+        )
         .await
         .unwrap();
+    // Owners (a user, a key, none) come back as stored.
+    assert_eq!(s.get_conversation(t, second.id).await.unwrap(), second);
+    assert!(matches!(second.owner, Some(ConversationOwner::ApiKey(_))));
     s.create_conversation(t, other.id, NewConversation::default())
         .await
         .unwrap();
@@ -447,6 +458,11 @@ async fn conversations_and_messages() {
         convs.items.iter().map(|c| c.id).collect::<Vec<_>>(),
         vec![second.id, conv.id],
         "a bot's conversations, newest first"
+    );
+    assert_eq!(
+        convs.items.iter().map(|c| c.owner).collect::<Vec<_>>(),
+        vec![second.owner, conv.owner],
+        "listed with their owners"
     );
 
     let question = s
