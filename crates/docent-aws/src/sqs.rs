@@ -18,7 +18,8 @@
 //! - A message the ledger refuses is settled by the task's state: finished, cancelled or
 //!   unknown → deleted; dead-lettered → moved to the dead-letter queue; still leased or backing
 //!   off (a duplicate, or a delivery come back a little early) → hidden again until the ledger
-//!   says the task may run. SQS is at-least-once, and the ledger lets exactly one delivery lease
+//!   says the task may run; refused while due (its tenant at its fair-share cap while another
+//!   tenant waits) → hidden for a second, no attempt counted. SQS is at-least-once, and the ledger lets exactly one delivery lease
 //!   a task, so duplicates are harmless.
 //! - **Heartbeat** = `ChangeMessageVisibility`, then the ledger's heartbeat (so the message
 //!   never outlives the lease). **Complete**, **cancelled** and non-retryable **fail** = the
@@ -876,7 +877,10 @@ impl SqsQueue {
                     self.delete(&delivery.receipt).await;
                 }
             }
-            // Backing off, or just made runnable under us: back when it is due.
+            // Backing off: back when it is due. Refused while due: its tenant is at its fair
+            // share while another waits (or it was just made runnable under us): back in a
+            // second, after the waiting tenant's message had its turn. Hiding counts no attempt
+            // in the ledger, and a message near the receive limit is replaced by a fresh one.
             TaskStatus::Pending => {
                 metrics::counter!("docent_sqs_messages_total", "outcome" => "deferred")
                     .increment(1);
@@ -995,6 +999,10 @@ impl TaskQueue for SqsQueue {
         self.ledger
             .progress(&unwrap(lease).0, status, progress)
             .await
+    }
+
+    async fn should_yield(&self, lease: &Lease) -> Result<bool> {
+        self.ledger.should_yield(&unwrap(lease).0).await
     }
 
     #[tracing::instrument(skip_all, fields(task = %lease.task.id, status = %status))]

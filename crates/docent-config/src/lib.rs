@@ -485,6 +485,16 @@ pub struct QueueConfig {
     /// How often idle workers look for work.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// Fair share across tenants: while a tenant holding fewer than this many running tasks has
+    /// a runnable one, no tenant at or above it gets a new lease, and a tenant above it gives
+    /// back its record-file tasks at their next batch. A tenant alone still uses every worker.
+    /// 0 turns fairness off (oldest task first, whoever owns it).
+    #[serde(default = "default_max_running_per_tenant")]
+    pub max_running_per_tenant: u32,
+}
+
+fn default_max_running_per_tenant() -> u32 {
+    1
 }
 
 /// Worker pool settings.
@@ -847,6 +857,10 @@ pub enum EmbedderConfig {
         /// Estimated tokens (chars / 4) per minute; none: unlimited.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tokens_per_minute: Option<u64>,
+        /// The most of both budgets one tenant may use (a share in (0, 1]): a tenant spending its
+        /// share waits while others still get the rest.
+        #[serde(default = "default_model_tenant_share")]
+        tenant_share: f64,
         /// Most texts per request (OpenAI allows 2048).
         #[serde(default = "default_openai_embed_batch")]
         batch_size: usize,
@@ -902,6 +916,10 @@ pub enum LlmConfig {
         /// Tokens (prompt + completion) per minute; none: unlimited.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tokens_per_minute: Option<u64>,
+        /// The most of both budgets one tenant may use (a share in (0, 1]): a tenant spending its
+        /// share waits while others still get the rest.
+        #[serde(default = "default_model_tenant_share")]
+        tenant_share: f64,
         /// Time for a whole answer, or for a streamed answer's first byte.
         #[serde(default = "default_llm_timeout", with = "humantime_serde")]
         request_timeout: Duration,
@@ -910,6 +928,14 @@ pub enum LlmConfig {
 
 fn default_llm_requests_per_second() -> f64 {
     5.0
+}
+
+fn default_model_tenant_share() -> f64 {
+    0.5
+}
+
+fn valid_share(share: f64) -> bool {
+    share.is_finite() && share > 0.0 && share <= 1.0
 }
 
 fn default_llm_timeout() -> Duration {
@@ -1403,6 +1429,7 @@ impl Default for Config {
                 backoff_base: Duration::from_secs(2),
                 backoff_max: Duration::from_secs(300),
                 poll_interval: Duration::from_millis(250),
+                max_running_per_tenant: default_max_running_per_tenant(),
             },
             worker: WorkerConfig {
                 concurrency: 2,
@@ -1593,6 +1620,7 @@ impl Config {
         if let EmbedderConfig::Openai {
             base_url,
             requests_per_second,
+            tenant_share,
             batch_size,
             batch_tokens,
             dimension,
@@ -1605,6 +1633,9 @@ impl Config {
             }
             if !(requests_per_second.is_finite() && *requests_per_second > 0.0) {
                 return bad("embedder.requests_per_second must be a positive number");
+            }
+            if !valid_share(*tenant_share) {
+                return bad("embedder.tenant_share must be above 0 and at most 1");
             }
             if *batch_size == 0 || *batch_tokens == 0 || *max_attempts == 0 || *dimension == Some(0)
             {
@@ -1637,6 +1668,11 @@ impl Config {
             && !(requests_per_second.is_finite() && *requests_per_second > 0.0)
         {
             return bad("llm.requests_per_second must be a positive number");
+        }
+        if let LlmConfig::Openai { tenant_share, .. } = &self.llm
+            && !valid_share(*tenant_share)
+        {
+            return bad("llm.tenant_share must be above 0 and at most 1");
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use docent_domain::auth::Scope;
+use docent_domain::llm::caller::for_tenant;
 use docent_domain::*;
 use serde::{Deserialize, Serialize};
 
@@ -120,8 +121,10 @@ impl Services {
         crate::search::check_query_length(&params.query, "question")?;
         params.top_k = params.top_k.clamp(1, 10);
         params.offset = 0;
+        let scope = scope.into();
+        let tenant = scope.tenant;
         let hits = self.search(scope, &params).await?.hits;
-        self.extract_answer(&params.query, &hits).await
+        for_tenant(tenant, self.extract_answer(&params.query, &hits)).await
     }
 
     /// The extractive answer to `query` from search hits (best first): the sentences of the
@@ -379,7 +382,7 @@ impl Services {
         let texts: Vec<String> = sents.iter().map(|s| s.0.clone()).collect();
         let (chosen, method) = match &self.embedder {
             Some(e) if texts.len() <= EMBED_SENTENCE_LIMIT => {
-                let vecs = e.embed(&texts).await?;
+                let vecs = for_tenant(tenant, e.embed(&texts)).await?;
                 let dim = vecs.first().map_or(0, Vec::len);
                 let mut centroid = vec![0f32; dim];
                 for v in &vecs {

@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use docent_domain::auth::Scope;
+use docent_domain::llm::caller::for_tenant;
 use docent_domain::llm::{ChatMessage, ChatModel, ChatRequest, Usage};
 use docent_domain::{
     Bot, BotId, Citation, ConversationId, Error, MessageId, MessageRole, MessageUsage,
@@ -191,7 +192,8 @@ impl Services {
         let turn = self.prepare_turn(scope.into(), bot, input).await?;
         match &turn.model {
             Some((model, request)) => {
-                let response = model.chat(request).await?;
+                // Charged to the tenant's share of the model budget.
+                let response = for_tenant(turn.bot.tenant_id, model.chat(request)).await?;
                 let mut filter = AnswerFilter::new(turn.sources.len());
                 let mut answer = filter.push(&response.content);
                 answer.push_str(&filter.finish());
@@ -236,7 +238,7 @@ impl Services {
             ];
             return Ok(futures::stream::iter(events).boxed());
         };
-        let mut deltas = model.chat_stream(&request).await?;
+        let mut deltas = for_tenant(turn.bot.tenant_id, model.chat_stream(&request)).await?;
         let name = request
             .model
             .clone()

@@ -455,7 +455,9 @@ async fn run_batched(ctx: &TaskContext, prepared: Prepared) -> Result<Progress, 
         .await?;
     let model = embedding_model(svc);
     let rest: Vec<&docent_chunk::Piece> = pieces.iter().skip(start).collect();
-    for batch in row_batches(&rest, svc.config.ingest.record_batch) {
+    let batches = row_batches(&rest, svc.config.ingest.record_batch);
+    let last = batches.len().saturating_sub(1);
+    for (n, batch) in batches.into_iter().enumerate() {
         let (chunks, bad) = embed_rows(ctx, batch, true).await?;
         let next = batch.last().map_or(0, |p| p.ordinal + 1);
         failed += bad.len() as u64;
@@ -479,6 +481,11 @@ async fn run_batched(ctx: &TaskContext, prepared: Prepared) -> Result<Progress, 
         );
         ctx.progress(TaskStatus::ProcessingChunks, progress(done, failed))
             .await?;
+        // Fair share: the batch and its checkpoint are committed, so the task can give its
+        // worker to a waiting tenant and resume here later.
+        if n < last && ctx.should_yield().await {
+            return Err(JobError::Yielded);
+        }
     }
     index_stored(ctx, &doc, &pieces).await?;
     Ok(progress(done, failed))

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use docent_domain::llm::caller::for_tenant;
 use docent_domain::ports::{IndexFilter, ScoredChunk, ScoredDocument};
 use docent_domain::*;
 
@@ -564,7 +565,7 @@ impl Services {
         }
         let query_vec = match (mode, &self.embedder) {
             (SearchMode::Hybrid | SearchMode::Vector, Some(e)) => {
-                Some(self.embed_query(tenant, e.as_ref(), &p.query).await?)
+                Some(for_tenant(tenant, self.embed_query(tenant, e.as_ref(), &p.query)).await?)
             }
             _ => None,
         };

@@ -8,11 +8,17 @@
 //!   job is dropped and the task fails with `task_timeout`.
 //! - On shutdown workers stop leasing; running jobs get `shutdown_grace` to finish, then are
 //!   interrupted and their leases released without using up an attempt.
+//! - Fair share: a long job asks [`TaskContext::should_yield`] at its safe points (a record file
+//!   after each committed batch) and, while its tenant holds more than its share of workers and
+//!   another tenant waits, returns [`JobError::Yielded`]: the lease is released (no attempt
+//!   counted) and the worker's next lease goes to the waiting tenant; the task resumes later
+//!   from its checkpoint.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use docent_domain::llm::caller::for_tenant;
 use docent_domain::ports::{FailOutcome, Heartbeat, Lease};
 use docent_domain::*;
 use tokio::task::JoinHandle;
@@ -32,6 +38,9 @@ pub enum JobError {
     Interrupted,
     /// The lease was lost; another worker owns the task.
     LeaseLost,
+    /// The job stopped at a safe point so that another tenant gets the worker; the lease is
+    /// released without counting the attempt and the task runs again later.
+    Yielded,
 }
 
 impl From<Error> for JobError {
@@ -75,6 +84,20 @@ impl TaskContext {
     /// Whether the soft time limit has passed: wrap up at the next safe point.
     pub fn past_soft_deadline(&self) -> bool {
         Instant::now() >= self.soft_deadline
+    }
+
+    /// Whether the job should stop at this safe point and give the worker to another tenant
+    /// ([`TaskQueue::should_yield`](docent_domain::ports::TaskQueue::should_yield)). Only a job
+    /// that can resume where it stopped (a checkpoint committed) may act on it. A queue error
+    /// answers false: the job goes on.
+    pub async fn should_yield(&self) -> bool {
+        match self.services.queue.should_yield(&self.lease).await {
+            Ok(yes) => yes,
+            Err(e) => {
+                tracing::debug!(error = %e.chain(), "could not ask the queue about fair share");
+                false
+            }
+        }
     }
 
     /// Persists progress (status `processing` or `processing_chunks`).
@@ -249,7 +272,9 @@ pub async fn run_leased(
     interrupt: &CancellationToken,
 ) -> Option<TaskStatus> {
     let span = tracing::info_span!("task", task = %lease.task.id, kind = %lease.task.kind, attempt = lease.task.attempts);
-    run_leased_inner(svc, lease, interrupt)
+    // Model calls of the task are charged to its tenant's share of the model budgets.
+    let tenant = lease.task.tenant_id;
+    for_tenant(tenant, run_leased_inner(svc, lease, interrupt))
         .instrument(span)
         .await
 }
@@ -323,6 +348,15 @@ async fn run_leased_inner(
             .release(lease)
             .await
             .map(|ok| ok.then_some(TaskStatus::Pending)),
+        Err(JobError::Yielded) => {
+            tracing::info!("task yields its worker to another tenant");
+            metrics::counter!("docent_tasks_yielded_total", "kind" => task.kind.as_str())
+                .increment(1);
+            queue
+                .release(lease)
+                .await
+                .map(|ok| ok.then_some(TaskStatus::Pending))
+        }
         Err(JobError::LeaseLost) => Ok(None),
     };
     let status = match recorded {

@@ -187,3 +187,76 @@ pub trait ChatModel: Send + Sync + 'static {
     /// provider has accepted the request; failures after that arrive as stream items.
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream>;
 }
+
+/// The tenant on whose behalf model calls are made, for per-tenant model budgets: a future run
+/// with [`for_tenant`] makes [`calling_tenant`] answer that tenant inside it (on whichever
+/// thread polls it). Model ports take no tenant argument; the budget wrapper reads this instead,
+/// and a call made outside any scope (the CLI, tests) is charged to the provider's budget only.
+pub mod caller {
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use crate::TenantId;
+
+    thread_local! {
+        static CURRENT: Cell<Option<TenantId>> = const { Cell::new(None) };
+    }
+
+    /// `fut`, run with `tenant` as the [`calling_tenant`].
+    pub fn for_tenant<F: Future>(tenant: TenantId, fut: F) -> ForTenant<F> {
+        ForTenant {
+            tenant,
+            inner: Box::pin(fut),
+        }
+    }
+
+    /// The tenant of the innermost [`for_tenant`] being polled on this thread, if any.
+    pub fn calling_tenant() -> Option<TenantId> {
+        CURRENT.with(Cell::get)
+    }
+
+    /// The future of [`for_tenant`].
+    pub struct ForTenant<F> {
+        tenant: TenantId,
+        inner: Pin<Box<F>>,
+    }
+
+    /// Puts back the outer tenant when a poll ends, panics included.
+    struct Restore(Option<TenantId>);
+
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+
+    impl<F: Future> Future for ForTenant<F> {
+        type Output = F::Output;
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            let this = &mut *self;
+            let _restore = Restore(CURRENT.with(|c| c.replace(Some(this.tenant))));
+            this.inner.as_mut().poll(cx)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_tenant_is_seen_inside_the_scope_only_and_nests() {
+            let (a, b) = (TenantId::new(), TenantId::new());
+            assert_eq!(calling_tenant(), None);
+            let seen = futures::executor::block_on(for_tenant(a, async move {
+                let outer = calling_tenant();
+                let inner = for_tenant(b, async { calling_tenant() }).await;
+                (outer, inner, calling_tenant())
+            }));
+            assert_eq!(seen, (Some(a), Some(b), Some(a)));
+            assert_eq!(calling_tenant(), None);
+        }
+    }
+}

@@ -292,7 +292,18 @@ pub trait TaskQueue: Send + Sync + 'static {
     /// Leases the next runnable task (pending and due, or running with an expired lease) for
     /// `visibility`, counting an attempt. Tasks whose lease expired with no attempts left are
     /// dead-lettered instead of being handed out.
+    ///
+    /// Fair across tenants (`queue.max_running_per_tenant`, the *cap*; 0 turns it off): the
+    /// oldest runnable task of a tenant holding fewer than the cap live leases goes first; only
+    /// when no such tenant has one is the oldest runnable task of any tenant leased, so a tenant
+    /// alone still gets every worker. A tenant at its cap gets no new lease while another
+    /// tenant under it has a runnable task.
     async fn lease(&self, worker: &str, visibility: Duration) -> Result<Option<Lease>>;
+    /// Whether the holder of `lease` should give its task back at the next safe point
+    /// ([`release`](Self::release), no attempt counted) so that another tenant gets the
+    /// worker: its tenant holds more live leases than the cap while a tenant under the cap has
+    /// a runnable task. Always false with fairness off.
+    async fn should_yield(&self, lease: &Lease) -> Result<bool>;
     /// Extends the lease by `visibility` from now.
     async fn heartbeat(&self, lease: &Lease, visibility: Duration) -> Result<Heartbeat>;
     /// Persists progress and the running status (`processing` or `processing_chunks`).
@@ -343,7 +354,9 @@ pub trait TaskLedger: TaskQueue {
     /// running with a lapsed lease, attempts left and no cancel request — counting an attempt,
     /// with the rules of [`TaskQueue::lease`]. Lapsed leases that must not run again are settled
     /// first, as [`TaskLedger::settle_lapsed`] does. `None` when the task is missing or not
-    /// runnable (`get` tells why).
+    /// runnable (`get` tells why), and also — fairness — when its tenant holds its cap of live
+    /// leases while a tenant under the cap has a runnable task: the task stays runnable (no
+    /// attempt counted, `get` shows it pending and due) and the broker delivers it again shortly.
     async fn lease_task(
         &self,
         tenant: TenantId,

@@ -235,6 +235,11 @@ pub struct BudgetConfig {
     pub request_burst: u32,
     /// Tokens (prompt + completion, or embedding input) per minute; none: unlimited.
     pub tokens_per_minute: Option<u64>,
+    /// The share of both buckets one tenant may use, in (0, 1]: calls made for a tenant
+    /// ([`docent_domain::llm::caller::for_tenant`]) take from a bucket of their tenant of this
+    /// share of the rates (at least one request deep) before the provider's. 1: no per-tenant
+    /// bucket.
+    pub tenant_share: f64,
     /// Tries per call, the first included.
     pub max_attempts: u32,
     /// First retry delay bound; doubles per attempt (full jitter: a random delay below it).
@@ -263,6 +268,7 @@ impl Default for BudgetConfig {
             requests_per_second: 5.0,
             request_burst: 1,
             tokens_per_minute: None,
+            tenant_share: 1.0,
             max_attempts: 5,
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(20),
@@ -285,6 +291,9 @@ impl BudgetConfig {
             return invalid(
                 "budget.request_burst, max_attempts and breaker_failures must be at least 1",
             );
+        }
+        if !(self.tenant_share.is_finite() && self.tenant_share > 0.0 && self.tenant_share <= 1.0) {
+            return invalid("budget.tenant_share must be above 0 and at most 1");
         }
         if self.tokens_per_minute == Some(0) {
             return invalid("budget.tokens_per_minute must be above zero (or unset)");

@@ -304,3 +304,61 @@ async fn streams_are_retried_until_accepted() {
         vec![500, 429, 200]
     );
 }
+
+/// Calls of a budget split by tenant (`tenant_share` 0.5 of a 4-deep, 2/s provider budget: 2
+/// deep per tenant), failing at once when a bucket is empty instead of waiting.
+fn per_tenant_budget(name: &str, store: Arc<dyn docent_llm::BudgetStore>) -> Arc<Budget> {
+    Budget::with_store(
+        name,
+        BudgetConfig {
+            requests_per_second: 0.01,
+            request_burst: 4,
+            tenant_share: 0.5,
+            max_queue_wait: Duration::from_millis(20),
+            ..BudgetConfig::default()
+        },
+        store,
+    )
+}
+
+async fn call_as(
+    budget: &Budget,
+    tenant: Option<docent_domain::TenantId>,
+) -> docent_domain::Result<()> {
+    let call = budget.run("chat", 10, |_: &()| None, || async { Ok(()) });
+    match tenant {
+        Some(t) => docent_domain::llm::caller::for_tenant(t, call).await,
+        None => call.await,
+    }
+}
+
+/// One tenant spending its share of the model budget is refused (`model_rate_limited`) while
+/// another tenant's calls still go through: the provider's budget is not drained by one tenant.
+#[tokio::test]
+async fn a_tenant_spending_its_share_leaves_the_rest_to_others() {
+    let budget = per_tenant_budget(
+        "per-tenant-share",
+        Arc::new(docent_llm::InProcessBudgetStore::new()),
+    );
+    let (a, b) = (
+        docent_domain::TenantId::new(),
+        docent_domain::TenantId::new(),
+    );
+    call_as(&budget, Some(a)).await.unwrap();
+    call_as(&budget, Some(a)).await.unwrap();
+    let err = call_as(&budget, Some(a)).await.unwrap_err();
+    assert_eq!(err.code, Code::ModelRateLimited, "{err:?}");
+    assert!(err.message.contains("share"), "{}", err.message);
+    // A's refusals took nothing from the provider: B gets its whole share.
+    call_as(&budget, Some(b)).await.unwrap();
+    call_as(&budget, Some(b)).await.unwrap();
+    assert_eq!(
+        call_as(&budget, Some(b)).await.unwrap_err().code,
+        Code::ModelRateLimited
+    );
+    // The provider's budget (4 deep) is now spent too: a call outside any tenant waits.
+    assert_eq!(
+        call_as(&budget, None).await.unwrap_err().code,
+        Code::ModelRateLimited
+    );
+}

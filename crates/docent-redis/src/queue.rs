@@ -46,7 +46,8 @@
 //! - An entry the ledger refuses is settled by the task's state: finished, cancelled or
 //!   unknown → acknowledged and deleted; dead-lettered → moved to the dead-letter stream; still
 //!   leased or backing off (a duplicate, or a delivery come back a little early) → parked in
-//!   `delayed` until the ledger says the task may run. The ledger lets exactly one delivery
+//!   `delayed` until the ledger says the task may run; refused while due (its tenant at its
+//!   fair-share cap while another tenant waits) → parked for a second, no attempt counted. The ledger lets exactly one delivery
 //!   lease a task, so duplicates are harmless. An entry that names no task goes to the
 //!   dead-letter stream.
 //! - **Heartbeat** = re-time the entry, then the ledger's heartbeat. **Complete**,
@@ -333,6 +334,10 @@ fn clamp_visibility(d: Duration) -> Duration {
 }
 
 /// Milliseconds from now until `at` (zero if past).
+/// How long a delivery the ledger refused for fairness (its tenant at its cap while another
+/// tenant waits) is parked before it is read again.
+const FAIR_SHARE_DEFER: Duration = Duration::from_secs(1);
+
 fn ms_until(at: chrono::DateTime<Utc>) -> u64 {
     ms((at - Utc::now()).to_std().unwrap_or_default())
 }
@@ -795,11 +800,13 @@ impl RedisQueue {
                     self.ack(&delivery.id).await;
                 }
             }
-            // Backing off, or just made runnable under us: back when it is due.
+            // Backing off: back when it is due. Refused while due: its tenant is at its fair
+            // share while another waits (or it was just made runnable under us): back shortly,
+            // after the waiting tenant's delivery had its turn.
             TaskStatus::Pending => {
                 counted("deferred");
-                self.park(task, &delivery.id, ms_until(current.run_after))
-                    .await;
+                let wait = ms_until(current.run_after).max(ms(FAIR_SHARE_DEFER));
+                self.park(task, &delivery.id, wait).await;
             }
             // Leased by another delivery (a duplicate, or this one back a little early): back
             // when that lease ends.
@@ -911,6 +918,10 @@ impl TaskQueue for RedisQueue {
         self.ledger
             .progress(&unwrap(lease).0, status, progress)
             .await
+    }
+
+    async fn should_yield(&self, lease: &Lease) -> Result<bool> {
+        self.ledger.should_yield(&unwrap(lease).0).await
     }
 
     #[tracing::instrument(skip_all, fields(task = %lease.task.id, status = %status))]

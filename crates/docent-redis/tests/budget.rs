@@ -204,3 +204,40 @@ async fn two_processes_share_one_budget() {
         started.elapsed()
     );
 }
+
+/// Per-tenant shares in the shared store: tenant A spending its share (2 of the provider's 4)
+/// through one "process" leaves tenant B able to call through another.
+#[tokio::test]
+async fn a_tenant_spending_its_share_leaves_the_rest_to_others() {
+    let Some(fx) = Fixture::new() else { return };
+    let config = BudgetConfig {
+        requests_per_second: 0.01,
+        request_burst: 4,
+        tenant_share: 0.5,
+        max_queue_wait: Duration::from_millis(20),
+        ..BudgetConfig::default()
+    };
+    let one = Budget::with_store("tenants", config.clone(), Arc::new(fx.store()));
+    let two = Budget::with_store("tenants", config, Arc::new(fx.store()));
+    let (a, b) = (
+        docent_domain::TenantId::new(),
+        docent_domain::TenantId::new(),
+    );
+    let call = |budget: Arc<Budget>, tenant| async move {
+        docent_domain::llm::caller::for_tenant(
+            tenant,
+            budget.run("chat", 10, |_: &()| None, || async { Ok(()) }),
+        )
+        .await
+    };
+    call(one.clone(), a).await.unwrap();
+    call(two.clone(), a).await.unwrap();
+    let err = call(one.clone(), a).await.unwrap_err();
+    assert_eq!(err.code, docent_domain::Code::ModelRateLimited, "{err:?}");
+    call(two.clone(), b).await.unwrap();
+    call(one, b).await.unwrap();
+    assert_eq!(
+        call(two, b).await.unwrap_err().code,
+        docent_domain::Code::ModelRateLimited
+    );
+}

@@ -25,6 +25,9 @@ use docent_domain::ports::{MetadataStore, TaskLedger, TaskQueue};
 use docent_domain::{Error, Result};
 
 pub use docent_domain::ports::Backoff;
+
+/// The fair-share cap of a queue built without one: `queue.max_running_per_tenant`'s default.
+pub const DEFAULT_FAIR_CAP: u32 = 1;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgIndex, PgIndexOptions, PgOptions, PgQueue, PgStore};
 pub use queue::SqliteQueue;
@@ -76,15 +79,15 @@ impl Database {
             max: config.backoff_max,
         };
         match &self.backend {
-            Backend::Sqlite(s) => Arc::new(SqliteQueue::new(
-                s.pool().clone(),
-                config.max_attempts,
-                backoff,
-            )),
+            Backend::Sqlite(s) => Arc::new(
+                SqliteQueue::new(s.pool().clone(), config.max_attempts, backoff)
+                    .with_max_running_per_tenant(config.max_running_per_tenant),
+            ),
             #[cfg(feature = "postgres")]
-            Backend::Postgres(s) => {
-                Arc::new(PgQueue::new(s.pool().clone(), config.max_attempts, backoff))
-            }
+            Backend::Postgres(s) => Arc::new(
+                PgQueue::new(s.pool().clone(), config.max_attempts, backoff)
+                    .with_max_running_per_tenant(config.max_running_per_tenant),
+            ),
         }
     }
 

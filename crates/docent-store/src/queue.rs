@@ -4,6 +4,12 @@
 //! receive count; past `max_attempts` a lapsed task is dead-lettered instead of re-delivered.
 //! It is also a [`TaskLedger`]: the record behind a broker's deliveries (the SQS queue), which
 //! leases the one task a delivery names.
+//!
+//! Leases are fair across tenants (see [`TaskQueue::lease`]): one statement picks the oldest
+//! runnable task of a tenant holding fewer than the cap live leases, else the oldest of any
+//! tenant. The tenants at their cap are a GROUP BY over the running rows (few: one per worker);
+//! the oldest pick walks the `tasks_fair` index (`status, run_after, id, tenant_id`, migration
+//! `0009`) without reading rows.
 
 use std::time::Duration;
 
@@ -22,16 +28,25 @@ pub struct SqliteQueue {
     pool: SqlitePool,
     max_attempts: u32,
     backoff: Backoff,
+    fair_cap: u32,
 }
 
 impl SqliteQueue {
-    /// A queue over the `tasks` table of `pool` (migrations already applied).
+    /// A queue over the `tasks` table of `pool` (migrations already applied), fair across
+    /// tenants with a cap of [`DEFAULT_FAIR_CAP`](crate::DEFAULT_FAIR_CAP) running tasks.
     pub fn new(pool: SqlitePool, max_attempts: u32, backoff: Backoff) -> Self {
         Self {
             pool,
             max_attempts,
             backoff,
+            fair_cap: crate::DEFAULT_FAIR_CAP,
         }
+    }
+
+    /// Sets the fair-share cap (`queue.max_running_per_tenant`; 0: no fairness).
+    pub fn with_max_running_per_tenant(mut self, cap: u32) -> Self {
+        self.fair_cap = cap;
+        self
     }
 }
 
@@ -118,8 +133,9 @@ impl SqliteQueue {
         Ok(())
     }
 
-    /// Leases the next runnable task, or with `only` that task if it is runnable (the
-    /// [`TaskLedger::lease_task`] of a broker delivery), after settling lapsed leases.
+    /// Leases the next runnable task, or with `only` that task if it is runnable and fairness
+    /// allows it (the [`TaskLedger::lease_task`] of a broker delivery), after settling lapsed
+    /// leases.
     async fn lease_one(
         &self,
         worker: &str,
@@ -130,35 +146,43 @@ impl SqliteQueue {
         self.settle_lapsed(now).await?;
         let token = uuid::Uuid::new_v4().to_string();
         let expires = now + ms(visibility);
-        let runnable = format!(
-            "((status = 'pending' AND run_after <= ?) \
-             OR (status IN {RUNNING} AND lease_expires_at <= ? AND attempts < max_attempts AND cancel_requested = 0))"
-        );
+        // Numbered parameters: ?1 token, ?2 worker, ?3 expiry, ?4 now, ?5 cap, ?6 tenant, ?7 id.
+        let runnable = runnable_sql("?4");
+        let under_cap = format!("tenant_id NOT IN ({})", holding_sql("?4", ">= ?5"));
+        let oldest = |extra: &str| oldest_sql("?4", extra);
         // One statement: SQLite runs it under its single writer lock, so two workers can never
-        // pick the same row.
-        let target = match only {
-            None => format!(
-                "id = (SELECT id FROM tasks WHERE {runnable} ORDER BY run_after, id LIMIT 1)"
+        // pick the same row. COALESCE stops at the first pick, so the second only runs when no
+        // tenant under the cap has a runnable task.
+        let target = match (only, self.fair_cap) {
+            (None, 0) => format!("id = ({})", oldest("")),
+            (None, _) => format!(
+                "id = COALESCE(({}), ({}))",
+                oldest(&format!(" AND {under_cap}")),
+                oldest("")
             ),
-            Some(_) => format!("tenant_id = ? AND id = ? AND {runnable}"),
+            (Some(_), 0) => format!("tenant_id = ?6 AND id = ?7 AND {runnable}"),
+            (Some(_), _) => format!(
+                "tenant_id = ?6 AND id = ?7 AND {runnable} AND (?6 NOT IN ({}) OR NOT {})",
+                holding_sql("?4", ">= ?5"),
+                waiting_sql("?4", &under_cap)
+            ),
         };
         let sql = format!(
-            "UPDATE tasks SET status = 'processing', lease_token = ?, lease_owner = ?, lease_expires_at = ?, \
-             attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ? \
+            "UPDATE tasks SET status = 'processing', lease_token = ?1, lease_owner = ?2, lease_expires_at = ?3, \
+             attempts = attempts + 1, started_at = COALESCE(started_at, ?4), updated_at = ?4 \
              WHERE {target} RETURNING {TASK_COLS}"
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let (tenant, id) = only.map_or((String::new(), String::new()), |(t, i)| {
+            (t.to_string(), i.to_string())
+        });
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&token)
             .bind(worker)
             .bind(expires)
             .bind(now)
-            .bind(now);
-        if let Some((tenant, id)) = only {
-            query = query.bind(tenant.to_string()).bind(id.to_string());
-        }
-        let row = query
-            .bind(now)
-            .bind(now)
+            .bind(i64::from(self.fair_cap))
+            .bind(tenant)
+            .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
@@ -238,6 +262,57 @@ impl SqliteQueue {
     }
 }
 
+/// Pending and due at `now` (a parameter).
+fn pending_sql(now: &str) -> String {
+    format!("status = 'pending' AND run_after <= {now}")
+}
+
+/// Leased, the lease lapsed at `now`, attempts left and no cancel request.
+fn lapsed_sql(now: &str) -> String {
+    format!(
+        "status IN {RUNNING} AND lease_expires_at <= {now} AND attempts < max_attempts AND cancel_requested = 0"
+    )
+}
+
+/// Whether a task is runnable at `now`: pending and due, or lapsed.
+fn runnable_sql(now: &str) -> String {
+    format!("(({}) OR ({}))", pending_sql(now), lapsed_sql(now))
+}
+
+/// The id of the oldest runnable task matching `extra` (` AND …`). Pending and lapsed tasks are
+/// picked apart — the pending one by walking `tasks_fair` in order, reading only the index; the
+/// lapsed ones (a few, one per dead worker) through `tasks_runnable` — and the older taken: one
+/// `OR` over both made SQLite collect and sort every runnable task.
+fn oldest_sql(now: &str, extra: &str) -> String {
+    format!(
+        "SELECT id FROM (SELECT * FROM (SELECT id, run_after FROM tasks WHERE {}{extra} \
+         ORDER BY run_after, id LIMIT 1) UNION ALL SELECT id, run_after FROM tasks WHERE {}{extra}) \
+         ORDER BY run_after, id LIMIT 1",
+        pending_sql(now),
+        lapsed_sql(now)
+    )
+}
+
+/// Whether a task matching `cond` is runnable at `now` (two index searches, as in
+/// [`oldest_sql`]).
+fn waiting_sql(now: &str, cond: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM tasks WHERE {} AND {cond}) OR EXISTS (SELECT 1 FROM tasks WHERE {} AND {cond}))",
+        pending_sql(now),
+        lapsed_sql(now)
+    )
+}
+
+/// The tenants holding live leases at `now` in a number matching `count` (`>= ?5`, `> ?5`):
+/// a search of the running rows only (`+tenant_id` keeps SQLite from walking a tenant index
+/// for the grouping instead).
+fn holding_sql(now: &str, count: &str) -> String {
+    format!(
+        "SELECT tenant_id FROM tasks WHERE status IN {RUNNING} AND lease_expires_at > {now} \
+         GROUP BY +tenant_id HAVING COUNT(*) {count}"
+    )
+}
+
 enum LeaseBind {
     Int(i64),
     Text(String),
@@ -279,6 +354,28 @@ impl TaskQueue for SqliteQueue {
 
     async fn lease(&self, worker: &str, visibility: Duration) -> Result<Option<Lease>> {
         self.lease_one(worker, visibility, None).await
+    }
+
+    async fn should_yield(&self, lease: &Lease) -> Result<bool> {
+        if self.fair_cap == 0 {
+            return Ok(false);
+        }
+        let sql = format!(
+            "SELECT ?1 IN ({}) AND {}",
+            holding_sql("?2", "> ?3"),
+            waiting_sql(
+                "?2",
+                &format!("tenant_id NOT IN ({})", holding_sql("?2", ">= ?3"))
+            ),
+        );
+        let yes: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(lease.task.tenant_id.to_string())
+            .bind(now_ms())
+            .bind(i64::from(self.fair_cap))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(yes != 0)
     }
 
     async fn heartbeat(&self, lease: &Lease, visibility: Duration) -> Result<Heartbeat> {

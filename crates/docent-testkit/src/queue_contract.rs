@@ -10,7 +10,9 @@
 //!
 //! - use [`CONTRACT_MAX_ATTEMPTS`] as the queue's default attempt limit;
 //! - use a small retry backoff (base around 100 ms, max at most 1 s), so cases that wait for
-//!   retries stay fast.
+//!   retries stay fast;
+//! - use [`CONTRACT_MAX_RUNNING_PER_TENANT`] as the fair-share cap (`queue.max_running_per_tenant`,
+//!   the queues' default).
 //!
 //! Then either expand [`queue_contract_tests!`](crate::queue_contract_tests) in a test file,
 //! which emits one `#[tokio::test]` per case so a failure names its case (the calling crate needs
@@ -47,6 +49,10 @@ use docent_domain::{
 /// The default attempt limit every factory must build its queue with (`NewTask::max_attempts:
 /// None` means this many leases before dead-lettering).
 pub const CONTRACT_MAX_ATTEMPTS: u32 = 3;
+
+/// The fair-share cap every factory must build its queue with: a tenant holding this many live
+/// leases gets no new one while a tenant under it has a runnable task.
+pub const CONTRACT_MAX_RUNNING_PER_TENANT: u32 = 1;
 
 /// A queue handed to one contract case, plus whatever must stay alive while it is used.
 pub struct QueueUnderTest {
@@ -103,6 +109,9 @@ macro_rules! __queue_contract_cases {
             release_returns_the_task_without_counting_the_attempt,
             release_of_a_cancel_requested_task_cancels_it,
             depth_counts_by_status_across_tenants,
+            fair_lease_serves_a_waiting_tenant_before_a_busy_one,
+            tenant_over_its_cap_yields_and_gets_no_lease_while_another_waits,
+            a_tenant_alone_gets_every_worker,
         }
     };
 }
@@ -250,6 +259,12 @@ async fn lease_when_due(q: &dyn TaskQueue, worker: &str, visibility: Duration) -
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Leases like a worker does: polls until a lease comes (a broker may answer `None` while it
+/// defers deliveries refused for fairness), failing after [`RETRY_DEADLINE`].
+async fn lease_as_worker(q: &dyn TaskQueue, worker: &str) -> Lease {
+    lease_when_due(q, worker, LONG).await
 }
 
 #[track_caller]
@@ -1646,4 +1661,142 @@ pub async fn depth_counts_by_status_across_tenants(qut: QueueUnderTest) {
         assert_eq!(count(&depth, status), n, "{status} in {depth:?}");
     }
     assert_eq!(depth.dead_lettered, 1, "{depth:?}");
+}
+
+/// Fair share: tenant A enqueues a backlog, then tenant B one task. With two workers, B's task
+/// is leased second — not after A's backlog — and once every tenant holds its cap the rest of
+/// A's backlog is still handed out (work-conserving).
+pub async fn fair_lease_serves_a_waiting_tenant_before_a_busy_one(qut: QueueUnderTest) {
+    let q = &*qut.queue;
+    let (a, b) = (TenantId::new(), TenantId::new());
+    let mut backlog = Vec::new();
+    for _ in 0..4 {
+        backlog.push(enqueue(q, a, new_task()).await.id);
+    }
+    let small = enqueue(q, b, new_task()).await;
+
+    let first = lease_as_worker(q, "w1").await;
+    let second = lease_as_worker(q, "w2").await;
+    let tenants: HashSet<TenantId> = [first.task.tenant_id, second.task.tenant_id].into();
+    assert_eq!(
+        tenants,
+        [a, b].into(),
+        "two workers serve both tenants, whatever the backlog's age"
+    );
+    let b_lease = if second.task.tenant_id == b {
+        &second
+    } else {
+        &first
+    };
+    assert_eq!(b_lease.task.id, small.id);
+    assert_eq!(b_lease.task.attempts, 1);
+
+    // Both tenants hold their cap and no one else waits: A's backlog keeps every worker busy.
+    let third = lease_as_worker(q, "w3").await;
+    assert_eq!(third.task.tenant_id, a, "a third worker takes A's backlog");
+    assert!(backlog.contains(&third.task.id));
+    for l in [&first, &second, &third] {
+        assert!(
+            !q.should_yield(l).await.unwrap(),
+            "nobody under the cap waits: no one yields"
+        );
+    }
+    // The backlog's tasks that were passed over counted no attempt.
+    for id in &backlog {
+        let t = get(q, a, *id).await;
+        if t.status == TaskStatus::Pending {
+            assert_eq!(
+                t.attempts, 0,
+                "a task passed over for fairness counts no attempt"
+            );
+        }
+    }
+    for l in [&first, &second, &third] {
+        assert!(
+            q.complete(l, TaskStatus::Completed, progress(0, 0, 0))
+                .await
+                .unwrap()
+        );
+    }
+}
+
+/// A tenant alone takes two workers (above the cap of one); when another tenant's task turns
+/// up, the busy tenant is asked to yield, its next runnable task waits behind the newcomer's,
+/// and a yielded task is handed back without counting an attempt.
+pub async fn tenant_over_its_cap_yields_and_gets_no_lease_while_another_waits(qut: QueueUnderTest) {
+    let q = &*qut.queue;
+    let (a, b) = (TenantId::new(), TenantId::new());
+    for _ in 0..3 {
+        enqueue(q, a, new_task()).await;
+    }
+    let a1 = lease_as_worker(q, "w1").await;
+    let a2 = lease_as_worker(q, "w2").await;
+    assert_eq!((a1.task.tenant_id, a2.task.tenant_id), (a, a));
+    assert!(
+        !q.should_yield(&a1).await.unwrap(),
+        "a tenant alone keeps every worker"
+    );
+
+    let waiting = enqueue(q, b, new_task()).await;
+    assert!(
+        q.should_yield(&a1).await.unwrap(),
+        "A holds more than its cap while B waits"
+    );
+    assert!(q.should_yield(&a2).await.unwrap());
+
+    // A third worker serves B although A's third task is older.
+    let next = lease_as_worker(q, "w3").await;
+    assert_eq!(
+        (next.task.tenant_id, next.task.id),
+        (b, waiting.id),
+        "the tenant under its cap is served first"
+    );
+    assert!(
+        !q.should_yield(&a1).await.unwrap(),
+        "no one waits any more: A keeps its workers"
+    );
+    assert!(!q.should_yield(&next).await.unwrap());
+
+    // A yields one worker: the task is runnable again with its attempt given back.
+    assert!(q.release(&a1).await.unwrap());
+    let yielded = get(q, a, a1.task.id).await;
+    assert_eq!((yielded.status, yielded.attempts), (TaskStatus::Pending, 0));
+    // Both tenants at their cap, only A waits: A gets the worker.
+    let again = lease_as_worker(q, "w1").await;
+    assert_eq!(again.task.tenant_id, a);
+    for l in [&a2, &next, &again] {
+        assert!(
+            q.complete(l, TaskStatus::Completed, progress(0, 0, 0))
+                .await
+                .unwrap()
+        );
+    }
+}
+
+/// Fairness never idles a worker: a tenant alone gets as many leases as it has tasks, and is
+/// never asked to yield.
+pub async fn a_tenant_alone_gets_every_worker(qut: QueueUnderTest) {
+    let q = &*qut.queue;
+    let a = TenantId::new();
+    let mut ids = HashSet::new();
+    for _ in 0..3 {
+        ids.insert(enqueue(q, a, new_task()).await.id);
+    }
+    let mut leases = Vec::new();
+    for w in ["w1", "w2", "w3"] {
+        leases.push(lease_as_worker(q, w).await);
+    }
+    let leased: HashSet<TaskId> = leases.iter().map(|l| l.task.id).collect();
+    assert_eq!(leased, ids, "every task of the lone tenant runs at once");
+    for l in &leases {
+        assert!(!q.should_yield(l).await.unwrap());
+    }
+    assert_no_lease(q, "all three are leased").await;
+    for l in &leases {
+        assert!(
+            q.complete(l, TaskStatus::Completed, progress(0, 0, 0))
+                .await
+                .unwrap()
+        );
+    }
 }

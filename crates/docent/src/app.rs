@@ -422,6 +422,7 @@ fn open_llm(
         model,
         requests_per_second,
         tokens_per_minute,
+        tenant_share,
         request_timeout,
         ..
     } = &config.llm
@@ -438,6 +439,7 @@ fn open_llm(
     provider.request_timeout = *request_timeout;
     provider.budget.requests_per_second = *requests_per_second;
     provider.budget.tokens_per_minute = *tokens_per_minute;
+    provider.budget.tenant_share = *tenant_share;
     let chat = docent_llm::chat_model_with(&docent_llm::ChatConfig::new(provider), budgets)
         .map_err(|e| anyhow::anyhow!(e))?;
     tracing::info!(model = %model, "chat model configured");

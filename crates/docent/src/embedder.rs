@@ -66,6 +66,7 @@ pub fn openai_config(config: &EmbedderConfig) -> anyhow::Result<Option<Embedding
         dimension,
         requests_per_second,
         tokens_per_minute,
+        tenant_share,
         batch_size,
         batch_tokens,
         max_attempts,
@@ -86,6 +87,7 @@ pub fn openai_config(config: &EmbedderConfig) -> anyhow::Result<Option<Embedding
     provider.budget = BudgetConfig {
         requests_per_second: *requests_per_second,
         tokens_per_minute: *tokens_per_minute,
+        tenant_share: *tenant_share,
         max_attempts: *max_attempts,
         ..BudgetConfig::default()
     };

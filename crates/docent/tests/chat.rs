@@ -27,6 +27,7 @@ fn with_llm(fake: &FakeServer) -> impl FnOnce(&mut docent_config::Config) {
             api_key_file: None,
             requests_per_second: 50.0,
             tokens_per_minute: None,
+            tenant_share: 0.5,
             request_timeout: Duration::from_secs(10),
         };
     }
@@ -480,6 +481,7 @@ async fn a_provider_outage_is_a_clear_503_not_a_hang() {
             api_key_file: None,
             requests_per_second: 50.0,
             tokens_per_minute: None,
+            tenant_share: 0.5,
             request_timeout: Duration::from_secs(2),
         };
     })

@@ -40,6 +40,7 @@ fn openai_embedder(config: &mut Config, base_url: String, batch: usize) {
         dimension: Some(32),
         requests_per_second: 200.0,
         tokens_per_minute: None,
+        tenant_share: 0.5,
         batch_size: batch,
         batch_tokens: 300_000,
         max_attempts: 8,

@@ -14,6 +14,14 @@
 //!    Without one, the delay is exponential backoff with full jitter: uniform in
 //!    `[0, min(backoff_max, backoff_base × 2^(attempt-1))]`. Other errors return at once.
 //!
+//! **Per tenant.** With `tenant_share` below 1, a call made for a tenant (inside
+//! [`for_tenant`](docent_domain::llm::caller::for_tenant): the worker runs every task so, the
+//! services every request) first takes from that tenant's own buckets — the share of the
+//! provider's rates, at least one request deep, under the key `<provider>/tenant/<id>` in the
+//! same store — then from the provider's. A tenant that spent its share waits on its own
+//! buckets without draining the provider's, so other tenants keep the rest. Calls outside any
+//! tenant (the CLI) take from the provider's buckets only.
+//!
 //! Budgets are keyed by provider name: every `Budget` made with [`Budget::new`] for the same
 //! name in a process shares the global [`InProcessBudgetStore`] buckets and one breaker, so
 //! two wrappers (chat and ingest workers, say) with the same name share one budget. The first
@@ -36,6 +44,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use docent_domain::TenantId;
+use docent_domain::llm::caller::calling_tenant;
 use docent_domain::llm::{ChatModel, ChatRequest, ChatResponse, ChatStream};
 use docent_domain::ports::Embedder;
 use docent_domain::{Code, Error, ErrorType, Result};
@@ -59,6 +69,8 @@ pub struct Budget {
     name: String,
     config: BudgetConfig,
     limits: Limits,
+    /// Each tenant's buckets, when `tenant_share` is below 1.
+    tenant_limits: Option<Limits>,
     store: Arc<dyn BudgetStore>,
     breaker: Arc<CircuitBreaker>,
 }
@@ -126,10 +138,22 @@ impl Budget {
                 burst: t as f64,
             }),
         };
+        let share = config.tenant_share;
+        let tenant_limits = (share.is_finite() && share > 0.0 && share < 1.0).then(|| Limits {
+            requests: Rate {
+                per_second: limits.requests.per_second * share,
+                burst: (limits.requests.burst * share).max(1.0),
+            },
+            tokens: limits.tokens.map(|t| Rate {
+                per_second: t.per_second * share,
+                burst: (t.burst * share).max(1.0),
+            }),
+        });
         Arc::new(Budget {
             name,
             config,
             limits,
+            tenant_limits,
             store,
             breaker,
         })
@@ -145,28 +169,56 @@ impl Budget {
         &self.breaker
     }
 
-    /// Waits for one request and `tokens` tokens.
-    async fn acquire(&self, tokens: u64) -> Result<()> {
+    /// The key and buckets of `tenant`'s share, when the budget splits by tenant.
+    fn tenant_budget(&self, tenant: Option<TenantId>) -> Option<(String, &Limits)> {
+        let limits = self.tenant_limits.as_ref()?;
+        Some((format!("{}/tenant/{}", self.name, tenant?), limits))
+    }
+
+    /// Waits for one request and `tokens` tokens: from the calling tenant's share first (see
+    /// the module docs), then from the provider's buckets.
+    async fn acquire(&self, tokens: u64, tenant: Option<TenantId>) -> Result<()> {
         let started = Instant::now();
         let deadline = started + self.config.max_queue_wait;
+        if let Some((key, limits)) = self.tenant_budget(tenant) {
+            self.take(
+                &key,
+                limits,
+                tokens,
+                deadline,
+                "this workspace's share of the model provider's budget is spent for now",
+            )
+            .await?;
+        }
+        self.take(
+            &self.name,
+            &self.limits,
+            tokens,
+            deadline,
+            "the model provider's request budget is spent for now",
+        )
+        .await?;
+        metrics::histogram!("docent_llm_budget_wait_seconds", "provider" => self.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Takes from one key's buckets, sleeping until they allow it or `deadline` would pass.
+    async fn take(
+        &self,
+        key: &str,
+        limits: &Limits,
+        tokens: u64,
+        deadline: Instant,
+        spent: &str,
+    ) -> Result<()> {
         loop {
-            match self
-                .store
-                .try_take(&self.name, &self.limits, tokens)
-                .await?
-            {
-                Grant::Granted => {
-                    metrics::histogram!("docent_llm_budget_wait_seconds", "provider" => self.name.clone())
-                        .record(started.elapsed().as_secs_f64());
-                    return Ok(());
-                }
+            match self.store.try_take(key, limits, tokens).await? {
+                Grant::Granted => return Ok(()),
                 Grant::Wait(d) => {
                     if Instant::now() + d > deadline {
-                        return Err(Error::new(
-                            Code::ModelRateLimited,
-                            "the model provider's request budget is spent for now",
-                        )
-                        .with_retry_after(d));
+                        return Err(Error::new(Code::ModelRateLimited, spent.to_owned())
+                            .with_retry_after(d));
                     }
                     // A little jitter so waiters woken together do not collide forever.
                     let jitter = rand::rng().random_range(0..=d.as_micros().min(2_000) as u64);
@@ -174,6 +226,16 @@ impl Budget {
                 }
             }
         }
+    }
+
+    /// Corrects the token buckets charged for a call (the tenant's share and the provider's).
+    async fn adjust_tokens(&self, tenant: Option<TenantId>, delta: i64) -> Result<()> {
+        if let Some((key, limits)) = self.tenant_budget(tenant) {
+            self.store.adjust_tokens(&key, limits, delta).await?;
+        }
+        self.store
+            .adjust_tokens(&self.name, &self.limits, delta)
+            .await
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -200,6 +262,7 @@ impl Budget {
         Fut: Future<Output = Result<T>>,
     {
         let provider = self.name.clone();
+        let tenant = calling_tenant();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -217,7 +280,7 @@ impl Budget {
                     .with_retry_after(wait));
                 }
             };
-            self.acquire(tokens).await?;
+            self.acquire(tokens, tenant).await?;
             let started = Instant::now();
             let result = call().await;
             metrics::histogram!("docent_llm_request_duration_seconds", "provider" => provider.clone(), "op" => op)
@@ -235,9 +298,7 @@ impl Budget {
                         && self.limits.tokens.is_some()
                     {
                         let delta = real as i64 - tokens as i64;
-                        self.store
-                            .adjust_tokens(&self.name, &self.limits, delta)
-                            .await?;
+                        self.adjust_tokens(tenant, delta).await?;
                     }
                     return Ok(value);
                 }
@@ -363,6 +424,7 @@ impl<T: ChatModel> ChatModel for Budgeted<T> {
             )
             .await?;
         let budget = self.budget.clone();
+        let tenant = calling_tenant();
         Ok(stream
             .inspect(move |item| {
                 if let Ok(delta) = item
@@ -375,10 +437,7 @@ impl<T: ChatModel> ChatModel for Budgeted<T> {
                     if budget.limits.tokens.is_some() {
                         tokio::spawn(async move {
                             let delta = real as i64 - estimate as i64;
-                            let _ = budget
-                                .store
-                                .adjust_tokens(&budget.name, &budget.limits, delta)
-                                .await;
+                            let _ = budget.adjust_tokens(tenant, delta).await;
                         });
                     }
                 }

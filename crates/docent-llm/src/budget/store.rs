@@ -92,7 +92,28 @@ struct KeyState {
     requests: Bucket,
     tokens: Option<Bucket>,
     paused_until: Option<Instant>,
+    /// The shape last used, to tell when the buckets are full again.
+    limits: Limits,
 }
+
+impl KeyState {
+    /// Whether the key is indistinguishable from a fresh one at `now`: buckets full, no pause.
+    fn is_idle(&self, now: Instant) -> bool {
+        let full = |b: &Bucket, r: &Rate| {
+            let dt = now.saturating_duration_since(b.at).as_secs_f64();
+            b.level + dt * r.per_second >= r.burst
+        };
+        self.paused_until.is_none_or(|p| p <= now)
+            && full(&self.requests, &self.limits.requests)
+            && match (&self.tokens, &self.limits.tokens) {
+                (Some(b), Some(r)) => full(b, r),
+                _ => true,
+            }
+    }
+}
+
+/// Keys held before idle ones are dropped (per-tenant keys come and go with tenants).
+const PRUNE_AT: usize = 4096;
 
 /// Budget state in this process's memory. [`InProcessBudgetStore::global`] is the one every
 /// [`Budget`](crate::Budget) uses unless told otherwise, so all workers of the process share
@@ -124,11 +145,16 @@ impl InProcessBudgetStore {
     ) -> T {
         let now = Instant::now();
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= PRUNE_AT && !keys.contains_key(key) {
+            keys.retain(|_, s| !s.is_idle(now));
+        }
         let state = keys.entry(key.to_owned()).or_insert_with(|| KeyState {
             requests: Bucket::full(&limits.requests, now),
             tokens: limits.tokens.map(|r| Bucket::full(&r, now)),
             paused_until: None,
+            limits: *limits,
         });
+        state.limits = *limits;
         if state.tokens.is_none()
             && let Some(r) = &limits.tokens
         {
@@ -194,6 +220,7 @@ impl BudgetStore for InProcessBudgetStore {
             requests: Bucket::full(&limits.requests, now),
             tokens: None,
             paused_until: None,
+            limits,
         });
         let until = now + duration;
         if state.paused_until.is_none_or(|p| p < until) {
@@ -253,6 +280,25 @@ mod tests {
         // More than the bucket holds is charged the whole bucket, not refused forever.
         let s = InProcessBudgetStore::new();
         assert_eq!(s.try_take("k", &l, 10_000).await.unwrap(), Grant::Granted);
+    }
+
+    #[tokio::test]
+    async fn idle_keys_are_dropped_once_there_are_many_and_busy_ones_kept() {
+        let s = InProcessBudgetStore::new();
+        let slow = limits(0.001, 1.0, None);
+        assert_eq!(s.try_take("spent", &slow, 0).await.unwrap(), Grant::Granted);
+        let fast = limits(1000.0, 1.0, None);
+        for i in 0..PRUNE_AT {
+            s.try_take(&format!("tenant-{i}"), &fast, 0).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        s.try_take("one-more", &fast, 0).await.unwrap();
+        let keys = s.keys.lock().unwrap();
+        assert!(keys.len() < 10, "idle keys dropped: {}", keys.len());
+        assert!(
+            keys.contains_key("spent"),
+            "a key with a spent bucket stays"
+        );
     }
 
     #[tokio::test]

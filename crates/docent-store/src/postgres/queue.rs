@@ -12,6 +12,11 @@
 //!
 //! It is also a [`TaskLedger`]: the record behind a broker's deliveries (the SQS queue), which
 //! leases the one task a delivery names.
+//!
+//! Leases are fair across tenants, as the SQLite queue's (see [`TaskQueue::lease`]): the oldest
+//! runnable task of a tenant under the cap (`SKIP LOCKED`), else the oldest of any tenant.
+//! Concurrent leases read the running rows each from its own snapshot, so a tenant may briefly
+//! hold one lease above its cap; [`TaskQueue::should_yield`] evens that out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,17 +43,26 @@ pub struct PgQueue {
     backoff: Backoff,
     /// The LISTEN connection of [`PgQueue::wait_for_task`], opened on first use.
     listener: Mutex<Option<PgListener>>,
+    fair_cap: u32,
 }
 
 impl PgQueue {
-    /// A queue over the `tasks` table of `pool` (migrations already applied).
+    /// A queue over the `tasks` table of `pool` (migrations already applied), fair across
+    /// tenants with a cap of [`DEFAULT_FAIR_CAP`](crate::DEFAULT_FAIR_CAP) running tasks.
     pub fn new(pool: PgPool, max_attempts: u32, backoff: Backoff) -> Self {
         Self {
             pool,
             max_attempts,
             backoff,
             listener: Mutex::new(None),
+            fair_cap: crate::DEFAULT_FAIR_CAP,
         }
+    }
+
+    /// Sets the fair-share cap (`queue.max_running_per_tenant`; 0: no fairness).
+    pub fn with_max_running_per_tenant(mut self, cap: u32) -> Self {
+        self.fair_cap = cap;
+        self
     }
 
     /// Waits up to `timeout` for a task to become pending (a `NOTIFY` on [`TASKS_CHANNEL`] and
@@ -187,8 +201,9 @@ impl PgQueue {
         Ok(())
     }
 
-    /// Leases the next runnable task, or with `only` that task if it is runnable (the
-    /// [`TaskLedger::lease_task`] of a broker delivery), after settling lapsed leases.
+    /// Leases the next runnable task, or with `only` that task if it is runnable and fairness
+    /// allows it (the [`TaskLedger::lease_task`] of a broker delivery), after settling lapsed
+    /// leases.
     async fn lease_one(
         &self,
         worker: &str,
@@ -199,32 +214,47 @@ impl PgQueue {
         self.settle_lapsed(now).await?;
         let token = uuid::Uuid::new_v4().to_string();
         let expires = now + dur(visibility);
-        let runnable = format!(
-            "((status = 'pending' AND run_after <= $6) \
-             OR (status IN {RUNNING} AND lease_expires_at <= $7 AND attempts < max_attempts AND NOT cancel_requested))"
+        let fair = self.fair_cap > 0;
+        // $1 token, $2 worker, $3 expiry, $4 now; then $5 cap when fair; then tenant and id.
+        let runnable = runnable_sql("$4");
+        let cap = "$5";
+        let under_cap = format!(
+            "tenant_id NOT IN ({})",
+            holding_sql("$4", &format!(">= {cap}"))
         );
+        let (t, i) = if fair { ("$6", "$7") } else { ("$5", "$6") };
+        let oldest = |extra: &str| oldest_sql("$4", extra);
         // One statement: the candidate row is locked with SKIP LOCKED, so concurrent workers
-        // each take a different row and never wait on one another. A named task is locked by
+        // each take a different row and never wait on one another; COALESCE runs the second
+        // pick only when no tenant under the cap has a runnable task. A named task is locked by
         // the UPDATE itself: a concurrent lease of it waits, then finds it no longer runnable.
-        let target = match only {
-            None => format!(
-                "id = (SELECT id FROM tasks WHERE {runnable} ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        let target = match (only.is_some(), fair) {
+            (false, false) => format!("id = ({})", oldest("")),
+            (false, true) => format!(
+                "id = COALESCE(({}), ({}))",
+                oldest(&format!(" AND {under_cap}")),
+                oldest("")
             ),
-            Some(_) => format!("tenant_id = $8 AND id = $9 AND {runnable}"),
+            (true, false) => format!("tenant_id = {t} AND id = {i} AND {runnable}"),
+            (true, true) => format!(
+                "tenant_id = {t} AND id = {i} AND {runnable} AND ({t} NOT IN ({}) OR NOT {})",
+                holding_sql("$4", &format!(">= {cap}")),
+                waiting_sql("$4", &under_cap)
+            ),
         };
         let sql = format!(
             "UPDATE tasks SET status = 'processing', lease_token = $1, lease_owner = $2, lease_expires_at = $3, \
-             attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $5 \
+             attempts = attempts + 1, started_at = COALESCE(started_at, $4), updated_at = $4 \
              WHERE {target} RETURNING {TASK_COLS}"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&token)
             .bind(worker)
             .bind(expires)
-            .bind(now)
-            .bind(now)
-            .bind(now)
             .bind(now);
+        if fair {
+            query = query.bind(i64::from(self.fair_cap));
+        }
         if let Some((tenant, id)) = only {
             query = query.bind(tenant.to_string()).bind(id.to_string());
         }
@@ -306,6 +336,59 @@ impl PgQueue {
     }
 }
 
+/// Pending and due at `now` (a parameter).
+fn pending_sql(now: &str) -> String {
+    format!("status = 'pending' AND run_after <= {now}")
+}
+
+/// Leased, the lease lapsed at `now`, attempts left and no cancel request.
+fn lapsed_sql(now: &str) -> String {
+    format!(
+        "status IN {RUNNING} AND lease_expires_at <= {now} AND attempts < max_attempts AND NOT cancel_requested"
+    )
+}
+
+/// Whether a task is runnable at `now`: pending and due, or lapsed.
+fn runnable_sql(now: &str) -> String {
+    format!("(({}) OR ({}))", pending_sql(now), lapsed_sql(now))
+}
+
+/// The id of the oldest runnable task matching `extra` (` AND …`), locked with SKIP LOCKED.
+/// Pending and lapsed tasks are picked apart — the pending one by walking `tasks_runnable` in
+/// order, the lapsed ones (a few, one per dead worker) by status — and the older taken: one `OR`
+/// over both made PostgreSQL fetch and sort every runnable task.
+fn oldest_sql(now: &str, extra: &str) -> String {
+    format!(
+        "SELECT id FROM (\
+         SELECT * FROM (SELECT id, run_after FROM tasks WHERE {}{extra} \
+         ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED) p UNION ALL \
+         SELECT * FROM (SELECT id, run_after FROM tasks WHERE {}{extra} \
+         ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED) l) c \
+         ORDER BY run_after, id LIMIT 1",
+        pending_sql(now),
+        lapsed_sql(now)
+    )
+}
+
+/// Whether a task matching `cond` is runnable at `now` (two index searches, as in
+/// [`oldest_sql`]).
+fn waiting_sql(now: &str, cond: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM tasks WHERE {} AND {cond}) OR EXISTS (SELECT 1 FROM tasks WHERE {} AND {cond}))",
+        pending_sql(now),
+        lapsed_sql(now)
+    )
+}
+
+/// The tenants holding live leases at `now` in a number matching `count` (`>= $5`, `> $5`):
+/// a scan of the running rows only.
+fn holding_sql(now: &str, count: &str) -> String {
+    format!(
+        "SELECT tenant_id FROM tasks WHERE status IN {RUNNING} AND lease_expires_at > {now} \
+         GROUP BY tenant_id HAVING COUNT(*) {count}"
+    )
+}
+
 enum LeaseBind {
     Int(i64),
     Time(DateTime<Utc>),
@@ -348,6 +431,28 @@ impl TaskQueue for PgQueue {
 
     async fn lease(&self, worker: &str, visibility: Duration) -> Result<Option<Lease>> {
         self.lease_one(worker, visibility, None).await
+    }
+
+    async fn should_yield(&self, lease: &Lease) -> Result<bool> {
+        if self.fair_cap == 0 {
+            return Ok(false);
+        }
+        let sql = format!(
+            "SELECT $1 IN ({}) AND {}",
+            holding_sql("$2", "> $3"),
+            waiting_sql(
+                "$2",
+                &format!("tenant_id NOT IN ({})", holding_sql("$2", ">= $3"))
+            ),
+        );
+        let yes: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(lease.task.tenant_id.to_string())
+            .bind(now_ms())
+            .bind(i64::from(self.fair_cap))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(yes)
     }
 
     async fn heartbeat(&self, lease: &Lease, visibility: Duration) -> Result<Heartbeat> {
