@@ -25,5 +25,5 @@ pub use password::{PasswordHasher, PasswordParams};
 pub use ratelimit::{RateDecision, RateKey, RateLimiter, RouteClass, SigninGuard};
 pub use service::{
     AuthParts, AuthService, AuthSettings, ClientInfo, CreateApiKey, CreateUser, CreatedApiKey,
-    Invitation, SignedIn, Signup, SignupOutcome, TokenPair, normalize_email,
+    Invitation, RESET_ANSWER_TIME, SignedIn, Signup, SignupOutcome, TokenPair, normalize_email,
 };

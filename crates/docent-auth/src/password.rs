@@ -11,6 +11,34 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
 use docent_domain::{Code, Error, Result};
 
+/// Common passwords (lower case), compiled in: no download at build or run time.
+const COMMON: &str = include_str!("common_passwords.txt");
+
+/// Whether a password is on the common list (ignoring case, and a trailing run of digits or
+/// punctuation on a listed word), or is one character, or a short unit, repeated.
+fn is_common(password: &str) -> bool {
+    let lower = password.trim().to_lowercase();
+    let listed = |p: &str| {
+        COMMON
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .any(|l| l == p)
+    };
+    if listed(&lower) {
+        return true;
+    }
+    let stem = lower.trim_end_matches(|c: char| c.is_ascii_digit() || c.is_ascii_punctuation());
+    if stem.chars().count() >= 6 && stem != lower && listed(stem) {
+        return true;
+    }
+    let chars: Vec<char> = lower.chars().collect();
+    (1..=3).any(|unit| {
+        chars.len() >= unit * 3
+            && chars.len().is_multiple_of(unit)
+            && chars.chunks(unit).all(|c| c == &chars[..unit])
+    })
+}
+
 /// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordParams {
@@ -115,6 +143,13 @@ impl PasswordHasher {
                 "`password` must not be blank",
             ));
         }
+        if is_common(password) {
+            return Err(Error::new(
+                Code::InvalidField,
+                "`password` is too common or too simple: choose another (a few unrelated words \
+                 work well)",
+            ));
+        }
         Ok(())
     }
 
@@ -202,6 +237,34 @@ mod tests {
         let h = hasher();
         assert!(!h.verify_blocking("whatever password", None));
         assert!(!h.verify_blocking("", None));
+    }
+
+    #[test]
+    fn common_and_repetitive_passwords_are_refused() {
+        let h = hasher();
+        for bad in [
+            "password123",
+            "Password123!",
+            "QWERTYUIOP",
+            "1234567890",
+            "iloveyou2024!",
+            "aaaaaaaaaaaa",
+            "abcabcabcabc",
+            "correct horse battery staple",
+        ] {
+            assert_eq!(
+                h.check_rules(bad).unwrap_err().code,
+                Code::InvalidField,
+                "{bad}"
+            );
+        }
+        for good in [
+            "correct horse battery",
+            "a brand new password",
+            "tulip-orbit-42-kayak",
+        ] {
+            h.check_rules(good).unwrap();
+        }
     }
 
     #[test]

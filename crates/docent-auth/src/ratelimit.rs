@@ -3,11 +3,17 @@
 //! [`RateLimiter`] keeps one keyed GCRA token bucket (governor) per [`RouteClass`], keyed by
 //! the caller: an API key, a user, or — for anonymous requests — the client IP. A decision
 //! carries what the HTTP edge needs for `429` + `Retry-After` and the `RateLimit-Limit`,
-//! `RateLimit-Remaining` and `RateLimit-Reset` headers.
+//! `RateLimit-Remaining` and `RateLimit-Reset` headers. On top of the callers' buckets each
+//! tenant has a ceiling per class ([`RateLimiter::check_tenant`]: `tenant_factor` times a
+//! caller's quota, shared by all its keys and users), so minting more keys does not multiply
+//! what a workspace may send.
 //!
 //! [`SigninGuard`] counts failed sign-ins per (account, client IP) and locks that pair out with
 //! exponentially growing delays, so guessing one account's password from one address is slow
-//! without letting anyone lock a victim out from elsewhere.
+//! without letting anyone lock a victim out from elsewhere. It also counts failures per account
+//! over all addresses: past `account_max_failures`, each further failure locks the account
+//! everywhere for a short fixed `account_lockout`, which slows guessing spread over many
+//! addresses to one try per lockout while the owner waits seconds, not forever.
 //!
 //! Both are per process: behind a load balancer each replica limits on its own (a Redis-backed
 //! limiter belongs to the distributed shape).
@@ -20,7 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use docent_config::{RateLimitConfig, RateQuota, SigninGuardConfig};
-use docent_domain::{ApiKeyId, Code, Error, UserId};
+use docent_domain::{ApiKeyId, Code, Error, TenantId, UserId};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -87,6 +93,8 @@ pub enum RateKey {
     User(UserId),
     /// An anonymous client address.
     Ip(IpAddr),
+    /// A tenant's ceiling (all its callers together).
+    Tenant(TenantId),
 }
 
 /// The outcome of one check, with the values of the `RateLimit-*` headers.
@@ -147,6 +155,8 @@ pub struct RateLimiter<C: Clock = DefaultClock> {
     enabled: bool,
     clock: C,
     buckets: HashMap<RouteClass, (Bucket<C>, RateQuota)>,
+    /// Tenants' ceilings (absent when `tenant_factor` is 0).
+    tenant_buckets: HashMap<RouteClass, (Bucket<C>, RateQuota)>,
 }
 
 impl<C: Clock> std::fmt::Debug for RateLimiter<C> {
@@ -167,22 +177,35 @@ impl RateLimiter<DefaultClock> {
 impl<C: Clock + Clone> RateLimiter<C> {
     /// Limits from configuration on a given clock (tests use a fake one).
     pub fn with_clock(config: &RateLimitConfig, clock: C) -> Self {
-        let buckets = RouteClass::ALL
-            .into_iter()
-            .map(|class| {
-                let q = class.quota(config);
-                let bucket: Bucket<C> = Governor::new(
-                    quota_of(q),
-                    DefaultKeyedStateStore::default(),
-                    clock.clone(),
-                );
-                (class, (bucket, q))
-            })
-            .collect();
+        let make = |scale: u32| -> HashMap<RouteClass, (Bucket<C>, RateQuota)> {
+            RouteClass::ALL
+                .into_iter()
+                .map(|class| {
+                    let base = class.quota(config);
+                    let q = RateQuota {
+                        per_minute: base.per_minute.saturating_mul(scale),
+                        burst: base.burst.saturating_mul(scale),
+                    };
+                    let bucket: Bucket<C> = Governor::new(
+                        quota_of(q),
+                        DefaultKeyedStateStore::default(),
+                        clock.clone(),
+                    );
+                    (class, (bucket, q))
+                })
+                .collect()
+        };
+        let buckets = make(1);
+        let tenant_buckets = if config.tenant_factor == 0 {
+            HashMap::new()
+        } else {
+            make(config.tenant_factor)
+        };
         Self {
             enabled: config.enabled,
             clock,
             buckets,
+            tenant_buckets,
         }
     }
 
@@ -193,7 +216,24 @@ impl<C: Clock + Clone> RateLimiter<C> {
 
     /// Takes one request from `key`'s bucket for `class`.
     pub fn check(&self, class: RouteClass, key: &RateKey) -> RateDecision {
-        let (bucket, quota) = &self.buckets[&class];
+        self.check_in(&self.buckets[&class], key)
+    }
+
+    /// Takes one request from the tenant's ceiling for `class` (allowed when there is none).
+    pub fn check_tenant(&self, class: RouteClass, tenant: TenantId) -> RateDecision {
+        match self.tenant_buckets.get(&class) {
+            Some(b) => self.check_in(b, &RateKey::Tenant(tenant)),
+            None => RateDecision {
+                allowed: true,
+                limit: u32::MAX,
+                remaining: u32::MAX,
+                reset: Duration::ZERO,
+                retry_after: None,
+            },
+        }
+    }
+
+    fn check_in(&self, (bucket, quota): &(Bucket<C>, RateQuota), key: &RateKey) -> RateDecision {
         let per_request = quota_of(*quota).replenish_interval();
         if !self.enabled {
             return RateDecision {
@@ -230,14 +270,18 @@ impl<C: Clock + Clone> RateLimiter<C> {
 
     /// Forgets buckets that are full again (call now and then to bound memory).
     pub fn prune(&self) {
-        for (bucket, _) in self.buckets.values() {
+        for (bucket, _) in self.buckets.values().chain(self.tenant_buckets.values()) {
             bucket.retain_recent();
         }
     }
 
     /// How many keys are tracked, over all classes.
     pub fn tracked_keys(&self) -> usize {
-        self.buckets.values().map(|(b, _)| b.len()).sum()
+        self.buckets
+            .values()
+            .chain(self.tenant_buckets.values())
+            .map(|(b, _)| b.len())
+            .sum()
     }
 }
 
@@ -253,6 +297,8 @@ fn quota_of(q: RateQuota) -> Quota {
 pub struct SigninGuard {
     config: SigninGuardConfig,
     entries: Mutex<HashMap<(String, IpAddr), Attempts>>,
+    /// Failures per account over all addresses.
+    accounts: Mutex<HashMap<String, Attempts>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -276,6 +322,7 @@ impl SigninGuard {
         Self {
             config,
             entries: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -298,11 +345,18 @@ impl SigninGuard {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_accounts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Attempts>> {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// [`Self::check`] at a given instant.
     pub fn check_at(&self, email: &str, ip: IpAddr, now: Instant) -> docent_domain::Result<()> {
-        let entries = self.lock();
-        if let Some(a) = entries.get(&(email.to_owned(), ip))
-            && let Some(until) = a.locked_until
+        let pair_until = self
+            .lock()
+            .get(&(email.to_owned(), ip))
+            .and_then(|a| a.locked_until);
+        let account_until = self.lock_accounts().get(email).and_then(|a| a.locked_until);
+        if let Some(until) = pair_until.max(account_until)
             && until > now
         {
             return Err(Error::new(
@@ -316,6 +370,43 @@ impl SigninGuard {
 
     /// [`Self::record_failure`] at a given instant.
     pub fn record_failure_at(&self, email: &str, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let account = self.record_account_failure(email, now);
+        let pair = self.record_pair_failure(email, ip, now);
+        pair.max(account)
+    }
+
+    /// Counts a failure against the account from any address; past `account_max_failures`
+    /// each further failure locks the account for the fixed `account_lockout`.
+    fn record_account_failure(&self, email: &str, now: Instant) -> Option<Duration> {
+        let max = self.config.account_max_failures;
+        if max == 0 {
+            return None;
+        }
+        let mut accounts = self.lock_accounts();
+        if accounts.len() > 100_000 {
+            let window = self.config.window;
+            accounts.retain(|_, a| now.saturating_duration_since(a.last_failure) < window);
+        }
+        let a = accounts.entry(email.to_owned()).or_insert(Attempts {
+            failures: 0,
+            last_failure: now,
+            locked_until: None,
+        });
+        if now.saturating_duration_since(a.last_failure) >= self.config.window {
+            a.failures = 0;
+            a.locked_until = None;
+        }
+        a.failures = a.failures.saturating_add(1);
+        a.last_failure = now;
+        if a.failures < max {
+            return None;
+        }
+        let lockout = self.config.account_lockout;
+        a.locked_until = Some(now + lockout);
+        Some(lockout)
+    }
+
+    fn record_pair_failure(&self, email: &str, ip: IpAddr, now: Instant) -> Option<Duration> {
         let mut entries = self.lock();
         if entries.len() > 100_000 {
             let window = self.config.window;
@@ -364,6 +455,7 @@ mod tests {
             ingest: q,
             search: q,
             ask: q,
+            tenant_factor: 0,
         }
     }
 
@@ -445,7 +537,79 @@ mod tests {
             lockout_base: Duration::from_secs(10),
             lockout_max: Duration::from_secs(60),
             window: Duration::from_secs(600),
+            account_max_failures: 0,
+            account_lockout: Duration::from_secs(5),
         })
+    }
+
+    #[test]
+    fn a_tenant_ceiling_caps_all_its_keys_together() {
+        let clock = FakeRelativeClock::default();
+        let mut c = config(60, 2);
+        c.tenant_factor = 2;
+        let limiter = RateLimiter::with_clock(&c, clock);
+        let tenant = TenantId::new();
+        let other = TenantId::new();
+        // Minting more keys gives each its own bucket of 2, but the tenant's ceiling is 4.
+        let mut allowed = 0;
+        for _ in 0..10 {
+            let key = RateKey::ApiKey(ApiKeyId::new());
+            if limiter.check(RouteClass::Read, &key).allowed
+                && limiter.check_tenant(RouteClass::Read, tenant).allowed
+            {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 4);
+        let refused = limiter.check_tenant(RouteClass::Read, tenant);
+        assert!(!refused.allowed && refused.retry_after.is_some());
+        assert!(limiter.check_tenant(RouteClass::Read, other).allowed);
+        // No ceiling with a factor of 0.
+        let none = RateLimiter::with_clock(&config(60, 1), FakeRelativeClock::default());
+        for _ in 0..10 {
+            assert!(none.check_tenant(RouteClass::Read, tenant).allowed);
+        }
+    }
+
+    #[test]
+    fn signin_guard_slows_guessing_from_many_addresses_without_a_long_lockout() {
+        let g = SigninGuard::new(SigninGuardConfig {
+            max_failures: 3,
+            lockout_base: Duration::from_secs(10),
+            lockout_max: Duration::from_secs(60),
+            window: Duration::from_secs(600),
+            account_max_failures: 5,
+            account_lockout: Duration::from_secs(5),
+        });
+        let t0 = Instant::now();
+        // One failure from each of many addresses: no pair lockout ever starts.
+        for i in 0..4u8 {
+            let ip = IpAddr::from([203, 0, 113, i]);
+            assert_eq!(g.record_failure_at("a@x.io", ip, t0), None);
+        }
+        let owner: IpAddr = "198.51.100.9".parse().unwrap();
+        g.check_at("a@x.io", owner, t0).unwrap();
+        // The fifth failure locks the account from every address, briefly.
+        let fifth = IpAddr::from([203, 0, 113, 200]);
+        assert_eq!(
+            g.record_failure_at("a@x.io", fifth, t0),
+            Some(Duration::from_secs(5))
+        );
+        let err = g.check_at("a@x.io", owner, t0).unwrap_err();
+        assert_eq!(err.code, Code::TooManyAttempts);
+        assert_eq!(err.retry_after, Some(Duration::from_secs(5)));
+        g.check_at("b@x.io", owner, t0).unwrap();
+        // The lockout does not grow: each further failure costs the same short wait.
+        let t1 = t0 + Duration::from_secs(6);
+        g.check_at("a@x.io", owner, t1).unwrap();
+        for i in 0..5u8 {
+            let t = t1 + Duration::from_secs(6 * u64::from(i));
+            let ip = IpAddr::from([192, 0, 2, i]);
+            assert_eq!(
+                g.record_failure_at("a@x.io", ip, t),
+                Some(Duration::from_secs(5))
+            );
+        }
     }
 
     #[test]

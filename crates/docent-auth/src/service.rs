@@ -58,6 +58,11 @@ pub struct AuthSettings {
     pub max_documents: u64,
     /// Most stored bytes per tenant (0: unlimited).
     pub max_stored_bytes: u64,
+    /// How long a checked access token's standing (session, account, role in force) is
+    /// trusted before it is read again.
+    pub principal_cache_ttl: Duration,
+    /// Most cached standings.
+    pub principal_cache_capacity: usize,
 }
 
 impl AuthSettings {
@@ -81,6 +86,8 @@ impl AuthSettings {
             api_key_last_used_interval: a.api_keys.last_used_interval,
             max_documents: a.quotas.max_documents,
             max_stored_bytes: a.quotas.max_stored_bytes.as_u64(),
+            principal_cache_ttl: a.principal_cache_ttl,
+            principal_cache_capacity: a.principal_cache_capacity,
         }
     }
 }
@@ -115,6 +122,114 @@ pub struct AuthService {
     limiter: RateLimiter,
     guard: SigninGuard,
     oidc: Vec<OidcProvider>,
+    standings: StandingCache,
+}
+
+/// What an access token's session stands for now: the role in force, or why it is refused.
+#[derive(Debug, Clone, Copy)]
+enum Standing {
+    /// The session is live and the user a member with this role.
+    Live(Role),
+    /// Signed out, expired, reset, removed from the tenant.
+    Invalid,
+    /// The account is disabled.
+    Disabled,
+}
+
+/// Standings of access tokens by session, per process: bounded, each trusted for a short TTL,
+/// and dropped at once when this process changes a session, account or membership (other
+/// processes see the change when their entry expires). A generation counter keeps a look-up
+/// that raced an invalidation from caching what it read before the change.
+struct StandingCache {
+    entries: moka::future::Cache<SessionId, Standing>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl StandingCache {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            entries: moka::future::Cache::builder()
+                .max_capacity(u64::try_from(capacity).unwrap_or(u64::MAX))
+                .time_to_live(ttl.max(Duration::from_millis(1)))
+                .build(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Forgets every standing (changes are rare; a miss costs three indexed reads).
+    fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entries.invalidate_all();
+    }
+}
+
+impl AuthService {
+    /// Drops cached standings: call after any change to sessions, accounts or memberships.
+    fn changed(&self) {
+        self.standings.invalidate();
+    }
+
+    /// The role in force for an access token's session: the session must be live, the
+    /// account enabled and the user still a member of the token's tenant; the role is the
+    /// membership's now, not the one in the token.
+    async fn standing(&self, user: UserId, tenant: TenantId, session: SessionId) -> Result<Role> {
+        let standing = match self.standings.entries.get(&session).await {
+            Some(s) => s,
+            None => {
+                let generation = self.standings.generation();
+                let s = self.read_standing(user, tenant, session).await?;
+                if self.standings.generation() == generation {
+                    self.standings.entries.insert(session, s).await;
+                }
+                s
+            }
+        };
+        match standing {
+            Standing::Live(role) => Ok(role),
+            Standing::Invalid => Err(Error::new(
+                Code::TokenInvalid,
+                "this access token's session has ended (signed out, password reset or removed \
+                 from the workspace)",
+            )),
+            Standing::Disabled => Err(Error::new(
+                Code::AccountDisabled,
+                "this account is disabled",
+            )),
+        }
+    }
+
+    async fn read_standing(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        session: SessionId,
+    ) -> Result<Standing> {
+        let live = self
+            .store
+            .get_session(tenant, session)
+            .await?
+            .is_some_and(|s| {
+                s.user_id == user && s.revoked_at.is_none() && s.expires_at > Utc::now()
+            });
+        if !live {
+            return Ok(Standing::Invalid);
+        }
+        match self.store.get_user(user).await {
+            Ok(u) if u.disabled => return Ok(Standing::Disabled),
+            Ok(_) => {}
+            Err(e) if e.code == Code::UserNotFound => return Ok(Standing::Invalid),
+            Err(e) => return Err(e),
+        }
+        Ok(match self.store.get_membership(tenant, user).await? {
+            Some(m) => Standing::Live(m.role),
+            None => Standing::Invalid,
+        })
+    }
 }
 
 impl std::fmt::Debug for AuthService {
@@ -278,6 +393,10 @@ pub struct Invitation {
     pub expires_at: DateTime<Utc>,
 }
 
+/// How long a password-reset request takes to answer, whether or not the address has an
+/// account (above what the mail takes with file or memory delivery).
+pub const RESET_ANSWER_TIME: Duration = Duration::from_millis(250);
+
 fn invalid_field(msg: impl Into<String>) -> Error {
     Error::new(Code::InvalidField, msg)
 }
@@ -322,7 +441,12 @@ fn clean_name(field: &str, raw: Option<&str>) -> Result<Option<String>> {
 impl AuthService {
     /// Assembles the service from its parts.
     pub fn new(parts: AuthParts) -> Self {
+        let standings = StandingCache::new(
+            parts.settings.principal_cache_ttl,
+            parts.settings.principal_cache_capacity,
+        );
         Self {
+            standings,
             settings: parts.settings,
             store: parts.store,
             mailer: parts.mailer,
@@ -382,6 +506,11 @@ impl AuthService {
     /// Takes one request from the caller's bucket for the route class.
     pub fn check_rate(&self, class: RouteClass, key: &RateKey) -> RateDecision {
         self.limiter.check(class, key)
+    }
+
+    /// Takes one request from the tenant's ceiling for the route class.
+    pub fn check_tenant_rate(&self, class: RouteClass, tenant: TenantId) -> RateDecision {
+        self.limiter.check_tenant(class, tenant)
     }
 
     /// The rate-limit key of a principal.
@@ -612,7 +741,11 @@ impl AuthService {
             Some(name) => name,
             None => default_tenant_name(display_name.as_deref(), &email),
         };
+        // Hashed before looking the address up, so both answers cost the same.
+        let hash = self.passwords.hash(&req.password).await?;
         if self.store.find_user_by_email(&email).await?.is_some() {
+            // With verification off a new account is signed in at once, so a taken address
+            // cannot be hidden here (the trade for sign-up without mail; see the README).
             if self.settings.require_email_verification {
                 // Answer as for a new address; tell the owner instead.
                 self.send_mail(Mail {
@@ -633,7 +766,6 @@ impl AuthService {
                 "an account with this email already exists",
             ));
         }
-        let hash = self.passwords.hash(&req.password).await?;
         let (user, membership) = self
             .store
             .create_account(NewAccount {
@@ -780,6 +912,7 @@ impl AuthService {
         let session = match outcome {
             RefreshOutcome::Rotated(session) => session,
             RefreshOutcome::Reused(session) => {
+                self.changed();
                 tracing::warn!(session = %session.id, user = %session.user_id, tenant = %session.tenant_id,
                     "a rotated refresh token was presented again; the session is revoked");
                 return Err(Error::new(
@@ -809,6 +942,7 @@ impl AuthService {
             self.store
                 .revoke_session(session.tenant_id, session.id, now)
                 .await?;
+            self.changed();
             return Err(Error::new(
                 Code::TokenInvalid,
                 "the refresh token is not valid",
@@ -836,6 +970,7 @@ impl AuthService {
         self.store
             .revoke_session_by_token(&secrets::hash_token(refresh_token), Utc::now())
             .await?;
+        self.changed();
         Ok(())
     }
 
@@ -848,6 +983,7 @@ impl AuthService {
             self.store
                 .revoke_session(principal.tenant_id, sid, Utc::now())
                 .await?;
+            self.changed();
         }
         Ok(())
     }
@@ -855,13 +991,28 @@ impl AuthService {
     /// Signs the caller out everywhere.
     pub async fn signout_everywhere(&self, principal: &Principal) -> Result<u64> {
         let user = require_user(principal)?;
-        self.store.revoke_user_sessions(user, Utc::now()).await
+        let revoked = self.store.revoke_user_sessions(user, Utc::now()).await;
+        self.changed();
+        revoked
     }
 
     // ----- password reset -----
 
-    /// Mails a reset link if the address belongs to an account. Always succeeds.
+    /// Mails a reset link if the address belongs to an account. Always succeeds, and answers
+    /// after the same time ([`RESET_ANSWER_TIME`]) either way, so timing does not reveal
+    /// accounts: a mail still being sent then goes on in the background.
     pub async fn request_password_reset(&self, email: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + RESET_ANSWER_TIME;
+        let result = self.issue_password_reset(email, deadline).await;
+        tokio::time::sleep_until(deadline).await;
+        result
+    }
+
+    async fn issue_password_reset(
+        &self,
+        email: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<()> {
         let Ok(email) = normalize_email(email) else {
             return Ok(());
         };
@@ -881,7 +1032,7 @@ impl AuthService {
                 |t| t.user_id = Some(creds.user.id),
             )
             .await?;
-        self.send_mail(Mail {
+        let mail = Mail {
             kind: MailKind::ResetPassword,
             to: email,
             subject: "Reset your docent password".into(),
@@ -891,13 +1042,27 @@ impl AuthService {
                 self.link("/reset-password", &token),
                 humanize(self.settings.reset_token_ttl)
             ),
-        })
-        .await;
+        };
+        let mailer = self.mailer.clone();
+        let sending = tokio::spawn(async move {
+            if let Err(e) = mailer.send(mail).await {
+                tracing::error!(kind = "reset_password", error = %e.chain(), "could not deliver an account mail");
+            }
+        });
+        // Not awaited past the deadline: a slow mail server must not tell that it was used.
+        let _ = tokio::time::timeout_at(deadline, sending).await;
         Ok(())
     }
 
     /// Sets a new password with the token from the reset mail; signs out every session of the
     /// user and marks the address verified (the mail reached its owner).
+    ///
+    /// An account whose address was never verified may have been made by someone else before
+    /// its owner arrived (pre-account takeover: sign up with the victim's address, mint a key,
+    /// wait). Its reset therefore also starts it clean — see
+    /// [`AuthStore::reset_unverified_account`]: its keys, the other members and keys of the
+    /// workspaces it owns, and the invitations it issued are gone, so whoever held it keeps
+    /// no access.
     pub async fn confirm_password_reset(&self, token: &str, new_password: &str) -> Result<User> {
         self.passwords.check_rules(new_password)?;
         let hash = self.passwords.hash(new_password).await?;
@@ -913,10 +1078,22 @@ impl AuthService {
             .user_id
             .ok_or_else(|| Error::internal("reset token without a user"))?;
         let now = Utc::now();
+        let never_verified = self.store.get_user(user).await?.email_verified_at.is_none();
         self.store.set_password_hash(user, &hash).await?;
+        if never_verified {
+            let undone = self.store.reset_unverified_account(user, now).await;
+            self.changed();
+            let undone = undone?;
+            tracing::warn!(%user, sessions_revoked = undone.sessions_revoked,
+                keys_revoked = undone.keys_revoked, members_removed = undone.members_removed,
+                invites_deleted = undone.invites_deleted,
+                "password reset of a never-verified account: started clean");
+        } else {
+            let revoked = self.store.revoke_user_sessions(user, now).await;
+            self.changed();
+            tracing::info!(%user, sessions_revoked = revoked?, "password reset");
+        }
         self.store.mark_email_verified(user, now).await?;
-        let revoked = self.store.revoke_user_sessions(user, now).await?;
-        tracing::info!(%user, sessions_revoked = revoked, "password reset");
         self.store.get_user(user).await
     }
 
@@ -1047,9 +1224,12 @@ impl AuthService {
                 "only owners change the roles of admins and owners",
             ));
         }
-        self.store
+        let changed = self
+            .store
             .set_member_role(principal.tenant_id, user, role)
-            .await
+            .await;
+        self.changed();
+        changed
     }
 
     /// Removes a member (admins; only owners remove admins and owners). Anyone may leave.
@@ -1068,7 +1248,9 @@ impl AuthService {
                 ));
             }
         }
-        self.store.remove_member(principal.tenant_id, user).await
+        let removed = self.store.remove_member(principal.tenant_id, user).await;
+        self.changed();
+        removed
     }
 
     // ----- API keys -----
@@ -1102,7 +1284,10 @@ impl AuthService {
                         collections: dedup(req.collections),
                         bots: dedup(req.bots),
                     },
-                    created_by: principal.user_id(),
+                    // The local operator (CLI, `auth.mode = "none"`) is no user.
+                    created_by: principal
+                        .user_id()
+                        .filter(|u| *u != UserId::from_uuid(uuid::Uuid::nil())),
                     expires_at: req.expires_at,
                 },
             )
@@ -1122,6 +1307,31 @@ impl AuthService {
     ) -> Result<Page<ApiKey>> {
         principal.require_role(Role::Admin)?;
         self.store.list_api_keys(principal.tenant_id, page).await
+    }
+
+    /// The email addresses of the users who created these keys (for listings: who made each
+    /// key). Creators that no longer exist or have no address are left out.
+    pub async fn key_creators(
+        &self,
+        keys: &[ApiKey],
+    ) -> Result<std::collections::HashMap<UserId, String>> {
+        let mut out = std::collections::HashMap::new();
+        for creator in keys.iter().filter_map(|k| k.created_by) {
+            if out.contains_key(&creator) {
+                continue;
+            }
+            match self.store.get_user(creator).await {
+                Ok(User {
+                    email: Some(email), ..
+                }) => {
+                    out.insert(creator, email);
+                }
+                Ok(_) => {}
+                Err(e) if e.code == Code::UserNotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Revokes an API key (admins).
@@ -1219,9 +1429,11 @@ impl AuthService {
             }
         }
         let claims = self.jwt.verify(credential)?;
+        claims.role()?;
+        let role = self.standing(claims.sub, claims.tid, claims.sid).await?;
         Ok(Principal {
             tenant_id: claims.tid,
-            role: claims.role()?,
+            role,
             actor: Actor::User {
                 id: claims.sub,
                 session: Some(claims.sid),

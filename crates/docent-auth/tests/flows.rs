@@ -396,6 +396,45 @@ async fn signout_revokes_sessions() {
     );
 }
 
+/// Issue 21 (low): a reset request takes the same time for a known and an unknown address.
+#[tokio::test]
+async fn password_reset_requests_answer_in_constant_time() {
+    let app = app().await;
+    app.signup("ann@example.com").await;
+    let mut took = Vec::new();
+    for email in ["ann@example.com", "nobody@example.com", "ann@example.com"] {
+        let started = std::time::Instant::now();
+        app.auth.request_password_reset(email).await.unwrap();
+        took.push(started.elapsed());
+    }
+    for t in &took {
+        assert!(*t >= RESET_ANSWER_TIME, "{took:?}");
+        assert!(
+            *t < RESET_ANSWER_TIME + Duration::from_millis(150),
+            "{took:?}"
+        );
+    }
+    // The mail of a known address is out by the time the answer comes.
+    assert_eq!(app.mail.sent().len(), 3, "verification + two resets");
+}
+
+/// Issue 21 (low): passwords on the common list are refused wherever one is set.
+#[tokio::test]
+async fn common_passwords_are_refused() {
+    let app = app().await;
+    let err = app
+        .auth
+        .signup(Signup {
+            email: "ann@example.com".into(),
+            password: "Password123!".into(),
+            ..Signup::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::InvalidField);
+    assert!(err.message.contains("common"), "{}", err.message);
+}
+
 #[tokio::test]
 async fn password_reset_sets_a_new_password_and_signs_out_everywhere() {
     let app = app().await;

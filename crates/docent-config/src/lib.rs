@@ -992,6 +992,14 @@ pub struct AuthConfig {
     /// Clock skew tolerated when checking `exp`/`nbf` of JWTs.
     #[serde(with = "humantime_serde")]
     pub clock_leeway: Duration,
+    /// How long a checked access token's session, account and membership (the role in force)
+    /// are trusted before they are read again. Sign-out, password reset, demotion, removal and
+    /// disabling take effect at once in the process that made them and within this time in
+    /// every other process. At most 60s.
+    #[serde(with = "humantime_serde")]
+    pub principal_cache_ttl: Duration,
+    /// Most entries of that cache (per process).
+    pub principal_cache_capacity: usize,
     /// Access-token signing.
     pub jwt: JwtConfig,
     /// Password hashing (argon2id) and rules.
@@ -1161,6 +1169,9 @@ pub struct RateLimitConfig {
     pub search: RateQuota,
     /// Answers, chat and summaries (may call an LLM).
     pub ask: RateQuota,
+    /// A workspace's ceiling per route class, shared by all its keys and users: this many
+    /// times one caller's quota (so minting more keys does not multiply the limit). 0: none.
+    pub tenant_factor: u32,
 }
 
 /// Sign-in brute-force protection: per account and client address, failures beyond
@@ -1179,6 +1190,13 @@ pub struct SigninGuardConfig {
     /// Failures older than this are forgotten.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// Failures from all addresses together after which each further failure locks the
+    /// account from everywhere for `account_lockout` (a fixed, short delay: it slows guessing
+    /// spread over many addresses without locking the owner out for long). 0: no such limit.
+    pub account_max_failures: u32,
+    /// Lockout of the whole account, per failure past `account_max_failures`.
+    #[serde(with = "humantime_serde")]
+    pub account_lockout: Duration,
 }
 
 /// Per-tenant quotas; 0 means unlimited.
@@ -1284,6 +1302,8 @@ impl Default for AuthConfig {
             invite_token_ttl: 7 * 24 * 60 * minute,
             setup_token_ttl: 24 * 60 * minute,
             clock_leeway: Duration::from_secs(30),
+            principal_cache_ttl: Duration::from_secs(5),
+            principal_cache_capacity: 10_000,
             jwt: JwtConfig {
                 algorithm: JwtAlgorithm::EdDSA,
                 issuer: "docent".into(),
@@ -1323,12 +1343,15 @@ impl Default for AuthConfig {
                 ingest: quota(60, 20),
                 search: quota(300, 60),
                 ask: quota(60, 10),
+                tenant_factor: 10,
             },
             signin_guard: SigninGuardConfig {
                 max_failures: 5,
                 lockout_base: Duration::from_secs(30),
                 lockout_max: 15 * minute,
                 window: 15 * minute,
+                account_max_failures: 20,
+                account_lockout: Duration::from_secs(30),
             },
             quotas: QuotaConfig {
                 max_documents: 0,
@@ -1853,6 +1876,9 @@ impl Config {
         }
         if a.clock_leeway > Duration::from_secs(300) {
             return bad("auth.clock_leeway must be at most 5m".into());
+        }
+        if a.principal_cache_ttl > Duration::from_secs(60) {
+            return bad("auth.principal_cache_ttl must be at most 60s".into());
         }
         if a.password.min_length < 8 {
             return bad("auth.password.min_length must be at least 8".into());

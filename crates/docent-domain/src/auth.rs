@@ -432,6 +432,19 @@ pub struct ExternalIdentity {
     pub display_name: Option<String>,
 }
 
+/// What [`AuthStore::reset_unverified_account`] undid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountReset {
+    /// Sessions revoked (the account's, and those of the members removed).
+    pub sessions_revoked: u64,
+    /// API keys revoked.
+    pub keys_revoked: u64,
+    /// Other members removed from tenants the account owns.
+    pub members_removed: u64,
+    /// Pending invitations deleted.
+    pub invites_deleted: u64,
+}
+
 /// A tenant's usage, for quotas.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TenantUsage {
@@ -650,15 +663,28 @@ pub trait AuthStore: Send + Sync + 'static {
     async fn set_password_hash(&self, user: UserId, hash: &str) -> Result<()>;
     /// Marks the email verified (keeps an earlier time).
     async fn mark_email_verified(&self, user: UserId, at: DateTime<Utc>) -> Result<()>;
-    /// Enables or disables an account.
+    /// Enables or disables an account. Disabling also revokes the account's sessions and the
+    /// API keys it created, in every tenant (it may no longer create keys anywhere).
     async fn set_user_disabled(&self, user: UserId, disabled: bool) -> Result<()>;
+    /// Starts a never-verified account clean after its owner proved the address (a completed
+    /// password reset), in one transaction: whoever held the account before may have been
+    /// someone else. Revokes every session of the account; deletes the invitations it issued;
+    /// revokes the API keys it created; and in each tenant it owns, also revokes every other
+    /// API key, removes every other member (revoking their sessions there) and deletes every
+    /// pending invitation. Documents stay.
+    async fn reset_unverified_account(
+        &self,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<AccountReset>;
 
     // Memberships (tenant-owned).
 
     /// Adds a user to a tenant; `already_member` if they are one.
     async fn add_member(&self, tenant: TenantId, user: UserId, role: Role) -> Result<Membership>;
     /// Adds the user with `role`, or — when `update_role` — sets the role of an existing
-    /// membership; returns the membership as it now is.
+    /// membership; returns the membership as it now is. A change below admin revokes the API
+    /// keys the user created in the tenant, as [`AuthStore::set_member_role`] does.
     async fn upsert_member(
         &self,
         tenant: TenantId,
@@ -673,14 +699,16 @@ pub trait AuthStore: Send + Sync + 'static {
     /// The tenant's members, oldest first.
     async fn list_members(&self, tenant: TenantId) -> Result<Vec<Member>>;
     /// Changes a member's role; `last_owner` if it would leave the tenant without an owner,
-    /// `user_not_found` if they are not a member.
+    /// `user_not_found` if they are not a member. A role below admin (who may not create API
+    /// keys) revokes the live API keys the user created in the tenant, in the same transaction.
     async fn set_member_role(
         &self,
         tenant: TenantId,
         user: UserId,
         role: Role,
     ) -> Result<Membership>;
-    /// Removes a member and revokes their sessions in the tenant; `last_owner` as above.
+    /// Removes a member and revokes their sessions and the API keys they created in the
+    /// tenant; `last_owner` as above.
     async fn remove_member(&self, tenant: TenantId, user: UserId) -> Result<()>;
 
     // Sessions and refresh tokens.

@@ -1,7 +1,9 @@
 //! Request rate limits at the edge (`auth.mode = "builtin"`): each matched route belongs to a
 //! [`RouteClass`]; the request takes one token from its caller's bucket for that class — the
 //! API key or user of a valid bearer credential, else the client address (account routes
-//! always count by address). Every limited response carries `RateLimit-Limit`,
+//! always count by address), and a caller with a valid credential also takes one from its
+//! workspace's ceiling for the class (shared by all the workspace's keys and users, so minting
+//! keys does not multiply the limit). Every limited response carries `RateLimit-Limit`,
 //! `RateLimit-Remaining` and `RateLimit-Reset`; a refused one is `429 rate_limited` with
 //! `Retry-After`. Health, readiness, metrics, the error table and the API docs are not limited.
 //!
@@ -82,22 +84,37 @@ pub(crate) async fn limit(State(state): State<AppState>, req: Request, next: Nex
     };
     let limit = classify(req.method(), path);
     let ip = client_ip(&req);
-    let (class, key, auth_error, req) = match limit {
+    let (class, key, tenant, auth_error, req) = match limit {
         Limit::Exempt => return next.run(req).await,
-        Limit::ByAddress(class) => (class, RateKey::Ip(ip), None, req),
+        Limit::ByAddress(class) => (class, RateKey::Ip(ip), None, None, req),
         Limit::ByCaller(class) => {
             let (mut parts, body) = req.into_parts();
             let principal = Auth::from_request_parts(&mut parts, &state).await;
             let req = Request::from_parts(parts, body);
             match principal {
-                Ok(Auth(p)) => (class, AuthService::rate_key(&p), None, req),
+                Ok(Auth(p)) => (
+                    class,
+                    AuthService::rate_key(&p),
+                    Some(p.tenant_id),
+                    None,
+                    req,
+                ),
                 // A missing or invalid credential counts against the address (so guessing keys
                 // is limited too); the answer is then the authentication error.
-                Err(e) => (class, RateKey::Ip(ip), Some(e), req),
+                Err(e) => (class, RateKey::Ip(ip), None, Some(e), req),
             }
         }
     };
-    respond(auth.check_rate(class, &key), auth_error, req, next).await
+    let mut decision = auth.check_rate(class, &key);
+    if decision.allowed
+        && let Some(tenant) = tenant
+    {
+        let ceiling = auth.check_tenant_rate(class, tenant);
+        if !ceiling.allowed {
+            decision = ceiling;
+        }
+    }
+    respond(decision, auth_error, req, next).await
 }
 
 async fn respond(

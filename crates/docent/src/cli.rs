@@ -986,8 +986,12 @@ async fn tenants(config: Config, action: TenantAction) -> anyhow::Result<()> {
 }
 
 fn print_key_line(k: &serde_json::Value) {
+    let creator = k["created_by_email"]
+        .as_str()
+        .or_else(|| k["created_by"].as_str())
+        .unwrap_or("operator");
     println!(
-        "{}  {}  {}  {}  {}",
+        "{}  {}  {}  {}  by {creator}  {}",
         k["id"].as_str().unwrap_or(""),
         k["prefix"].as_str().unwrap_or(""),
         k["access"].as_str().unwrap_or(""),
@@ -1007,6 +1011,7 @@ fn key_json(k: &docent_domain::ApiKey) -> serde_json::Value {
         "access": k.scope.access.as_str(),
         "revoked_at": k.revoked_at,
         "name": k.name,
+        "created_by": k.created_by.map(|u| u.to_string()),
     })
 }
 
@@ -1065,7 +1070,14 @@ async fn keys_local(config: Config, action: KeyAction) -> anyhow::Result<()> {
                             },
                         )
                         .await?;
-                    out.extend(page.items.iter().map(key_json));
+                    let creators = auth.key_creators(&page.items).await?;
+                    out.extend(page.items.iter().map(|k| {
+                        let mut v = key_json(k);
+                        if let Some(email) = k.created_by.and_then(|u| creators.get(&u)) {
+                            v["created_by_email"] = serde_json::Value::String(email.clone());
+                        }
+                        v
+                    }));
                     match page.next_cursor {
                         Some(c) => cursor = Some(c),
                         None => break,

@@ -1126,3 +1126,240 @@ async fn seed_uploads_go_to_each_tenants_own_default_collection() {
     assert_eq!(ids(&list).len(), 2, "keys created no collection: {list}");
     app.stop().await;
 }
+
+async fn signin(app: &TestApp, email: &str, password: &str) -> Value {
+    let (s, b) = post(
+        app,
+        "/api/v1/auth/signin",
+        None,
+        json!({ "email": email, "password": password }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b
+}
+
+fn access(session: &Value) -> String {
+    session["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn reset_password(app: &TestApp, email: &str, password: &str) -> Value {
+    let (s, _) = post(
+        app,
+        "/api/v1/auth/password/reset",
+        None,
+        json!({ "email": email }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let token = mailed_token(&app.data_dir, "reset");
+    let (s, b) = post(
+        app,
+        "/api/v1/auth/password/reset/confirm",
+        None,
+        json!({ "token": token, "password": password }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b
+}
+
+/// Issue 21, H2: an access token dies with its session — sign-out, sign-out everywhere and a
+/// password reset refuse it at once, not when it expires.
+#[tokio::test]
+async fn access_tokens_end_with_signout_and_password_reset() {
+    let app = spawn_app_with(builtin).await;
+    let first = signup(&app, "ann@example.com").await;
+    let t1 = access(&first);
+    let (s, _) = get(&app, "/api/v1/collections", &t1).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/signout",
+        None,
+        json!({ "refresh_token": first["refresh_token"] }),
+    )
+    .await;
+    assert!(s.is_success(), "{s} {b}");
+    let (s, b) = get(&app, "/api/v1/collections", &t1).await;
+    assert_error(s, &b, 401, "token_invalid");
+
+    // Two live sessions; a password reset ends both.
+    let t2 = access(&signin(&app, "ann@example.com", PASSWORD).await);
+    let t3 = access(&signin(&app, "ann@example.com", PASSWORD).await);
+    for t in [&t2, &t3] {
+        let (s, _) = get(&app, "/api/v1/collections", t).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    reset_password(&app, "ann@example.com", "a brand new password").await;
+    for t in [&t2, &t3] {
+        let (s, b) = get(&app, "/api/v1/collections", t).await;
+        assert_error(s, &b, 401, "token_invalid");
+    }
+    let t4 = access(&signin(&app, "ann@example.com", "a brand new password").await);
+    let (s, _) = get(&app, "/api/v1/collections", &t4).await;
+    assert_eq!(s, StatusCode::OK);
+    app.stop().await;
+}
+
+/// Issue 21, M4 (pre-account takeover, default configuration without verification): an
+/// attacker signs up with the victim's address, mints keys, brings in an accomplice and leaves
+/// an invitation pending. When the victim resets the password, the account starts clean: no
+/// key, session, accomplice or invitation of the attacker works any more, and the address
+/// counts as verified.
+#[tokio::test]
+async fn a_reset_of_a_never_verified_account_leaves_the_attacker_nothing() {
+    let app = spawn_app_with(builtin).await;
+    let planted = signup(&app, "victim@example.com").await;
+    let attacker = access(&planted);
+    let tenant = planted["tenant_id"].as_str().unwrap().to_owned();
+    let (s, k) = post(
+        &app,
+        "/api/v1/keys",
+        Some(&attacker),
+        json!({ "name": "mine" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let attacker_key = k["secret"].as_str().unwrap().to_owned();
+
+    // An accomplice joins as admin and mints a key of their own.
+    let accomplice_home = access(&signup(&app, "mallory@example.com").await);
+    let (s, b) = post(
+        &app,
+        "/api/v1/invites",
+        Some(&attacker),
+        json!({ "email": "mallory@example.com", "role": "admin" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let invite = mailed_token(&app.data_dir, "invite");
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/invites/accept",
+        Some(&accomplice_home),
+        json!({ "token": invite }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, switched) = post(
+        &app,
+        "/api/v1/auth/switch",
+        Some(&accomplice_home),
+        json!({ "tenant_id": tenant }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{switched}");
+    let accomplice = access(&switched);
+    let (s, k) = post(
+        &app,
+        "/api/v1/keys",
+        Some(&accomplice),
+        json!({ "name": "theirs" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let accomplice_key = k["secret"].as_str().unwrap().to_owned();
+    // And an invitation waits for another address of theirs.
+    let (s, _) = post(
+        &app,
+        "/api/v1/invites",
+        Some(&attacker),
+        json!({ "email": "later@example.com", "role": "member" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let pending = mailed_token(&app.data_dir, "invite");
+
+    // The victim takes the address back.
+    let user = reset_password(&app, "victim@example.com", "the victim's own password").await;
+    assert_eq!(user["email_verified"], true, "{user}");
+    let victim = signin(&app, "victim@example.com", "the victim's own password").await;
+    let victim_token = access(&victim);
+    assert_eq!(victim["tenant_id"], tenant.as_str());
+
+    // Nothing of the attacker's works.
+    for key in [&attacker_key, &accomplice_key] {
+        let (s, b) = get(&app, "/api/v1/collections", key).await;
+        assert_error(s, &b, 401, "api_key_revoked");
+    }
+    for t in [&attacker, &accomplice] {
+        let (s, b) = get(&app, "/api/v1/collections", t).await;
+        assert_error(s, &b, 401, "token_invalid");
+    }
+    let (s, _) = post(
+        &app,
+        "/api/v1/auth/refresh",
+        None,
+        json!({ "refresh_token": planted["refresh_token"] }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/signup",
+        None,
+        json!({ "email": "later@example.com", "password": PASSWORD, "invite_token": pending }),
+    )
+    .await;
+    assert_error(s, &b, 401, "token_invalid");
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/switch",
+        Some(&accomplice_home),
+        json!({ "tenant_id": tenant }),
+    )
+    .await;
+    assert_error(s, &b, 404, "tenant_not_found");
+
+    // The victim is alone in the workspace, and what they upload is theirs only.
+    let (s, members) = get(&app, "/api/v1/members", &victim_token).await;
+    assert_eq!(s, StatusCode::OK, "{members}");
+    assert_eq!(members["items"].as_array().unwrap().len(), 1, "{members}");
+    let (s, keys) = get(&app, "/api/v1/keys", &victim_token).await;
+    assert_eq!(s, StatusCode::OK, "{keys}");
+    assert!(
+        keys["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| !k["revoked_at"].is_null()),
+        "{keys}"
+    );
+    let collection = create_collection(&app, &victim_token, "private").await;
+    let (s, b) = upload(
+        &app,
+        &victim_token,
+        &collection,
+        "secret.txt",
+        "the victim's secret",
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b) = get(&app, "/api/v1/collections", &attacker_key).await;
+    assert_error(s, &b, 401, "api_key_revoked");
+
+    // A verified account's reset does not sweep its workspace: the members it invited stay.
+    let (s, _) = post(
+        &app,
+        "/api/v1/invites",
+        Some(&victim_token),
+        json!({ "email": "mallory@example.com", "role": "viewer" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let invite = mailed_token(&app.data_dir, "invite");
+    let (s, b) = post(
+        &app,
+        "/api/v1/auth/invites/accept",
+        Some(&accomplice_home),
+        json!({ "token": invite }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    reset_password(&app, "victim@example.com", "yet another password").await;
+    let victim_token = access(&signin(&app, "victim@example.com", "yet another password").await);
+    let (_, members) = get(&app, "/api/v1/members", &victim_token).await;
+    assert_eq!(members["items"].as_array().unwrap().len(), 2, "{members}");
+    app.stop().await;
+}

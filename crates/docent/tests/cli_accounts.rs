@@ -151,6 +151,11 @@ async fn users_tenants_and_keys_through_the_binary() {
         listed.contains("read ") && listed.contains("read_write"),
         "{listed}"
     );
+    // Each key says who made it: here the operator, from the command line.
+    assert!(
+        listed.lines().all(|l| l.contains(" by operator ")),
+        "{listed}"
+    );
     // The default workspace has none.
     assert_eq!(ok(&docent(&data, &["keys", "list"])).trim(), "");
     let out = docent(&data, &["keys", "list", "--tenant", "nope"]);
@@ -247,6 +252,16 @@ async fn users_tenants_and_keys_through_the_binary() {
     let remote_key = made.trim().to_owned();
     assert!(remote_key.starts_with("dk_"), "{made}");
     assert_eq!(get(remote_key).await, StatusCode::OK);
+    // Listed with its maker (issue 21).
+    let listed = ok(&remote(vec!["list".into()], Some(token.clone()))
+        .await
+        .unwrap());
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(" by ann@example.com ") && l.ends_with("remote")),
+        "{listed}"
+    );
     let out = remote(vec!["list".into()], None).await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated"));

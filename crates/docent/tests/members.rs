@@ -356,3 +356,247 @@ async fn membership_routes_are_404_without_builtin_auth() {
     }
     app.stop().await;
 }
+
+/// Signs Bob up, has Ann invite him with `role` and returns (Bob's id, his token in Ann's
+/// workspace).
+async fn join(
+    app: &TestApp,
+    owner: &str,
+    tenant: &str,
+    email: &str,
+    role: &str,
+) -> (String, String) {
+    let home = signup(app, email).await;
+    let id = home["user"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        app,
+        Method::POST,
+        "/api/v1/invites",
+        Some(owner),
+        Some(json!({ "email": email, "role": role })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let invite = mailed_token(&app.data_dir, "invite");
+    let (s, b) = call(
+        app,
+        Method::POST,
+        "/api/v1/auth/invites/accept",
+        Some(&token(&home)),
+        Some(json!({ "token": invite })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, switched) = call(
+        app,
+        Method::POST,
+        "/api/v1/auth/switch",
+        Some(&token(&home)),
+        Some(json!({ "tenant_id": tenant })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{switched}");
+    (id, token(&switched))
+}
+
+async fn new_key(app: &TestApp, token: &str, name: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Method::POST,
+        "/api/v1/keys",
+        Some(token),
+        Some(json!({ "name": name })),
+    )
+    .await
+}
+
+/// Issue 21, H2: a demoted admin's access token acts with the role now in force at once, the
+/// keys they made die with their right to make keys, and a removed member's token is refused —
+/// no waiting for the token to expire. Key listings say who made each key.
+#[tokio::test]
+async fn demoted_and_removed_admins_lose_their_tokens_and_keys_at_once() {
+    let app = spawn_app_with(builtin).await;
+    let ann = signup(&app, "ann@example.com").await;
+    let owner = token(&ann);
+    let tenant = ann["tenant_id"].as_str().unwrap().to_owned();
+    let (bob_id, bob) = join(&app, &owner, &tenant, "bob@example.com", "admin").await;
+
+    let (s, k) = new_key(&app, &owner, "ann's").await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let ann_key = k["secret"].as_str().unwrap().to_owned();
+    let (s, k) = new_key(&app, &bob, "bob's").await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let bob_key = k["secret"].as_str().unwrap().to_owned();
+    let bob_key_id = k["key"]["id"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/collections",
+        Some(&bob_key),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // The listing names each key's creator.
+    let (s, list) = call(&app, Method::GET, "/api/v1/keys", Some(&owner), None).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let bobs = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == bob_key_id.as_str())
+        .expect("bob's key listed")
+        .clone();
+    assert_eq!(bobs["created_by"], bob_id.as_str(), "{list}");
+    assert_eq!(bobs["created_by_email"], "bob@example.com", "{list}");
+    assert!(bobs["revoked_at"].is_null(), "{list}");
+
+    // Demoted to member: the old token (which says admin) no longer administers ...
+    let (s, b) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/members/{bob_id}"),
+        Some(&owner),
+        Some(json!({ "role": "member" })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = call(&app, Method::GET, "/api/v1/keys", Some(&bob), None).await;
+    assert_error(s, &b, 403, "insufficient_role");
+    let (s, b) = new_key(&app, &bob, "one more").await;
+    assert_error(s, &b, 403, "insufficient_role");
+    // ... still works as a member ...
+    let (s, _) = call(&app, Method::GET, "/api/v1/collections", Some(&bob), None).await;
+    assert_eq!(s, StatusCode::OK);
+    // ... and the key he made is revoked (Ann's is not).
+    let (s, b) = call(
+        &app,
+        Method::GET,
+        "/api/v1/collections",
+        Some(&bob_key),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 401, "api_key_revoked");
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/collections",
+        Some(&ann_key),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = call(&app, Method::GET, "/api/v1/keys", Some(&owner), None).await;
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == bob_key_id.as_str() && !k["revoked_at"].is_null()),
+        "{list}"
+    );
+
+    // Promoted back, he administers again with the same token (the role in force counts).
+    let (s, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/members/{bob_id}"),
+        Some(&owner),
+        Some(json!({ "role": "admin" })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, k) = new_key(&app, &bob, "again").await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let second_key = k["secret"].as_str().unwrap().to_owned();
+
+    // Removed: the old token is refused outright, and his keys die with it.
+    let (s, b) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/members/{bob_id}"),
+        Some(&owner),
+        None,
+    )
+    .await;
+    assert!(s.is_success(), "{s} {b}");
+    let (s, b) = call(&app, Method::GET, "/api/v1/collections", Some(&bob), None).await;
+    assert_error(s, &b, 401, "token_invalid");
+    let (s, b) = new_key(&app, &bob, "after removal").await;
+    assert_error(s, &b, 401, "token_invalid");
+    let (s, b) = call(
+        &app,
+        Method::GET,
+        "/api/v1/collections",
+        Some(&second_key),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 401, "api_key_revoked");
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/collections",
+        Some(&ann_key),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    app.stop().await;
+}
+
+/// Issue 21, H2: a change made by another process (here: straight in the database) reaches an
+/// old access token within `auth.principal_cache_ttl`.
+#[tokio::test]
+async fn a_demotion_elsewhere_reaches_old_tokens_within_the_cache_ttl() {
+    let app = spawn_app_with(|c| {
+        builtin(c);
+        c.auth.principal_cache_ttl = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let ann = signup(&app, "ann@example.com").await;
+    let owner = token(&ann);
+    let tenant = ann["tenant_id"].as_str().unwrap().to_owned();
+    let (bob_id, bob) = join(&app, &owner, &tenant, "bob@example.com", "admin").await;
+    // Cached as admin.
+    let (s, _) = call(&app, Method::GET, "/api/v1/members", Some(&bob), None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let other = docent_store::SqliteStore::open(
+        &app.data_dir.join("docent.db"),
+        1,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    use docent_domain::auth::AuthStore as _;
+    other
+        .set_member_role(
+            tenant.parse().unwrap(),
+            bob_id.parse().unwrap(),
+            docent_domain::Role::Viewer,
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut status = StatusCode::OK;
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        status = call(&app, Method::GET, "/api/v1/members", Some(&bob), None)
+            .await
+            .0;
+        if status == StatusCode::FORBIDDEN {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    other.pool().close().await;
+    app.stop().await;
+}

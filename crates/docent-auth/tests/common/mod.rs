@@ -35,6 +35,8 @@ pub fn settings() -> AuthSettings {
         api_key_last_used_interval: Duration::from_secs(60),
         max_documents: 0,
         max_stored_bytes: 0,
+        principal_cache_ttl: Duration::from_secs(5),
+        principal_cache_capacity: 1000,
     }
 }
 
@@ -77,6 +79,8 @@ pub async fn app_with(
             lockout_base: Duration::from_secs(30),
             lockout_max: Duration::from_secs(600),
             window: Duration::from_secs(600),
+            account_max_failures: 20,
+            account_lockout: Duration::from_secs(30),
         }),
         oidc: oidc(),
     });

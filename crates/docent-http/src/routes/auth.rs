@@ -354,6 +354,12 @@ pub struct ApiKeyDto {
     pub collection_ids: Option<Vec<String>>,
     /// Limited to these bots (absent: every bot of the workspace).
     pub bot_ids: Option<Vec<String>>,
+    /// Id of the user who created the key (absent: the operator, from the command line). A
+    /// key is revoked when its creator may no longer create keys (demoted below admin,
+    /// removed from the workspace, account disabled).
+    pub created_by: Option<String>,
+    /// Email address of that user, in listings.
+    pub created_by_email: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Expiry.
@@ -379,6 +385,8 @@ impl From<docent_domain::ApiKey> for ApiKeyDto {
                 .scope
                 .bots
                 .map(|b| b.iter().map(ToString::to_string).collect()),
+            created_by: k.created_by.map(|u| u.to_string()),
+            created_by_email: None,
             created_at: k.created_at,
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
@@ -496,8 +504,19 @@ pub(crate) async fn list_keys(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ApiKeyList>> {
     let keys = auth.list_api_keys(&p, page(q.limit, q.cursor)?).await?;
+    let creators = auth.key_creators(&keys.items).await?;
     Ok(Json(ApiKeyList {
-        items: keys.items.into_iter().map(Into::into).collect(),
+        items: keys
+            .items
+            .into_iter()
+            .map(|k| {
+                let email = k.created_by.and_then(|u| creators.get(&u).cloned());
+                ApiKeyDto {
+                    created_by_email: email,
+                    ..k.into()
+                }
+            })
+            .collect(),
         next_cursor: keys.next_cursor,
     }))
 }

@@ -153,6 +153,27 @@ fn email_taken() -> Error {
     )
 }
 
+/// Revokes the live API keys `user` created, in `tenant` or (`None`) everywhere: the user lost
+/// the right to create them (demoted below admin, removed, disabled). Returns how many.
+async fn revoke_keys_created_by(
+    conn: &mut PgConnection,
+    tenant: Option<TenantId>,
+    user: UserId,
+    at: DateTime<Utc>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1 WHERE created_by = $2 AND revoked_at IS NULL \
+         AND ($3::text IS NULL OR tenant_id = $3)",
+    )
+    .bind(at)
+    .bind(user.to_string())
+    .bind(tenant.map(|t| t.to_string()))
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(done.rows_affected())
+}
+
 async fn insert_tenant(conn: &mut PgConnection, name: &str) -> Result<Tenant> {
     let id = TenantId::new();
     let now = now_ms();
@@ -440,6 +461,7 @@ impl AuthStore for PgStore {
 
     async fn set_user_disabled(&self, user: UserId, disabled: bool) -> Result<()> {
         let now = now_ms();
+        let mut tx = self.auth_tx().await?;
         let done = sqlx::query(
             "UPDATE users SET disabled_at = CASE WHEN $1 THEN COALESCE(disabled_at, $2) END, \
              updated_at = $3 WHERE id = $4",
@@ -448,13 +470,108 @@ impl AuthStore for PgStore {
         .bind(now)
         .bind(now)
         .bind(user.to_string())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
         if done.rows_affected() == 0 {
             return Err(user_not_found(user));
         }
+        if disabled {
+            sqlx::query(
+                "UPDATE auth_sessions SET revoked_at = $1, revoked_reason = 'disabled' \
+                 WHERE user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            revoke_keys_created_by(&mut tx, None, user, now).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
         Ok(())
+    }
+
+    async fn reset_unverified_account(
+        &self,
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<AccountReset> {
+        let at = ms(at);
+        let uid = user.to_string();
+        let mut tx = self.auth_tx().await?;
+        let mut undone = AccountReset::default();
+        // Tenants the account owns, except those an external provider maps (their members
+        // come from the provider, not from whoever held this account).
+        let owned: Vec<String> = sqlx::query_scalar(
+            "SELECT m.tenant_id FROM memberships m WHERE m.user_id = $1 AND m.role = 'owner' \
+             AND NOT EXISTS (SELECT 1 FROM tenant_aliases a WHERE a.tenant_id = m.tenant_id)",
+        )
+        .bind(&uid)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for tenant in &owned {
+            undone.sessions_revoked += sqlx::query(
+                "UPDATE auth_sessions SET revoked_at = $1, revoked_reason = 'account_reset' \
+                 WHERE tenant_id = $2 AND user_id <> $3 AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(tenant)
+            .bind(&uid)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            undone.members_removed +=
+                sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id <> $2")
+                    .bind(tenant)
+                    .bind(&uid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+            undone.keys_revoked += sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            undone.invites_deleted += sqlx::query(
+                "DELETE FROM one_time_tokens WHERE tenant_id = $1 AND purpose = 'invite' \
+                 AND used_at IS NULL",
+            )
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        }
+        undone.keys_revoked += revoke_keys_created_by(&mut tx, None, user, at).await?;
+        undone.invites_deleted += sqlx::query(
+            "DELETE FROM one_time_tokens WHERE created_by = $1 AND purpose = 'invite' \
+             AND used_at IS NULL",
+        )
+        .bind(&uid)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        undone.sessions_revoked += sqlx::query(
+            "UPDATE auth_sessions SET revoked_at = $1, revoked_reason = 'account_reset' \
+             WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(&uid)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(undone)
     }
 
     async fn add_member(&self, tenant: TenantId, user: UserId, role: Role) -> Result<Membership> {
@@ -492,6 +609,9 @@ impl AuthStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+                if role < Role::Admin {
+                    revoke_keys_created_by(&mut tx, Some(tenant), user, now_ms()).await?;
+                }
                 Membership { role, ..m }
             }
             Some(m) => m,
@@ -567,6 +687,9 @@ impl AuthStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        if role < Role::Admin {
+            revoke_keys_created_by(&mut tx, Some(tenant), user, now_ms()).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         Ok(Membership { role, ..current })
     }
@@ -596,6 +719,7 @@ impl AuthStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        revoke_keys_created_by(&mut tx, Some(tenant), user, now_ms()).await?;
         sqlx::query(
             "DELETE FROM one_time_tokens WHERE tenant_id = $1 AND purpose = 'invite' \
              AND used_at IS NULL AND email = (SELECT email FROM users WHERE id = $2)",

@@ -906,3 +906,150 @@ async fn usage_counts_a_tenants_documents_and_bytes() {
     );
     assert_eq!(s.tenant_usage(t2).await.unwrap(), TenantUsage::default());
 }
+
+/// A key made by `by` in `tenant`, with a unique prefix.
+async fn key_by(s: &Store, tenant: TenantId, by: UserId, prefix: &str) -> ApiKeyId {
+    let mut new = new_key(prefix, KeyScope::tenant_wide(KeyAccess::ReadWrite));
+    new.created_by = Some(by);
+    s.insert_api_key(tenant, new).await.unwrap().id
+}
+
+async fn key_revoked(s: &Store, tenant: TenantId, id: ApiKeyId) -> bool {
+    s.get_api_key(tenant, id).await.unwrap().revoked_at.is_some()
+}
+
+async fn session_revoked(s: &Store, tenant: TenantId, id: SessionId) -> bool {
+    s.get_session(tenant, id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some()
+}
+
+// Issue 21, H2: keys die with their creator's right to create keys.
+#[tokio::test]
+async fn losing_the_right_to_make_keys_revokes_the_keys_one_made() {
+    let Some(f) = fixture().await else {
+        return;
+    };
+    let s = &f.store;
+    let (ann, t) = owner(s, "ann@example.com").await;
+    let (bob, bobs_own) = owner(s, "bob@example.com").await;
+    s.add_member(t, bob.id, Role::Admin).await.unwrap();
+    let anns = key_by(s, t, ann.id, "h2ann").await;
+    let bob_home = key_by(s, bobs_own, bob.id, "h2home").await;
+
+    // Demoted below admin: his keys in that tenant go, nothing else does.
+    let k1 = key_by(s, t, bob.id, "h2k1").await;
+    s.set_member_role(t, bob.id, Role::Admin).await.unwrap();
+    assert!(!key_revoked(s, t, k1).await, "still an admin");
+    s.set_member_role(t, bob.id, Role::Member).await.unwrap();
+    assert!(key_revoked(s, t, k1).await);
+    assert!(!key_revoked(s, t, anns).await);
+    assert!(!key_revoked(s, bobs_own, bob_home).await);
+
+    // The same through an external provider's role.
+    s.set_member_role(t, bob.id, Role::Admin).await.unwrap();
+    let k2 = key_by(s, t, bob.id, "h2k2").await;
+    s.upsert_member(t, bob.id, Role::Admin, true).await.unwrap();
+    assert!(!key_revoked(s, t, k2).await);
+    s.upsert_member(t, bob.id, Role::Viewer, true).await.unwrap();
+    assert!(key_revoked(s, t, k2).await);
+
+    // Removed.
+    s.set_member_role(t, bob.id, Role::Admin).await.unwrap();
+    let k3 = key_by(s, t, bob.id, "h2k3").await;
+    s.remove_member(t, bob.id).await.unwrap();
+    assert!(key_revoked(s, t, k3).await);
+    assert!(!key_revoked(s, bobs_own, bob_home).await);
+    assert!(!key_revoked(s, t, anns).await);
+
+    // Disabled: every key he made, and every session, everywhere.
+    let live = session(s, bob.id, bobs_own, "h2-bob").await;
+    s.set_user_disabled(bob.id, true).await.unwrap();
+    assert!(key_revoked(s, bobs_own, bob_home).await);
+    assert!(session_revoked(s, bobs_own, live.id).await);
+    assert!(!key_revoked(s, t, anns).await);
+}
+
+// Issue 21, M4: a never-verified account, taken back by its address's owner, starts clean.
+#[tokio::test]
+async fn a_reset_of_an_unverified_account_leaves_its_former_holder_nothing() {
+    let Some(f) = fixture().await else {
+        return;
+    };
+    let s = &f.store;
+    let (victim, t) = owner(s, "victim@example.com").await;
+    let (mallory, malls) = owner(s, "mallory@example.com").await;
+    let (carol, carols) = owner(s, "carol@example.com").await;
+    // In the victim's (attacker-made) tenant: an accomplice with a key and a session, keys of
+    // the account, pending invitations.
+    s.add_member(t, mallory.id, Role::Admin).await.unwrap();
+    let own_key = key_by(s, t, victim.id, "m4own").await;
+    let mallorys_key = key_by(s, t, mallory.id, "m4mal").await;
+    let mallorys_session = session(s, mallory.id, t, "m4-mal-t").await;
+    let victims_session = session(s, victim.id, t, "m4-vic-t").await;
+    let mut invite = one_time("m4-inv", TokenPurpose::Invite, 600);
+    invite.tenant_id = Some(t);
+    invite.email = Some("later@example.com".into());
+    invite.role = Some(Role::Member);
+    invite.created_by = Some(mallory.id);
+    s.insert_one_time_token(invite).await.unwrap();
+    // In Carol's tenant the account is an admin: its key and invitation go; Carol's stay, and
+    // so do Carol and her tenant's other members.
+    s.add_member(carols, victim.id, Role::Admin).await.unwrap();
+    let carols_key = key_by(s, carols, carol.id, "m4car").await;
+    let victim_in_carols = key_by(s, carols, victim.id, "m4vc").await;
+    let mut invite = one_time("m4-inv-c", TokenPurpose::Invite, 600);
+    invite.tenant_id = Some(carols);
+    invite.email = Some("friend@example.com".into());
+    invite.role = Some(Role::Viewer);
+    invite.created_by = Some(victim.id);
+    s.insert_one_time_token(invite).await.unwrap();
+    let mut carols_invite = one_time("m4-inv-c2", TokenPurpose::Invite, 600);
+    carols_invite.tenant_id = Some(carols);
+    carols_invite.email = Some("dan@example.com".into());
+    carols_invite.role = Some(Role::Viewer);
+    carols_invite.created_by = Some(carol.id);
+    s.insert_one_time_token(carols_invite).await.unwrap();
+    // Mallory's own tenant is hers.
+    let mallorys_home_key = key_by(s, malls, mallory.id, "m4home").await;
+    let mallorys_home = session(s, mallory.id, malls, "m4-mal-home").await;
+
+    let undone = s.reset_unverified_account(victim.id, now()).await.unwrap();
+    assert_eq!(
+        undone,
+        AccountReset {
+            sessions_revoked: 2,
+            keys_revoked: 3,
+            members_removed: 1,
+            invites_deleted: 2,
+        }
+    );
+    assert!(key_revoked(s, t, own_key).await);
+    assert!(key_revoked(s, t, mallorys_key).await);
+    assert!(key_revoked(s, carols, victim_in_carols).await);
+    assert!(!key_revoked(s, carols, carols_key).await);
+    assert!(!key_revoked(s, malls, mallorys_home_key).await);
+    assert!(session_revoked(s, t, mallorys_session.id).await);
+    assert!(session_revoked(s, t, victims_session.id).await);
+    assert!(!session_revoked(s, malls, mallorys_home.id).await);
+    assert!(s.get_membership(t, mallory.id).await.unwrap().is_none());
+    assert_eq!(
+        s.get_membership(t, victim.id).await.unwrap().unwrap().role,
+        Role::Owner
+    );
+    assert!(s.get_membership(carols, victim.id).await.unwrap().is_some());
+    assert!(s.get_membership(carols, carol.id).await.unwrap().is_some());
+    for gone in ["m4-inv", "m4-inv-c"] {
+        assert_eq!(
+            code(s.peek_one_time_token(gone, TokenPurpose::Invite, now()).await),
+            Code::TokenInvalid,
+            "{gone}"
+        );
+    }
+    s.peek_one_time_token("m4-inv-c2", TokenPurpose::Invite, now())
+        .await
+        .unwrap();
+}
