@@ -444,8 +444,7 @@ async fn openai_compatible_completions_talk_to_a_bot_by_id_or_name() {
     // Issue 21 (low): the history was unbounded. Too many messages, or too much text, is a
     // 400 before the model is asked.
     let asked = chat_requests(&fake).await;
-    let turn =
-        |i: usize| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": "hi"});
+    let turn = |i: usize| json!({"role": if i.is_multiple_of(2) { "user" } else { "assistant" }, "content": "hi"});
     let many: Vec<Value> = (0..=100).map(turn).collect();
     let long = vec![json!({"role": "user", "content": "x".repeat(200_001)})];
     for messages in [many, long] {

@@ -901,7 +901,8 @@ async fn usage_counts_a_tenants_documents_and_bytes() {
         s.tenant_usage(t1).await.unwrap(),
         TenantUsage {
             documents: 2,
-            stored_bytes: 350
+            // The originals' bytes plus their metadata's JSON (`{}`: 2 bytes each).
+            stored_bytes: 354
         }
     );
     assert_eq!(s.tenant_usage(t2).await.unwrap(), TenantUsage::default());
