@@ -196,7 +196,9 @@ fn count_both(a: Option<SegmentPostings>, b: Option<SegmentPostings>) -> u64 {
     let mut n = 0;
     let mut doc = a.doc();
     while doc != TERMINATED {
-        let other = b.seek(doc);
+        // `seek` may only move forward: `b` can already stand past `doc` (its first entry, or
+        // the one found by the last seek).
+        let other = if b.doc() >= doc { b.doc() } else { b.seek(doc) };
         if other == doc {
             n += 1;
             doc = a.advance();
@@ -1082,6 +1084,29 @@ mod tests {
             .search(b, &IndexFilter::default(), "zymurgy", 30)
             .unwrap();
         assert_eq!(b_hits.len(), 20);
+
+        // A's entries first in a shared segment, its first entry without the word: counting the
+        // word's entries among A's starts with the word's postings past A's first entry.
+        let dir = tempfile::tempdir().unwrap();
+        let first = KeywordIndex::open(dir.path()).unwrap();
+        let order = [1, 0, 2];
+        let mut all: Vec<(TenantId, DocumentId, &[IndexChunk])> = order
+            .iter()
+            .map(|&i| (a, a_docs[i].0, a_chunks[i].as_slice()))
+            .collect();
+        all.extend(
+            b_docs
+                .iter()
+                .zip(&b_chunks)
+                .map(|((d, _), c)| (b, *d, c.as_slice())),
+        );
+        first.upsert_documents(&all).unwrap();
+        assert_eq!(first.reader.searcher().segment_readers().len(), 1);
+        assert_eq!(
+            scores(&first),
+            alone,
+            "a shared segment, A first, moved A's scores"
+        );
     }
 
     /// The statistics before issue 21 (index-wide, every tenant's entries of the kind), for the
