@@ -176,6 +176,34 @@ async fn the_printed_setup_command_works_and_the_readme_tour_signs_in_with_its_p
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+
+    // The log went to a file: no colour codes in it, and no line per ordinary request.
+    for _ in 0..5 {
+        client
+            .get(format!("{}/health", server.base))
+            .send()
+            .await
+            .unwrap();
+        client
+            .get(format!("{}/api/v1/collections", server.base))
+            .send()
+            .await
+            .unwrap();
+    }
+    let log = server.log();
+    assert!(
+        log.contains("INFO"),
+        "the log is written at info level:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a file:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("response") && l.contains("status=200")),
+        "ordinary requests are logged at info:\n{log}"
+    );
 }
 
 #[test]
