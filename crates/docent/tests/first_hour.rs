@@ -235,3 +235,34 @@ fn readme_tour_steps_that_keep_a_value_fail_loudly() {
     }
     assert!(checked >= 5, "the tour keeps tokens and ids: {checked}");
 }
+
+#[tokio::test]
+async fn root_redirects_to_the_docs_and_health_ends_its_line() {
+    let app = common::spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client.get(app.url("/")).send().await.unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert_eq!(r.headers()["location"], "/docs/");
+    let docs = reqwest::get(app.url("/")).await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(
+        docs.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+
+    for path in ["/health", "/api/v1/health"] {
+        let r = reqwest::get(app.url(path)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body = r.text().await.unwrap();
+        assert!(body.ends_with("}\n"), "{body:?}");
+        let health: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["status"], "ok");
+    }
+    app.stop().await;
+}
