@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::CommandFactory;
 use common::servers::free_port;
 use serde_json::Value;
 
@@ -265,4 +266,37 @@ async fn root_redirects_to_the_docs_and_health_ends_its_line() {
         assert_eq!(health["status"], "ok");
     }
     app.stop().await;
+}
+
+#[test]
+fn help_lists_every_command_on_one_line() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let first = help.lines().next().unwrap_or_default();
+    assert!(
+        !first.contains(" | "),
+        "the summary names only some commands: {first}"
+    );
+    let cli = docent::cli::Cli::command();
+    let names: Vec<&str> = cli
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name())
+        .collect();
+    assert!(names.len() >= 17, "{names:?}");
+    for name in names {
+        let line = help
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("`{name}` missing from --help:\n{help}"));
+        assert!(
+            line.split_whitespace().count() >= 2,
+            "`{name}` has no description"
+        );
+        assert!(
+            line.len() <= 100,
+            "`{name}`'s description is not one short line: {line}"
+        );
+    }
 }
