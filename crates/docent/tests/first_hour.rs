@@ -300,3 +300,24 @@ fn help_lists_every_command_on_one_line() {
         );
     }
 }
+
+#[test]
+fn release_builds_carry_no_debug_info_and_profiling_builds_keep_line_tables() {
+    let manifest: toml::Table = repo_file("Cargo.toml").parse().unwrap();
+    let profiles = manifest["profile"].as_table().unwrap();
+    let release = profiles["release"].as_table().unwrap();
+    assert!(
+        matches!(
+            release.get("debug"),
+            Some(toml::Value::Boolean(false)) | None
+        ) || release.get("debug").and_then(|v| v.as_integer()) == Some(0),
+        "{release:?}"
+    );
+    assert_eq!(
+        release.get("strip").and_then(|v| v.as_str()),
+        Some("debuginfo")
+    );
+    let profiling = profiles["profiling"].as_table().unwrap();
+    assert_eq!(profiling["inherits"].as_str(), Some("release"));
+    assert_eq!(profiling["debug"].as_str(), Some("line-tables-only"));
+}
