@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(uploads)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .route("/", axum::routing::get(routes::root))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

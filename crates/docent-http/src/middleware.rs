@@ -63,10 +63,38 @@ pub(crate) fn make_span(req: &Request) -> Span {
     tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %request_id)
 }
 
+/// A response at least this slow is logged at info.
+const SLOW_RESPONSE: Duration = Duration::from_secs(1);
+
+/// Whether a response is worth an info line: a server error or a slow answer. Every other one
+/// is logged at debug, so one bulk ingest does not write a line per request.
+fn notable(status: axum::http::StatusCode, latency: Duration) -> bool {
+    status.is_server_error() || latency >= SLOW_RESPONSE
+}
+
 pub(crate) fn on_response(resp: &Response<Body>, latency: Duration, _span: &Span) {
-    tracing::info!(
-        status = resp.status().as_u16(),
-        latency_ms = latency.as_millis() as u64,
-        "response"
-    );
+    let status = resp.status().as_u16();
+    let latency_ms = latency.as_millis() as u64;
+    if notable(resp.status(), latency) {
+        tracing::info!(status, latency_ms, "response");
+    } else {
+        tracing::debug!(status, latency_ms, "response");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn only_server_errors_and_slow_responses_are_logged_at_info() {
+        let quick = Duration::from_millis(5);
+        assert!(!notable(StatusCode::OK, quick));
+        assert!(!notable(StatusCode::NOT_FOUND, quick));
+        assert!(!notable(StatusCode::TOO_MANY_REQUESTS, quick));
+        assert!(notable(StatusCode::INTERNAL_SERVER_ERROR, quick));
+        assert!(notable(StatusCode::SERVICE_UNAVAILABLE, quick));
+        assert!(notable(StatusCode::OK, SLOW_RESPONSE));
+    }
 }

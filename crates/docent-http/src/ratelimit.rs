@@ -36,7 +36,8 @@ pub(crate) enum Limit {
 
 /// The limit of a matched route (`path` as declared, e.g. `/api/v1/documents/{id}`).
 pub(crate) fn classify(method: &Method, path: &str) -> Limit {
-    const EXEMPT: [&str; 6] = [
+    const EXEMPT: [&str; 7] = [
+        "/",
         "/health",
         "/api/v1/health",
         "/ready",

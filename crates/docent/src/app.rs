@@ -482,6 +482,11 @@ pub fn check_mode_none_bind(bind: SocketAddr) -> anyhow::Result<()> {
     )
 }
 
+/// The example password in the printed setup command: the one the README's quick tour signs in
+/// with, so pasting either works with the other (a test keeps them equal). It passes the password
+/// rules (long enough, not on the common list).
+pub const SETUP_EXAMPLE_PASSWORD: &str = "correct horse battery";
+
 /// What `docent serve` prints while no user exists: the one-time setup token, the `curl` that
 /// completes setup with it (and answers with an access token), and the CLI alternative. (The
 /// setup link, [`Application::setup_link`], is for the web UI, which is not served yet.)
@@ -491,9 +496,10 @@ fn setup_banner(token: &str, base: &str, ttl: std::time::Duration) -> String {
         "\n{rule}\n  \
          docent has no users yet. One-time setup token (valid {ttl}):\n\n    \
          {token}\n\n  \
-         Create the first owner and get an access token (password: 10+ characters):\n\n    \
-         curl -s -X POST {base}/api/v1/setup -H 'content-type: application/json' \\\n      \
-         -d '{{\"token\": \"{token}\", \"email\": \"you@example.com\", \"password\": \"change me, 10+ chars\"}}'\n\n  \
+         Create the first owner and get an access token (the password the README's quick \
+         tour signs in with; for real use pick your own, 10+ characters):\n\n    \
+         curl -sS --fail-with-body -X POST {base}/api/v1/setup -H 'content-type: application/json' \\\n      \
+         -d '{{\"token\": \"{token}\", \"email\": \"you@example.com\", \"password\": \"{SETUP_EXAMPLE_PASSWORD}\"}}'\n\n  \
          Or create an admin from the shell: docent users create --email you@example.com --admin --password-file FILE\n\
          {rule}\n",
         ttl = humantime::format_duration(ttl),

@@ -148,8 +148,10 @@ pub enum Command {
         #[arg(long, env = "DOCENT_URL")]
         url: Option<String>,
     },
-    /// Ask a bot (by id or name): an answer citing its collections' documents as `[n]`, by the
-    /// configured chat model (extractive without one). Prints the conversation id to continue.
+    /// Ask a bot a question, with cited answers.
+    ///
+    /// The bot is named by id or name: the answer cites its collections' documents as `[n]`, by
+    /// the configured chat model (extractive without one). Prints the conversation id to continue.
     Chat {
         /// The bot's id or name.
         bot: String,
@@ -199,8 +201,10 @@ pub enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
-    /// Manage bots: in the local data directory (the default workspace), or through a running
-    /// server with `--url` and `DOCENT_TOKEN` (the token's workspace).
+    /// Manage bots.
+    ///
+    /// In the local data directory (the default workspace), or through a running server with
+    /// `--url` and `DOCENT_TOKEN` (the token's workspace).
     Bots {
         /// Action.
         #[command(subcommand)]
@@ -209,9 +213,11 @@ pub enum Command {
         #[arg(long, env = "DOCENT_URL", global = true)]
         url: Option<String>,
     },
-    /// Manage API keys: in the local data directory as the operator (any workspace, with
-    /// `--tenant`), or through a running server with `--url` and `DOCENT_TOKEN` (an admin's
-    /// access token or key; the token's workspace).
+    /// Manage API keys.
+    ///
+    /// In the local data directory as the operator (any workspace, with `--tenant`), or through
+    /// a running server with `--url` and `DOCENT_TOKEN` (an admin's access token or key; the
+    /// token's workspace).
     Keys {
         /// Action.
         #[command(subcommand)]

@@ -634,7 +634,10 @@ async fn default_config_needs_a_token_and_the_printed_setup_gives_one() {
         .unwrap()
         .expect("the setup banner");
     assert!(banner.contains("/api/v1/setup"), "{banner}");
-    assert!(banner.contains("curl -s -X POST"), "{banner}");
+    assert!(
+        banner.contains("curl -sS --fail-with-body -X POST"),
+        "{banner}"
+    );
     let token = banner
         .lines()
         .skip_while(|l| !l.contains("One-time setup token"))

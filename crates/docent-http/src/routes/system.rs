@@ -10,22 +10,27 @@ use serde_json::{Map, Value};
 use crate::AppState;
 use crate::dto::{ErrorCodeInfo, Health, Ready};
 
-fn health_body() -> Json<Health> {
-    Json(Health {
+/// The liveness body, ending in a newline like any text a terminal prints (`curl /health`
+/// leaves the prompt on its own line).
+fn health_body() -> Response {
+    let health = Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
-    })
+    };
+    let mut body = serde_json::to_vec(&health).unwrap_or_default();
+    body.push(b'\n');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "system", security(()), responses((status = 200, body = Health)))]
-pub(crate) async fn health() -> Json<Health> {
+pub(crate) async fn health() -> Response {
     health_body()
 }
 
 /// Liveness (alias under the API prefix).
 #[utoipa::path(get, path = "/api/v1/health", tag = "system", security(()), responses((status = 200, body = Health)))]
-pub(crate) async fn health_v1() -> Json<Health> {
+pub(crate) async fn health_v1() -> Response {
     health_body()
 }
 
