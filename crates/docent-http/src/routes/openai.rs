@@ -203,8 +203,9 @@ fn texts_of(input: serde_json::Value) -> ApiResult<Vec<String>> {
 
 /// Embeds texts with the configured embedding model, in OpenAI's shape, so OpenAI clients can
 /// use docent as an embedding server. `model` may name anything (the response names the model
-/// that answered); at most 256 texts and 200,000 characters per request. `400
-/// embedder_not_configured` when docent runs without an embedder.
+/// that answered); at most 256 texts and 200,000 characters per request. A text longer than
+/// the model reads (256 word pieces for the local model) is truncated, as at ingest; `usage`
+/// counts the whole text. `400 embedder_not_configured` when docent runs without an embedder.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "compat", request_body = EmbeddingsRequest,
     responses((status = 200, body = EmbeddingsResponse), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
