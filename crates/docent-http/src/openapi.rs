@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
         (name = "documents", description = "Uploaded originals and their chunks"),
         (name = "search", description = "Hybrid search, extractive answers and summaries"),
         (name = "bots", description = "Bots over collections: settings, their documents, conversations and messages, and cited chat"),
-        (name = "compat", description = "Compatibility: the seed systems' routes, and OpenAI-compatible chat completions where `model` names a bot"),
+        (name = "compat", description = "Compatibility: the seed systems' routes, and the OpenAI-compatible `/v1` routes: chat completions and models where `model` names a bot, and embeddings"),
         (name = "tasks", description = "Background work: status, progress, cancel, retry"),
         (name = "system", description = "Health, readiness, metrics"),
         (name = "auth", description = "Accounts: sign-up, sign-in, refresh, sign-out, email verification, password reset, first-run setup"),

@@ -52,7 +52,9 @@ pub(crate) fn classify(method: &Method, path: &str) -> Limit {
         return Limit::ByAddress(RouteClass::Auth);
     }
     let class = match (method.as_str(), path) {
-        ("POST", "/api/v1/search" | "/api/v1/collections/{id}/search") => RouteClass::Search,
+        ("POST", "/api/v1/search" | "/api/v1/collections/{id}/search" | "/v1/embeddings") => {
+            RouteClass::Search
+        }
         (
             "POST",
             "/api/v1/ask" | "/api/v1/bots/{id}/chat" | "/api/chat" | "/v1/chat/completions",

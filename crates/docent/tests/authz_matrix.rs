@@ -88,6 +88,18 @@ const READ_ID: [Expect; 9] = [
     Success,
     NotFound,
 ];
+/// Compute for any credential, touching no tenant data (`/v1/embeddings`).
+const EMBED: [Expect; 9] = [
+    Unauthorized,
+    Allowed,
+    Allowed,
+    Allowed,
+    Allowed,
+    Allowed,
+    Allowed,
+    Allowed,
+    Allowed,
+];
 /// Reads over the caller's own tenant (lists, searches): others see only their own.
 const READ_TENANT: [Expect; 9] = [
     Unauthorized,
@@ -299,6 +311,11 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("POST", "/api/v1/bots/{id}/chat", BOT_READ_ID),
     ("POST", "/api/chat", BOT_READ_ID),
     ("POST", "/v1/chat/completions", BOT_READ_ID),
+    // OpenAI-compatible models are the caller's bots; embeddings need only a credential (this
+    // test's server has no embedder: authorized callers get `400 embedder_not_configured`).
+    ("GET", "/v1/models", READ_TENANT),
+    ("GET", "/v1/models/{id}", BOT_READ_ID),
+    ("POST", "/v1/embeddings", EMBED),
     // Seed-compatible bot aliases.
     ("GET", "/api/bots", READ_TENANT),
     ("GET", "/api/bots/{bot_id}", BOT_READ_ID),
@@ -375,7 +392,10 @@ impl World {
             &self.document
         } else if path.starts_with("/api/v1/tasks/") {
             &self.task
-        } else if path.starts_with("/api/v1/bots/") || path.starts_with("/api/bots/") {
+        } else if path.starts_with("/api/v1/bots/")
+            || path.starts_with("/api/bots/")
+            || path.starts_with("/v1/models/")
+        {
             &self.bot
         } else if path.starts_with("/api/v1/conversations/") {
             &self.conversation
@@ -756,6 +776,7 @@ fn body_for(world: &World, method: &str, path: &str, n: usize) -> Option<Value> 
         "/api/v1/ask" => json!({ "question": "what do zebras eat?" }),
         "/api/v1/bots/{id}/chat" => json!({ "message": "what do zebras eat?" }),
         "/api/chat" => json!({ "bot_id": world.bot, "message": "what do zebras eat?" }),
+        "/v1/embeddings" => json!({ "model": "any", "input": "zebras" }),
         "/v1/chat/completions" => json!({
             "model": world.bot,
             "messages": [{ "role": "user", "content": "what do zebras eat?" }],

@@ -280,8 +280,11 @@ pub struct OpenAiMessage {
     pub content: serde_json::Value,
 }
 
-/// An OpenAI chat completion request; `model` names a bot (id or name). Sampling fields are
-/// accepted and ignored: the bot's settings apply.
+/// An OpenAI chat completion request; `model` names a bot (id or name). Sampling fields
+/// (`temperature`, `max_tokens`…) are accepted and ignored: the bot's settings apply. What a
+/// bot cannot honour is refused with `400 invalid_field` rather than ignored: `n` above 1,
+/// `tools` / `functions` (and a `tool_choice` / `function_call` other than `none`), and a
+/// `response_format` other than `text`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OpenAiChatRequest {
     /// The bot's id or name.
@@ -291,6 +294,146 @@ pub struct OpenAiChatRequest {
     /// Stream `chat.completion.chunk` events.
     #[serde(default)]
     pub stream: bool,
+    /// `{"include_usage": true}` adds a last chunk with `usage` (and no choices) to a stream.
+    #[serde(default)]
+    pub stream_options: Option<OpenAiStreamOptions>,
+    /// Number of answers: only 1.
+    #[serde(default)]
+    pub n: Option<u32>,
+    /// Refused: bots do not call tools.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub tools: Option<serde_json::Value>,
+    /// Refused unless `none`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub tool_choice: Option<serde_json::Value>,
+    /// Refused (the legacy form of `tools`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub functions: Option<serde_json::Value>,
+    /// Refused unless `none`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub function_call: Option<serde_json::Value>,
+    /// Refused unless `{"type": "text"}`: answers are cited prose.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub response_format: Option<serde_json::Value>,
+}
+
+/// OpenAI's `stream_options`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct OpenAiStreamOptions {
+    /// Send token use in a last chunk.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+fn unsupported(message: String) -> ApiError {
+    ApiError::new(Code::InvalidField, message)
+}
+
+/// Refuses the parameters a bot cannot honour, naming each (an SDK user sees why).
+fn refuse_unsupported(body: &OpenAiChatRequest) -> ApiResult<()> {
+    fn present(v: &Option<serde_json::Value>) -> bool {
+        match v {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Array(a)) => !a.is_empty(),
+            Some(_) => true,
+        }
+    }
+    fn is_none_choice(v: &Option<serde_json::Value>) -> bool {
+        matches!(v, None | Some(serde_json::Value::Null))
+            || v.as_ref().and_then(|v| v.as_str()) == Some("none")
+    }
+    if body.n.is_some_and(|n| n != 1) {
+        return Err(unsupported(
+            "`n` must be 1: a bot gives one answer per request".into(),
+        ));
+    }
+    if present(&body.tools) || present(&body.functions) {
+        return Err(unsupported(
+            "`tools` and `functions` are not supported: a bot answers from its documents and \
+             calls no tools"
+                .into(),
+        ));
+    }
+    if !is_none_choice(&body.tool_choice) || !is_none_choice(&body.function_call) {
+        return Err(unsupported(
+            "`tool_choice` and `function_call` are not supported (only `none`)".into(),
+        ));
+    }
+    if let Some(format) = body.response_format.as_ref().filter(|v| !v.is_null()) {
+        let kind = format["type"].as_str().unwrap_or("");
+        if kind != "text" {
+            return Err(unsupported(format!(
+                "`response_format` `{}` is not supported: a bot answers in cited text (only \
+                 `text`)",
+                kind.chars().take(40).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Word pieces of `text`: the embedder's tokenizer when it has one, else one piece per run of
+/// letters or digits and per other visible character, so counts are consistent whatever
+/// answered (a model's own report is used where it gives one).
+pub(crate) fn count_tokens(s: &AppState, text: &str) -> u32 {
+    let n = s
+        .services
+        .embedder
+        .as_deref()
+        .and_then(|e| e.count_tokens(text))
+        .unwrap_or_else(|| word_pieces(text));
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn word_pieces(text: &str) -> usize {
+    let mut n = 0;
+    let mut in_word = false;
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            if !in_word {
+                n += 1;
+            }
+            in_word = true;
+        } else {
+            in_word = false;
+            if !c.is_whitespace() {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The usage of a completion: the model's report, or counted (an extractive answer, or a
+/// provider that reports none).
+fn completion_usage(
+    s: &AppState,
+    reported: Option<&docent_domain::llm::Usage>,
+    prompt: &str,
+    answer: &str,
+) -> serde_json::Value {
+    let u = match reported {
+        Some(u) => usage_dto(u),
+        None => {
+            let prompt_tokens = count_tokens(s, prompt);
+            let completion_tokens = count_tokens(s, answer);
+            UsageDto {
+                prompt_tokens,
+                completion_tokens,
+                total_tokens: prompt_tokens.saturating_add(completion_tokens),
+            }
+        }
+    };
+    serde_json::json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+    })
 }
 
 fn text_of(content: &serde_json::Value) -> String {
@@ -307,7 +450,7 @@ fn text_of(content: &serde_json::Value) -> String {
 }
 
 /// The bot `model` names: an id, or a name in the caller's scope.
-async fn bot_by_model(s: &AppState, p: &Principal, model: &str) -> ApiResult<BotId> {
+pub(crate) async fn bot_by_model(s: &AppState, p: &Principal, model: &str) -> ApiResult<BotId> {
     if let Ok(bot) = model.parse::<BotId>() {
         return Ok(bot);
     }
@@ -345,8 +488,11 @@ fn completion_id(reply_id: &str) -> String {
 }
 
 /// OpenAI-compatible chat completions where `model` names a bot: existing OpenAI SDKs can talk
-/// to a bot. The answer's citations come along in a `citations` field. At most 100 messages
-/// and 200,000 characters per request (`400 invalid_field` beyond).
+/// to a bot. The answer's citations come along in a `citations` field; `usage` is always
+/// reported (the model's counts, or word pieces counted here for an extractive answer), and in
+/// a stream with `stream_options.include_usage`. At most 100 messages and 200,000 characters
+/// per request; `n` > 1, `tools` and a non-text `response_format` are refused (`400
+/// invalid_field` for each).
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "compat", request_body = OpenAiChatRequest,
     responses((status = 200, description = "an OpenAI `chat.completion` (or a stream of `chat.completion.chunk`)"),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
@@ -374,6 +520,7 @@ pub(crate) async fn openai_completions(
             format!("`messages` holds more than {MAX_COMPLETION_CHARS} characters"),
         ));
     }
+    refuse_unsupported(&body)?;
     let bot = bot_by_model(&s, &p, &body.model).await?;
     let Some(last_user) = body.messages.iter().rposition(|m| m.role == "user") else {
         return Err(ApiError::new(
@@ -397,11 +544,18 @@ pub(crate) async fn openai_completions(
         history,
         store: false,
     };
+    // What the caller sent, for counting prompt tokens when no model reports them.
+    let prompt: String = body
+        .messages
+        .iter()
+        .map(|m| text_of(&m.content))
+        .collect::<Vec<_>>()
+        .join("\n");
     let model = body.model.clone();
     let created = chrono::Utc::now().timestamp();
     if !body.stream {
         let reply = s.services.chat(&p, bot, input).await?;
-        let usage = reply.usage.as_ref().map(usage_dto);
+        let usage = completion_usage(&s, reply.usage.as_ref(), &prompt, &reply.answer);
         let cited: Vec<SourceDto> = reply.citations.iter().map(SourceDto::from).collect();
         return Ok(Json(serde_json::json!({
             "id": completion_id(&reply.message_id.to_string()),
@@ -413,17 +567,27 @@ pub(crate) async fn openai_completions(
                 "message": {"role": "assistant", "content": reply.answer},
                 "finish_reason": "stop",
             }],
-            "usage": usage.map(|u| serde_json::json!({
-                "prompt_tokens": u.prompt_tokens,
-                "completion_tokens": u.completion_tokens,
-                "total_tokens": u.total_tokens,
-            })),
+            "usage": usage,
             "citations": cited,
         }))
         .into_response());
     }
+    let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
     let events = s.services.chat_stream(&p, bot, input).await?;
     let id = completion_id(&uuid::Uuid::now_v7().to_string());
+    let usage_chunk = {
+        let (id, model, state) = (id.clone(), model.clone(), s.clone());
+        move |reply: &ChatReply| {
+            serde_json::json!({
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": completion_usage(&state, reply.usage.as_ref(), &prompt, &reply.answer),
+            })
+        }
+    };
     let chunk = move |delta: serde_json::Value, finish: Option<&str>| {
         serde_json::json!({
             "id": id,
@@ -464,7 +628,13 @@ pub(crate) async fn openai_completions(
                             "total_tokens": u.total_tokens,
                         });
                     }
-                    vec![last.to_string(), "[DONE]".to_owned()]
+                    let mut out = vec![last.to_string()];
+                    if include_usage {
+                        // OpenAI's shape: a last chunk with no choices, carrying the usage.
+                        out.push(usage_chunk(reply.as_ref()).to_string());
+                    }
+                    out.push("[DONE]".to_owned());
+                    out
                 }
                 ChatEvent::Failed(e) => vec![error_json(&ApiError::from(e))],
             };

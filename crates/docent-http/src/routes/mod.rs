@@ -6,6 +6,7 @@ pub(crate) mod chat;
 pub(crate) mod collections;
 pub(crate) mod documents;
 pub(crate) mod members;
+pub(crate) mod openai;
 pub(crate) mod search;
 pub(crate) mod system;
 pub(crate) mod tasks;
@@ -55,6 +56,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chat::chat))
         .routes(routes!(chat::seed_chat))
         .routes(routes!(chat::openai_completions))
+        .routes(routes!(openai::list_models))
+        .routes(routes!(openai::get_model))
+        .routes(routes!(openai::embeddings))
         .routes(routes!(bots::seed_list))
         .routes(routes!(bots::seed_get, bots::seed_delete))
         .routes(routes!(bots::seed_documents))
