@@ -9,58 +9,14 @@ use async_trait::async_trait;
 use docent_config::Config;
 use docent_core::Services;
 use docent_core::search::{MAX_QUERY_CHARS, SearchMode, SearchParams};
-use docent_domain::ports::{
-    Embedder, IndexChunk, IndexFilter, ScoredChunk, ScoredDocument, SearchIndex,
-};
+use docent_domain::ports::Embedder;
 use docent_domain::*;
 use tempfile::TempDir;
 use tokio::sync::Notify;
 
-/// Searches find nothing: only the caches are under test.
-struct NoIndex;
-
-#[async_trait]
-impl SearchIndex for NoIndex {
-    async fn upsert_document(&self, _: TenantId, _: DocumentId, _: Vec<IndexChunk>) -> Result<()> {
-        Ok(())
-    }
-    async fn delete_document(&self, _: TenantId, _: DocumentId) -> Result<()> {
-        Ok(())
-    }
-    async fn delete_collection(&self, _: TenantId, _: CollectionId) -> Result<()> {
-        Ok(())
-    }
-    async fn keyword(
-        &self,
-        _: TenantId,
-        _: &IndexFilter,
-        _: &str,
-        _: usize,
-    ) -> Result<Vec<ScoredChunk>> {
-        Ok(vec![])
-    }
-    async fn keyword_documents(
-        &self,
-        _: TenantId,
-        _: &IndexFilter,
-        _: &str,
-        _: usize,
-    ) -> Result<Vec<ScoredDocument>> {
-        Ok(vec![])
-    }
-    async fn vector(
-        &self,
-        _: TenantId,
-        _: &IndexFilter,
-        _: &[f32],
-        _: usize,
-    ) -> Result<Vec<ScoredChunk>> {
-        Ok(vec![])
-    }
-    async fn clear(&self) -> Result<()> {
-        Ok(())
-    }
-}
+mod common;
+// Searches find nothing: only the caches are under test.
+use common::NoIndex;
 
 /// Counts the texts it embeds.
 #[derive(Default)]
