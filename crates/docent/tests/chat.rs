@@ -539,19 +539,7 @@ print(json.dumps({
     "missing": missing,
 }))
 "#;
-    let out = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(&app.base)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = common::run_python(&python, script, &app.base).await;
     assert!(r["whole"].as_str().unwrap().contains("Paris. [1]"), "{r}");
     assert_eq!(r["finish"], "stop");
     assert!(r["total_tokens"].as_u64().unwrap() > 0, "{r}");

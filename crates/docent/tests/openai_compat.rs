@@ -330,19 +330,7 @@ print(json.dumps({
     "usage": usage, "refused": refused,
 }))
 "#;
-    let out = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(&app.base)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = common::run_python(&python, script, &app.base).await;
     assert_eq!(r["models"], json!([bot]), "{r}");
     assert_eq!(r["one"], bot.as_str(), "{r}");
     assert_eq!(r["dims"], json!([384, 384]), "{r}");

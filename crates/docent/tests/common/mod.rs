@@ -281,3 +281,21 @@ pub fn builtin_auth(config: &mut Config) {
     config.auth.password.parallelism = 1;
     config.auth.rate_limit.enabled = false;
 }
+
+/// Runs a Python script (`python -c SCRIPT BASE_URL`) that prints one JSON value, and returns
+/// it; the script failing fails the test with its stderr.
+pub async fn run_python(python: &std::ffi::OsStr, script: &str, base: &str) -> Value {
+    let out = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(base)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
