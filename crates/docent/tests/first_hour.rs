@@ -1,9 +1,11 @@
-//! What a new user meets in their first hour (issue 15): the setup command `docent serve`
-//! prints and the README's quick tour agree and fail loudly, the log is plain text without
-//! per-request noise, `/` leads to the docs, `/health` ends its line, `docent --help` lists every
-//! command, and release builds carry no debug info.
+//! What a new user meets in their first hour (issue 15): the README runs top to bottom against
+//! a fresh server, the setup command `docent serve` prints and the README's quick tour agree and
+//! fail loudly, the log is plain text without per-request noise, `/` leads to the docs, `/health`
+//! ends its line, `docent --help` lists every command, and release builds carry no debug info.
 
 mod common;
+#[path = "first_hour/readme.rs"]
+mod readme;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,51 +13,10 @@ use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
 use common::servers::free_port;
+use readme::{readme_blocks, repo_file};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_docent");
-
-fn repo_file(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// The README's `sh` code blocks, in order.
-fn readme_shell_blocks() -> Vec<String> {
-    let readme = repo_file("README.md");
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match &mut current {
-            None if line.trim_start().starts_with("```sh") => current = Some(String::new()),
-            Some(_) if line.trim_start().starts_with("```") => blocks.extend(current.take()),
-            Some(block) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            None => {}
-        }
-    }
-    blocks
-}
-
-/// Shell commands with their `\`-continued lines joined.
-fn commands(block: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for line in block.lines() {
-        match line.strip_suffix('\\') {
-            Some(head) => current.push_str(head),
-            None => {
-                current.push_str(line);
-                out.push(std::mem::take(&mut current));
-            }
-        }
-    }
-    out
-}
 
 /// The value of `"password": "…"` in a JSON body written in a shell command (quotes possibly
 /// escaped).
@@ -89,20 +50,36 @@ impl Server {
     }
 }
 
-/// `docent serve` on a fresh data directory with built-in accounts, its stderr (banner and
-/// log) written to a file, as when a newcomer redirects it.
-fn serve(data: &Path) -> Server {
+/// The environment of `docent serve` on a fresh data directory with built-in accounts (cheap
+/// password hashing), and of local CLI commands working on the same data; `model`: the local
+/// embedding model, else keyword search only.
+fn docent_env(data: &Path, model: Option<&Path>) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("DOCENT__DATA_DIR", data.join("data").display().to_string()),
+        ("DOCENT__AUTH__MODE", "builtin".to_owned()),
+        ("DOCENT__AUTH__PASSWORD__MEMORY_KIB", "64".to_owned()),
+        ("DOCENT__AUTH__PASSWORD__ITERATIONS", "1".to_owned()),
+    ];
+    match model {
+        Some(dir) => {
+            env.push(("DOCENT__EMBEDDER__KIND", "local".to_owned()));
+            env.push(("DOCENT__EMBEDDER__MODEL_DIR", dir.display().to_string()));
+        }
+        None => env.push(("DOCENT__EMBEDDER__KIND", "none".to_owned())),
+    }
+    env
+}
+
+/// `docent serve` with [`docent_env`], its stderr (banner and log) written to a file, as when a
+/// newcomer redirects it.
+fn serve(data: &Path, model: Option<&Path>) -> Server {
     let port = free_port();
     let log = data.join("stderr.log");
     let file = std::fs::File::create(&log).unwrap();
     let child = Command::new(BIN)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("DOCENT__DATA_DIR", data.join("data"))
+        .envs(docent_env(data, model))
         .env("DOCENT__LOG__LEVEL", "info")
-        .env("DOCENT__EMBEDDER__KIND", "none")
-        .env("DOCENT__AUTH__MODE", "builtin")
-        .env("DOCENT__AUTH__PASSWORD__MEMORY_KIB", "64")
-        .env("DOCENT__AUTH__PASSWORD__ITERATIONS", "1")
         .env_remove("DOCENT_CONFIG")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
@@ -139,13 +116,17 @@ async fn printed_setup_body(server: &Server) -> Value {
 #[tokio::test]
 async fn the_printed_setup_command_works_and_the_readme_tour_signs_in_with_its_password() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
+    let server = serve(dir.path(), None);
     let body = printed_setup_body(&server).await;
     let printed = body["password"].as_str().unwrap().to_owned();
     assert_eq!(printed, docent::app::SETUP_EXAMPLE_PASSWORD);
 
     // Every password the README's shell blocks use is the printed one.
-    let readme = readme_shell_blocks().join("\n");
+    let readme: String = readme_blocks()
+        .iter()
+        .filter(|b| b.is_shell())
+        .map(|b| b.text.as_str())
+        .collect();
     let readme_passwords = passwords(&readme);
     assert!(
         readme_passwords.len() >= 2,
@@ -207,34 +188,190 @@ async fn the_printed_setup_command_works_and_the_readme_tour_signs_in_with_its_p
     );
 }
 
+/// The README, run as a newcomer would, top to bottom: every `sh`/`bash` block in order in one
+/// `bash -euo pipefail` session (variables carry over), in an empty working directory, against a
+/// fresh `docent serve` on the embedded default with the local model and no LLM (bots answer
+/// extractively: nothing leaves the machine). Conventions:
+///
+/// - A block whose fence follows `<!-- readme-test: skip (why) -->` is not run; the test starts
+///   the server itself, so `make run` is one of those. Other languages (`toml`, `json`, `text`)
+///   are not run; `python` blocks run with `DOCENT_TEST_OPENAI_PYTHON` (a Python with the
+///   `openai` package), and are reported as not run without it.
+/// - `127.0.0.1:8080` and `localhost:8080` are replaced by the server's address, and
+///   `paste-the-printed-token-here` by the setup token it printed.
+/// - `docent` is the binary under test, with the server's `DOCENT__*` environment, so local
+///   commands work on its data directory.
+/// - Any command that fails stops the run, naming its README line. `curl` fails on an HTTP error
+///   status (`--fail-with-body` is added) unless its command shows an error (`.error.code`);
+///   then its request must fail.
+#[tokio::test]
+async fn every_readme_block_runs_in_order_against_a_fresh_server() {
+    let Some(model) = common::model_dir() else {
+        eprintln!(
+            "SKIPPED: the README runs with the local embedding model, and it is not in models/ \
+             (`make model`)"
+        );
+        return;
+    };
+    for tool in ["bash", "curl", "jq"] {
+        let found = Command::new(tool).arg("--version").output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "the README test needs `{tool}` on PATH"
+        );
+    }
+    let python = std::env::var_os("DOCENT_TEST_OPENAI_PYTHON");
+    if python.is_none() {
+        eprintln!("NOT RUN: the README's Python blocks (DOCENT_TEST_OPENAI_PYTHON not set)");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), Some(&model));
+    let body = printed_setup_body(&server).await;
+    let token = body["token"]
+        .as_str()
+        .expect("the printed body has the token");
+    let blocks = readme_blocks();
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b.text.contains(readme::SETUP_TOKEN_PLACEHOLDER)),
+        "the tour pastes the setup token as `{}`",
+        readme::SETUP_TOKEN_PLACEHOLDER
+    );
+    let address = server.base.trim_start_matches("http://");
+    let (script, run, skipped) = readme::script(
+        &blocks,
+        &readme::Substitutions {
+            address,
+            setup_token: token,
+            python: python.is_some(),
+        },
+    );
+    let script_path = dir.path().join("readme.sh");
+    std::fs::write(&script_path, &script).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let output_path = dir.path().join("readme.out");
+    let output = std::fs::File::create(&output_path).unwrap();
+    let mut bash = tokio::process::Command::new("bash");
+    bash.arg(&script_path)
+        .current_dir(&work)
+        .envs(docent_env(dir.path(), Some(&model)))
+        .env("PATH", path)
+        .env("DOCENT__LOG__LEVEL", "warn")
+        .env_remove("DOCENT_CONFIG")
+        .env_remove("DOCENT_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(output.try_clone().unwrap()))
+        .stderr(Stdio::from(output))
+        .kill_on_drop(true);
+    if let Some(python) = &python {
+        bash.env("README_PYTHON", python);
+    }
+    let mut child = bash.spawn().unwrap();
+    // A guard against a command that never returns (a wait on a document that never completes),
+    // not a measure: the run takes seconds.
+    let status = tokio::time::timeout(Duration::from_secs(300), child.wait()).await;
+    let out = std::fs::read_to_string(&output_path).unwrap_or_default();
+    let report = || {
+        let log = server.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "README output:\n{out}\n--- server log (tail):\n{}",
+            tail.join("\n")
+        )
+    };
+    match status {
+        Ok(status) => assert!(status.unwrap().success(), "{}", report()),
+        Err(_) => panic!("the README did not finish within 300 s\n{}", report()),
+    }
+    for note in &skipped {
+        eprintln!("{note}");
+    }
+    // Every section with commands ran: the tour, the aliases, bots, chat, the command line.
+    assert!(run >= 8, "only {run} README blocks ran");
+}
+
+/// The README test's splitter finds top-level commands whatever spans lines: `\`, pipes,
+/// quotes, `$(…)`, compound commands and here-documents; comments are no commands.
 #[test]
-fn readme_tour_steps_that_keep_a_value_fail_loudly() {
-    let tour = readme_shell_blocks()
-        .into_iter()
-        .find(|b| b.contains("SETUP_TOKEN="))
-        .expect("the quick tour starts with the setup token");
+fn shell_blocks_split_into_their_top_level_commands() {
+    let block = r#"# a comment with an apostrophe's quote
+A=$(jq -n '{a: 1,
+  b: "x"}' |
+  curl -s -d @- http://h | jq -er .id)   # it's kept
+curl -s http://h \
+  -d '{"name": "nope"}' | jq .error.code
+wait_for() { until curl -s "http://h/$1" | jq -e '.done' > /dev/null; do sleep 0.2; done; }
+if true; then
+  echo "while (" done
+fi
+cat > x.toml <<'EOF'
+[a]
+b = "it's"
+EOF
+echo "$(printf '%s' ')')" && echo b &&
+  echo c
+for x in a b
+do echo $x; done
+"#;
+    let commands = readme::shell_commands(block);
+    let starts: Vec<usize> = commands.iter().map(|c| c.line).collect();
+    assert_eq!(starts, [1, 4, 6, 7, 10, 14, 16], "{commands:#?}");
+    assert_eq!(commands[0].assigned_from_output(), Some("A"));
+    assert!(!commands[0].text.contains("kept"), "{:?}", commands[0].text);
+    assert!(!commands[0].shows_an_error());
+    assert!(commands[1].shows_an_error());
+    assert!(commands[4].text.ends_with("EOF"), "{:?}", commands[4].text);
+    assert!(commands.iter().all(|c| !c.text.contains("comment")));
+
+    let blocks = readme::blocks(
+        "text\n\n<!-- readme-test: skip (needs S3) -->\n```sh\ncurl x\n```\n```toml\na = 1\n```\n",
+    );
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[0].skip.as_deref(), Some("needs S3"));
+    assert_eq!(blocks[0].line, 5);
+    assert!(blocks[0].is_shell() && !blocks[1].is_shell());
+    assert_eq!(blocks[1].skip, None);
+}
+
+/// A value kept from a request (`ID=$(curl … | jq -e …)`) is never an HTTP error's body or
+/// `null`: `set -e` stops there, as the README test does.
+#[test]
+fn readme_steps_that_keep_a_value_fail_loudly() {
     let mut checked = 0;
-    {
-        for command in commands(&tour) {
-            let trimmed = command.trim_start();
-            let Some((var, rest)) = trimmed.split_once("=$(curl") else {
+    for block in readme_blocks().iter().filter(|b| b.is_shell()) {
+        for command in readme::shell_commands(&block.text) {
+            let Some(name) = command.assigned_from_output() else {
                 continue;
             };
-            if !var.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-                continue;
-            }
+            let at = block.line + command.line;
+            let text = &command.text;
             checked += 1;
-            assert!(
-                rest.contains("--fail-with-body") || rest.contains(" -f") || rest.contains("-sf"),
-                "an HTTP error would go unnoticed: {command}"
-            );
-            assert!(
-                rest.contains("jq -e"),
-                "a missing field would become \"null\": {command}"
-            );
+            if text.contains("curl") {
+                assert!(
+                    text.contains("--fail-with-body") || text.contains(" -f"),
+                    "README.md:{at}: an HTTP error would end up in ${name}: {text}"
+                );
+            }
+            if text.contains("jq") {
+                assert!(
+                    text.contains("jq -e"),
+                    "README.md:{at}: a missing field would make ${name} \"null\": {text}"
+                );
+            }
         }
     }
-    assert!(checked >= 5, "the tour keeps tokens and ids: {checked}");
+    assert!(checked >= 8, "the README keeps tokens and ids: {checked}");
 }
 
 #[tokio::test]
