@@ -375,7 +375,7 @@ fn readme_steps_that_keep_a_value_fail_loudly() {
 }
 
 #[tokio::test]
-async fn root_redirects_to_the_docs_and_health_ends_its_line() {
+async fn root_redirects_to_the_docs_and_health_and_ready_end_their_line() {
     let app = common::spawn_app().await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -393,14 +393,18 @@ async fn root_redirects_to_the_docs_and_health_ends_its_line() {
             .starts_with("text/html")
     );
 
-    for path in ["/health", "/api/v1/health"] {
+    for (path, status) in [
+        ("/health", "ok"),
+        ("/api/v1/health", "ok"),
+        ("/ready", "ready"),
+    ] {
         let r = reqwest::get(app.url(path)).await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "application/json");
         let body = r.text().await.unwrap();
-        assert!(body.ends_with("}\n"), "{body:?}");
+        assert!(body.ends_with("}\n"), "{path}: {body:?}");
         let health: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(health["status"], "ok");
+        assert_eq!(health["status"], status);
     }
     app.stop().await;
 }

@@ -10,16 +10,20 @@ use serde_json::{Map, Value};
 use crate::AppState;
 use crate::dto::{ErrorCodeInfo, Health, Ready};
 
-/// The liveness body, ending in a newline like any text a terminal prints (`curl /health`
-/// leaves the prompt on its own line).
+/// A JSON body ending in a newline like any text a terminal prints (`curl /health` leaves the
+/// prompt on its own line).
+fn json_line(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 fn health_body() -> Response {
     let health = Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
     };
-    let mut body = serde_json::to_vec(&health).unwrap_or_default();
-    body.push(b'\n');
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    json_line(StatusCode::OK, &health)
 }
 
 /// Liveness: the process answers.
@@ -54,20 +58,21 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
         })
         .collect();
     if r.ready() {
-        Json(Ready {
-            status: "ready",
-            checks,
-        })
-        .into_response()
+        json_line(
+            StatusCode::OK,
+            &Ready {
+                status: "ready",
+                checks,
+            },
+        )
     } else {
-        let mut resp = (
+        let mut resp = json_line(
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Ready {
+            &Ready {
                 status: "unavailable",
                 checks,
-            }),
-        )
-            .into_response();
+            },
+        );
         resp.headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         resp
