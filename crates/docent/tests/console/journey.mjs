@@ -26,7 +26,7 @@ const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 
 const OWNER = { email: "owner@example.com", password: "correct horse battery" };
 const VIEWER = { email: "viewer@example.com", password: "another long password" };
-const XSS_NAME = `<img src=x onerror="window.__xss=1">.md`;
+const XSS_NAME = "<img src=x onerror=window.__xss=1>.md";
 const XSS_TEXT = `# <script>window.__xss=1</script>\n\nSafety <img src=x onerror="window.__xss=1"> notes about the vacation policy and <b onmouseover="window.__xss=1">bold</b> claims.\n`;
 const HANDBOOK = `# Employee handbook\n\n## Vacation policy\n\nEvery employee gets thirty days of paid vacation per year. Vacation requests go to your manager two weeks ahead.\n\n## Expenses\n\nTravel expenses are reimbursed within ten working days when receipts are attached.\n`;
 const CSV = "id,name,city,notes\n1,Ada,Paris,vacation planner for the office\n2,Bob,Berlin,POISON row the embedder refuses\n3,Cy,Rome,expense reports and receipts\n";
@@ -86,9 +86,10 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
 
+let page = null;
 try {
   const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
-  const page = await ctx.newPage();
+  page = await ctx.newPage();
   guard(page, "owner");
   page.setDefaultTimeout(20_000);
 
@@ -157,7 +158,7 @@ try {
   await row("people.csv").locator('[data-status="partially_completed"]').waitFor({ timeout: 60_000 });
   await row(XSS_NAME).locator('[data-status="completed"]').waitFor({ timeout: 60_000 });
   const csvWhy = await row("people.csv").locator(".why").textContent();
-  assert.ok(/\w+_\w+/.test(csvWhy), `the partial failure shows its code: ${csvWhy}`);
+  assert.ok(/rows/.test(csvWhy), `the partial failure is explained: ${csvWhy}`);
   await page.locator('table.documents [data-status="partially_completed"]').waitFor();
   await page.locator("table.documents").getByText(XSS_NAME, { exact: true }).waitFor();
   await noXss(page, "collection page");
@@ -227,7 +228,7 @@ try {
 
   step("chat: a streamed, cited answer");
   const streamed = page.waitForResponse((r) => r.url().includes("/chat") && r.request().method() === "POST");
-  await page.getByLabel("Your question").fill("How many days of vacation do employees get?");
+  await page.getByLabel("Your question").fill("How many days of paid vacation does every employee get per year?");
   await page.getByRole("button", { name: "Send" }).click();
   const resp = await streamed;
   assert.ok(resp.headers()["content-type"].startsWith("text/event-stream"), "the answer streams");
@@ -235,7 +236,7 @@ try {
   assert.ok(/event: ?start/.test(events) && /event: ?delta/.test(events) && /event: ?done/.test(events), events.slice(0, 300));
   const answer = page.locator(".msg.assistant[data-answered-by]");
   await answer.waitFor();
-  assert.equal(await answer.getAttribute("data-answered-by"), "extractive");
+  assert.equal(await answer.getAttribute("data-answered-by"), "extractive", events);
   await answer.getByText(/Extractive answer/).waitFor();
   await answer.locator("button.cite").first().click();
   await dialog.locator("blockquote mark").waitFor();
@@ -339,10 +340,13 @@ try {
   guard(kpage, "keyboard");
   await kpage.goto(`${BASE}/#/signin`);
   await kpage.getByRole("heading", { name: "Sign in to docent" }).waitFor();
-  await kpage.keyboard.press("Tab"); // skip link
+  // The page focuses its heading; the next Tab stop is the email field.
+  const focused = () => kpage.evaluate(() => document.activeElement && (document.activeElement.getAttribute("type") || document.activeElement.tagName));
   await kpage.keyboard.press("Tab");
+  assert.equal(await focused(), "email");
   await kpage.keyboard.type(VIEWER.email);
   await kpage.keyboard.press("Tab");
+  assert.equal(await focused(), "password");
   await kpage.keyboard.type(VIEWER.password);
   await kpage.keyboard.press("Enter");
   await kpage.getByRole("heading", { name: "Collections", level: 1 }).waitFor();
@@ -357,6 +361,10 @@ try {
   await page.getByRole("heading", { name: "Sign in to docent" }).waitFor();
 } catch (e) {
   failures.push(`journey stopped: ${e.stack || e}`);
+  if (page) {
+    await page.screenshot({ path: join(SHOTS, "failure.png"), fullPage: true }).catch(() => {});
+    console.log(`page at failure: ${page.url()}\n${await page.evaluate(() => document.body.innerText).catch(() => "?")}`);
+  }
 } finally {
   await browser.close();
 }

@@ -42,6 +42,8 @@ export function statusCell(doc, task) {
     cell.append(
       h("span", { class: "why" }, human(doc.error.code, doc.error.message), " ", h("code", {}, doc.error.code)),
     );
+  } else if (doc.status === "partially_completed") {
+    cell.append(h("span", { class: "why" }, "Some rows could not be indexed: the document page lists them with their codes."));
   }
   return cell;
 }
