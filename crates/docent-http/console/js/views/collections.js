@@ -255,9 +255,9 @@ function documentTable(page, tasks, collectionId, filter, cursor, writable, redr
       { "data-document": d.id },
       h("td", {}, h("a", { href: `#/documents/${d.id}` }, d.filename)),
       h("td", {}, statusCell(d, tasks.get(d.id))),
-      h("td", { class: "num" }, bytes(d.size_bytes)),
-      h("td", { class: "num" }, String(d.chunk_count)),
-      h("td", {}, when(d.created_at)),
+      h("td", { class: "num wide" }, bytes(d.size_bytes)),
+      h("td", { class: "num wide" }, String(d.chunk_count)),
+      h("td", { class: "wide" }, when(d.created_at)),
       h("td", {}, actions),
     );
   });
@@ -271,7 +271,14 @@ function documentTable(page, tasks, collectionId, filter, cursor, writable, redr
       h(
         "thead",
         {},
-        h("tr", {}, ["File", "Status", "Size", "Chunks", "Uploaded", ""].map((t) => h("th", { scope: "col" }, t || h("span", { class: "sr-only" }, "Actions")))),
+        h(
+          "tr",
+          {},
+          h("th", { scope: "col" }, "File"),
+          h("th", { scope: "col" }, "Status"),
+          ["Size", "Chunks", "Uploaded"].map((t) => h("th", { scope: "col", class: "wide" }, t)),
+          h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")),
+        ),
       ),
       h("tbody", {}, rows),
     ),
