@@ -40,7 +40,8 @@ async fn signup_creates_a_tenant_signs_in_and_mails_a_verification_link() {
     let mail = app.mail.last_to("ann@example.com").unwrap();
     assert_eq!(mail.kind, MailKind::VerifyEmail);
     assert!(
-        mail.body.contains("http://docent.test/#/verify-email?token="),
+        mail.body
+            .contains("http://docent.test/#/verify-email?token="),
         "{}",
         mail.body
     );

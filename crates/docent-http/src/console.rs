@@ -13,11 +13,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
 use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue,
     IF_NONE_MATCH,
 };
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use docent_domain::Code;
 
@@ -101,9 +101,9 @@ fn assets() -> &'static HashMap<&'static str, Asset> {
 
 /// Serves one embedded file, or `304` when the browser's copy is current.
 fn serve(path: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let asset = assets().get(path).ok_or_else(|| {
-        ApiError::new(Code::RouteNotFound, format!("no console file {path}"))
-    })?;
+    let asset = assets()
+        .get(path)
+        .ok_or_else(|| ApiError::new(Code::RouteNotFound, format!("no console file {path}")))?;
     let fresh = headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -117,7 +117,10 @@ fn serve(path: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
     h.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     h.insert(ETAG, asset.etag.clone());
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_CSP));
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONSOLE_CSP),
+    );
     Ok(resp)
 }
 
@@ -150,7 +153,11 @@ mod tests {
                 if p.is_dir() {
                     stack.push(p);
                 } else {
-                    let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                    let rel = p
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
                     on_disk.push(rel.replace('\\', "/"));
                 }
             }

@@ -122,11 +122,25 @@ async fn the_console_session_lives_in_an_httponly_cookie_that_needs_the_console_
     .await;
     assert_eq!(r.status(), StatusCode::OK);
     let (session, _) = set_cookie(&r).unwrap();
-    let r = post(&app, "/api/v1/auth/signout", true, Some(&session), json!({})).await;
+    let r = post(
+        &app,
+        "/api/v1/auth/signout",
+        true,
+        Some(&session),
+        json!({}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let (cleared, _) = set_cookie(&r).expect("sign-out deletes the cookie");
     assert!(cleared.is_empty());
-    let r = post(&app, "/api/v1/auth/refresh", true, Some(&session), json!({})).await;
+    let r = post(
+        &app,
+        "/api/v1/auth/refresh",
+        true,
+        Some(&session),
+        json!({}),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // API clients are unchanged: the refresh token in the body, no cookie.
@@ -197,8 +211,7 @@ async fn console_journeys_in_a_real_browser() {
     .await;
     let link = app.setup_link.clone().expect("a setup link");
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console/journey.mjs");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console/journey.mjs");
     let out = tokio::process::Command::new("node")
         .arg(&script)
         .env("DOCENT_BASE", &app.base)
@@ -215,6 +228,9 @@ async fn console_journeys_in_a_real_browser() {
     println!("{stdout}");
     eprintln!("{stderr}");
     println!("screenshots: {}", shots.display());
-    assert!(out.status.success(), "the browser journeys failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "the browser journeys failed:\n{stderr}"
+    );
     app.stop().await;
 }

@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{openai_embedder, spawn_app_with};
-use docent_config::Config;
 use docent_fake_openai::{FakeConfig, FakeServer, Faults, RetryAfter};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -30,7 +29,6 @@ fn csv(rows: usize, poisoned: &[usize]) -> Vec<u8> {
     }
     out.into_bytes()
 }
-
 
 fn faults() -> Faults {
     Faults {

@@ -277,7 +277,10 @@ pub(crate) async fn switch(
     if let Some(old) = transport.console_cookie()
         && let Err(e) = auth.signout(old).await
     {
-        tracing::debug!(code = e.code.as_str(), "the replaced console session was already over");
+        tracing::debug!(
+            code = e.code.as_str(),
+            "the replaced console session was already over"
+        );
     }
     Ok(transport.session(StatusCode::OK, signed_in))
 }
