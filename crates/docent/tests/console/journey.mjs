@@ -80,6 +80,21 @@ async function noXss(page, where) {
   assert.equal(state.imgs, 0, `${where}: document text became markup`);
 }
 
+/** An access token of the owner, signed in through the API (as a script would). */
+let ownerAccess = null;
+async function ownerToken() {
+  if (!ownerAccess) {
+    const r = await fetch(`${BASE}/api/v1/auth/signin`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(OWNER),
+    });
+    assert.equal(r.status, 200);
+    ownerAccess = (await r.json()).access_token;
+  }
+  return ownerAccess;
+}
+
 const browser = await chromium.launch({
   executablePath: env("DOCENT_TEST_CHROMIUM"),
   headless: true,
@@ -268,20 +283,43 @@ try {
   const revoked = await fetch(`${BASE}/api/v1/collections`, { headers: { authorization: `Bearer ${secret}` } });
   assert.equal(revoked.status, 401, "the revoked key is refused");
 
-  step("tasks");
+  step("a file docent cannot read fails with a sentence and its code");
+  await page.goto(collectionUrl);
+  await page.getByRole("heading", { name: "Handbook", level: 1 }).waitFor();
+  await page.setInputFiles("#file-input", [
+    { name: "broken.bin", mimeType: "application/octet-stream", buffer: Buffer.from([0, 159, 146, 150, 0, 1, 2, 3, 255, 254, 0, 0, 7, 8]) },
+  ]);
+  await row("broken.bin").locator('[data-status="failed"]').waitFor({ timeout: 60_000 });
+  const why = await row("broken.bin").locator(".why").textContent();
+  assert.ok(/cannot read/.test(why) && /unsupported_format/.test(why), `the failure is explained: ${why}`);
+
+  step("tasks: retry the failed task");
   await page.getByRole("link", { name: "Tasks" }).click();
   await page.locator("tr[data-task]").first().waitFor();
   await axe(page, "tasks");
+  await page.getByLabel("Show").selectOption("failed");
+  await page.waitForURL(/filter=failed/);
+  const failedTask = page.locator("tr[data-task]").filter({ hasText: "unsupported_format" }).first();
+  await failedTask.waitFor();
+  const taskId = await failedTask.getAttribute("data-task");
+  const bearer = await ownerToken();
+  const task = async () => (await fetch(`${BASE}/api/v1/tasks/${taskId}`, { headers: { authorization: `Bearer ${bearer}` } })).json();
+  const before = await task();
+  await failedTask.getByRole("button", { name: "Retry" }).click();
+  // The retried task runs again, and fails again (the file is still unreadable).
+  for (let i = 0; ; i += 1) {
+    const now = await task();
+    if (now.updated_at !== before.updated_at && now.status === "failed") break;
+    assert.ok(i < 300, `the retried task did not run again: ${JSON.stringify(now)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await page.locator(".error").count(), 0, "retry showed no error");
+  await shot(page, "tasks");
 
   step("invite a viewer (the API, then the mailed link in the browser)");
-  const signedIn = await (await fetch(`${BASE}/api/v1/auth/signin`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(OWNER),
-  })).json();
   const inv = await fetch(`${BASE}/api/v1/invites`, {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${signedIn.access_token}` },
+    headers: { "content-type": "application/json", authorization: `Bearer ${await ownerToken()}` },
     body: JSON.stringify({ email: VIEWER.email, role: "viewer" }),
   });
   assert.equal(inv.status, 202);
