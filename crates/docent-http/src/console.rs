@@ -51,6 +51,7 @@ static ASSETS: &[(&str, &[u8])] = assets![
     "js/views/collections.js",
     "js/views/document.js",
     "js/views/keys.js",
+    "js/views/members.js",
     "js/views/search.js",
     "js/views/tasks.js",
 ];

@@ -10,6 +10,7 @@ import * as bots from "./views/bots.js";
 import * as collections from "./views/collections.js";
 import * as doc from "./views/document.js";
 import * as keys from "./views/keys.js";
+import * as members from "./views/members.js";
 import * as search from "./views/search.js";
 import * as tasks from "./views/tasks.js";
 
@@ -30,6 +31,7 @@ const ROUTES = [
   [/^\/bots\/new$/, bots.newView, {}],
   [/^\/bots\/([^/]+)$/, bots.botView, {}],
   [/^\/keys$/, keys.keysView, {}],
+  [/^\/members$/, members.membersView, {}],
   [/^\/tasks$/, tasks.tasksView, {}],
 ];
 
@@ -39,6 +41,7 @@ const NAV = [
   ["#/bots", "Bots", /^\/bots/],
   ["#/keys", "API keys", /^\/keys/, () => api.isAdmin()],
   ["#/tasks", "Tasks", /^\/tasks/],
+  ["#/members", "Members", /^\/members/, () => api.isAdmin() && !api.current().open],
 ];
 
 const root = document.getElementById("app");

@@ -316,13 +316,14 @@ try {
   assert.equal(await page.locator(".error").count(), 0, "retry showed no error");
   await shot(page, "tasks");
 
-  step("invite a viewer (the API, then the mailed link in the browser)");
-  const inv = await fetch(`${BASE}/api/v1/invites`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${await ownerToken()}` },
-    body: JSON.stringify({ email: VIEWER.email, role: "viewer" }),
-  });
-  assert.equal(inv.status, 202);
+  step("invite a viewer from the members page; the mailed link opens the console");
+  await page.getByRole("link", { name: "Members" }).click();
+  await page.getByRole("heading", { name: "Members", level: 1 }).waitFor();
+  await page.getByLabel("Email").fill(VIEWER.email);
+  await page.getByLabel("Role", { exact: true }).selectOption("viewer");
+  await page.getByRole("button", { name: "Send invitation" }).click();
+  await page.getByText(`Invitation sent to ${VIEWER.email} as viewer`).waitFor();
+  await axe(page, "members");
   const mails = readdirSync(join(DATA_DIR, "mail")).filter((f) => f.includes("invite")).sort();
   const mail = readFileSync(join(DATA_DIR, "mail", mails[mails.length - 1]), "utf8");
   const link = mail.match(/https?:\/\/\S+#\/accept-invite\?token=\S+/);
@@ -359,6 +360,7 @@ try {
   await vpage.getByRole("heading", { name: "Helper", level: 1 }).waitFor();
   assert.equal(await vpage.getByRole("button", { name: "Delete bot" }).count(), 0);
   assert.equal(await vpage.getByRole("link", { name: "API keys" }).count(), 0);
+  assert.equal(await vpage.getByRole("link", { name: "Members" }).count(), 0);
   await vpage.getByRole("link", { name: "Settings" }).click();
   await vpage.getByLabel("Name", { exact: true }).waitFor();
   assert.equal(await vpage.getByLabel("Name", { exact: true }).isDisabled(), true, "settings are read-only");
