@@ -213,6 +213,17 @@ try {
   const marked = (await page.locator(".hit mark").first().textContent()).toLowerCase();
   assert.ok(["vacation", "policy"].includes(marked), `a matched word is marked: ${marked}`);
   await noXss(page, "search results");
+  await page.getByText("More filters").click();
+  await page.getByLabel("Uploaded before").fill("2000-01-01");
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  await page.getByText("Nothing matched.").waitFor();
+  await page.getByLabel("Uploaded before").fill("");
+  await page.getByLabel("Metadata (JSON)").fill("{not json");
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  await page.locator(".results .error").getByText("invalid_json").waitFor();
+  await page.getByLabel("Metadata (JSON)").fill("");
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  await page.locator(".hit mark").first().waitFor();
   await axe(page, "search");
   await shot(page, "search");
 
@@ -329,7 +340,8 @@ try {
   const link = mail.match(/https?:\/\/\S+#\/accept-invite\?token=\S+/);
   assert.ok(link, `the invitation mails a console link: ${mail}`);
 
-  const vctx = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  // The phone pass runs in the dark theme, so axe checks its contrast too.
+  const vctx = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: "dark" });
   const vpage = await vctx.newPage();
   guard(vpage, "viewer");
   vpage.setDefaultTimeout(20_000);

@@ -58,6 +58,9 @@ export async function searchView({ main, signal }) {
     h("option", { value: "" }, "All collections"),
     collections.map((c) => h("option", { value: c.id }, c.name)),
   );
+  const after = h("input", { type: "date", name: "created_after" });
+  const before = h("input", { type: "date", name: "created_before" });
+  const metadata = h("input", { name: "metadata", placeholder: '{"team": "hr"}', autocomplete: "off", spellcheck: "false" });
   const explain = h("input", { type: "checkbox", name: "explain", id: "explain" });
   const searchBtn = h("button", { type: "submit", class: "primary" }, "Search");
   const askBtn = h("button", { type: "button" }, "Ask");
@@ -66,6 +69,18 @@ export async function searchView({ main, signal }) {
     { class: "search-form", role: "search" },
     field("Query", query),
     h("div", { class: "row" }, field("Collection", scope), field("Mode", mode), field("Fusion", fusion)),
+    h(
+      "details",
+      { class: "filters" },
+      h("summary", {}, "More filters"),
+      h(
+        "div",
+        { class: "row" },
+        field("Uploaded from", after),
+        field("Uploaded before", before),
+        field("Metadata (JSON)", metadata, 'Conditions such as {"year": {"gte": 2020}}.'),
+      ),
+    ),
     h("div", { class: "check" }, explain, h("label", { for: "explain" }, "Show score breakdown")),
     h("div", { class: "actions" }, searchBtn, askBtn),
   );
@@ -79,6 +94,19 @@ export async function searchView({ main, signal }) {
   );
 
   const filters = () => (scope.value ? [scope.value] : []);
+  /** The optional filters as request fields; a malformed metadata condition is an error. */
+  const extra = () => {
+    let meta = {};
+    if (metadata.value.trim()) {
+      try {
+        meta = JSON.parse(metadata.value);
+      } catch {
+        throw new api.ApiError(400, "invalid_json", "The metadata filter is not valid JSON.");
+      }
+    }
+    const day = (input) => (input.value ? new Date(`${input.value}T00:00:00`).toISOString() : null);
+    return { metadata: meta, created_after: day(after), created_before: day(before) };
+  };
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     replace(results, status("Searching…"));
@@ -89,6 +117,7 @@ export async function searchView({ main, signal }) {
           mode: mode.value,
           fusion: fusion.value || null,
           collection_ids: filters(),
+          ...extra(),
           explain: explain.checked,
           top_k: 20,
         },
@@ -102,7 +131,7 @@ export async function searchView({ main, signal }) {
     if (!query.reportValidity()) return;
     replace(results, status("Looking for an answer…"));
     try {
-      const r = await api.call("POST", "/api/v1/ask", { json: { question: query.value, collection_ids: filters() } });
+      const r = await api.call("POST", "/api/v1/ask", { json: { question: query.value, collection_ids: filters(), metadata: extra().metadata } });
       const cites = r.citations.map((c) => ({ ...c, marker: c.n }));
       replace(
         results,
