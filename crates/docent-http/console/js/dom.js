@@ -109,6 +109,23 @@ export function confirmDialog(title, body, confirmLabel) {
   });
 }
 
+/**
+ * A button for a destructive action: asks `title` / `body` in a confirmation dialog (its
+ * button labelled `confirm`), then runs `action`; a failure is handed to `onError`.
+ */
+export function confirmButton(label, { ariaLabel, title, body, confirm, small }, action, onError) {
+  const b = h("button", { type: "button", class: small ? "danger small" : "danger", "aria-label": ariaLabel }, label);
+  b.addEventListener("click", async () => {
+    if (!(await confirmDialog(title, body, confirm))) return;
+    try {
+      await action();
+    } catch (e) {
+      onError(e);
+    }
+  });
+  return b;
+}
+
 /** A modal dialog holding `content`, closed by its button or Escape. */
 export function showDialog(title, content) {
   const hid = uid("dlg");

@@ -3,7 +3,7 @@
 // passage, keeps conversations, and says when an answer is extractive or "I don't know".
 
 import * as api from "../api.js";
-import { append, confirmDialog, field, h, replace, status, uid } from "../dom.js";
+import { append, confirmButton, field, h, replace, status, uid } from "../dom.js";
 import { errorBox, when } from "../format.js";
 import { answerText, sourceList } from "./search.js";
 
@@ -122,16 +122,15 @@ export async function botView({ main, params, go, signal, render, query }) {
   const errors = h("div");
   const head = h("div", { class: "page-head" }, h("h1", {}, bot.name));
   if (writable) {
-    const del = h("button", { type: "button", class: "danger" }, "Delete bot");
-    del.addEventListener("click", async () => {
-      if (!(await confirmDialog(`Delete “${bot.name}”?`, "The bot and its conversations are deleted. Its collections stay.", "Delete bot"))) return;
-      try {
+    const del = confirmButton(
+      "Delete bot",
+      { title: `Delete “${bot.name}”?`, body: "The bot and its conversations are deleted. Its collections stay.", confirm: "Delete bot" },
+      async () => {
         await api.call("DELETE", `/api/v1/bots/${id}`);
         go("/bots");
-      } catch (e) {
-        errors.append(errorBox(e));
-      }
-    });
+      },
+      (e) => errors.append(errorBox(e)),
+    );
     head.append(h("div", { class: "actions" }, del));
   }
   const tabs = h(

@@ -3,7 +3,7 @@
 // a status filter and pagination.
 
 import * as api from "../api.js";
-import { confirmDialog, field, h, replace, status } from "../dom.js";
+import { confirmButton, field, h, replace, status } from "../dom.js";
 import { FINAL, badge, bytes, errorBox, human, when } from "../format.js";
 
 const LANGUAGES = ["en", "ar", "da", "de", "el", "es", "fi", "fr", "hu", "it", "nl", "no", "pt", "ro", "ru", "sv", "ta", "tr", "none"];
@@ -145,21 +145,19 @@ export async function collectionView({ main, params, query, go, signal, render }
   if (writable) {
     const rename = h("button", { type: "button" }, "Rename");
     rename.addEventListener("click", () => renameForm(head, c, errors, render));
-    const del = h("button", { type: "button", class: "danger" }, "Delete collection");
-    del.addEventListener("click", async () => {
-      const ok = await confirmDialog(
-        `Delete “${c.name}”?`,
-        `Its ${c.document_count} documents, their passages and originals are deleted. This cannot be undone.`,
-        "Delete collection",
-      );
-      if (!ok) return;
-      try {
+    const del = confirmButton(
+      "Delete collection",
+      {
+        title: `Delete “${c.name}”?`,
+        body: `Its ${c.document_count} documents, their passages and originals are deleted. This cannot be undone.`,
+        confirm: "Delete collection",
+      },
+      async () => {
         await api.call("DELETE", `/api/v1/collections/${id}`);
         go("/collections");
-      } catch (err) {
-        errors.append(errorBox(err));
-      }
-    });
+      },
+      (err) => errors.append(errorBox(err)),
+    );
     head.append(h("div", { class: "actions" }, rename, del));
   }
 
@@ -238,16 +236,21 @@ function documentTable(page, tasks, collectionId, filter, cursor, writable, redr
   const rows = page.items.map((d) => {
     let actions = null;
     if (writable) {
-      const del = h("button", { type: "button", class: "danger small", "aria-label": `Delete ${d.filename}` }, "Delete");
-      del.addEventListener("click", async () => {
-        if (!(await confirmDialog(`Delete “${d.filename}”?`, "The document, its passages and its original are deleted.", "Delete document"))) return;
-        try {
+      const del = confirmButton(
+        "Delete",
+        {
+          ariaLabel: `Delete ${d.filename}`,
+          title: `Delete “${d.filename}”?`,
+          body: "The document, its passages and its original are deleted.",
+          confirm: "Delete document",
+          small: true,
+        },
+        async () => {
           await api.call("DELETE", `/api/v1/documents/${d.id}`);
           await redraw();
-        } catch (err) {
-          del.after(errorBox(err));
-        }
-      });
+        },
+        (err) => del.after(errorBox(err)),
+      );
       actions = del;
     }
     return h(

@@ -3,7 +3,7 @@
 // passage viewer that citations open, with the cited span highlighted in its chunk.
 
 import * as api from "../api.js";
-import { confirmDialog, h, highlighted, replace, showDialog, status } from "../dom.js";
+import { confirmButton, h, highlighted, replace, showDialog, status } from "../dom.js";
 import { FINAL, bytes, errorBox, when } from "../format.js";
 import { docWithTask, every, statusCell } from "./collections.js";
 
@@ -109,16 +109,15 @@ export async function documentView({ main, params, signal, go }) {
         errors.append(errorBox(e));
       }
     });
-    const del = h("button", { type: "button", class: "danger" }, "Delete");
-    del.addEventListener("click", async () => {
-      if (!(await confirmDialog(`Delete “${doc.filename}”?`, "The document, its passages and its original are deleted.", "Delete document"))) return;
-      try {
+    const del = confirmButton(
+      "Delete",
+      { title: `Delete “${doc.filename}”?`, body: "The document, its passages and its original are deleted.", confirm: "Delete document" },
+      async () => {
         await api.call("DELETE", `/api/v1/documents/${id}`);
         go(`/collections/${doc.collection_id}`);
-      } catch (e) {
-        errors.append(errorBox(e));
-      }
-    });
+      },
+      (e) => errors.append(errorBox(e)),
+    );
     actions.append(re, del);
   }
 

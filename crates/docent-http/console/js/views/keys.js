@@ -2,7 +2,7 @@
 // list them with their last use, and revoke.
 
 import * as api from "../api.js";
-import { confirmDialog, field, h, replace, status } from "../dom.js";
+import { confirmButton, field, h, replace, status } from "../dom.js";
 import { errorBox, when } from "../format.js";
 
 export async function keysView({ main, signal }) {
@@ -44,16 +44,15 @@ export async function keysView({ main, signal }) {
             let state;
             if (k.revoked_at) state = h("span", { class: "badge s-cancelled" }, "Revoked");
             else {
-              state = h("button", { type: "button", class: "danger small", "aria-label": `Revoke ${k.name}` }, "Revoke");
-              state.addEventListener("click", async () => {
-                if (!(await confirmDialog(`Revoke “${k.name}”?`, "Programs using this key stop working at once.", "Revoke key"))) return;
-                try {
+              state = confirmButton(
+                "Revoke",
+                { ariaLabel: `Revoke ${k.name}`, title: `Revoke “${k.name}”?`, body: "Programs using this key stop working at once.", confirm: "Revoke key", small: true },
+                async () => {
                   await api.call("DELETE", `/api/v1/keys/${k.id}`);
                   await draw();
-                } catch (e) {
-                  errors.append(errorBox(e));
-                }
-              });
+                },
+                (e) => errors.append(errorBox(e)),
+              );
             }
             return h(
               "tr",

@@ -2,7 +2,7 @@
 // invitations (the link goes by mail; the invitee opens it in the console).
 
 import * as api from "../api.js";
-import { confirmDialog, field, h, replace, status } from "../dom.js";
+import { confirmButton, field, h, replace, status } from "../dom.js";
 import { errorBox, when } from "../format.js";
 
 const ROLES = ["viewer", "member", "admin", "owner"];
@@ -54,16 +54,15 @@ export async function membersView({ main, signal }) {
             });
             let remove = null;
             if (!self) {
-              remove = h("button", { type: "button", class: "danger small", "aria-label": `Remove ${who}` }, "Remove");
-              remove.addEventListener("click", async () => {
-                if (!(await confirmDialog(`Remove ${who}?`, "They lose access to this workspace; keys they made are revoked.", "Remove member"))) return;
-                try {
+              remove = confirmButton(
+                "Remove",
+                { ariaLabel: `Remove ${who}`, title: `Remove ${who}?`, body: "They lose access to this workspace; keys they made are revoked.", confirm: "Remove member", small: true },
+                async () => {
                   await api.call("DELETE", `/api/v1/members/${m.user_id}`);
                   await draw();
-                } catch (e) {
-                  errors.append(errorBox(e));
-                }
-              });
+                },
+                (e) => errors.append(errorBox(e)),
+              );
             }
             return h(
               "tr",
