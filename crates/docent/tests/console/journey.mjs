@@ -281,8 +281,10 @@ try {
   await page.getByRole("link", { name: "API keys" }).click();
   await page.getByRole("heading", { name: "API keys", level: 1 }).waitFor();
   await page.getByLabel("Name", { exact: true }).fill("ci");
+  await page.getByLabel("Handbook").check();
   await page.getByRole("button", { name: "Create key" }).click();
   const secret = await page.locator("input.secret").inputValue();
+  await page.locator("tr[data-key]").filter({ hasText: "1 collection(s)" }).waitFor();
   assert.ok(secret.startsWith("dk_"), "the secret is shown once");
   const keyCheck = await fetch(`${BASE}/api/v1/collections`, { headers: { authorization: `Bearer ${secret}` } });
   assert.equal(keyCheck.status, 200, "the new key works");

@@ -2,25 +2,45 @@
 // list them with their last use, and revoke.
 
 import * as api from "../api.js";
-import { confirmButton, field, h, replace, status } from "../dom.js";
+import { confirmButton, field, h, replace, status, uid } from "../dom.js";
 import { errorBox, when } from "../format.js";
 
 export async function keysView({ main, signal }) {
   const errors = h("div");
   const list = h("div", { class: "list" }, status("Loading keys…"));
   const created = h("div", { "aria-live": "polite" });
-  const collections = await api.all("/api/v1/collections");
+  const [collections, bots] = await Promise.all([api.all("/api/v1/collections"), api.all("/api/v1/bots")]);
   if (signal.aborted) return;
 
   const name = h("input", { name: "name", required: true, maxlength: 200 });
   const access = h("select", { name: "access" }, h("option", { value: "read_write" }, "read and write"), h("option", { value: "read" }, "read only"));
-  const scope = h("select", { name: "collection" }, h("option", { value: "" }, "Every collection"), collections.map((c) => h("option", { value: c.id }, c.name)));
+  /** Checkboxes limiting the key to some items; none checked: no limit. */
+  const limits = (legend, items) => {
+    const boxes = items.map((it) => {
+      const id = uid("lim");
+      return { box: h("input", { type: "checkbox", id, value: it.id }), label: h("label", { for: id }, it.name) };
+    });
+    const el = h(
+      "fieldset",
+      {},
+      h("legend", {}, legend),
+      boxes.length ? boxes.map((b) => h("div", { class: "check" }, b.box, b.label)) : h("p", { class: "muted" }, "None yet."),
+    );
+    const chosen = () => {
+      const ids = boxes.filter((b) => b.box.checked).map((b) => b.box.value);
+      return ids.length ? ids : null;
+    };
+    return { el, chosen };
+  };
+  const scopeCollections = limits("Only these collections (none checked: all)", collections);
+  const scopeBots = limits("Only these bots (none checked: all)", bots);
   const expires = h("input", { type: "date", name: "expires" });
   const form = h(
     "form",
     { class: "inline-form", "aria-label": "New API key" },
     h("h2", {}, "New key"),
-    h("div", { class: "row" }, field("Name", name), field("Access", access), field("Collections", scope), field("Expires", expires, "Optional.")),
+    h("div", { class: "row" }, field("Name", name), field("Access", access), field("Expires", expires, "Optional.")),
+    h("div", { class: "row" }, scopeCollections.el, scopeBots.el),
     h("button", { type: "submit", class: "primary" }, "Create key"),
   );
 
@@ -59,7 +79,7 @@ export async function keysView({ main, signal }) {
               { "data-key": k.id },
               h("td", {}, k.name),
               h("td", {}, h("code", {}, `dk_${k.prefix}_…`)),
-              h("td", {}, k.access === "read" ? "read only" : "read and write", k.collection_ids ? ` · ${k.collection_ids.length} collection(s)` : ""),
+              h("td", {}, k.access === "read" ? "read only" : "read and write", k.collection_ids ? ` · ${k.collection_ids.length} collection(s)` : "", k.bot_ids ? ` · ${k.bot_ids.length} bot(s)` : ""),
               h("td", {}, when(k.created_at), k.created_by_email ? h("div", { class: "muted" }, k.created_by_email) : null),
               h("td", {}, k.last_used_at ? when(k.last_used_at) : "never"),
               h("td", {}, k.expires_at ? when(k.expires_at) : "never"),
@@ -79,7 +99,8 @@ export async function keysView({ main, signal }) {
         json: {
           name: name.value.trim(),
           access: access.value,
-          collection_ids: scope.value ? [scope.value] : null,
+          collection_ids: scopeCollections.chosen(),
+          bot_ids: scopeBots.chosen(),
           expires_at: expires.value ? new Date(`${expires.value}T23:59:59`).toISOString() : null,
         },
       });
