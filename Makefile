@@ -8,8 +8,9 @@ ARGS ?=
 .PHONY: run build model test lint fmt ci clean-data
 
 ## Fetch the embedding model, build in release mode and run `docent serve` on the embedded
-## default (./docent-data). Sign-in is required: on a first run (no users yet) the server prints
-## a one-time setup token and the curl that creates the first account with it.
+## default (./docent-data); the console is at http://127.0.0.1:8080/. Sign-in is required: on a
+## first run (no users yet) the server prints a setup link that opens the console to create the
+## first account (and the one-time token with the curl that does the same).
 run: model
 	$(CARGO) run --release --locked -p docent -- serve $(ARGS)
 

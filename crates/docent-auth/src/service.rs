@@ -572,8 +572,13 @@ impl AuthService {
 
     // ----- helpers -----
 
+    /// A link into the web console, which routes on the URL fragment: the token after `#`
+    /// is never sent to the server, so it stays out of access logs and `Referer` headers.
     fn link(&self, path: &str, token: &str) -> String {
-        format!("{}{path}?token={token}", self.settings.public_url)
+        format!(
+            "{}/#{path}?token={token}",
+            self.settings.public_url.trim_end_matches('/')
+        )
     }
 
     async fn issue_one_time(

@@ -40,7 +40,8 @@ async fn signup_creates_a_tenant_signs_in_and_mails_a_verification_link() {
     let mail = app.mail.last_to("ann@example.com").unwrap();
     assert_eq!(mail.kind, MailKind::VerifyEmail);
     assert!(
-        mail.body.contains("http://docent.test/verify-email?token="),
+        mail.body
+            .contains("http://docent.test/#/verify-email?token="),
         "{}",
         mail.body
     );
@@ -1081,7 +1082,7 @@ async fn first_run_setup_creates_the_first_owner_once() {
     assert!(
         app.auth
             .setup_link(&second)
-            .starts_with("http://docent.test/setup?token=")
+            .starts_with("http://docent.test/#/setup?token=")
     );
     let account = || Signup {
         email: "admin@example.com".into(),
@@ -1230,7 +1231,7 @@ async fn from_config_builds_a_working_service_in_the_data_dir() {
         .collect();
     assert_eq!(mails.len(), 1);
     assert!(
-        mails[0].contains("https://docent.example.com/verify-email?token="),
+        mails[0].contains("https://docent.example.com/#/verify-email?token="),
         "{}",
         mails[0]
     );

@@ -1,10 +1,12 @@
 //! The HTTP edge: the axum router for the REST API under `/api/v1`, health and readiness,
-//! Prometheus metrics, the OpenAPI document and an offline docs page.
+//! Prometheus metrics, the OpenAPI document, an offline docs page, and the web console at `/`
+//! ([`console`]).
 //!
 //! Architecture invariant: this is the only crate that knows HTTP. Handlers parse input into
 //! domain types, call [`docent_core::Services`], and turn results into wire DTOs ([`dto`]);
 //! every failure becomes the one error envelope ([`error::ApiError`]).
 
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -74,7 +76,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(uploads)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .route("/", axum::routing::get(routes::root))
+        .route("/", axum::routing::get(console::index))
+        .route("/console/{*path}", axum::routing::get(console::asset))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

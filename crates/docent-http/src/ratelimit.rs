@@ -45,7 +45,7 @@ pub(crate) fn classify(method: &Method, path: &str) -> Limit {
         "/api/v1/errors",
         "/openapi.json",
     ];
-    if EXEMPT.contains(&path) || path.starts_with("/docs") {
+    if EXEMPT.contains(&path) || path.starts_with("/docs") || path.starts_with("/console/") {
         return Limit::Exempt;
     }
     if path.starts_with("/api/v1/auth/") || path.starts_with("/auth/") || path == "/api/v1/setup" {
@@ -158,6 +158,7 @@ mod tests {
         let c = |m: Method, p: &str| classify(&m, p);
         assert_eq!(c(Method::GET, "/health"), Limit::Exempt);
         assert_eq!(c(Method::GET, "/docs/index.html"), Limit::Exempt);
+        assert_eq!(c(Method::GET, "/console/{*path}"), Limit::Exempt);
         assert_eq!(
             c(Method::POST, "/api/v1/auth/signin"),
             Limit::ByAddress(RouteClass::Auth)

@@ -487,16 +487,16 @@ pub fn check_mode_none_bind(bind: SocketAddr) -> anyhow::Result<()> {
 /// rules (long enough, not on the common list).
 pub const SETUP_EXAMPLE_PASSWORD: &str = "correct horse battery";
 
-/// What `docent serve` prints while no user exists: the one-time setup token, the `curl` that
-/// completes setup with it (and answers with an access token), and the CLI alternative. (The
-/// setup link, [`Application::setup_link`], is for the web UI, which is not served yet.)
-fn setup_banner(token: &str, base: &str, ttl: std::time::Duration) -> String {
+/// What `docent serve` prints while no user exists: the setup link that opens the web console
+/// with the one-time token filled in, the token itself, the `curl` that completes setup with it
+/// (and answers with an access token), and the CLI alternative.
+fn setup_banner(link: &str, token: &str, base: &str, ttl: std::time::Duration) -> String {
     let rule = "=".repeat(78);
     format!(
         "\n{rule}\n  \
-         docent has no users yet. One-time setup token (valid {ttl}):\n\n    \
-         {token}\n\n  \
-         Create the first owner and get an access token (the password the README's quick \
+         docent has no users yet. Open this link to create the first account (valid {ttl}):\n\n    \
+         {link}\n\n  \
+         Or with the one-time setup token, from a terminal (the password the README's quick \
          tour signs in with; for real use pick your own, 10+ characters):\n\n    \
          curl -sS --fail-with-body -X POST {base}/api/v1/setup -H 'content-type: application/json' \\\n      \
          -d '{{\"token\": \"{token}\", \"email\": \"you@example.com\", \"password\": \"{SETUP_EXAMPLE_PASSWORD}\"}}'\n\n  \
@@ -517,16 +517,19 @@ pub struct Application {
 
 impl Application {
     /// Opens the backends and binds the listener (`server.bind`; port 0 picks a free port).
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         let bind = config.server.bind;
         if config.auth.mode == AuthMode::None {
             check_mode_none_bind(bind)?;
         }
-        let (services, db) = open_services(config).await?;
-        let auth = open_auth(&services.config, &db)?;
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
+        // Port 0 picked a free port: links built from the bind address (the setup link, mailed
+        // links without `auth.public_url`) must name the real one.
+        config.server.bind = listener.local_addr().context("reading the bound address")?;
+        let (services, db) = open_services(config).await?;
+        let auth = open_auth(&services.config, &db)?;
         let mut setup_link = None;
         if let Some(auth) = &auth
             && let Some(token) = auth
@@ -539,6 +542,7 @@ impl Application {
             // A write error (nobody reading stderr any more) must not stop the server, as
             // `eprintln!` would by panicking.
             let banner = setup_banner(
+                &link,
                 &token,
                 &auth.settings().public_url,
                 services.config.auth.setup_token_ttl,

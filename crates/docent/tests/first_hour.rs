@@ -375,23 +375,62 @@ fn readme_steps_that_keep_a_value_fail_loudly() {
 }
 
 #[tokio::test]
-async fn root_redirects_to_the_docs_and_health_and_ready_end_their_line() {
+async fn root_serves_the_console_and_health_and_ready_end_their_line() {
     let app = common::spawn_app().await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let r = client.get(app.url("/")).send().await.unwrap();
-    assert!(r.status().is_redirection(), "{}", r.status());
-    assert_eq!(r.headers()["location"], "/docs/");
-    let docs = reqwest::get(app.url("/")).await.unwrap();
-    assert_eq!(docs.status(), 200);
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
     assert!(
-        docs.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
+        h["content-type"].to_str().unwrap().starts_with("text/html"),
+        "{h:?}"
     );
+    let csp = h["content-security-policy"].to_str().unwrap();
+    for part in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("/console/js/app.js"), "{page}");
+    assert!(!page.contains("<script>"), "no inline script: {page}");
+    // Its assets, with types, tags, revalidation and compression.
+    let r = client
+        .get(app.url("/console/js/app.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let etag = r.headers()["etag"].clone();
+    let r = client
+        .get(app.url("/console/js/app.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = client
+        .get(app.url("/console/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The API documentation is still there.
+    let docs = reqwest::get(app.url("/docs/")).await.unwrap();
+    assert_eq!(docs.status(), 200);
 
     for (path, status) in [
         ("/health", "ok"),

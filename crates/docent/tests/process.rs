@@ -638,12 +638,17 @@ async fn default_config_needs_a_token_and_the_printed_setup_gives_one() {
         banner.contains("curl -sS --fail-with-body -X POST"),
         "{banner}"
     );
-    let token = banner
+    // The link opens the console with the token in the fragment (never sent to the server).
+    let link = banner
         .lines()
-        .skip_while(|l| !l.contains("One-time setup token"))
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.contains("One-time setup token"))
-        .expect("the token line")
+        .find(|l| l.starts_with("http") && l.contains("/#/setup?token="))
+        .expect("the setup link line");
+    assert!(link.starts_with(&server.base), "{link}");
+    let token = link
+        .split("token=")
+        .nth(1)
+        .expect("the token in the link")
         .to_owned();
     assert!(
         banner.contains(&format!("\"token\": \"{token}\"")),

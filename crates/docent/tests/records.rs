@@ -9,8 +9,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::spawn_app_with;
-use docent_config::Config;
+use common::{openai_embedder, spawn_app_with};
 use docent_fake_openai::{FakeConfig, FakeServer, Faults, RetryAfter};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -29,24 +28,6 @@ fn csv(rows: usize, poisoned: &[usize]) -> Vec<u8> {
         out.push_str(&format!("{i},name {i},city {},{note}\n", i % 97));
     }
     out.into_bytes()
-}
-
-fn openai_embedder(config: &mut Config, base_url: String, batch: usize) {
-    config.embedder = docent_config::EmbedderConfig::Openai {
-        base_url,
-        model: docent_fake_openai::EMBED_MODEL.into(),
-        api_key: None,
-        api_key_file: None,
-        dimension: Some(32),
-        requests_per_second: 200.0,
-        tokens_per_minute: None,
-        tenant_share: 0.5,
-        batch_size: batch,
-        batch_tokens: 300_000,
-        max_attempts: 8,
-        request_timeout: Duration::from_secs(30),
-    };
-    config.ingest.record_batch = batch;
 }
 
 fn faults() -> Faults {

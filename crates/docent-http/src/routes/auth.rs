@@ -3,13 +3,19 @@
 //! seed-compatible `/auth/*` aliases. The account routes are public: the request body carries
 //! the credential. With `auth.mode = "none"` every route here answers 404 `route_not_found`
 //! saying that authentication is disabled.
+//!
+//! The web console keeps its refresh token out of reach of page scripts: a request with the
+//! header `X-Docent-Console: 1` gets the refresh token of the session it starts as an
+//! `HttpOnly; SameSite=Strict` cookie scoped to `/api/v1/auth` instead of in the body, and
+//! refreshes or signs out with that cookie (only with the header too — [`SessionTransport`]).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::StatusCode;
+use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use docent_auth::{AuthService, CreateApiKey, SignedIn, Signup, SignupOutcome};
@@ -78,8 +84,10 @@ pub struct SessionDto {
     pub token_type: &'static str,
     /// When the access token expires.
     pub expires_at: DateTime<Utc>,
-    /// Single-use refresh token; each refresh returns a new one.
-    pub refresh_token: String,
+    /// Single-use refresh token; each refresh returns a new one. Absent when the request
+    /// asked for it as a cookie (`X-Docent-Console: 1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// When the refresh token expires.
     pub refresh_expires_at: DateTime<Utc>,
     /// The account.
@@ -96,12 +104,125 @@ impl From<SignedIn> for SessionDto {
             access_token: s.tokens.access_token,
             token_type: "Bearer",
             expires_at: s.tokens.access_expires_at,
-            refresh_token: s.tokens.refresh_token,
+            refresh_token: Some(s.tokens.refresh_token),
             refresh_expires_at: s.tokens.refresh_expires_at,
             user: s.user.into(),
             tenant_id: s.tenant_id.to_string(),
             role: s.role.to_string(),
         }
+    }
+}
+
+/// The request header with which the console asks for the refresh token as a cookie, and
+/// without which the cookie is never read. A page on another site cannot send it: a form has
+/// no custom headers, and a script's request with one needs a CORS preflight.
+pub const CONSOLE_HEADER: &str = "x-docent-console";
+/// The cookie holding the console's refresh token.
+pub const REFRESH_COOKIE: &str = "docent_refresh";
+/// The path the cookie is sent to: the session routes only (refresh, sign-out, switch).
+const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
+
+/// How a session's refresh token travels: in the JSON body (API clients), or, when the request
+/// carries `X-Docent-Console: 1`, in the [`REFRESH_COOKIE`] (`HttpOnly`, `SameSite=Strict`,
+/// `Secure` when `auth.public_url` is https).
+pub(crate) struct SessionTransport {
+    console: bool,
+    cookie: Option<String>,
+    secure: bool,
+}
+
+impl FromRequestParts<AppState> for SessionTransport {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let console = parts
+            .headers
+            .get(CONSOLE_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"1");
+        let cookie = parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(name, _)| *name == REFRESH_COOKIE)
+            .map(|(_, value)| value.to_owned())
+            .filter(|v| !v.is_empty());
+        let secure = state
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.settings().public_url.starts_with("https://"));
+        Ok(Self {
+            console,
+            cookie,
+            secure,
+        })
+    }
+}
+
+impl SessionTransport {
+    /// The refresh token a request presents: the body's, else (console requests only) the
+    /// cookie's.
+    fn refresh_token(&self, body: Option<String>) -> ApiResult<String> {
+        if let Some(t) = body {
+            return Ok(t);
+        }
+        match (&self.cookie, self.console) {
+            (Some(c), true) => Ok(c.clone()),
+            (_, true) => Err(ApiError::new(
+                Code::Unauthenticated,
+                "no session cookie: sign in again",
+            )),
+            (_, false) => Err(ApiError::new(
+                Code::MissingField,
+                "`refresh_token` is required",
+            )),
+        }
+    }
+
+    fn cookie(&self, value: &str, max_age: i64) -> Option<HeaderValue> {
+        let secure = if self.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{REFRESH_COOKIE}={value}; Path={REFRESH_COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+        ))
+        .ok()
+    }
+
+    /// The session as the answer: for the console, the refresh token moves into the cookie.
+    pub(crate) fn session(&self, status: StatusCode, s: SignedIn) -> Response {
+        let mut dto = SessionDto::from(s);
+        let mut set = None;
+        if self.console
+            && let Some(token) = dto.refresh_token.take()
+        {
+            let max_age = (dto.refresh_expires_at - Utc::now()).num_seconds().max(0);
+            set = self.cookie(&token, max_age);
+        }
+        let mut resp = (status, Json(dto)).into_response();
+        if let Some(v) = set {
+            resp.headers_mut().insert(SET_COOKIE, v);
+        }
+        resp
+    }
+
+    /// The console's refresh token, on a console request.
+    pub(crate) fn console_cookie(&self) -> Option<&str> {
+        self.cookie.as_deref().filter(|_| self.console)
+    }
+
+    /// `resp` with the console's cookie deleted (sign-out, or a refresh that failed).
+    fn clearing(&self, mut resp: Response) -> Response {
+        if self.console
+            && self.cookie.is_some()
+            && let Some(v) = self.cookie("", 0)
+        {
+            resp.headers_mut().insert(SET_COOKIE, v);
+        }
+        resp
     }
 }
 
@@ -149,12 +270,11 @@ pub struct VerificationRequired {
         (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn signup(
     Accounts(auth): Accounts,
+    transport: SessionTransport,
     ApiJson(r): ApiJson<SignupRequest>,
 ) -> ApiResult<Response> {
     Ok(match auth.signup(r.into()).await? {
-        SignupOutcome::SignedIn(si) => {
-            (StatusCode::CREATED, Json(SessionDto::from(*si))).into_response()
-        }
+        SignupOutcome::SignedIn(si) => transport.session(StatusCode::CREATED, *si),
         SignupOutcome::VerificationRequired { email } => (
             StatusCode::ACCEPTED,
             Json(VerificationRequired {
@@ -185,8 +305,9 @@ pub struct SigninRequest {
 pub(crate) async fn signin(
     Accounts(auth): Accounts,
     Client(client): Client,
+    transport: SessionTransport,
     ApiJson(r): ApiJson<SigninRequest>,
-) -> ApiResult<Json<SessionDto>> {
+) -> ApiResult<Response> {
     let tenant = r
         .tenant_id
         .as_deref()
@@ -196,37 +317,52 @@ pub(crate) async fn signin(
         })
         .transpose()?;
     let signed_in = auth.signin(&r.email, &r.password, tenant, client).await?;
-    Ok(Json(signed_in.into()))
+    Ok(transport.session(StatusCode::OK, signed_in))
 }
 
 /// A refresh token.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    /// The current refresh token.
-    pub refresh_token: String,
+    /// The current refresh token. The console leaves it out and sends its cookie with
+    /// `X-Docent-Console: 1` instead.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
 }
 
 /// Exchanges a refresh token for a new session pair. A refresh token works once: presenting a
-/// rotated one again revokes the whole session (`refresh_token_reused`).
+/// rotated one again revokes the whole session (`refresh_token_reused`). With
+/// `X-Docent-Console: 1` and no `refresh_token`, the session cookie is used and renewed.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, security(()),
-    responses((status = 200, body = SessionDto), (status = 401, body = ErrorEnvelope)))]
+    params(("x-docent-console" = Option<String>, Header, description = "`1`: the refresh token travels in the `docent_refresh` cookie")),
+    responses((status = 200, body = SessionDto), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 pub(crate) async fn refresh(
     Accounts(auth): Accounts,
+    transport: SessionTransport,
     ApiJson(r): ApiJson<RefreshRequest>,
-) -> ApiResult<Json<SessionDto>> {
-    Ok(Json(auth.refresh(&r.refresh_token).await?.into()))
+) -> ApiResult<Response> {
+    let token = transport.refresh_token(r.refresh_token)?;
+    match auth.refresh(&token).await {
+        Ok(s) => Ok(transport.session(StatusCode::OK, s)),
+        Err(e) => Ok(transport.clearing(ApiError::from(e).into_response())),
+    }
 }
 
-/// Ends the session the refresh token belongs to.
+/// Ends the session the refresh token belongs to (the console's: its cookie, which is deleted).
 #[utoipa::path(post, path = "/api/v1/auth/signout", tag = "auth", request_body = RefreshRequest, security(()),
-    responses((status = 204), (status = 401, body = ErrorEnvelope)))]
+    params(("x-docent-console" = Option<String>, Header, description = "`1`: the refresh token travels in the `docent_refresh` cookie")),
+    responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 pub(crate) async fn signout(
     Accounts(auth): Accounts,
+    transport: SessionTransport,
     ApiJson(r): ApiJson<RefreshRequest>,
-) -> ApiResult<StatusCode> {
-    auth.signout(&r.refresh_token).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> ApiResult<Response> {
+    let token = transport.refresh_token(r.refresh_token)?;
+    let resp = match auth.signout(&token).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    };
+    Ok(transport.clearing(resp))
 }
 
 /// An email address.
@@ -322,8 +458,9 @@ pub struct SetupRequest {
     responses((status = 201, body = SessionDto), (status = 401, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub(crate) async fn setup(
     Accounts(auth): Accounts,
+    transport: SessionTransport,
     ApiJson(r): ApiJson<SetupRequest>,
-) -> ApiResult<(StatusCode, Json<SessionDto>)> {
+) -> ApiResult<Response> {
     let signed_in = auth
         .complete_setup(
             &r.token,
@@ -336,7 +473,7 @@ pub(crate) async fn setup(
             },
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(signed_in.into())))
+    Ok(transport.session(StatusCode::CREATED, signed_in))
 }
 
 /// An API key as listed (never with its secret).
@@ -541,9 +678,10 @@ pub(crate) async fn revoke_key(
     responses((status = 201, body = SessionDto), (status = 202, body = VerificationRequired), (status = 400, body = ErrorEnvelope)))]
 pub(crate) async fn seed_signup(
     accounts: Accounts,
+    transport: SessionTransport,
     body: ApiJson<SignupRequest>,
 ) -> ApiResult<Response> {
-    signup(accounts, body).await
+    signup(accounts, transport, body).await
 }
 
 /// Alias of `POST /api/v1/auth/signin`.
@@ -552,9 +690,10 @@ pub(crate) async fn seed_signup(
 pub(crate) async fn seed_signin(
     accounts: Accounts,
     client: Client,
+    transport: SessionTransport,
     body: ApiJson<SigninRequest>,
-) -> ApiResult<Json<SessionDto>> {
-    signin(accounts, client, body).await
+) -> ApiResult<Response> {
+    signin(accounts, client, transport, body).await
 }
 
 /// Alias of `POST /api/v1/auth/verify`.
@@ -582,7 +721,8 @@ pub(crate) async fn seed_confirm(
     responses((status = 200, body = SessionDto), (status = 401, body = ErrorEnvelope)))]
 pub(crate) async fn seed_refresh(
     accounts: Accounts,
+    transport: SessionTransport,
     body: ApiJson<RefreshRequest>,
-) -> ApiResult<Json<SessionDto>> {
-    refresh(accounts, body).await
+) -> ApiResult<Response> {
+    refresh(accounts, transport, body).await
 }

@@ -7,12 +7,13 @@
 use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use docent_domain::{Code, Role, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::{Accounts, SessionDto};
+use super::auth::{Accounts, SessionDto, SessionTransport};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, Auth, id};
 
@@ -255,18 +256,31 @@ pub struct SwitchRequest {
 }
 
 /// Starts a session in another of the user's workspaces: a new token pair acting there. A
-/// workspace the user does not belong to is 404.
+/// workspace the user does not belong to is 404. With `X-Docent-Console: 1` the new refresh
+/// token replaces the session cookie, and the session the cookie held ends.
 #[utoipa::path(post, path = "/api/v1/auth/switch", tag = "members", request_body = SwitchRequest,
     responses((status = 200, body = SessionDto), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope)))]
 pub(crate) async fn switch(
     Accounts(auth): Accounts,
     Auth(p): Auth,
+    transport: SessionTransport,
     ApiJson(r): ApiJson<SwitchRequest>,
-) -> ApiResult<Json<SessionDto>> {
+) -> ApiResult<Response> {
     let tenant: TenantId = r
         .tenant_id
         .parse()
         .map_err(|_| ApiError::new(Code::InvalidField, "`tenant_id` is not a valid id"))?;
-    Ok(Json(auth.switch_tenant(&p, tenant).await?.into()))
+    let signed_in = auth.switch_tenant(&p, tenant).await?;
+    // The console's old session is replaced by the new one in its cookie: end it rather than
+    // leave it valid and unreachable.
+    if let Some(old) = transport.console_cookie()
+        && let Err(e) = auth.signout(old).await
+    {
+        tracing::debug!(
+            code = e.code.as_str(),
+            "the replaced console session was already over"
+        );
+    }
+    Ok(transport.session(StatusCode::OK, signed_in))
 }

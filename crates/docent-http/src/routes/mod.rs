@@ -90,12 +90,6 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::seed_refresh))
 }
 
-/// `/` in a browser: the API documentation (until a web console is served there), instead of
-/// a JSON 404.
-pub(crate) async fn root() -> axum::response::Redirect {
-    axum::response::Redirect::temporary("/docs/")
-}
-
 pub(crate) async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(Code::RouteNotFound, format!("no route for {}", uri.path()))
 }

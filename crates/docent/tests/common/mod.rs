@@ -20,6 +20,8 @@ pub struct TestApp {
     pub services: Services,
     /// The account service (`auth.mode = "builtin"`).
     pub auth: Option<std::sync::Arc<docent_auth::AuthService>>,
+    /// The first-run setup link the server printed (`auth.mode = "builtin"`, no users yet).
+    pub setup_link: Option<String>,
     pub data_dir: PathBuf,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -69,6 +71,26 @@ pub fn embedder(config: &mut Config, want_model: bool) -> bool {
     }
 }
 
+/// Embeds through an OpenAI-compatible server at `base_url` (the fake provider of
+/// `docent-fake-openai`), `batch` inputs per request; record files commit in batches as large.
+pub fn openai_embedder(config: &mut Config, base_url: String, batch: usize) {
+    config.embedder = docent_config::EmbedderConfig::Openai {
+        base_url,
+        model: docent_fake_openai::EMBED_MODEL.into(),
+        api_key: None,
+        api_key_file: None,
+        dimension: Some(32),
+        requests_per_second: 200.0,
+        tokens_per_minute: None,
+        tenant_share: 0.5,
+        batch_size: batch,
+        batch_tokens: 300_000,
+        max_attempts: 8,
+        request_timeout: std::time::Duration::from_secs(30),
+    };
+    config.ingest.record_batch = batch;
+}
+
 /// An app over an existing directory (to restart on the same data).
 pub async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config {
@@ -87,6 +109,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Co
     let base = format!("http://{}", app.local_addr());
     let services = app.services().clone();
     let auth = app.auth().cloned();
+    let setup_link = app.setup_link().map(str::to_owned);
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -96,6 +119,7 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Co
         client: reqwest::Client::new(),
         services,
         auth,
+        setup_link,
         data_dir,
         _dir: dir,
         stop: Some(tx),
