@@ -4,11 +4,16 @@
 CARGO ?= cargo
 # Extra arguments for `docent serve`, e.g. `make run ARGS="--bind 0.0.0.0:8080"`.
 ARGS ?=
+# `make run` and every `docent` command share one home: DOCENT_HOME when set, else the platform
+# data directory (~/.local/share/docent); `docent config paths` prints it. The model fetched
+# into ./models is found from the binary built in this checkout.
+# Where `make install` puts bin/docent (cargo's default: ~/.cargo).
+INSTALL_ROOT ?= $(or $(CARGO_INSTALL_ROOT),$(or $(CARGO_HOME),$(HOME)/.cargo))
 
-.PHONY: run build model test lint fmt ci clean-data
+.PHONY: run build install model test lint fmt ci clean-data
 
 ## Fetch the embedding model, build in release mode and run `docent serve` on the embedded
-## default (./docent-data); the console is at http://127.0.0.1:8080/. Sign-in is required: on a
+## default (data in the docent home); the console is at http://127.0.0.1:8080/. Sign-in is required: on a
 ## first run (no users yet) the server prints a setup link that opens the console to create the
 ## first account (and the one-time token with the curl that does the same).
 run: model
@@ -21,6 +26,12 @@ model:
 ## Release binary at target/release/docent.
 build:
 	$(CARGO) build --release --locked -p docent
+
+## `docent` into $(INSTALL_ROOT)/bin, and the model into its home (copied from ./models when
+## there, else fetched; the home is DOCENT_HOME if set, else the platform data directory).
+install:
+	$(CARGO) install --path crates/docent --locked --root "$(INSTALL_ROOT)"
+	scripts/get-model "$$("$(INSTALL_ROOT)/bin/docent" config paths model-dir)"
 
 ## The whole test suite (unit, repository, queue contract, API, process, CLI, extraction
 ## corpus and model parity tests). Fetches the model first so the hybrid tests run.
@@ -43,6 +54,7 @@ fmt:
 ## What CI runs.
 ci: lint test
 
-## Remove the local embedded data directory.
+## Remove the data directory `make run` uses (the home's docent-data; Linux default shown by
+## `docent config paths data-dir`).
 clean-data:
-	rm -rf ./docent-data
+	rm -rf "$${DOCENT_HOME:-$${XDG_DATA_HOME:-$$HOME/.local/share}/docent}/docent-data"

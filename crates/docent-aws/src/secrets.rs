@@ -11,8 +11,8 @@
 //! The text after the prefix is split at its *last* `#` (secret names and ARNs hold no `#`; ARNs
 //! hold `:`). A JSON field that is a number or a boolean resolves to its JSON text.
 //!
-//! [`load_config`] loads the configuration like `Config::load` and resolves every reference
-//! in it with the current version (`AWSCURRENT`) of each secret, fetching each secret once per
+//! [`load_config`] types loaded configuration layers (as `Config::load` does) once every
+//! reference in them is resolved with the current version (`AWSCURRENT`) of each secret, fetching each secret once per
 //! load however many references name it. The binary calls it at start and again on SIGHUP.
 //! The Secrets Manager client uses the standard AWS environment: region, credentials chain,
 //! and `AWS_ENDPOINT_URL_SECRETS_MANAGER` (or `AWS_ENDPOINT_URL`) for another endpoint. A
@@ -22,7 +22,6 @@
 //! nothing here logs a value.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -240,10 +239,10 @@ pub struct Loaded {
     pub secrets_fetched: usize,
 }
 
-/// Loads the configuration like `Config::load(file)` and resolves every `secretsmanager:`
-/// reference in it from AWS Secrets Manager (a client is built only when there is one).
-pub async fn load_config(file: Option<&Path>) -> Result<Loaded, ConfigError> {
-    let layers = ConfigLayers::load(file)?;
+/// Types the configuration `layers` (e.g. `ConfigLayers::load(file)`) after resolving every
+/// `secretsmanager:` reference in them from AWS Secrets Manager (a client is built only when
+/// there is one).
+pub async fn load_config(layers: ConfigLayers) -> Result<Loaded, ConfigError> {
     if !has_references(&layers)? {
         return Ok(Loaded {
             config: layers.into_config()?,

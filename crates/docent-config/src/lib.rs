@@ -4,6 +4,14 @@
 //! Every backend subsystem (`database`, `storage`, `queue`, `cache`, `index`, `embedder`, `llm`,
 //! `auth`) is a tagged enum; each backend crate has one factory that matches on it.
 //! Secrets are [`secrecy::SecretString`] and may come from a `*_file` sibling key.
+//!
+//! Relative paths resolve by where they were written ([`ConfigLayers::load_in`]): the
+//! compiled-in `data_dir` and `embedder.model_dir` against the docent [`home`], paths in a
+//! configuration file against that file's directory, paths from `DOCENT__*` variables against
+//! the working directory. Paths documented as "under `data_dir`" (the SQLite file, blobs,
+//! indexes, mail, the generated JWT key) stay relative to the data directory.
+
+pub mod home;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +22,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
+
+pub use home::{Home, HomeSource};
 
 /// A configuration problem, reported before anything starts.
 #[derive(Debug, thiserror::Error)]
@@ -1421,7 +1431,7 @@ fn redact<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S:
 impl Default for Config {
     fn default() -> Self {
         Self {
-            data_dir: PathBuf::from("./docent-data"),
+            data_dir: PathBuf::from(home::DATA_DIR),
             server: ServerConfig {
                 bind: "127.0.0.1:8080".parse().expect("valid default address"),
                 request_timeout: Duration::from_secs(30),
@@ -1481,7 +1491,7 @@ impl Default for Config {
             },
             search: SearchConfig::default(),
             embedder: EmbedderConfig::Local {
-                model_dir: "models/all-MiniLM-L6-v2".into(),
+                model_dir: home::MODEL_DIR.into(),
                 threads: 0,
                 batch_size: 32,
             },
@@ -1493,7 +1503,8 @@ impl Default for Config {
 
 impl Config {
     /// Loads defaults, then `file` if given, then `DOCENT__*` environment variables, and
-    /// validates the result.
+    /// validates the result. The compiled-in relative paths stay relative (to the working
+    /// directory); [`ConfigLayers::load_in`] anchors them in a docent home.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_from(file, Env::prefixed("DOCENT__").split("__"))
     }
@@ -1503,8 +1514,10 @@ impl Config {
         ConfigLayers::load_from(file, env)?.into_config()
     }
 
-    /// The merged layers, before they are typed.
-    fn layers(file: Option<&Path>, env: Env) -> Result<Figment, ConfigError> {
+    /// The merged layers: the defaults (their relative `data_dir` and `embedder.model_dir`
+    /// under `home`, when given), `file`, then `env`; relative paths written in `file` are
+    /// made relative to its directory.
+    fn layers(home: Option<&Path>, file: Option<&Path>, env: Env) -> Result<Figment, ConfigError> {
         let mut overrides = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
@@ -1513,13 +1526,19 @@ impl Config {
                     file.display()
                 )));
             }
-            overrides = overrides.merge(Toml::file(file));
+            overrides = overrides.merge(Toml::file_exact(file));
         }
         let overrides = overrides.merge(env);
         // A backend section whose `kind` the file or environment changes starts from nothing:
         // the default backend's settings (e.g. the local model's `model_dir`) are not another
         // backend's.
-        let defaults = Config::default();
+        let mut defaults = Config::default();
+        if let Some(home) = home {
+            defaults.data_dir = home.join(&defaults.data_dir);
+            if let EmbedderConfig::Local { model_dir, .. } = &mut defaults.embedder {
+                *model_dir = home.join(&*model_dir);
+            }
+        }
         let mut base = figment::value::Value::serialize(&defaults)
             .ok()
             .and_then(|v| v.into_dict())
@@ -1542,7 +1561,11 @@ impl Config {
                 base.remove(section);
             }
         }
-        Ok(Figment::from(Serialized::defaults(base)).merge(overrides))
+        let merged = Figment::from(Serialized::defaults(base)).merge(overrides);
+        Ok(match file {
+            Some(file) => file_paths::anchor(merged, file),
+            None => merged,
+        })
     }
 
     /// Types and validates merged layers. `hidden` are values resolved from elsewhere (secrets):
@@ -2028,8 +2051,26 @@ impl ConfigLayers {
 
     /// The layers [`Config::load_from`] reads.
     pub fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        Self::load_in_from(None, file, env)
+    }
+
+    /// The layers of a process whose docent home is `home` (see [`home`]): the compiled-in
+    /// `data_dir` and `embedder.model_dir` are relative to it. Relative paths in `file` are
+    /// relative to the file's directory, as with every loader; relative paths from `DOCENT__*`
+    /// variables stay relative to the working directory.
+    pub fn load_in(home: &Path, file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_in_from(Some(home), file, Env::prefixed("DOCENT__").split("__"))
+    }
+
+    /// [`ConfigLayers::load_in`] with an explicit environment provider, and the defaults left
+    /// relative without a `home`.
+    pub fn load_in_from(
+        home: Option<&Path>,
+        file: Option<&Path>,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
-            figment: Config::layers(file, env)?,
+            figment: Config::layers(home, file, env)?,
         })
     }
 
@@ -2150,6 +2191,106 @@ mod layer_walk {
     }
 }
 
+/// Relative paths written in a configuration file, made relative to the file's directory.
+mod file_paths {
+    use std::path::Path;
+
+    use figment::Figment;
+    use figment::providers::Serialized;
+    use figment::value::{Dict, Tag, Value};
+
+    /// Every key holding a path that is not under `data_dir` (those stay relative to it).
+    const KEYS: &[&str] = &[
+        "data_dir",
+        "server.metrics_token_file",
+        "database.url_file",
+        "redis.url_file",
+        "index.url_file",
+        "embedder.model_dir",
+        "embedder.api_key_file",
+        "llm.api_key_file",
+        "auth.jwt.private_key_file",
+        "auth.jwt.secret_file",
+        "auth.jwt.previous_public_key_files",
+        "auth.mail.password_file",
+    ];
+
+    /// `fig` with each relative path of [`KEYS`] that `file` set joined to `file`'s directory.
+    pub(super) fn anchor(fig: Figment, file: &Path) -> Figment {
+        // The file exists (checked before): its real path has no `..` to show.
+        let Some(dir) = std::fs::canonicalize(file)
+            .or_else(|_| std::path::absolute(file))
+            .ok()
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+        else {
+            return fig;
+        };
+        let from_file = |tag: Tag| {
+            fig.get_metadata(tag)
+                .is_some_and(|m| matches!(m.source, Some(figment::Source::File(_))))
+        };
+        let anchored = |v: &Value| match v {
+            Value::String(tag, s)
+                if from_file(*tag)
+                    && Path::new(s).is_relative()
+                    && !s.starts_with("secretsmanager:") =>
+            {
+                Some(Value::String(
+                    Tag::Default,
+                    dir.join(s).to_string_lossy().into_owned(),
+                ))
+            }
+            _ => None,
+        };
+        let mut overlay = Dict::new();
+        for key in KEYS {
+            let Ok(value) = fig.find_value(key) else {
+                continue;
+            };
+            let replaced = match &value {
+                Value::Array(_, items) => {
+                    let mut any = false;
+                    let new: Vec<_> = items
+                        .iter()
+                        .map(|i| {
+                            let a = anchored(i);
+                            any |= a.is_some();
+                            a.unwrap_or_else(|| i.clone())
+                        })
+                        .collect();
+                    any.then_some(Value::Array(Tag::Default, new))
+                }
+                v => anchored(v),
+            };
+            if let Some(replaced) = replaced {
+                insert(&mut overlay, key, replaced);
+            }
+        }
+        if overlay.is_empty() {
+            fig
+        } else {
+            fig.merge(Serialized::defaults(overlay))
+        }
+    }
+
+    /// Puts `value` at the dotted `key` of `dict`.
+    fn insert(dict: &mut Dict, key: &str, value: Value) {
+        match key.split_once('.') {
+            None => {
+                dict.insert(key.to_owned(), value);
+            }
+            Some((head, rest)) => {
+                let child = dict
+                    .entry(head.to_owned())
+                    .or_insert_with(|| Value::Dict(Tag::Default, Dict::new()));
+                if let Value::Dict(_, child) = child {
+                    insert(child, rest, value);
+                }
+            }
+        }
+    }
+}
+
 impl EmbedderConfig {
     /// The API key of an `openai` embedder, read from `api_key_file` when set.
     pub fn api_key(&self) -> Result<Option<SecretString>, ConfigError> {
@@ -2201,7 +2342,7 @@ mod tests {
     #[test]
     fn defaults_load_and_validate() {
         let c = Config::load_from(None, Env::prefixed("DOCENT_NOTHING_SET__")).unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("./docent-data"));
+        assert_eq!(c.data_dir, PathBuf::from("docent-data"));
         assert_eq!(c.worker.hard_time_limit, Duration::from_secs(1800));
         assert_eq!(c.worker.soft_time_limit, Duration::from_secs(1740));
         assert!(matches!(c.database, DatabaseConfig::Sqlite { .. }));
@@ -2293,6 +2434,96 @@ mod tests {
         .unwrap();
         let err = Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__")).unwrap_err();
         assert!(err.to_string().contains("allow_http"), "{err}");
+    }
+
+    fn local_model_dir(c: &Config) -> &Path {
+        match &c.embedder {
+            EmbedderConfig::Local { model_dir, .. } => model_dir,
+            other => panic!("not a local embedder: {other:?}"),
+        }
+    }
+
+    fn layered(home: &Path, file: Option<&Path>, env: Env) -> Config {
+        ConfigLayers::load_in_from(Some(home), file, env)
+            .unwrap()
+            .into_config()
+            .unwrap()
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        std::fs::create_dir(&conf).unwrap();
+        let file = conf.join("docent.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"data\"\n\
+             [database]\nkind = \"sqlite\"\npath = \"meta.db\"\nmax_connections = 2\nbusy_timeout = \"1s\"\n\
+             [embedder]\nkind = \"local\"\nmodel_dir = \"../models/m\"\n\
+             [llm]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\napi_key_file = \"keys/llm\"\n\
+             [auth.jwt]\nprevious_public_key_files = [\"old.pem\", \"/etc/docent/older.pem\"]\n",
+        )
+        .unwrap();
+        let home = dir.path().join("home");
+        let c = layered(&home, Some(&file), env(&[]));
+        assert_eq!(c.data_dir, conf.join("data"));
+        assert_eq!(local_model_dir(&c), conf.join("../models/m"));
+        let LlmConfig::Openai { api_key_file, .. } = &c.llm else {
+            panic!("openai llm");
+        };
+        assert_eq!(
+            api_key_file.as_deref(),
+            Some(conf.join("keys/llm").as_path())
+        );
+        assert_eq!(
+            c.auth.jwt.previous_public_key_files,
+            vec![conf.join("old.pem"), PathBuf::from("/etc/docent/older.pem")]
+        );
+        // Paths under `data_dir` stay relative to it.
+        let DatabaseConfig::Sqlite { path, .. } = &c.database else {
+            panic!("sqlite");
+        };
+        assert_eq!(path, Path::new("meta.db"));
+        assert_eq!(c.data_path(path), conf.join("data/meta.db"));
+    }
+
+    #[test]
+    fn a_file_named_by_a_relative_path_anchors_at_its_directory() {
+        // Under the working directory (the crate's, for tests), removed when dropped.
+        let dir = tempfile::Builder::new()
+            .prefix(".config-test-")
+            .tempdir_in(".")
+            .unwrap();
+        let name = dir.path().file_name().unwrap();
+        let file = Path::new(name).join("c.toml");
+        std::fs::write(&file, "data_dir = \"data\"\n").unwrap();
+        let c = Config::load_from(Some(&file), env(&[])).unwrap();
+        assert!(c.data_dir.is_absolute(), "{}", c.data_dir.display());
+        assert_eq!(
+            c.data_dir,
+            std::env::current_dir().unwrap().join(name).join("data")
+        );
+    }
+
+    #[test]
+    fn the_home_anchors_the_defaults_and_the_environment_the_working_directory() {
+        let home = Path::new("/srv/docent-home");
+        let c = layered(home, None, Env::prefixed("DOCENT_NOTHING_SET__"));
+        assert_eq!(c.data_dir, home.join("docent-data"));
+        assert_eq!(local_model_dir(&c), home.join("models/all-MiniLM-L6-v2"));
+
+        // A value from the environment is taken as written: relative to the working directory.
+        let vars = Env::prefixed("DOCENT_HOMETEST__").split("__");
+        unsafe_set("DOCENT_HOMETEST__DATA_DIR", "here/data");
+        unsafe_set("DOCENT_HOMETEST__EMBEDDER__MODEL_DIR", "here/model");
+        let c = layered(home, None, vars);
+        assert_eq!(c.data_dir, Path::new("here/data"));
+        assert_eq!(local_model_dir(&c), Path::new("here/model"));
+
+        // Without a home (Config::load), the defaults stay relative.
+        let c = Config::load_from(None, Env::prefixed("DOCENT_NOTHING_SET__")).unwrap();
+        assert_eq!(c.data_dir, Path::new("docent-data"));
     }
 
     #[test]
@@ -2607,9 +2838,21 @@ mod example_file {
     /// `config/example.toml` documents every key with its default value.
     #[test]
     fn example_toml_has_every_key_and_the_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
-        let loaded = Config::load_from(Some(&path), Env::prefixed("DOCENT_NONE__")).unwrap();
-        let want: toml::Value = toml::from_str(&Config::default().to_redacted_toml()).unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/example.toml")
+            .canonicalize()
+            .unwrap();
+        // As `docent.toml` in a home: its relative paths (against the file's directory) land
+        // where the defaults do (against the home).
+        let home = path.parent().unwrap();
+        let load = |file: Option<&Path>| {
+            ConfigLayers::load_in_from(Some(home), file, Env::prefixed("DOCENT_NONE__"))
+                .unwrap()
+                .into_config()
+                .unwrap()
+        };
+        let loaded = load(Some(&path));
+        let want: toml::Value = toml::from_str(&load(None).to_redacted_toml()).unwrap();
         let got: toml::Value = toml::from_str(&loaded.to_redacted_toml()).unwrap();
         assert_eq!(
             got, want,

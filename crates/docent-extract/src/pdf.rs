@@ -13,10 +13,14 @@
 //! in full ([`cmap`]). A page that still fails is repaired — the failing operation found,
 //! its font replaced by a simpler stand-in or the operation dropped ([`repair`]) — and read
 //! again; only if that fails too is the page kept as far as it got.
+//!
+//! pdf-extract's own warnings (one per glyph name it cannot map, hundreds for some files) are
+//! counted and logged once per document, at debug ([`warnings`]).
 
 mod bidi;
 mod cmap;
 mod repair;
+mod warnings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -27,6 +31,10 @@ use pdf_extract::{
 use crate::{BlockKind, Builder, ExtractError, Extracted, Limits, guard};
 
 pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
+    warnings::summarized(|| extract_text(bytes, limits))
+}
+
+fn extract_text(bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
     let mut doc = guard("PDF", || {
         Document::load_mem(bytes).map_err(|e| match e {
             pdf_extract::Error::Decryption(_) | pdf_extract::Error::InvalidPassword => {
@@ -1059,6 +1067,65 @@ mod tests {
         let content = "BT /F1 12 Tf 72 700 Td <0004000300020001> Tj ET";
         let text = text_of(&one_page(vec![("F1", type0(true), Some(cmap))], content));
         assert_eq!(text, "\u{5E9}\u{5DC}\u{5D5}\u{5DD}");
+    }
+
+    /// What `f` logs through a fmt subscriber with `filter`, on this thread only (pdf-extract's
+    /// `log` records reach it through `LogTracer`, as in the binary).
+    fn logged(filter: &str, f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let _ = tracing_log::LogTracer::init();
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn pdf_extract_glyph_warnings_are_one_debug_line_per_document() {
+        let pdf = include_bytes!("../tests/fixtures/unknown_glyphs.pdf");
+        // pdf-extract itself warns once per unknown glyph name (five in this file).
+        let raw = logged("debug", || {
+            let _ = extract_text(pdf, &Limits::default());
+        });
+        assert_eq!(raw.matches("unknown glyph name").count(), 5, "{raw}");
+
+        let mut text = String::new();
+        let out = logged("debug", || text = text_of(pdf));
+        assert!(text.contains("second font names its glyphs"), "{text}");
+        assert_eq!(out.matches("unknown glyph name").count(), 0, "{out}");
+        let summaries: Vec<_> = out
+            .lines()
+            .filter(|l| l.contains("pdf-extract warnings for this PDF"))
+            .collect();
+        assert_eq!(summaries.len(), 1, "{out}");
+        assert!(summaries[0].contains("unknown_glyphs=5"), "{out}");
+        assert!(summaries[0].contains("ABCDEF+Glyphless"), "{out}");
+        // The font has no widths either: one more warning, counted apart.
+        assert!(summaries[0].contains("other_warnings=1"), "{out}");
+        assert!(summaries[0].contains("no widths"), "{out}");
+        assert_eq!(out.matches("no widths").count(), 1, "{out}");
+
+        // Asked for pdf-extract's warnings but not for debug: neither the raw lines nor the
+        // summary.
+        let out = logged("info,pdf_extract=warn", || {
+            text_of(pdf);
+        });
+        assert!(!out.contains("glyph"), "{out}");
     }
 
     #[test]

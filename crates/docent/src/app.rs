@@ -612,7 +612,11 @@ impl Application {
         });
         // SIGHUP reloads the secrets that can change at run time (see `crate::secrets`).
         let _secrets = crate::secrets::reload_on_sighup(self.db.clone());
-        tracing::info!(addr = %self.local_addr(), "docent is listening");
+        tracing::info!(
+            addr = %self.local_addr(),
+            data_dir = %config.data_dir.display(),
+            "docent is listening"
+        );
         let limits = docent_http::server::ServeLimits {
             header_read_timeout: config.server.header_read_timeout,
             max_connections: config.server.max_connections,

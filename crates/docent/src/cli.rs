@@ -24,7 +24,9 @@ use crate::client::Client;
 #[derive(Debug, Parser)]
 #[command(name = "docent", version, about)]
 pub struct Cli {
-    /// Configuration file (TOML). Environment variables `DOCENT__SECTION__KEY` override it.
+    /// Configuration file (TOML); relative paths in it are relative to its directory.
+    /// Environment variables `DOCENT__SECTION__KEY` override it. Unconfigured, data and model
+    /// are in the docent home (`DOCENT_HOME`; `docent config paths` shows where).
     #[arg(long, global = true, env = "DOCENT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format.
@@ -549,11 +551,18 @@ pub enum ConfigAction {
     Show,
     /// Validate the configuration and exit.
     Check,
+    /// Where docent keeps things: its home, configuration file, data and model directories.
+    Paths {
+        /// Print only this path (for scripts).
+        #[arg(value_enum)]
+        name: Option<crate::paths::PathName>,
+    },
 }
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut config = crate::secrets::load_config(cli.config.as_deref()).await?;
+    let home = docent_config::Home::locate();
+    let mut config = crate::secrets::load_config(home.dir(), cli.config.as_deref()).await?;
     if let Some(f) = cli.log_format {
         config.log.format = match f {
             LogFormatArg::Human => LogFormat::Human,
@@ -561,6 +570,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         };
     }
     crate::telemetry::init(config.log.format, &config.log.level);
+    crate::paths::warn_about_data_left_here(&config, &home);
     match cli.command {
         Command::Serve { bind, no_workers } => {
             if let Some(bind) = bind {
@@ -768,6 +778,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             action: ConfigAction::Check,
         } => println!("configuration is valid"),
+        Command::Config {
+            action: ConfigAction::Paths { name },
+        } => {
+            let file = cli.config.as_deref();
+            match name {
+                Some(name) => println!("{}", crate::paths::one(&home, &config, name).display()),
+                None => print!("{}", crate::paths::report(&home, file, &config)),
+            }
+        }
         Command::Users {
             action:
                 UserAction::Create {

@@ -10,5 +10,6 @@ pub mod cli;
 pub mod client;
 pub mod embedder;
 pub mod inspect;
+pub mod paths;
 pub mod secrets;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 //! Secrets at start and on SIGHUP.
 //!
-//! [`load_config`] is how the command line loads its configuration: `Config::load`, with every
-//! `secretsmanager:NAME[#key]` value resolved from AWS Secrets Manager (`docent_aws::secrets`;
+//! [`load_config`] is how the command line loads its configuration: `ConfigLayers::load_in` (the
+//! defaults' paths in the docent home), with every `secretsmanager:NAME[#key]` value resolved from AWS Secrets Manager (`docent_aws::secrets`;
 //! without the `aws` cargo feature such a value is refused).
 //!
 //! On SIGHUP, a running `serve` or `worker` ([`reload_on_sighup`]) loads the configuration
@@ -35,9 +35,15 @@ pub enum KeySlot {
     Embedder,
 }
 
-/// The configuration file the command line loaded (`Some(None)`: none, defaults and
-/// environment only); `None` until [`load_config`] runs.
-static SOURCE: Mutex<Option<Option<PathBuf>>> = Mutex::new(None);
+/// Where the command line loaded its configuration from; `None` until [`load_config`] runs.
+static SOURCE: Mutex<Option<Source>> = Mutex::new(None);
+
+/// The docent home and the configuration file (`None`: defaults and environment only).
+#[derive(Debug, Clone)]
+struct Source {
+    home: PathBuf,
+    file: Option<PathBuf>,
+}
 
 /// The SIGHUP listener registered by [`load_config`], taken by [`reload_on_sighup`].
 #[cfg(unix)]
@@ -65,10 +71,14 @@ pub struct Loaded {
     pub references: usize,
 }
 
-/// Loads the configuration (defaults → `file` → `DOCENT__*`), resolving `secretsmanager:`
-/// references, and remembers `file` for reloads.
-pub async fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
-    *SOURCE.lock().unwrap_or_else(|e| e.into_inner()) = Some(file.map(Path::to_path_buf));
+/// Loads the configuration (defaults, their relative paths in `home` → `file` → `DOCENT__*`),
+/// resolving `secretsmanager:` references, and remembers where from for reloads.
+pub async fn load_config(home: &Path, file: Option<&Path>) -> anyhow::Result<Config> {
+    let source = Source {
+        home: home.to_path_buf(),
+        file: file.map(Path::to_path_buf),
+    };
+    *SOURCE.lock().unwrap_or_else(|e| e.into_inner()) = Some(source.clone());
     // Listen from the start: SIGHUP's default action ends the process, and opening the
     // services (a reindex, say) can take a while before `reload_on_sighup` runs. A SIGHUP
     // meanwhile is kept and reloads once the listener starts.
@@ -76,7 +86,7 @@ pub async fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
     if let Ok(s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         *EARLY_HANGUPS.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
     }
-    let loaded = load(file).await?;
+    let loaded = load(&source).await?;
     if loaded.references > 0 {
         tracing::info!(
             references = loaded.references,
@@ -87,8 +97,9 @@ pub async fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 #[cfg(feature = "aws")]
-async fn load(file: Option<&Path>) -> anyhow::Result<Loaded> {
-    let loaded = docent_aws::secrets::load_config(file).await?;
+async fn load(source: &Source) -> anyhow::Result<Loaded> {
+    let layers = docent_config::ConfigLayers::load_in(&source.home, source.file.as_deref())?;
+    let loaded = docent_aws::secrets::load_config(layers).await?;
     Ok(Loaded {
         config: loaded.config,
         references: loaded.references,
@@ -96,8 +107,9 @@ async fn load(file: Option<&Path>) -> anyhow::Result<Loaded> {
 }
 
 #[cfg(not(feature = "aws"))]
-async fn load(file: Option<&Path>) -> anyhow::Result<Loaded> {
-    let config = docent_config::ConfigLayers::load(file)?.resolve(|_, value| {
+async fn load(source: &Source) -> anyhow::Result<Loaded> {
+    let layers = docent_config::ConfigLayers::load_in(&source.home, source.file.as_deref())?;
+    let config = layers.resolve(|_, value| {
         if value.starts_with("secretsmanager:") {
             Err("Secrets Manager references need docent built with the `aws` cargo feature".into())
         } else {
@@ -128,7 +140,7 @@ pub async fn reload(db: &docent_store::Database) -> anyhow::Result<usize> {
         .unwrap_or_else(|e| e.into_inner())
         .clone()
         .context("the configuration was not loaded from the command line; nothing to reload")?;
-    let loaded = load(source.as_deref()).await?;
+    let loaded = load(&source).await?;
     let config = &loaded.config;
     // Every value first, so a reload that fails changes nothing.
     let database_url = config.database.postgres_url()?;

@@ -10,7 +10,9 @@ use tracing_subscriber::EnvFilter;
 /// The filter used unless `RUST_LOG` is set: `level`, with two chatty dependencies quietened.
 /// hnsw_rs reports every graph build step at info (docent logs the build itself); pdf_extract
 /// warns once per glyph it cannot name (hundreds for one PDF, and the text is extracted
-/// anyway), so its warnings show only when `RUST_LOG` asks (e.g. `RUST_LOG=info,pdf_extract=warn`).
+/// anyway). Whenever its warnings or debug lines are asked for (`RUST_LOG=debug`,
+/// `RUST_LOG=info,pdf_extract=warn`), docent-extract counts them instead and logs one debug line
+/// per document; by default nothing of them is collected or shown.
 pub fn default_filter(level: &str) -> String {
     format!("{level},hnsw_rs=warn,pdf_extract=error")
 }
