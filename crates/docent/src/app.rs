@@ -513,20 +513,30 @@ pub struct Application {
     auth: Option<Arc<AuthService>>,
     setup_link: Option<String>,
     db: docent_store::Database,
+    /// The data directory's lock (embedded index), held until the server has stopped.
+    lock: Option<crate::datadir_lock::DataDirLock>,
 }
 
 impl Application {
     /// Opens the backends and binds the listener (`server.bind`; port 0 picks a free port).
+    /// With the embedded index, first takes the data directory's lock
+    /// ([`crate::datadir_lock`]), refusing to start while another process holds it.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let bind = config.server.bind;
         if config.auth.mode == AuthMode::None {
             check_mode_none_bind(bind)?;
         }
+        // Before anything is opened: one process at a time writes an embedded index.
+        let mut lock =
+            crate::datadir_lock::claim_or_refuse(&config, "serve", config.server.run_workers)?;
         let (services, db) = open_services(config).await?;
         let auth = open_auth(&services.config, &db)?;
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
+        if let Some(lock) = &mut lock {
+            lock.set_address(listener.local_addr()?)?;
+        }
         let mut setup_link = None;
         if let Some(auth) = &auth
             && let Some(token) = auth
@@ -553,6 +563,7 @@ impl Application {
             auth,
             setup_link,
             db,
+            lock,
         })
     }
 
@@ -625,6 +636,7 @@ impl Application {
             pool.shutdown(config.server.shutdown_grace).await;
         }
         self.db.close().await;
+        drop(self.lock);
         Ok(())
     }
 }
