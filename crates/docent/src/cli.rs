@@ -624,15 +624,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => {
                     // Decided before anything is opened or stored: who processes, or a refusal.
                     let processing = crate::ingest::Processing::decide(&config, !no_wait)?;
-                    let (svc, db) = open_services(config.clone()).await?;
-                    let target = crate::ingest::LocalTarget::open(
-                        svc,
-                        config,
-                        &collection,
-                        language,
-                        processing,
-                    )
-                    .await;
+                    let (svc, db) = open_services(config).await?;
+                    let target =
+                        crate::ingest::LocalTarget::open(svc, &collection, language, processing)
+                            .await;
                     let code = match target {
                         Ok(mut target) => {
                             let stop = crate::ingest::ctrl_c_token();

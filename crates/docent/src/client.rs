@@ -5,7 +5,8 @@
 //! - `429` and `503` mean "not handled, come back later": the request is sent again after the
 //!   answer's `Retry-After` (seconds or an HTTP date; without one, capped exponential backoff),
 //!   plus a little jitter so that many clients refused together do not return together, for up
-//!   to [`MAX_RETRY_WAIT`] per request. Any request may be repeated after such an answer.
+//!   to [`MAX_RETRY_WAIT`] per request ([`MAX_OUTAGE_WAIT`] for `503`). Any request may be
+//!   repeated after such an answer.
 //! - A request that is safe to repeat whatever happened to it ([`Repeat::Always`]: reads,
 //!   lookups, and uploads — the server keeps one document per content, so a repeated upload
 //!   answers `duplicate`) is also sent again after a transport error (refused or reset
@@ -29,8 +30,11 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
 /// The longest one request waits in total for `Retry-After`s and backoff before its last
-/// refusal is returned.
+/// `429` is returned: a rate limit always lets the request through in the end.
 pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
+/// The same for `503` and transport errors: an outage may not end soon, and a command should
+/// say so rather than wait silently.
+pub const MAX_OUTAGE_WAIT: Duration = Duration::from_secs(120);
 /// Attempts of a repeatable request that meets transport errors.
 const TRANSPORT_ATTEMPTS: u32 = 5;
 /// Attempts of a request refused with 429/503 (each after the wait the server asked for).
@@ -194,7 +198,12 @@ impl Client {
                         Some(d) => d + jitter(d),
                         None => BACKOFF.delay(attempts),
                     };
-                    if attempts >= REFUSED_ATTEMPTS || waited + wait > MAX_RETRY_WAIT {
+                    let budget = if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                        MAX_RETRY_WAIT
+                    } else {
+                        MAX_OUTAGE_WAIT
+                    };
+                    if attempts >= REFUSED_ATTEMPTS || waited + wait > budget {
                         return Ok(resp);
                     }
                     (
@@ -208,7 +217,7 @@ impl Client {
                     let wait = BACKOFF.delay(attempts);
                     if repeat == Repeat::WhenRefused
                         || attempts >= TRANSPORT_ATTEMPTS
-                        || waited + wait > MAX_RETRY_WAIT
+                        || waited + wait > MAX_OUTAGE_WAIT
                     {
                         return Err(TransportError {
                             what: what.to_owned(),
@@ -225,9 +234,14 @@ impl Client {
                     (wait, failure.to_string())
                 }
             };
-            tracing::debug!(attempt = attempts, wait_ms = wait.as_millis() as u64, %why, "retrying");
-            if let Some(notice) = &self.on_retry {
-                notice(&why, wait);
+            match &self.on_retry {
+                Some(notice) => notice(&why, wait),
+                None => tracing::info!(
+                    attempt = attempts,
+                    wait_ms = wait.as_millis() as u64,
+                    %why,
+                    "retrying"
+                ),
             }
             tokio::time::sleep(wait).await;
             waited += wait;

@@ -510,7 +510,6 @@ async fn wait_all<T: Target>(
 pub struct LocalTarget {
     svc: Services,
     collection: CollectionId,
-    config: Config,
     processing: Processing,
 }
 
@@ -561,7 +560,6 @@ impl LocalTarget {
     /// The target for `collection` (created if missing, with `language`).
     pub async fn open(
         svc: Services,
-        config: Config,
         collection: &str,
         language: Option<docent_domain::TextLanguage>,
         processing: Processing,
@@ -573,7 +571,6 @@ impl LocalTarget {
         Ok(Self {
             svc,
             collection: coll.id,
-            config,
             processing,
         })
     }
@@ -635,7 +632,13 @@ impl Target for LocalTarget {
 
     async fn tick(&mut self) -> anyhow::Result<()> {
         if let Processing::There(holder) = &self.processing {
-            match DataDirLock::claim(&self.config, Holder::me("ingest", true))? {
+            // Reading the holder may wait a little for it to write its details: off the runtime.
+            let config = self.svc.config.clone();
+            let claim = tokio::task::spawn_blocking(move || {
+                DataDirLock::claim(&config, Holder::me("ingest", true))
+            })
+            .await??;
+            match claim {
                 Claim::Acquired(lock) => {
                     eprintln!(
                         "{} has stopped: processing the rest here",
