@@ -511,14 +511,7 @@ impl MetadataStore for PgStore {
             q.push(" AND COALESCE(t.status, 'pending') = ")
                 .push_bind(s.as_str());
         }
-        if !filter.sha256.is_empty() {
-            q.push(" AND d.sha256 IN (");
-            let mut hashes = q.separated(", ");
-            for h in filter.sha256 {
-                hashes.push_bind(h);
-            }
-            q.push(")");
-        }
+        push_in(&mut q, "d.sha256", filter.sha256);
         if let Some(c) = cursor::<DocumentId>(&page)? {
             q.push(" AND d.id < ").push_bind(c);
         }
