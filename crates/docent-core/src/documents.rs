@@ -215,6 +215,58 @@ impl Services {
         Ok(docs)
     }
 
+    /// The documents of `collection` holding any of `sha256` (hex, either case; at most
+    /// [`PageRequest::MAX_LIMIT`] of them), newest first: what a bulk uploader asks before
+    /// sending bytes the collection already has (and, for those it sent, how processing goes).
+    /// A hash that is not 64 hex digits is `invalid_field`.
+    pub async fn documents_by_content<'s>(
+        &self,
+        scope: impl Into<Scope<'s>>,
+        collection: CollectionId,
+        sha256: &[String],
+    ) -> Result<Vec<Document>> {
+        if sha256.len() > PageRequest::MAX_LIMIT as usize {
+            return Err(Error::new(
+                Code::InvalidField,
+                format!(
+                    "`sha256` lists {} hashes; at most {} at once",
+                    sha256.len(),
+                    PageRequest::MAX_LIMIT
+                ),
+            ));
+        }
+        let mut hashes = Vec::with_capacity(sha256.len());
+        for h in sha256 {
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::new(
+                    Code::InvalidField,
+                    format!(
+                        "`sha256`: `{}` is not 64 hex digits",
+                        h.chars().take(70).collect::<String>().escape_debug()
+                    ),
+                ));
+            }
+            hashes.push(h.to_ascii_lowercase());
+        }
+        if hashes.is_empty() {
+            // Still checks the collection and the scope.
+            let scope = scope.into();
+            scope.check_collection(collection)?;
+            self.store.get_collection(scope.tenant, collection).await?;
+            return Ok(Vec::new());
+        }
+        let filter = DocumentFilter {
+            collection_id: Some(collection),
+            sha256: hashes,
+            ..Default::default()
+        };
+        let page = PageRequest {
+            limit: PageRequest::MAX_LIMIT,
+            cursor: None,
+        };
+        Ok(self.list_documents(scope, filter, page).await?.items)
+    }
+
     /// A page of a document's chunks, in order.
     pub async fn list_chunks<'s>(
         &self,

@@ -375,6 +375,9 @@ pub struct DocumentFilter {
     pub collection_id: Option<CollectionId>,
     /// Only this status.
     pub status: Option<DocumentStatus>,
+    /// Only documents whose original has one of these hex sha256s (none: any). A collection
+    /// holds each content once, so with a collection this names at most one document per hash.
+    pub sha256: Vec<String>,
 }
 
 /// What extraction learned about a document.

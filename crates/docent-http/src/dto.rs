@@ -292,6 +292,25 @@ pub struct UploadResult {
     pub duplicate: bool,
 }
 
+/// Body of `POST /api/v1/collections/{id}/documents/lookup`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentLookupRequest {
+    /// The hex sha256 of each content to look for (at most 200).
+    pub sha256: Vec<String>,
+}
+
+/// Which of the contents asked for a collection holds, and the largest upload it takes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentLookup {
+    /// The collection's documents holding one of the contents, newest first, each with its
+    /// processing status (a content the collection lacks is simply absent).
+    pub items: Vec<Document>,
+    /// The largest file an upload may send, in bytes (`ingest.max_upload_size`): a client can
+    /// leave out a file that would be refused instead of sending it.
+    pub max_upload_size: u64,
+}
+
 macro_rules! list_type {
     ($name:ident, $item:ty) => {
         /// One page of results.

@@ -70,7 +70,11 @@ pub(crate) fn classify(method: &Method, path: &str) -> Limit {
             | "/api/v1/collections/{id}/documents/uploads"
             | "/api/v1/collections/{id}/documents/uploads/{upload_id}/complete",
         ) => RouteClass::Ingest,
-        ("GET" | "HEAD", _) => RouteClass::Read,
+        // A lookup changes nothing: a bulk uploader's "what do you have already" must not
+        // spend write (or upload) budget.
+        ("POST", "/api/v1/collections/{id}/documents/lookup") | ("GET" | "HEAD", _) => {
+            RouteClass::Read
+        }
         _ => RouteClass::Write,
     };
     Limit::ByCaller(class)
@@ -195,6 +199,10 @@ mod tests {
         }
         assert_eq!(
             c(Method::GET, "/api/v1/collections/{id}/documents"),
+            Limit::ByCaller(RouteClass::Read)
+        );
+        assert_eq!(
+            c(Method::POST, "/api/v1/collections/{id}/documents/lookup"),
             Limit::ByCaller(RouteClass::Read)
         );
         assert_eq!(

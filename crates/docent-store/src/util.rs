@@ -92,6 +92,26 @@ pub(crate) fn cursor<T: FromStr + ToString>(page: &PageRequest) -> Result<Option
         .transpose()
 }
 
+/// Appends ` AND {column} IN (…)` with `values` bound (nothing when there are none): the same
+/// condition on either engine.
+pub(crate) fn push_in<DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<DB>,
+    column: &str,
+    values: Vec<String>,
+) where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    if values.is_empty() {
+        return;
+    }
+    q.push(format!(" AND {column} IN ("));
+    let mut list = q.separated(", ");
+    for v in values {
+        list.push_bind(v);
+    }
+    q.push(")");
+}
+
 pub(crate) fn paginate<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);

@@ -513,21 +513,31 @@ pub struct Application {
     auth: Option<Arc<AuthService>>,
     setup_link: Option<String>,
     db: docent_store::Database,
+    /// The data directory's lock (embedded index), held until the server has stopped.
+    lock: Option<crate::datadir_lock::DataDirLock>,
 }
 
 impl Application {
     /// Opens the backends and binds the listener (`server.bind`; port 0 picks a free port).
+    /// With the embedded index, first takes the data directory's lock
+    /// ([`crate::datadir_lock`]), refusing to start while another process holds it.
     pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         let bind = config.server.bind;
         if config.auth.mode == AuthMode::None {
             check_mode_none_bind(bind)?;
         }
+        // Before anything is opened: one process at a time writes an embedded index.
+        let mut lock =
+            crate::datadir_lock::claim_or_refuse(&config, "serve", config.server.run_workers)?;
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
         // Port 0 picked a free port: links built from the bind address (the setup link, mailed
         // links without `auth.public_url`) must name the real one.
         config.server.bind = listener.local_addr().context("reading the bound address")?;
+        if let Some(lock) = &mut lock {
+            lock.set_address(config.server.bind)?;
+        }
         let (services, db) = open_services(config).await?;
         let auth = open_auth(&services.config, &db)?;
         let mut setup_link = None;
@@ -557,6 +567,7 @@ impl Application {
             auth,
             setup_link,
             db,
+            lock,
         })
     }
 
@@ -633,6 +644,7 @@ impl Application {
             pool.shutdown(config.server.shutdown_grace).await;
         }
         self.db.close().await;
+        drop(self.lock);
         Ok(())
     }
 }

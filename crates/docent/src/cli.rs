@@ -11,11 +11,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use docent_config::{Config, LogFormat};
 use docent_core::Services;
-use docent_core::documents::Upload;
 use docent_core::worker::WorkerPool;
 use docent_domain::{PageRequest, TaskFilter, TaskId, TaskStatus, TenantId, TextLanguage};
-use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::{Application, open_services, shutdown_signal};
 use crate::client::Client;
@@ -67,6 +64,13 @@ pub enum Command {
     /// Apply database migrations and exit.
     Migrate,
     /// Upload files and directories (recursively) into a collection and process them.
+    ///
+    /// Files the collection already holds (same content) are skipped without being sent. With
+    /// `--url`, the files go through the server's API (DOCENT_TOKEN: a `read_write` API key or
+    /// a member's access token). Without it, they go into the local data directory; when a
+    /// `docent serve` (or `docent worker`) is running on it, its workers process them while
+    /// this command waits. A summary is always printed: uploaded, already present, completed,
+    /// failed (and why), still processing.
     Ingest {
         /// Files or directories.
         #[arg(required = true)]
@@ -178,6 +182,9 @@ pub enum Command {
         url: Option<String>,
     },
     /// Rebuild the search indexes from the database (stop the server first).
+    ///
+    /// Refused while a `docent serve` or `docent worker` uses the data directory's embedded
+    /// index.
     Reindex,
     /// Benchmarks.
     Bench {
@@ -588,6 +595,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(n) = concurrency {
                 config.worker.concurrency = n.max(1);
             }
+            let _lock = crate::datadir_lock::claim_or_refuse(&config, "worker", true)?;
             let grace = config.server.shutdown_grace;
             let (services, db) = open_services(config).await?;
             let pool = WorkerPool::start(services.clone(), services.config.worker.concurrency);
@@ -612,14 +620,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if files.is_empty() {
                 bail!("no files found under the given paths");
             }
+            let bars = crate::ingest::Bars::default();
             return match url {
                 Some(url) => {
-                    let client = Client::new(&url)?;
+                    let mut client = Client::new(&url)?;
+                    client.on_retry(bars.retry_notice());
                     let lang = language.map(TextLanguage::as_str);
                     let cid = client.collection_id(&collection, lang).await?;
-                    ingest_remote(&client, &cid, &files, !no_wait).await
+                    let mut target = crate::ingest::RemoteTarget::new(client, cid);
+                    let stop = crate::ingest::ctrl_c_token();
+                    Ok(crate::ingest::run(&mut target, &files, !no_wait, &bars, &stop).await)
                 }
-                None => ingest_local(config, &collection, language, &files, !no_wait).await,
+                None => {
+                    // Decided before anything is opened or stored: who processes, or a refusal.
+                    let processing = crate::ingest::Processing::decide(&config, !no_wait)?;
+                    let (svc, db) = open_services(config).await?;
+                    let target =
+                        crate::ingest::LocalTarget::open(svc, &collection, language, processing)
+                            .await;
+                    let code = match target {
+                        Ok(mut target) => {
+                            let stop = crate::ingest::ctrl_c_token();
+                            Ok(
+                                crate::ingest::run(&mut target, &files, !no_wait, &bars, &stop)
+                                    .await,
+                            )
+                        }
+                        Err(e) => Err(e),
+                    };
+                    db.close().await;
+                    code
+                }
             };
         }
         Command::Tasks {
@@ -763,6 +794,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
         }
         Command::Reindex => {
+            let _lock = match crate::datadir_lock::DataDirLock::needed(&config) {
+                false => None,
+                true => match crate::datadir_lock::DataDirLock::claim(
+                    &config,
+                    crate::datadir_lock::Holder::me("reindex", false),
+                )? {
+                    crate::datadir_lock::Claim::Acquired(lock) => Some(lock),
+                    crate::datadir_lock::Claim::Held(holder) => bail!(
+                        "cannot reindex: {} is using the data directory {} and its index; stop \
+                         it first (reindexing rewrites the index it serves and writes)",
+                        holder.describe(),
+                        config.data_dir.display()
+                    ),
+                },
+            };
             let (svc, db) = open_services(config).await?;
             let started = std::time::Instant::now();
             let n = crate::app::reindex(&svc).await?;
@@ -1475,221 +1521,6 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len as u64);
-    let style = ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({elapsed})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    pb.set_style(style);
-    pb.set_message(what.to_owned());
-    pb
-}
-
-/// Final report of an ingest: one line per failure, then counts.
-struct Summary {
-    uploaded: usize,
-    duplicates: usize,
-    completed: usize,
-    failures: Vec<(String, String)>,
-}
-
-impl Summary {
-    fn print(&self, waited: bool) -> ExitCode {
-        for (file, why) in &self.failures {
-            eprintln!("failed: {file}: {why}");
-        }
-        if waited {
-            println!(
-                "{} uploaded ({} already present), {} completed, {} failed",
-                self.uploaded,
-                self.duplicates,
-                self.completed,
-                self.failures.len()
-            );
-        } else {
-            println!(
-                "{} uploaded ({} already present), {} failed to upload",
-                self.uploaded,
-                self.duplicates,
-                self.failures.len()
-            );
-        }
-        if self.failures.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn ingest_local(
-    config: Config,
-    collection: &str,
-    language: Option<TextLanguage>,
-    files: &[PathBuf],
-    wait: bool,
-) -> anyhow::Result<ExitCode> {
-    let (svc, db) = open_services(config).await?;
-    let tenant = TenantId::DEFAULT;
-    let coll = svc
-        .collection_by_name_or_create(tenant, collection, language)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let mut summary = Summary {
-        uploaded: 0,
-        duplicates: 0,
-        completed: 0,
-        failures: Vec::new(),
-    };
-    let mut docs = Vec::new();
-    let pb = bar(files.len(), "uploading");
-    for path in files {
-        let shown = path.display().to_string();
-        match upload_local(&svc, tenant, coll.id, path).await {
-            Ok(outcome) => {
-                summary.uploaded += 1;
-                summary.duplicates += usize::from(outcome.duplicate);
-                docs.push((shown, outcome.document.id));
-            }
-            Err(e) => summary.failures.push((shown, e.to_string())),
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    if wait {
-        let pb = bar(docs.len(), "processing");
-        pb.enable_steady_tick(std::time::Duration::from_millis(200));
-        process_local(&svc).await?;
-        pb.finish_and_clear();
-        for (shown, id) in docs {
-            match svc.store.get_document(tenant, id).await {
-                Ok(d)
-                    if d.status == TaskStatus::Completed
-                        || d.status == TaskStatus::PartiallyCompleted =>
-                {
-                    summary.completed += 1
-                }
-                Ok(d) => {
-                    let why = d.error.map_or_else(
-                        || d.status.to_string(),
-                        |e| format!("{}: {}", e.code, e.message),
-                    );
-                    summary.failures.push((shown, why));
-                }
-                Err(e) => summary.failures.push((shown, e.to_string())),
-            }
-        }
-    }
-    db.close().await;
-    Ok(summary.print(wait))
-}
-
-async fn upload_local(
-    svc: &Services,
-    tenant: TenantId,
-    coll: docent_domain::CollectionId,
-    path: &Path,
-) -> anyhow::Result<docent_core::documents::UploadOutcome> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
-    let filename = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let upload = Upload {
-        filename,
-        declared_mime: String::new(),
-        metadata: Default::default(),
-        body: tokio_util::io::ReaderStream::new(file).boxed(),
-    };
-    svc.upload_document(tenant, coll, upload)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
-}
-
-/// Runs workers on this process until no task is runnable.
-async fn process_local(svc: &Services) -> anyhow::Result<()> {
-    let n = svc.config.worker.concurrency;
-    let runs =
-        (0..n).map(|i| {
-            let svc = svc.clone();
-            async move {
-                docent_core::worker::drain(&svc, &format!("cli-{}-{i}", std::process::id())).await
-            }
-        });
-    for r in futures::future::join_all(runs).await {
-        r.map_err(|e| anyhow::anyhow!(e))?;
-    }
-    Ok(())
-}
-
-/// Uploads `files` into the collection with id `cid` on a server.
-async fn ingest_remote(
-    client: &Client,
-    cid: &str,
-    files: &[PathBuf],
-    wait: bool,
-) -> anyhow::Result<ExitCode> {
-    let mut summary = Summary {
-        uploaded: 0,
-        duplicates: 0,
-        completed: 0,
-        failures: Vec::new(),
-    };
-    let mut docs = Vec::new();
-    let pb = bar(files.len(), "uploading");
-    for path in files {
-        let shown = path.display().to_string();
-        match client.upload(cid, path).await {
-            Ok(r) => {
-                summary.uploaded += 1;
-                summary.duplicates += usize::from(r["duplicate"] == true);
-                docs.push((
-                    shown,
-                    r["document"]["id"].as_str().unwrap_or_default().to_owned(),
-                ));
-            }
-            Err(e) => summary.failures.push((shown, e.to_string())),
-        }
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    if wait {
-        let pb = bar(docs.len(), "processing");
-        let mut pending = docs;
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for (shown, id) in pending {
-                let d = client.get(&format!("/api/v1/documents/{id}")).await?;
-                let status = d["status"].as_str().unwrap_or("pending");
-                match status.parse::<TaskStatus>() {
-                    Ok(TaskStatus::Completed | TaskStatus::PartiallyCompleted) => {
-                        summary.completed += 1;
-                        pb.inc(1);
-                    }
-                    Ok(TaskStatus::Failed | TaskStatus::Cancelled) => {
-                        let why = format!(
-                            "{}: {}",
-                            d["error"]["code"].as_str().unwrap_or(status),
-                            d["error"]["message"].as_str().unwrap_or("")
-                        );
-                        summary.failures.push((shown, why));
-                        pb.inc(1);
-                    }
-                    _ => still.push((shown, id)),
-                }
-            }
-            pending = still;
-            if !pending.is_empty() {
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
-        }
-        pb.finish_and_clear();
-    }
-    Ok(summary.print(wait))
 }
 
 fn print_task_line(id: &str, kind: &str, status: &str, attempts: u64, doc: &str, error: &str) {

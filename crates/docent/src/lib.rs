@@ -1,5 +1,6 @@
 //! The docent application: wiring configuration to backends ([`app`]), the command line
-//! ([`cli`]), logging ([`telemetry`]) and the HTTP client used by `--url` commands ([`client`]).
+//! ([`cli`], with `docent ingest` in [`ingest`]), logging ([`telemetry`]), the HTTP client used
+//! by `--url` commands ([`client`]) and the data directory's lock ([`datadir_lock`]).
 //!
 //! The binary (`main.rs`) only parses arguments and calls [`cli::run`]; tests build the same
 //! [`app::Application`] that `docent serve` runs.
@@ -8,7 +9,9 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod datadir_lock;
 pub mod embedder;
+pub mod ingest;
 pub mod inspect;
 pub mod paths;
 pub mod secrets;

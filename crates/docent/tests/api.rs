@@ -339,6 +339,73 @@ async fn identical_bytes_dedupe_per_collection_and_reprocess_is_idempotent() {
     app.stop().await;
 }
 
+/// `POST /api/v1/collections/{id}/documents/lookup`: which contents a collection holds, with
+/// their status, and the upload limit; bad hashes and other collections are refused.
+#[tokio::test]
+async fn lookup_by_content_finds_what_a_collection_holds() {
+    use sha2::Digest;
+    let app = spawn_app().await;
+    let a = app.create_collection("a").await;
+    let b = app.create_collection("b").await;
+    let sha = |bytes: &[u8]| hex::encode(sha2::Sha256::digest(bytes));
+    let (one, two, elsewhere) = (markdown_doc(1, 2), markdown_doc(2, 2), markdown_doc(3, 2));
+    let id_one = app.upload_ok(&a, "one.md", &one).await;
+    let id_two = app.upload_ok(&a, "two.md", &two).await;
+    app.upload_ok(&b, "three.md", &elsewhere).await;
+    let lookup = |cid: &str, hashes: Value| {
+        let path = format!("/api/v1/collections/{cid}/documents/lookup");
+        let app = &app;
+        async move { app.post_json(&path, json!({ "sha256": hashes })).await }
+    };
+
+    // Upper case is the same hash; another collection's content and unknown content are absent.
+    let (s, body) = lookup(
+        &a,
+        json!([
+            sha(&one).to_uppercase(),
+            sha(&elsewhere),
+            "0".repeat(64),
+            sha(&two)
+        ]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id_two.as_str(), id_one.as_str()], "newest first");
+    assert_eq!(body["items"][0]["status"], "pending");
+    assert_eq!(body["items"][0]["sha256"], sha(&two));
+    assert_eq!(body["max_upload_size"], 100 * 1024 * 1024);
+    app.drain().await;
+    let (_, body) = lookup(&a, json!([sha(&one)])).await;
+    assert_eq!(body["items"][0]["status"], "completed", "{body}");
+    let (s, body) = lookup(&a, json!([])).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["items"], json!([]));
+
+    let (s, body) = lookup(&a, json!(["abc"])).await;
+    assert_error(s, &body, 400, "invalid_field");
+    let (s, body) = lookup(&a, json!(["z".repeat(64)])).await;
+    assert_error(s, &body, 400, "invalid_field");
+    let too_many: Vec<String> = (0..201).map(|i| format!("{i:064x}")).collect();
+    let (s, body) = lookup(&a, json!(too_many)).await;
+    assert_error(s, &body, 400, "invalid_field");
+    let (s, body) = lookup(&uuid::Uuid::now_v7().to_string(), json!([sha(&one)])).await;
+    assert_error(s, &body, 404, "collection_not_found");
+    let (s, body) = app
+        .post_json(
+            &format!("/api/v1/collections/{a}/documents/lookup"),
+            json!({ "hashes": [] }),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400, "{body}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn upload_errors() {
     let app = spawn_app_with(|c| c.ingest.max_upload_size = bytesize::ByteSize::kib(4)).await;

@@ -287,6 +287,8 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("GET", "/api/v1/collections", READ_TENANT),
     ("GET", "/api/v1/collections/{id}", READ_ID),
     ("GET", "/api/v1/collections/{id}/documents", READ_ID),
+    // Which contents the collection holds: a read, whatever the method.
+    ("POST", "/api/v1/collections/{id}/documents/lookup", READ_ID),
     ("GET", "/api/v1/documents/{id}", READ_ID),
     ("GET", "/api/v1/documents/{id}/content", READ_ID),
     ("GET", "/api/v1/documents/{id}/download-url", READ_ID_S3),
@@ -766,6 +768,7 @@ fn body_for(world: &World, method: &str, path: &str, n: usize) -> Option<Value> 
             json!({ "name": format!("made-{n}"), "collection_ids": [world.collection] })
         }
         "/api/v1/bots/{id}" => json!({ "description": format!("edited {n}") }),
+        "/api/v1/collections/{id}/documents/lookup" => json!({ "sha256": ["0".repeat(64)] }),
         "/api/v1/collections/{id}/documents/uploads" => json!({
             "filename": format!("direct-{n}.md"),
             "size": 12,

@@ -342,7 +342,9 @@ fn cli_ingest_tasks_and_config() {
         "a failed file makes the exit code non-zero"
     );
     assert!(
-        stdout.contains("3 uploaded (0 already present), 2 completed, 1 failed"),
+        stdout.contains(
+            "3 files: 3 uploaded, 0 already present; 2 completed, 1 failed, 0 still processing"
+        ),
         "{stdout}\n{stderr}"
     );
     assert!(
@@ -524,7 +526,9 @@ async fn cli_ingest_against_a_running_server() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("1 uploaded (0 already present), 1 completed, 0 failed"),
+        stdout.contains(
+            "1 file: 1 uploaded, 0 already present; 1 completed, 0 failed, 0 still processing"
+        ),
         "{stdout}"
     );
     let out = Command::new(BIN)
@@ -690,4 +694,367 @@ async fn default_config_needs_a_token_and_the_printed_setup_gives_one() {
     let list: Value = r.json().await.unwrap();
     assert_eq!(list["items"][0]["name"], "handbook", "{list}");
     let _ = server.child.kill();
+}
+
+/// Runs the binary with `args` and `env` on a blocking thread; stdout and stderr as text.
+async fn docent(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args)
+            .env_remove("DOCENT_CONFIG")
+            .env_remove("DOCENT_URL")
+            .env_remove("DOCENT_TOKEN");
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A temporary directory with a data directory and a folder of files to ingest.
+struct Folder {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    files: std::path::PathBuf,
+}
+
+impl Folder {
+    /// `files/NAME` for each `(NAME, bytes)`.
+    fn new(files: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, folder) = (dir.path().join("data"), dir.path().join("files"));
+        std::fs::create_dir_all(&folder).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(folder.join(name), bytes).unwrap();
+        }
+        Self {
+            _dir: dir,
+            data,
+            files: folder,
+        }
+    }
+
+    /// The environment of a local command on the data directory: no embedder, quiet, plus
+    /// `extra`.
+    fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("DOCENT__DATA_DIR", self.data.to_str().unwrap()),
+            ("DOCENT__EMBEDDER__KIND", "none"),
+            ("DOCENT__LOG__LEVEL", "warn"),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
+    /// `docent ingest FILES --collection NAME` with `env` and `args` added.
+    async fn ingest(
+        &self,
+        collection: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (bool, String, String) {
+        let mut all = vec![
+            "ingest",
+            self.files.to_str().unwrap(),
+            "--collection",
+            collection,
+        ];
+        all.extend_from_slice(args);
+        docent(&all, env).await
+    }
+}
+
+/// The `docent_http_requests_total` count of `method route`, over every status (or only
+/// `status`), from `/metrics`.
+async fn requests(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    route: &str,
+    status: Option<&str>,
+) -> u64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("docent_http_requests_total{"))
+        .filter(|l| l.contains(&format!("method=\"{method}\"")))
+        .filter(|l| l.contains(&format!("route=\"{route}\"")))
+        .filter(|l| status.is_none_or(|s| l.contains(&format!("status=\"{s}\""))))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
+/// Issue 15 item 1: a folder much larger than the upload burst (20) goes through a server with
+/// the default configuration (built-in accounts, default rate limits) in one run; a rerun
+/// uploads nothing; a read-only key stops at the first file with a summary that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_ingest_through_a_default_server_finishes_and_a_rerun_sends_nothing() {
+    const FILES: usize = 50;
+    // Plus one with the same content as doc-000: stored once.
+    let folder = Folder::new(
+        (0..FILES)
+            .map(|i| (format!("doc-{i:03}.md"), markdown_doc(i, 2)))
+            .chain([("copy-of-0.md".to_owned(), markdown_doc(0, 2))]),
+    );
+    let base_env = folder.env(&[]);
+    // Keys made by the operator before the server starts.
+    let key = |read_only: bool| {
+        let base_env = &base_env;
+        async move {
+            let mut args = vec!["keys", "create", "--name", "bulk"];
+            if read_only {
+                args.push("--read-only");
+            }
+            let (ok, out, err) = docent(&args, base_env).await;
+            assert!(ok, "{err}");
+            out.trim().to_owned()
+        }
+    };
+    let (write_key, read_key) = (key(false).await, key(true).await);
+
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let server = start(&folder.data, port, &[("DOCENT__AUTH__MODE", "builtin")]);
+    wait_healthy(&client, &server.base).await;
+    let upload_route = "/api/v1/collections/{id}/documents";
+    let lookup_route = "/api/v1/collections/{id}/documents/lookup";
+
+    let url = ["--url", server.base.as_str()];
+    let (ok, out, err) = folder
+        .ingest("bulk", &url, &[("DOCENT_TOKEN", &write_key)])
+        .await;
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "{} files: {FILES} uploaded, 1 already present; {} completed, 0 failed, 0 still processing",
+            FILES + 1,
+            FILES + 1
+        )),
+        "{out}\n{err}"
+    );
+    let uploads = requests(&client, &server.base, "POST", upload_route, None).await;
+    let accepted = requests(&client, &server.base, "POST", upload_route, Some("202")).await;
+    assert_eq!(accepted, FILES as u64, "every distinct file uploaded once");
+    assert!(uploads >= accepted);
+    // One lookup before uploading, then one per round of waiting: never one per document.
+    let lookups = requests(&client, &server.base, "POST", lookup_route, None).await;
+    assert!((2..=12).contains(&lookups), "{lookups} lookups");
+    assert_eq!(
+        requests(&client, &server.base, "GET", "/api/v1/documents/{id}", None).await,
+        0,
+        "no polling of single documents"
+    );
+
+    // A rerun finds everything there: no upload request at all.
+    let (ok, out, err) = folder
+        .ingest("bulk", &url, &[("DOCENT_TOKEN", &write_key)])
+        .await;
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "{n} files: 0 uploaded, {n} already present; {n} completed, 0 failed, 0 still processing",
+            n = FILES + 1
+        )),
+        "{out}\n{err}"
+    );
+    assert_eq!(
+        requests(&client, &server.base, "POST", upload_route, None).await,
+        uploads,
+        "the rerun sent no upload"
+    );
+
+    // A read-only key: refused at the first new file, the rest not attempted, and the
+    // summary says so and why.
+    let more = Folder::new((0..3).map(|i| (format!("new-{i}.md"), markdown_doc(1000 + i, 1))));
+    let (ok, out, err) = more
+        .ingest("bulk", &url, &[("DOCENT_TOKEN", &read_key)])
+        .await;
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "3 files: 0 uploaded, 0 already present; 0 completed, 0 failed, 0 still processing, 3 not attempted"
+        ),
+        "{out}\n{err}"
+    );
+    assert!(
+        err.contains("stopped: ") && err.contains("403") && err.contains("read_write"),
+        "{err}"
+    );
+}
+
+/// Issue 15 item 2: `docent ingest` without `--url` next to a running server stores the
+/// documents and lets the server's workers process them (no second index writer, nothing
+/// dead-lettered, nothing reported failed while it was still processing); reindexing and a
+/// second server or worker on the same data directory are refused with one clear message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_ingest_next_to_a_running_server_hands_the_work_to_it() {
+    const FILES: usize = 12;
+    // Large enough that several are in flight at once.
+    let folder = Folder::new((0..FILES).map(|i| (format!("doc-{i:02}.md"), markdown_doc(i, 150))));
+    let local_env = folder.env(&[("DOCENT__AUTH__MODE", "none")]);
+    let files = &folder.files;
+
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let server = start(&folder.data, port, &[]);
+    wait_healthy(&client, &server.base).await;
+    // The server has written its index already (and so holds the index's writer), as in the
+    // report: one document through its API first.
+    let first = create_collection(&client, &server.base, "first").await;
+    upload(
+        &client,
+        &server.base,
+        &first,
+        "first.md".into(),
+        markdown_doc(500, 2),
+    )
+    .await;
+    wait_all_terminal(&client, &server.base, &first, 1).await;
+
+    let (ok, out, err) = folder.ingest("side", &[], &local_env).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "{FILES} files: {FILES} uploaded, 0 already present; {FILES} completed, 0 failed, 0 still processing"
+        )),
+        "{out}\n{err}"
+    );
+    let dead = get(
+        &client,
+        format!("{}/api/v1/tasks?dead_lettered=true", server.base),
+    )
+    .await;
+    assert_eq!(dead["items"], json!([]), "{dead}");
+    let failed = get(
+        &client,
+        format!("{}/api/v1/tasks?status=failed", server.base),
+    )
+    .await;
+    assert_eq!(failed["items"], json!([]), "{failed}");
+    // Each processed once, by the server: no attempt failed on a second index writer.
+    let tasks = get(&client, format!("{}/api/v1/tasks?limit=200", server.base)).await;
+    let tasks = tasks["items"].as_array().unwrap();
+    assert_eq!(tasks.len(), FILES + 1);
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["status"] == "completed" && t["attempts"] == 1),
+        "{tasks:?}"
+    );
+    // The server indexed them itself: its search finds them.
+    let hits: Value = client
+        .post(format!("{}/api/v1/search", server.base))
+        .json(&json!({ "query": "paragraph section topic", "mode": "keyword" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hits = hits["hits"].as_array().expect("hits");
+    assert!(
+        hits.iter()
+            .any(|h| h["filename"].as_str().unwrap().starts_with("doc-")),
+        "{hits:?}"
+    );
+
+    // It said so.
+    assert!(
+        err.contains(&format!("docent serve (pid {}", server.child.id()))
+            && err.contains("its workers process these files"),
+        "{err}"
+    );
+    // Commands that would write the index, or run a second writer, refuse up front.
+    let (ok, _, err) = docent(&["reindex"], &local_env).await;
+    assert!(!ok);
+    assert!(err.contains("cannot reindex: docent serve (pid"), "{err}");
+    let other = free_port().to_string();
+    let bind = format!("127.0.0.1:{other}");
+    let (ok, _, err) = docent(&["serve", "--bind", &bind], &local_env).await;
+    assert!(!ok);
+    assert!(
+        err.contains("docent serve cannot start: docent serve (pid"),
+        "{err}"
+    );
+    let (ok, _, err) = docent(&["worker"], &local_env).await;
+    assert!(!ok);
+    assert!(err.contains("docent worker cannot start"), "{err}");
+
+    // With the server gone, the same command processes here (and skips what is there).
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::fs::write(files.join("late.md"), markdown_doc(99, 3)).unwrap();
+    let (ok, out, err) = folder.ingest("side", &[], &local_env).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "{} files: 1 uploaded, {FILES} already present; {} completed, 0 failed, 0 still processing",
+            FILES + 1,
+            FILES + 1
+        )),
+        "{out}\n{err}"
+    );
+
+    // A server without workers: nothing would process, so nothing is stored.
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--no-workers",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .env_remove("DOCENT_CONFIG")
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
+    for (k, v) in &local_env {
+        cmd.env(k, v);
+    }
+    let server = Server {
+        child: cmd.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    wait_healthy(&client, &server.base).await;
+    std::fs::write(files.join("later.md"), markdown_doc(100, 3)).unwrap();
+    let (ok, out, err) = folder.ingest("side", &[], &local_env).await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("--no-workers")
+            && err.contains("runs no workers")
+            && err.contains("nothing was stored"),
+        "{err}"
+    );
+    let collections = get(&client, format!("{}/api/v1/collections", server.base)).await;
+    let cid = collections["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "side")
+        .and_then(|c| c["id"].as_str())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        documents(&client, &server.base, &cid).await.len(),
+        FILES + 1,
+        "later.md was not stored"
+    );
 }

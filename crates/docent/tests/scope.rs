@@ -188,7 +188,7 @@ async fn a_collection_scoped_key_reads_only_its_collections_through_the_services
     // Lists: naming another collection is not found; no filter lists only the key's.
     let in_b = DocumentFilter {
         collection_id: Some(b),
-        status: None,
+        ..Default::default()
     };
     assert_eq!(
         code(svc.list_documents(&key, in_b, page()).await),

@@ -1,4 +1,5 @@
-//! Documents: `/api/v1/collections/{id}/documents` (upload, list), `/api/v1/documents/{id}`
+//! Documents: `/api/v1/collections/{id}/documents` (upload, list; `…/lookup` by content),
+//! `/api/v1/documents/{id}`
 //! (get, download, chunks, reprocess, delete; a record file's failed rows and their retry),
 //! presigned downloads (`/api/v1/documents/{id}/download-url`, `content?redirect=true`) and
 //! direct uploads (`/api/v1/collections/{id}/documents/uploads[/{upload_id}/complete]`) with
@@ -29,7 +30,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{page, parse_enum};
 use crate::AppState;
-use crate::dto::{ChunkList, Document, DocumentList, DocumentQuery, PageQuery, UploadResult};
+use crate::dto::{
+    ChunkList, Document, DocumentList, DocumentLookup, DocumentLookupRequest, DocumentQuery,
+    PageQuery, UploadResult,
+};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Auth, id, query_id};
 
@@ -394,11 +398,37 @@ pub(crate) async fn list(
             DocumentFilter {
                 collection_id: Some(cid),
                 status,
+                ..Default::default()
             },
             page,
         )
         .await?;
     Ok(Json(docs.into()))
+}
+
+/// Looks up documents by content: which of the given sha256s the collection already holds,
+/// with each document's processing status, plus the largest upload the server takes. A bulk
+/// uploader asks this before sending bytes; it counts as a read (`read` rate limit class), so
+/// skipping files never spends upload budget.
+#[utoipa::path(post, path = "/api/v1/collections/{id}/documents/lookup", tag = "documents",
+    params(("id" = String, Path, description = "collection id")),
+    request_body = DocumentLookupRequest,
+    responses((status = 200, body = DocumentLookup), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub(crate) async fn lookup(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<DocumentLookupRequest>,
+) -> ApiResult<Json<DocumentLookup>> {
+    let cid: CollectionId = id(&raw, "collection")?;
+    let docs = s
+        .services
+        .documents_by_content(&p, cid, &body.sha256)
+        .await?;
+    Ok(Json(DocumentLookup {
+        items: docs.into_iter().map(Into::into).collect(),
+        max_upload_size: s.services.config.ingest.max_upload_size.as_u64(),
+    }))
 }
 
 /// Gets a document with its processing status.

@@ -34,6 +34,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
             collections::delete
         ))
         .routes(routes!(documents::list))
+        .routes(routes!(documents::lookup))
         .routes(routes!(documents::get, documents::delete))
         .routes(routes!(documents::content))
         .routes(routes!(documents::download_url))

@@ -511,6 +511,7 @@ impl MetadataStore for PgStore {
             q.push(" AND COALESCE(t.status, 'pending') = ")
                 .push_bind(s.as_str());
         }
+        push_in(&mut q, "d.sha256", filter.sha256);
         if let Some(c) = cursor::<DocumentId>(&page)? {
             q.push(" AND d.id < ").push_bind(c);
         }

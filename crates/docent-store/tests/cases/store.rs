@@ -760,6 +760,7 @@ async fn list_documents_filters_and_paginates() {
     let filter = |collection_id, status| DocumentFilter {
         collection_id,
         status,
+        ..Default::default()
     };
 
     assert_eq!(
@@ -824,6 +825,26 @@ async fn list_documents_filters_and_paginates() {
             .await
             .is_empty(),
         "another tenant's collection"
+    );
+    // By content: the documents holding any of the hashes, in the tenant (and collection) asked.
+    let by_sha = |collection_id, hashes: &[&str]| DocumentFilter {
+        collection_id,
+        sha256: hashes.iter().map(|h| (*h).to_owned()).collect(),
+        ..Default::default()
+    };
+    assert_eq!(
+        all_document_ids(s, t, by_sha(Some(c1.id), &["c1-0", "c1-3", "c2-0", "none"]), 1).await,
+        newest_first(&[in_c1[0], in_c1[3]])
+    );
+    assert_eq!(
+        all_document_ids(s, t, by_sha(None, &["c1-0", "c2-1"]), 10).await,
+        newest_first(&[in_c1[0], in_c2[1]]),
+        "not the other tenant's document of the same content"
+    );
+    assert!(
+        all_document_ids(s, t, by_sha(Some(c2.id), &["none"]), 10)
+            .await
+            .is_empty()
     );
 
     let page = s
@@ -1136,7 +1157,7 @@ async fn delete_collection_cascades_and_returns_blob_keys() {
             a,
             DocumentFilter {
                 collection_id: Some(doomed.id),
-                status: None
+                ..Default::default()
             },
             PageRequest::default()
         )
