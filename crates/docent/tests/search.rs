@@ -290,14 +290,9 @@ async fn restart_gives_the_same_results() {
 
 #[tokio::test]
 async fn hybrid_search_with_the_local_model() {
-    let app = spawn_app_with(|c| {
-        embedder(c, true);
-    })
-    .await;
-    if model_dir().is_none() {
-        eprintln!("skipped: model not found (run scripts/get-model or set DOCENT_TEST_MODEL_DIR)");
+    let Some(app) = spawn_app_with_model(|_| {}).await else {
         return;
-    }
+    };
     let (cid, _) = seeded(&app, "h").await;
     let (_, coll) = app.get(&format!("/api/v1/collections/{cid}")).await;
     assert_eq!(
@@ -369,16 +364,14 @@ async fn hybrid_search_with_the_local_model() {
 
 #[tokio::test]
 async fn the_configured_fusion_is_the_default() {
-    let app = spawn_app_with(|c| {
-        embedder(c, true);
+    let Some(app) = spawn_app_with_model(|c| {
         c.search.fusion = docent_config::FusionKind::Rrf;
         c.search.rrf_k = 20.0;
     })
-    .await;
-    if model_dir().is_none() {
-        eprintln!("skipped: model not found (run scripts/get-model or set DOCENT_TEST_MODEL_DIR)");
+    .await
+    else {
         return;
-    }
+    };
     seeded(&app, "h").await;
     let (s, res) = app
         .search(json!({"query": "annual leave days", "explain": true}))
