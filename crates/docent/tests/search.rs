@@ -363,6 +363,65 @@ async fn hybrid_search_with_the_local_model() {
 }
 
 #[tokio::test]
+async fn fused_scores_stay_in_their_documented_range() {
+    let app = spawn_app_with(|c| {
+        embedder(c, true);
+    })
+    .await;
+    let cid = app.create_collection("range").await;
+    // Forty notes alike and one that also holds a rare word: its BM25 score lies far above
+    // the mean + 3σ of the others, the top of weighted fusion's normalisation.
+    for i in 0..40 {
+        let text = format!("# Note {i}\n\nThe office calendar for week {i} lists the rooms.");
+        app.upload_ok(&cid, &format!("note-{i}.md"), text.as_bytes())
+            .await;
+    }
+    app.upload_ok(
+        &cid,
+        "zebra.md",
+        b"# Zebra\n\nThe zebra crossing outside the office is on the calendar for repainting.",
+    )
+    .await;
+    app.drain().await;
+    let query = "zebra office calendar";
+    let cases = [
+        (json!({"query": query, "top_k": 50}), 1.0),
+        (json!({"query": query, "top_k": 50, "mode": "keyword"}), 1.0),
+        (
+            json!({"query": query, "top_k": 50, "group_by": "document"}),
+            1.0,
+        ),
+        (
+            json!({"query": query, "top_k": 50, "vector_weight": 0.2}),
+            1.0,
+        ),
+        (
+            json!({"query": query, "top_k": 50, "fusion": "rrf"}),
+            2.0 / 61.0,
+        ),
+        (
+            json!({"query": query, "top_k": 50, "rrf_k": 1, "group_by": "document"}),
+            1.0,
+        ),
+    ];
+    for (body, max) in cases {
+        let (s, res) = app.search(body.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{res}");
+        let hits = res["hits"].as_array().unwrap();
+        assert!(hits.len() > 20, "{body}: {res}");
+        assert_eq!(hits[0]["filename"], "zebra.md", "{body}");
+        for h in hits {
+            let score = h["score"].as_f64().unwrap();
+            assert!(
+                (0.0..=max + 1e-6).contains(&score),
+                "{body}: score {score} outside 0..={max}: {h}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_configured_fusion_is_the_default() {
     let Some(app) = spawn_app_with_model(|c| {
         c.search.fusion = docent_config::FusionKind::Rrf;
