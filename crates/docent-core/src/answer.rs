@@ -1,6 +1,8 @@
 //! Answers without an LLM: extractive answers (the sentences that best answer a question, each
 //! cited to its document, chunk, page and char span) and extractive summaries (centroid
-//! selection with redundancy control), cached per tenant by content hash and parameters.
+//! selection with redundancy control), cached per tenant by content hash and parameters. Both
+//! quote the units of chunks ([`units`]): sentences, record fields, list items, table rows —
+//! never the headings and labels, which are the context the others are read in.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -11,54 +13,13 @@ use docent_domain::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Services;
-use crate::search::{Hit, SearchParams, query_terms, words};
+use crate::search::{Hit, SearchParams, words};
 
-/// A sentence of a chunk with its char span in the chunk's text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sentence {
-    /// Text.
-    pub text: String,
-    /// Start char offset within the chunk text.
-    pub start: usize,
-    /// End char offset (exclusive).
-    pub end: usize,
-}
+mod pick;
+mod units;
 
-/// Splits text into sentences at `.`, `!`, `?` followed by whitespace, and at blank lines.
-pub fn sentences(text: &str) -> Vec<Sentence> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    let push = |s: usize, e: usize, out: &mut Vec<Sentence>| {
-        let raw: String = chars[s..e].iter().collect();
-        let lead = raw.len() - raw.trim_start().len();
-        let t = raw.trim();
-        if t.chars().filter(|c| c.is_alphanumeric()).count() >= 3 {
-            let s2 = s + raw[..lead].chars().count();
-            out.push(Sentence {
-                text: t.to_owned(),
-                start: s2,
-                end: s2 + t.chars().count(),
-            });
-        }
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        let boundary = (matches!(c, '.' | '!' | '?')
-            && chars.get(i + 1).is_none_or(|n| n.is_whitespace()))
-            || (c == '\n' && chars.get(i + 1) == Some(&'\n'));
-        if boundary {
-            push(start, i + 1, &mut out);
-            start = i + 1;
-        }
-        i += 1;
-    }
-    if start < chars.len() {
-        push(start, chars.len(), &mut out);
-    }
-    out
-}
+use units::squash;
+pub use units::{Kind, Unit, units};
 
 /// A cited passage of an answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,10 +55,9 @@ pub struct Answer {
 
 /// Sentences in an answer, at most.
 const ANSWER_SENTENCES: usize = 3;
-/// Below this cosine similarity a sentence does not answer the question.
-const MIN_COSINE: f32 = 0.35;
-/// Below this share of the question's terms a sentence does not answer it (no embedder).
-const MIN_TERM_SHARE: f32 = 0.5;
+
+/// A unit answers with at least this share of the best unit's score.
+const MIN_SHARE_OF_BEST: f32 = 0.8;
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -127,57 +87,47 @@ impl Services {
         for_tenant(tenant, self.extract_answer(&params.query, &hits)).await
     }
 
-    /// The extractive answer to `query` from search hits (best first): the sentences of the
-    /// top hits that best answer it, each cited.
+    /// The extractive answer to `query` from search hits (best first): the units of the top
+    /// hits that best answer it ([`pick`] says how), each cited. Headings and labels are never
+    /// quoted; they are the context their units are read in.
     pub async fn extract_answer(&self, query: &str, hits: &[Hit]) -> Result<Answer> {
-        let terms = query_terms(query);
-        // Candidate sentences from the best chunks, with the chunk rank as a tie-breaker.
-        let mut cands: Vec<(usize, &Hit, Sentence)> = Vec::new();
-        for (rank, hit) in hits.iter().enumerate().take(5) {
-            for s in sentences(&hit.chunk.text) {
-                cands.push((rank, hit, s));
-            }
-        }
-        cands.truncate(64);
-        let scores: Vec<f32> = match &self.embedder {
+        let cands = pick::candidates(hits);
+        let mut signals = pick::lexical(query, &cands);
+        let embedded = match &self.embedder {
             Some(e) if !cands.is_empty() => {
-                let mut texts = vec![query.to_owned()];
-                texts.extend(cands.iter().map(|c| c.2.text.clone()));
-                let vecs = e.embed(&texts).await?;
-                let q = &vecs[0];
-                cands
-                    .iter()
-                    .zip(&vecs[1..])
-                    .map(|(c, v)| {
-                        let lexical = term_share(&c.2.text, &terms);
-                        let s = cosine(q, v);
-                        if s >= MIN_COSINE {
-                            s + 0.1 * lexical
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect()
+                let mut inputs = Vec::with_capacity(1 + 2 * cands.len());
+                inputs.push(query.to_owned());
+                inputs.extend(cands.iter().map(|c| c.unit.text.clone()));
+                inputs.extend(cands.iter().map(|c| c.reading.clone()));
+                let vecs = e.embed(&inputs).await?;
+                if vecs.len() != inputs.len() {
+                    return Err(Error::internal("the embedder returned too few vectors"));
+                }
+                let (own, read) = vecs[1..].split_at(cands.len());
+                for (i, s) in signals.iter_mut().enumerate() {
+                    s.own = cosine(&vecs[0], &own[i]);
+                    s.within = cosine(&vecs[0], &read[i]);
+                }
+                true
             }
-            _ => cands
-                .iter()
-                .map(|c| {
-                    let share = term_share(&c.2.text, &terms);
-                    if share >= MIN_TERM_SHARE {
-                        share - 0.01 * c.0 as f32
-                    } else {
-                        0.0
-                    }
-                })
-                .collect(),
+            _ => false,
         };
+        let scores: Vec<f32> = cands
+            .iter()
+            .zip(&signals)
+            .map(|(c, s)| pick::score(c, s, embedded))
+            .collect();
         let mut order: Vec<usize> = (0..cands.len()).filter(|&i| scores[i] > 0.0).collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let best = order.first().map_or(0.0, |&i| scores[i]);
         let mut seen = HashSet::new();
         let mut citations = Vec::new();
         for i in order {
-            let (_, hit, s) = &cands[i];
-            if !seen.insert(s.text.to_lowercase()) {
+            if scores[i] < MIN_SHARE_OF_BEST * best {
+                break;
+            }
+            let pick::Candidate { hit, unit, .. } = &cands[i];
+            if !seen.insert(squash(&unit.text).to_lowercase()) {
                 continue;
             }
             let n = citations.len() + 1;
@@ -187,10 +137,10 @@ impl Services {
                 filename: hit.filename.clone(),
                 chunk_id: hit.chunk.id.to_string(),
                 page: hit.chunk.page,
-                char_start: hit.chunk.char_start + s.start as u64,
-                char_end: hit.chunk.char_start + s.end as u64,
-                quote: s.text.clone(),
-                score: scores[i].min(1.0),
+                char_start: hit.chunk.char_start + unit.start as u64,
+                char_end: hit.chunk.char_start + unit.end as u64,
+                quote: unit.text.clone(),
+                score: scores[i].clamp(0.0, 1.0),
             });
             if citations.len() == ANSWER_SENTENCES {
                 break;
@@ -310,6 +260,52 @@ fn select(k: usize, to_centroid: &[f32], sim: impl Fn(usize, usize) -> f32) -> V
     chosen
 }
 
+/// The units a summary of `length` sentences picks from, in document order, each with its
+/// span and page: the document's sentences; its other quotable units (list items, table rows,
+/// records — a record whole, not field by field) too when it has fewer sentences than that;
+/// its headings and labels only when it has nothing else.
+fn summary_candidates(chunks: &[Chunk], length: usize) -> Vec<(String, u64, u64, Option<u32>)> {
+    let mut all: Vec<(Unit, u64, Option<u32>)> = Vec::new();
+    let mut seen = HashSet::new();
+    for c in chunks {
+        let mut record: Option<Unit> = None;
+        let mut found = units(&c.text, &c.heading_path, &c.metadata);
+        // A record's fields as one unit: the span from its first field to its last.
+        if let Some(first) = found.iter().position(|u| u.kind == Kind::Field) {
+            let last = found
+                .iter()
+                .rposition(|u| u.kind == Kind::Field)
+                .unwrap_or(first);
+            let (start, end) = (found[first].start, found[last].end);
+            record = Some(Unit {
+                text: c.text.chars().skip(start).take(end - start).collect(),
+                start,
+                end,
+                kind: Kind::Field,
+            });
+            found.retain(|u| u.kind != Kind::Field);
+        }
+        for u in found.into_iter().chain(record) {
+            // Chunks of a split block overlap: a sentence is taken once.
+            if seen.insert(u.text.clone()) {
+                all.push((u, c.char_start, c.page));
+            }
+        }
+    }
+    all.sort_by_key(|u| u.1 + u.0.start as u64);
+    let sentences = all.iter().filter(|u| u.0.kind == Kind::Sentence).count();
+    let keep = |k: Kind| match k {
+        Kind::Sentence => true,
+        Kind::Field | Kind::Fragment => sentences < length,
+        Kind::Heading | Kind::Label => false,
+    };
+    let some = all.iter().any(|u| keep(u.0.kind));
+    all.into_iter()
+        .filter(|u| !some || keep(u.0.kind))
+        .map(|(u, base, page)| (u.text, base + u.start as u64, base + u.end as u64, page))
+        .collect()
+}
+
 impl Services {
     /// Cache key of a summary.
     pub fn summary_key(&self, doc: &Document, length: usize) -> String {
@@ -322,7 +318,7 @@ impl Services {
         // never share a summary, so a cache hit (200 at once rather than 202) cannot tell one
         // that another summarized those bytes.
         format!(
-            "summary:v2:{}:{}",
+            "summary:v3:{}:{}",
             doc.tenant_id,
             crate::key_hash(&[doc.sha256.as_str(), &length.to_string(), method.as_str()])
         )
@@ -346,20 +342,7 @@ impl Services {
         if let Some(s) = self.cached_summary(doc, length).await? {
             return Ok(s);
         }
-        let mut sents: Vec<(String, u64, u64, Option<u32>)> = Vec::new();
-        let mut seen = HashSet::new();
-        for c in self.document_chunks(tenant, doc.id).await? {
-            for s in sentences(&c.text) {
-                if seen.insert(s.text.clone()) {
-                    sents.push((
-                        s.text,
-                        c.char_start + s.start as u64,
-                        c.char_start + s.end as u64,
-                        c.page,
-                    ));
-                }
-            }
-        }
+        let sents = summary_candidates(&self.document_chunks(tenant, doc.id).await?, length);
         if sents.is_empty() {
             return Err(Error::new(
                 Code::DocumentStateConflict,
@@ -638,27 +621,6 @@ pub async fn run_summary_task(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sentence_spans_are_exact() {
-        let text = "First one. Second: 3.5 apples!  Third?\n\nA heading\n\nLast line without stop";
-        let s = sentences(text);
-        let chars: Vec<char> = text.chars().collect();
-        for x in &s {
-            assert_eq!(chars[x.start..x.end].iter().collect::<String>(), x.text);
-        }
-        let texts: Vec<&str> = s.iter().map(|x| x.text.as_str()).collect();
-        assert_eq!(
-            texts,
-            vec![
-                "First one.",
-                "Second: 3.5 apples!",
-                "Third?",
-                "A heading",
-                "Last line without stop"
-            ]
-        );
-    }
 
     #[test]
     fn mmr_selection_prefers_central_distinct_sentences() {

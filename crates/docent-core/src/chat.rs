@@ -143,7 +143,7 @@ pub struct ChatReply {
     pub answer: String,
     /// The sources the answer cites, in marker order.
     pub citations: Vec<Source>,
-    /// Every source given to the model.
+    /// Every source given to the model (for an extractive answer: its quoted sentences).
     pub sources: Vec<Source>,
     /// Who wrote the answer.
     pub answered_by: AnsweredBy,
@@ -159,7 +159,8 @@ pub enum ChatEvent {
     Started {
         /// The conversation.
         conversation_id: ConversationId,
-        /// The sources the answer may cite.
+        /// The sources the answer may cite: the `sources` of the `Done` reply, so every
+        /// citation it holds is among them.
         sources: Vec<Source>,
     },
     /// More answer text (already filtered).
@@ -224,19 +225,24 @@ impl Services {
         input: ChatInput,
     ) -> Result<BoxStream<'static, ChatEvent>> {
         let turn = self.prepare_turn(scope.into(), bot, input).await?;
-        let started = ChatEvent::Started {
-            conversation_id: turn.conversation_id,
-            sources: turn.sources.clone(),
-        };
         let Some((model, request)) = turn.model.clone() else {
-            // No model to wait for: the whole answer in one delta.
+            // No model to wait for: the whole answer in one delta. Its sources are the ones
+            // it cites by — the quoted sentences, numbered as the answer numbers them — so the
+            // answer is made before `Started` announces them.
             let reply = self.answer_without_model(turn).await?;
             let events = vec![
-                started,
+                ChatEvent::Started {
+                    conversation_id: reply.conversation_id,
+                    sources: reply.sources.clone(),
+                },
                 ChatEvent::Delta(reply.answer.clone()),
                 ChatEvent::Done(Box::new(reply)),
             ];
             return Ok(futures::stream::iter(events).boxed());
+        };
+        let started = ChatEvent::Started {
+            conversation_id: turn.conversation_id,
+            sources: turn.sources.clone(),
         };
         let mut deltas = for_tenant(turn.bot.tenant_id, model.chat_stream(&request)).await?;
         let name = request

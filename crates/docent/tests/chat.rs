@@ -188,6 +188,74 @@ async fn a_streamed_answer_is_the_same_answer_in_pieces() {
     app.stop().await;
 }
 
+/// The `[n]` numbers in an answer.
+fn markers_in(answer: &str) -> Vec<u64> {
+    answer
+        .split('[')
+        .skip(1)
+        .filter_map(|s| s.split_once(']')?.0.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_streams_start_announces_every_source_its_answer_cites() {
+    let fake = FakeServer::start(FakeConfig::default()).await.unwrap();
+    // With a model, and without one (the extractive answer, which quotes sentences).
+    for with_model in [true, false] {
+        let app = if with_model {
+            spawn_app_with(with_llm(&fake)).await
+        } else {
+            spawn_app_with(|_| {}).await
+        };
+        let (bot, _, _) = bot_over_docs(&app).await;
+        for question in [
+            "What is the capital of France?",
+            "Which river is the longest in France, and what is its capital?",
+        ] {
+            let r = app
+                .client
+                .post(app.url(&format!("/api/v1/bots/{bot}/chat")))
+                .json(&json!({"message": question, "stream": true}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let events = sse_events(&r.text().await.unwrap());
+            let start: Value = serde_json::from_str(&events[0].1).unwrap();
+            let done: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+            assert_eq!(
+                (events[0].0.as_str(), events.last().unwrap().0.as_str()),
+                ("start", "done"),
+                "{events:?}"
+            );
+            let announced = start["sources"].as_array().unwrap();
+            let cited = done["citations"].as_array().unwrap();
+            assert!(!cited.is_empty(), "model {with_model}: {done}");
+            for c in cited {
+                let s = announced
+                    .iter()
+                    .find(|s| s["marker"] == c["marker"])
+                    .unwrap_or_else(|| panic!("model {with_model}: {c} not in {start}"));
+                assert_eq!(
+                    s, c,
+                    "model {with_model}: the source as `start` announced it"
+                );
+            }
+            for n in markers_in(done["answer"].as_str().unwrap()) {
+                assert!(
+                    announced.iter().any(|s| s["marker"] == n),
+                    "model {with_model}: [{n}] of {done} not in {start}"
+                );
+            }
+            assert_eq!(
+                start["sources"], done["sources"],
+                "model {with_model}: `done` lists the sources `start` did"
+            );
+        }
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn markers_of_unretrieved_sources_and_raw_html_never_reach_the_answer() {
     let fake = FakeServer::start(FakeConfig {

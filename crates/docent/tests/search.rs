@@ -290,14 +290,9 @@ async fn restart_gives_the_same_results() {
 
 #[tokio::test]
 async fn hybrid_search_with_the_local_model() {
-    let app = spawn_app_with(|c| {
-        embedder(c, true);
-    })
-    .await;
-    if model_dir().is_none() {
-        eprintln!("skipped: model not found (run scripts/get-model or set DOCENT_TEST_MODEL_DIR)");
+    let Some(app) = spawn_app_with_model(|_| {}).await else {
         return;
-    }
+    };
     let (cid, _) = seeded(&app, "h").await;
     let (_, coll) = app.get(&format!("/api/v1/collections/{cid}")).await;
     assert_eq!(
@@ -368,17 +363,74 @@ async fn hybrid_search_with_the_local_model() {
 }
 
 #[tokio::test]
-async fn the_configured_fusion_is_the_default() {
+async fn fused_scores_stay_in_their_documented_range() {
     let app = spawn_app_with(|c| {
         embedder(c, true);
+    })
+    .await;
+    let cid = app.create_collection("range").await;
+    // Forty notes alike and one that also holds a rare word: its BM25 score lies far above
+    // the mean + 3σ of the others, the top of weighted fusion's normalisation.
+    for i in 0..40 {
+        let text = format!("# Note {i}\n\nThe office calendar for week {i} lists the rooms.");
+        app.upload_ok(&cid, &format!("note-{i}.md"), text.as_bytes())
+            .await;
+    }
+    app.upload_ok(
+        &cid,
+        "zebra.md",
+        b"# Zebra\n\nThe zebra crossing outside the office is on the calendar for repainting.",
+    )
+    .await;
+    app.drain().await;
+    let query = "zebra office calendar";
+    let cases = [
+        (json!({"query": query, "top_k": 50}), 1.0),
+        (json!({"query": query, "top_k": 50, "mode": "keyword"}), 1.0),
+        (
+            json!({"query": query, "top_k": 50, "group_by": "document"}),
+            1.0,
+        ),
+        (
+            json!({"query": query, "top_k": 50, "vector_weight": 0.2}),
+            1.0,
+        ),
+        (
+            json!({"query": query, "top_k": 50, "fusion": "rrf"}),
+            2.0 / 61.0,
+        ),
+        (
+            json!({"query": query, "top_k": 50, "rrf_k": 1, "group_by": "document"}),
+            1.0,
+        ),
+    ];
+    for (body, max) in cases {
+        let (s, res) = app.search(body.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{res}");
+        let hits = res["hits"].as_array().unwrap();
+        assert!(hits.len() > 20, "{body}: {res}");
+        assert_eq!(hits[0]["filename"], "zebra.md", "{body}");
+        for h in hits {
+            let score = h["score"].as_f64().unwrap();
+            assert!(
+                (0.0..=max + 1e-6).contains(&score),
+                "{body}: score {score} outside 0..={max}: {h}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_configured_fusion_is_the_default() {
+    let Some(app) = spawn_app_with_model(|c| {
         c.search.fusion = docent_config::FusionKind::Rrf;
         c.search.rrf_k = 20.0;
     })
-    .await;
-    if model_dir().is_none() {
-        eprintln!("skipped: model not found (run scripts/get-model or set DOCENT_TEST_MODEL_DIR)");
+    .await
+    else {
         return;
-    }
+    };
     seeded(&app, "h").await;
     let (s, res) = app
         .search(json!({"query": "annual leave days", "explain": true}))

@@ -5,7 +5,8 @@
 //!
 //! Server-sent events of the docent routes: `start` (conversation and sources), `delta`
 //! (answer text), then `done` (the whole reply, as the JSON answer) or `error` (the error
-//! envelope). The OpenAI route streams `chat.completion.chunk` objects and `[DONE]`.
+//! envelope). `start` lists every source `done` may cite, as `done` lists them (an extractive
+//! answer's sources are its quoted sentences). The OpenAI route streams `chat.completion.chunk` objects and `[DONE]`.
 
 use std::convert::Infallible;
 
@@ -165,6 +166,14 @@ fn error_json(e: &ApiError) -> String {
     serde_json::to_string(&e.envelope()).unwrap_or_else(|_| "{}".into())
 }
 
+/// The data of a `start` event (serialized as `done`'s sources are, so a source reads the
+/// same in both: a score through `serde_json::Value` would show its f32 widened to f64).
+#[derive(Serialize)]
+struct StartEvent {
+    conversation_id: String,
+    sources: Vec<SourceDto>,
+}
+
 /// The docent event stream.
 fn sse(events: impl Stream<Item = ChatEvent> + Send + 'static) -> Response {
     let events = events.map(|e| {
@@ -173,11 +182,11 @@ fn sse(events: impl Stream<Item = ChatEvent> + Send + 'static) -> Response {
                 conversation_id,
                 sources,
             } => Event::default().event("start").data(
-                serde_json::json!({
-                    "conversation_id": conversation_id.to_string(),
-                    "sources": sources.iter().map(SourceDto::from).collect::<Vec<_>>(),
+                serde_json::to_string(&StartEvent {
+                    conversation_id: conversation_id.to_string(),
+                    sources: sources.iter().map(SourceDto::from).collect(),
                 })
-                .to_string(),
+                .unwrap_or_else(|_| "{}".into()),
             ),
             ChatEvent::Delta(text) => Event::default()
                 .event("delta")
@@ -232,7 +241,8 @@ async fn run_chat(
 
 /// Asks a bot: retrieval over its collections, then an answer citing the sources as `[n]`
 /// (by the configured model, or extractive without one). JSON, or server-sent events
-/// (`start`, `delta`…, `done` | `error`) with `"stream": true` or `Accept: text/event-stream`.
+/// (`start`, `delta`…, `done` | `error`) with `"stream": true` or `Accept: text/event-stream`;
+/// the sources of `start` are those of `done`, so every marker `done` cites is among them.
 #[utoipa::path(post, path = "/api/v1/bots/{id}/chat", tag = "bots", params(("id" = String, Path, description = "bot id")),
     request_body = ChatRequestBody,
     responses((status = 200, body = ChatResponse, description = "the answer (or an event stream)"),

@@ -95,7 +95,13 @@ pub struct ScoreBreakdown {
 pub struct SearchHit {
     /// 1-based rank (offset included).
     pub rank: usize,
-    /// Fused score.
+    /// Fused score, by the `fusion` of the response: 0–1 with `weighted` (each index's scores
+    /// normalised by the mean ± 3σ of its first 100, weighted by `vector_weight` and
+    /// `1 − vector_weight` and summed; a sum above 0.9, from a score beyond its index's
+    /// mean + 3σ, is pressed towards 1 in the same order); with `rrf`, `Σ 1 / (k + rank)` over
+    /// the indexes that found the chunk, at most `2 / (k + 1)`. A
+    /// keyword- or vector-only search (`fusion` null) scores its one ranking the same way, by
+    /// the fusion asked for or the server's default.
     pub score: f32,
     /// Document.
     pub document_id: String,

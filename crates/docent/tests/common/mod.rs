@@ -91,6 +91,22 @@ pub fn openai_embedder(config: &mut Config, base_url: String, batch: usize) {
     config.ingest.record_batch = batch;
 }
 
+/// An app with the local embedding model and `configure`'s settings, or `None` (the test
+/// says it is skipped) when the model is not available.
+pub async fn spawn_app_with_model(configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    if model_dir().is_none() {
+        eprintln!("skipped: model not found (run scripts/get-model or set DOCENT_TEST_MODEL_DIR)");
+        return None;
+    }
+    Some(
+        spawn_app_with(|c| {
+            embedder(c, true);
+            configure(c);
+        })
+        .await,
+    )
+}
+
 /// An app over an existing directory (to restart on the same data).
 pub async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config {
