@@ -63,7 +63,10 @@ async fn shared_budget_holds_five_per_second_under_faults() {
     let budget = BudgetConfig {
         requests_per_second: 5.0,
         request_burst: 1,
-        max_attempts: 6,
+        // Which global request a call's retry lands on depends on how the 8 tasks interleave,
+        // so on a busy machine a call can meet six faults in a row (seen once in CI); the claim
+        // under test is pacing, not the attempt budget.
+        max_attempts: 12,
         backoff_base: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
         ..BudgetConfig::default()
