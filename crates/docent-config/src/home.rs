@@ -108,7 +108,7 @@ impl Home {
 }
 
 /// `p` made absolute against the working directory (unchanged if that cannot be read).
-fn absolute(p: &Path) -> PathBuf {
+pub fn absolute(p: &Path) -> PathBuf {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     // `absolute(".")` keeps a trailing `.` component; drop it.
     abs.components().collect()

@@ -215,22 +215,17 @@ impl Client {
                 Err(e) if e.is_builder() => return Err(e).context(what.to_owned()),
                 Err(source) => {
                     let wait = BACKOFF.delay(attempts);
-                    if repeat == Repeat::WhenRefused
-                        || attempts >= TRANSPORT_ATTEMPTS
-                        || waited + wait > MAX_OUTAGE_WAIT
-                    {
-                        return Err(TransportError {
-                            what: what.to_owned(),
-                            attempts,
-                            source,
-                        }
-                        .into());
-                    }
                     let failure = TransportError {
                         what: what.to_owned(),
                         attempts,
                         source,
                     };
+                    if repeat == Repeat::WhenRefused
+                        || attempts >= TRANSPORT_ATTEMPTS
+                        || waited + wait > MAX_OUTAGE_WAIT
+                    {
+                        return Err(failure.into());
+                    }
                     (wait, failure.to_string())
                 }
             };

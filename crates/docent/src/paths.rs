@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
+use docent_config::home::absolute;
 use docent_config::{Config, EmbedderConfig, Home, HomeSource};
 
 /// One path `docent config paths NAME` prints alone (for scripts).
@@ -66,8 +67,8 @@ pub fn report(home: &Home, file: Option<&Path>, config: &Config) -> String {
 }
 
 /// Warns when this process would start an empty data directory in the home while the working
-/// directory holds `./docent-data` with a database, as docent without a home (and `make run`)
-/// left it: the data is not lost, only not used.
+/// directory holds `./docent-data` with a database, as a docent from before the home left it:
+/// the data is not lost, only not used.
 pub fn warn_about_data_left_here(config: &Config, home: &Home) {
     let default = home.dir().join(docent_config::home::DATA_DIR);
     let here = Path::new(docent_config::home::DATA_DIR);
@@ -81,12 +82,8 @@ pub fn warn_about_data_left_here(config: &Config, home: &Home) {
     tracing::warn!(
         data_dir = %config.data_dir.display(),
         found = %absolute(here).display(),
-        "this directory has a docent-data from a docent run here (or by `make run`), but the \
+        "this directory has a docent-data from an earlier docent run here, but the \
          data directory is in the docent home; to use that data, run with DOCENT_HOME set to \
          this directory, or move it into the home (README: Moving the data directory)"
     );
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
