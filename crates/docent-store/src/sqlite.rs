@@ -8,20 +8,15 @@ use async_trait::async_trait;
 use docent_domain::ports::MetadataStore;
 use docent_domain::*;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+pub use crate::store::SqliteStore;
 use crate::util::*;
 
 /// The migrations embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// Metadata repositories over one SQLite database file.
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
@@ -49,12 +44,7 @@ impl SqliteStore {
             .await
             .map_err(|e| Error::unavailable("the database", e))?;
         MIGRATOR.run(&pool).await.map_err(Error::internal)?;
-        Ok(Self { pool })
-    }
-
-    /// The connection pool (shared with the SQL queue).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        Ok(Self::new(pool))
     }
 
     pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
@@ -825,15 +815,15 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn insert_pending_upload(&self, tenant: TenantId, upload: PendingUpload) -> Result<()> {
-        crate::sqlite_uploads::insert(self, tenant, upload).await
+        crate::uploads::insert(self.db(), tenant, upload).await
     }
 
     async fn get_pending_upload(&self, tenant: TenantId, id: DocumentId) -> Result<PendingUpload> {
-        crate::sqlite_uploads::get(self, tenant, id).await
+        crate::uploads::get(self.db(), tenant, id).await
     }
 
     async fn take_pending_upload(&self, tenant: TenantId, id: DocumentId) -> Result<bool> {
-        crate::sqlite_uploads::take(self, tenant, id).await
+        crate::uploads::take(self.db(), tenant, id).await
     }
 }
 

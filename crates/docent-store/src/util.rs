@@ -1,12 +1,14 @@
-//! Helpers shared by the SQLite repositories and queue: time conversion, JSON columns, error
-//! mapping, row decoding.
+//! Helpers of the SQLite repositories not yet written over the [`crate::engine`] seam: time
+//! conversion, JSON columns and row decoding for `SqliteRow`. The engine-neutral ones are
+//! [`crate::common`]'s and [`crate::engine`]'s, re-exported here for those repositories.
 
 use chrono::{DateTime, TimeZone, Utc};
-use std::str::FromStr;
-
-use docent_domain::{Code, Error, ErrorInfo, Metadata, Page, PageRequest, Result};
+use docent_domain::{Error, ErrorInfo, Metadata, Result};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+
+pub(crate) use crate::common::{cursor, not_found, paginate, vector_bytes, vector_from_bytes};
+pub(crate) use crate::engine::{db_err, is_unique_violation};
 
 pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -29,24 +31,6 @@ pub(crate) fn parse_meta(s: &str) -> Metadata {
         Ok(serde_json::Value::Object(m)) => m,
         _ => Metadata::new(),
     }
-}
-
-/// Maps a database error: connection trouble is `service_unavailable` (retryable), anything
-/// else internal. Callers handle constraint violations they expect before this.
-pub(crate) fn db_err(e: sqlx::Error) -> Error {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            Error::unavailable("the database", e)
-        }
-        sqlx::Error::Database(d) if d.message().contains("database is locked") => {
-            Error::unavailable("the database", e)
-        }
-        _ => Error::internal(e),
-    }
-}
-
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 pub(crate) fn parse_id<T: std::str::FromStr>(row: &SqliteRow, col: &str) -> Result<T, Error> {
@@ -76,22 +60,6 @@ pub(crate) fn error_info(row: &SqliteRow) -> Result<Option<ErrorInfo>, Error> {
     }))
 }
 
-pub(crate) fn not_found(code: Code, what: &str, id: impl std::fmt::Display) -> Error {
-    Error::new(code, format!("{what} {id} not found"))
-}
-
-/// Validates a keyset cursor (an id of the listed type) so garbage never reaches SQL.
-pub(crate) fn cursor<T: FromStr + ToString>(page: &PageRequest) -> Result<Option<String>> {
-    page.cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<T>()
-                .map(|id| id.to_string())
-                .map_err(|_| Error::new(Code::InvalidQuery, "`cursor` is not a valid page cursor"))
-        })
-        .transpose()
-}
-
 /// Appends ` AND {column} IN (…)` with `values` bound (nothing when there are none): the same
 /// condition on either engine.
 pub(crate) fn push_in<DB: sqlx::Database>(
@@ -110,26 +78,4 @@ pub(crate) fn push_in<DB: sqlx::Database>(
         list.push_bind(v);
     }
     q.push(")");
-}
-
-pub(crate) fn paginate<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(key)
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
-/// A vector as little-endian f32 bytes.
-pub(crate) fn vector_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// The inverse of [`vector_bytes`].
-pub(crate) fn vector_from_bytes(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }

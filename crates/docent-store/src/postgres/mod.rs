@@ -15,7 +15,6 @@ mod auth;
 mod bots;
 pub mod index;
 mod queue;
-mod uploads;
 mod util;
 
 use std::time::Duration;
@@ -23,9 +22,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use docent_domain::ports::MetadataStore;
 use docent_domain::*;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Executor, Postgres, QueryBuilder, Row};
 
+pub use crate::store::PgStore;
 pub use index::{PgIndex, PgIndexOptions};
 pub use queue::{PgQueue, TASKS_CHANNEL};
 use util::*;
@@ -61,11 +61,6 @@ impl Default for PgOptions {
 /// Quotes an identifier for PostgreSQL.
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// Metadata repositories over one PostgreSQL database.
-pub struct PgStore {
-    pool: PgPool,
 }
 
 impl PgStore {
@@ -110,7 +105,7 @@ impl PgStore {
             .await
             .map_err(|e| Error::unavailable("the database", e))?;
         MIGRATOR.run(&pool).await.map_err(Error::internal)?;
-        Ok(Self { pool })
+        Ok(Self::new(pool))
     }
 
     /// Points the connections opened from now on at `url` (a rotated password, say); open
@@ -129,11 +124,6 @@ impl PgStore {
         self.pool
             .set_connect_options(connect.application_name(&name));
         Ok(())
-    }
-
-    /// The connection pool (shared with the SQL queue).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
@@ -909,15 +899,15 @@ impl MetadataStore for PgStore {
     }
 
     async fn insert_pending_upload(&self, tenant: TenantId, upload: PendingUpload) -> Result<()> {
-        uploads::insert(self, tenant, upload).await
+        crate::uploads::insert(self.db(), tenant, upload).await
     }
 
     async fn get_pending_upload(&self, tenant: TenantId, id: DocumentId) -> Result<PendingUpload> {
-        uploads::get(self, tenant, id).await
+        crate::uploads::get(self.db(), tenant, id).await
     }
 
     async fn take_pending_upload(&self, tenant: TenantId, id: DocumentId) -> Result<bool> {
-        uploads::take(self, tenant, id).await
+        crate::uploads::take(self.db(), tenant, id).await
     }
 }
 

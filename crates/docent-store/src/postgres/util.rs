@@ -3,27 +3,20 @@
 //! millisecond precision, as SQLite stores them, so values round-trip identically on both
 //! backends), JSON columns are `JSONB` bound and read as [`serde_json::Value`].
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use docent_domain::{Error, ErrorInfo, Metadata, Result};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
+pub(crate) use crate::engine::{db_err, is_foreign_key_violation, ms};
 pub(crate) use crate::util::{
     cursor, is_unique_violation, not_found, paginate, push_in, vector_bytes, vector_from_bytes,
 };
 
-/// Truncates a time to whole milliseconds.
-pub(crate) fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(t.timestamp_millis())
-        .single()
-        .unwrap_or(t)
-}
-
-/// Now, at millisecond precision.
 pub(crate) fn now_ms() -> DateTime<Utc> {
-    ms(Utc::now())
+    crate::engine::now()
 }
 
 /// A `TIMESTAMPTZ` column value (the identity; kept so row decoders read like SQLite's).
@@ -55,32 +48,6 @@ pub(crate) fn parse_meta(v: Value) -> Metadata {
 /// A `JSONB` column.
 pub(crate) fn json(row: &PgRow, col: &str) -> Result<Value> {
     row.try_get(col).map_err(db_err)
-}
-
-/// Maps a database error: connection trouble, statement timeouts, serialization failures and
-/// deadlocks are `service_unavailable` (retryable), anything else internal. Callers handle
-/// constraint violations they expect before this.
-pub(crate) fn db_err(e: sqlx::Error) -> Error {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            Error::unavailable("the database", e)
-        }
-        // query_canceled (statement_timeout), serialization_failure, deadlock_detected,
-        // admin/crash shutdown, cannot_connect_now
-        sqlx::Error::Database(d)
-            if matches!(
-                d.code().as_deref(),
-                Some("57014" | "40001" | "40P01" | "57P01" | "57P02" | "57P03")
-            ) =>
-        {
-            Error::unavailable("the database", e)
-        }
-        _ => Error::internal(e),
-    }
-}
-
-pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
 }
 
 pub(crate) fn parse_id<T: std::str::FromStr>(row: &PgRow, col: &str) -> Result<T> {
