@@ -8,17 +8,13 @@
 //! Architecture invariant: every statement that touches tenant data has `tenant_id = ?` in its
 //! WHERE clause (or inserts it); ids from another tenant are "not found".
 
-#[allow(dead_code)]
+mod bots;
 mod common;
-// Parts of the seam wait for the repositories still being moved onto it (issue 17).
-#[allow(dead_code)]
 mod engine;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod queue;
-mod sqlite;
 mod sqlite_auth;
-mod sqlite_bots;
 mod store;
 mod uploads;
 mod util;
@@ -36,8 +32,12 @@ pub use docent_domain::ports::Backoff;
 pub const DEFAULT_FAIR_CAP: u32 = 1;
 pub use engine::Engine;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgIndex, PgIndexOptions, PgOptions, PgQueue, PgStore};
+pub use engine::postgres::PgOptions;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgIndex, PgIndexOptions, PgQueue};
 pub use queue::SqliteQueue;
+#[cfg(feature = "postgres")]
+pub use store::PgStore;
 pub use store::{SqlStore, SqliteStore};
 
 /// An open metadata database.
@@ -138,9 +138,9 @@ impl Database {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite(s) => s.pool().close().await,
+            Backend::Sqlite(s) => s.db().close().await,
             #[cfg(feature = "postgres")]
-            Backend::Postgres(s) => s.pool().close().await,
+            Backend::Postgres(s) => s.db().close().await,
         }
     }
 }

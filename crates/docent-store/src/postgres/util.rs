@@ -5,15 +5,13 @@
 
 use chrono::{DateTime, Utc};
 
-use docent_domain::{Error, ErrorInfo, Metadata, Result};
+use docent_domain::{Error, ErrorInfo, Result};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 pub(crate) use crate::engine::{db_err, is_foreign_key_violation, ms};
-pub(crate) use crate::util::{
-    cursor, is_unique_violation, not_found, paginate, push_in, vector_bytes, vector_from_bytes,
-};
+pub(crate) use crate::util::{cursor, is_unique_violation, not_found, paginate};
 
 pub(crate) fn now_ms() -> DateTime<Utc> {
     crate::engine::now()
@@ -32,17 +30,6 @@ pub(crate) fn opt_dt(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
 /// A [`std::time::Duration`] as a chrono duration (saturating).
 pub(crate) fn dur(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-pub(crate) fn meta_json(m: &Metadata) -> Value {
-    Value::Object(m.clone())
-}
-
-pub(crate) fn parse_meta(v: Value) -> Metadata {
-    match v {
-        Value::Object(m) => m,
-        _ => Metadata::new(),
-    }
 }
 
 /// A `JSONB` column.

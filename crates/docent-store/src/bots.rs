@@ -1,5 +1,5 @@
-//! [`BotStore`] on SQLite: bots (their collections in the `bot_collections` join table),
-//! conversations and messages. Every statement names the tenant; a bot's collections are
+//! [`BotStore`] on either engine: bots (their collections in the `bot_collections` join
+//! table), conversations and messages. Every statement names the tenant; a bot's collections are
 //! inserted only from the tenant's own collections, so a foreign collection id is
 //! `collection_not_found` here too, whatever the caller checked.
 
@@ -9,69 +9,59 @@ use async_trait::async_trait;
 use docent_domain::ports::BotStore;
 use docent_domain::*;
 use serde_json::{Value, json};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use crate::sqlite::{DOCUMENT_SELECT, SqliteStore, document_from};
-use crate::util::*;
+use crate::common::{cursor, paginate};
+use crate::engine::{Engine, On, Row, Sql, db_err, now};
+use crate::store::{DOCUMENT_SELECT, SqlStore, document_from};
 
 const BOT_COLS: &str = "id, tenant_id, name, description, system_prompt, model, temperature, \
      max_tokens, top_k, retrieval_mode, min_score, welcome_message, allowed_origins, \
      created_at, updated_at";
 
-fn bot_from(row: &SqliteRow, collections: Vec<CollectionId>) -> Result<Bot> {
-    let mode: String = row.try_get("retrieval_mode").map_err(db_err)?;
-    let origins: String = row.try_get("allowed_origins").map_err(db_err)?;
+fn bot_from(row: &Row, collections: Vec<CollectionId>) -> Result<Bot> {
+    let mode: String = row.get("retrieval_mode")?;
+    let origins = row.json("allowed_origins")?;
     Ok(Bot {
-        id: parse_id(row, "id")?,
-        tenant_id: parse_id(row, "tenant_id")?,
-        name: row.try_get("name").map_err(db_err)?,
-        description: row.try_get("description").map_err(db_err)?,
-        system_prompt: row.try_get("system_prompt").map_err(db_err)?,
-        model: row.try_get("model").map_err(db_err)?,
-        temperature: row.try_get::<f64, _>("temperature").map_err(db_err)? as f32,
-        max_tokens: row
-            .try_get::<Option<i64>, _>("max_tokens")
-            .map_err(db_err)?
-            .map(|n| n as u32),
+        id: row.id("id")?,
+        tenant_id: row.id("tenant_id")?,
+        name: row.get("name")?,
+        description: row.get("description")?,
+        system_prompt: row.get("system_prompt")?,
+        model: row.get("model")?,
+        temperature: row.get::<f64>("temperature")? as f32,
+        max_tokens: row.get::<Option<i64>>("max_tokens")?.map(|n| n as u32),
         collections,
         retrieval: BotRetrieval {
-            top_k: row.try_get::<i64, _>("top_k").map_err(db_err)? as u32,
+            top_k: row.get::<i64>("top_k")? as u32,
             mode: RetrievalMode::parse(&mode)
                 .ok_or_else(|| Error::internal(format!("corrupt retrieval mode {mode}")))?,
-            min_score: row
-                .try_get::<Option<f64>, _>("min_score")
-                .map_err(db_err)?
-                .map(|s| s as f32),
+            min_score: row.get::<Option<f64>>("min_score")?.map(|s| s as f32),
         },
-        welcome_message: row.try_get("welcome_message").map_err(db_err)?,
-        allowed_origins: serde_json::from_str(&origins)
+        welcome_message: row.get("welcome_message")?,
+        allowed_origins: serde_json::from_value(origins)
             .map_err(|_| Error::internal("corrupt allowed_origins"))?,
-        created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
-        updated_at: to_dt(row.try_get("updated_at").map_err(db_err)?),
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
-fn conversation_from(row: &SqliteRow) -> Result<Conversation> {
+fn conversation_from(row: &Row) -> Result<Conversation> {
     Ok(Conversation {
-        id: parse_id(row, "id")?,
-        tenant_id: parse_id(row, "tenant_id")?,
-        bot_id: parse_id(row, "bot_id")?,
-        owner: match (
-            parse_opt_id(row, "owner_user_id")?,
-            parse_opt_id(row, "owner_key_id")?,
-        ) {
+        id: row.id("id")?,
+        tenant_id: row.id("tenant_id")?,
+        bot_id: row.id("bot_id")?,
+        owner: match (row.opt_id("owner_user_id")?, row.opt_id("owner_key_id")?) {
             (Some(user), _) => Some(ConversationOwner::User(user)),
             (None, Some(key)) => Some(ConversationOwner::ApiKey(key)),
             (None, None) => None,
         },
-        title: row.try_get("title").map_err(db_err)?,
-        created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
-        updated_at: to_dt(row.try_get("updated_at").map_err(db_err)?),
+        title: row.get("title")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
-fn citations_json(citations: &[Citation]) -> String {
+fn citations_json(citations: &[Citation]) -> Value {
     Value::Array(
         citations
             .iter()
@@ -87,12 +77,11 @@ fn citations_json(citations: &[Citation]) -> String {
             })
             .collect(),
     )
-    .to_string()
 }
 
-fn parse_citations(s: &str) -> Result<Vec<Citation>> {
+fn parse_citations(v: Value) -> Result<Vec<Citation>> {
     let corrupt = || Error::internal("corrupt message citations");
-    let Value::Array(items) = serde_json::from_str(s).map_err(|_| corrupt())? else {
+    let Value::Array(items) = v else {
         return Err(corrupt());
     };
     items
@@ -112,18 +101,18 @@ fn parse_citations(s: &str) -> Result<Vec<Citation>> {
         .collect()
 }
 
-fn message_from(row: &SqliteRow) -> Result<Message> {
-    let role: String = row.try_get("role").map_err(db_err)?;
-    let prompt: Option<i64> = row.try_get("prompt_tokens").map_err(db_err)?;
-    let completion: Option<i64> = row.try_get("completion_tokens").map_err(db_err)?;
+fn message_from(row: &Row) -> Result<Message> {
+    let role: String = row.get("role")?;
+    let prompt: Option<i64> = row.get("prompt_tokens")?;
+    let completion: Option<i64> = row.get("completion_tokens")?;
     Ok(Message {
-        id: parse_id(row, "id")?,
-        tenant_id: parse_id(row, "tenant_id")?,
-        conversation_id: parse_id(row, "conversation_id")?,
+        id: row.id("id")?,
+        tenant_id: row.id("tenant_id")?,
+        conversation_id: row.id("conversation_id")?,
         role: MessageRole::parse(&role)
             .ok_or_else(|| Error::internal(format!("corrupt message role {role}")))?,
-        content: row.try_get("content").map_err(db_err)?,
-        citations: parse_citations(&row.try_get::<String, _>("citations").map_err(db_err)?)?,
+        content: row.get("content")?,
+        citations: parse_citations(row.json("citations")?)?,
         usage: match (prompt, completion) {
             (None, None) => None,
             (p, c) => Some(MessageUsage {
@@ -131,26 +120,27 @@ fn message_from(row: &SqliteRow) -> Result<Message> {
                 completion_tokens: c.unwrap_or_default() as u32,
             }),
         },
-        created_at: to_dt(row.try_get("created_at").map_err(db_err)?),
+        created_at: row.time("created_at")?,
     })
 }
 
-fn origins_json(origins: &[String]) -> String {
-    serde_json::to_string(origins).unwrap_or_else(|_| "[]".into())
+fn origins_json(origins: &[String]) -> Value {
+    Value::Array(origins.iter().cloned().map(Value::String).collect())
 }
 
 /// Replaces a bot's collections with `collections` (duplicates dropped, order kept), taking
 /// each from the tenant's own collections only.
 async fn set_collections(
-    conn: &mut SqliteConnection,
+    on: impl Into<On<'_>>,
     tenant: TenantId,
     bot: BotId,
     collections: &[CollectionId],
 ) -> Result<()> {
-    sqlx::query("DELETE FROM bot_collections WHERE tenant_id = ? AND bot_id = ?")
+    let mut on = on.into();
+    Sql::new("DELETE FROM bot_collections WHERE tenant_id = ? AND bot_id = ?")
         .bind(tenant.to_string())
         .bind(bot.to_string())
-        .execute(&mut *conn)
+        .execute(on.reborrow())
         .await
         .map_err(db_err)?;
     let mut seen = std::collections::HashSet::new();
@@ -158,7 +148,7 @@ async fn set_collections(
         if !seen.insert(*c) {
             continue;
         }
-        let res = sqlx::query(
+        let res = Sql::new(
             "INSERT INTO bot_collections (bot_id, collection_id, tenant_id, position) \
              SELECT ?, id, tenant_id, ? FROM collections WHERE tenant_id = ? AND id = ?",
         )
@@ -166,10 +156,10 @@ async fn set_collections(
         .bind(i as i64)
         .bind(tenant.to_string())
         .bind(c.to_string())
-        .execute(&mut *conn)
+        .execute(on.reborrow())
         .await
         .map_err(db_err)?;
-        if res.rows_affected() == 0 {
+        if res == 0 {
             return Err(Error::new(
                 Code::CollectionNotFound,
                 format!("`collections[{i}]`: collection {c} not found"),
@@ -179,7 +169,7 @@ async fn set_collections(
     Ok(())
 }
 
-impl SqliteStore {
+impl<E: Engine> SqlStore<E> {
     /// The collections of each of `bots`, in their order.
     async fn bot_collections(
         &self,
@@ -188,20 +178,16 @@ impl SqliteStore {
     ) -> Result<HashMap<BotId, Vec<CollectionId>>> {
         let mut out: HashMap<BotId, Vec<CollectionId>> = HashMap::with_capacity(bots.len());
         for batch in bots.chunks(200) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT bot_id, collection_id FROM bot_collections WHERE tenant_id = ",
-            );
+            let mut q =
+                Sql::new("SELECT bot_id, collection_id FROM bot_collections WHERE tenant_id = ");
             q.push_bind(tenant.to_string());
             q.push(" AND bot_id IN (");
-            let mut sep = q.separated(", ");
-            for id in batch {
-                sep.push_bind(id.to_string());
-            }
+            q.push_list(batch.iter().map(|id| id.to_string()));
             q.push(") ORDER BY bot_id, position");
-            for row in q.build().fetch_all(self.pool()).await.map_err(db_err)? {
-                out.entry(parse_id(&row, "bot_id")?)
+            for row in q.fetch_all(self.db()).await.map_err(db_err)? {
+                out.entry(row.id("bot_id")?)
                     .or_default()
-                    .push(parse_id(&row, "collection_id")?);
+                    .push(row.id("collection_id")?);
             }
         }
         Ok(out)
@@ -209,24 +195,23 @@ impl SqliteStore {
 
     /// `bot_not_found` unless the tenant has the bot.
     async fn require_bot(&self, tenant: TenantId, id: BotId) -> Result<()> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM bots WHERE tenant_id = ? AND id = ?")
-                .bind(tenant.to_string())
-                .bind(id.to_string())
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_err)?;
+        let found = Sql::new("SELECT 1 FROM bots WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(self.db())
+            .await
+            .map_err(db_err)?;
         found.map(|_| ()).ok_or_else(|| bot_not_found(id))
     }
 }
 
 #[async_trait]
-impl BotStore for SqliteStore {
+impl<E: Engine> BotStore for SqlStore<E> {
     async fn create_bot(&self, tenant: TenantId, draft: BotDraft) -> Result<Bot> {
         let id = BotId::new();
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
+        let now = now();
+        let mut tx = self.db().write_tx().await?;
+        Sql::new(
             "INSERT INTO bots (id, tenant_id, name, description, system_prompt, model, \
              temperature, max_tokens, top_k, retrieval_mode, min_score, welcome_message, \
              allowed_origins, created_at, updated_at) \
@@ -247,20 +232,20 @@ impl BotStore for SqliteStore {
         .bind(origins_json(&draft.allowed_origins))
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .map_err(db_err)?;
         set_collections(&mut tx, tenant, id, &draft.collections).await?;
-        tx.commit().await.map_err(db_err)?;
+        tx.commit().await?;
         self.get_bot(tenant, id).await
     }
 
     async fn get_bot(&self, tenant: TenantId, id: BotId) -> Result<Bot> {
         let sql = format!("SELECT {BOT_COLS} FROM bots WHERE tenant_id = ? AND id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = Sql::new(sql)
             .bind(tenant.to_string())
             .bind(id.to_string())
-            .fetch_optional(self.pool())
+            .fetch_optional(self.db())
             .await
             .map_err(db_err)?
             .ok_or_else(|| bot_not_found(id))?;
@@ -279,19 +264,14 @@ impl BotStore for SqliteStore {
         page: PageRequest,
     ) -> Result<Page<Bot>> {
         let limit = page.effective_limit();
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {BOT_COLS} FROM bots b WHERE tenant_id = "
-        ));
+        let mut q = Sql::new(format!("SELECT {BOT_COLS} FROM bots b WHERE tenant_id = "));
         q.push_bind(tenant.to_string());
         if let Some(ids) = &filter.ids {
             if ids.is_empty() {
-                q.push(" AND 0");
+                q.push(" AND FALSE");
             } else {
                 q.push(" AND b.id IN (");
-                let mut sep = q.separated(", ");
-                for id in ids {
-                    sep.push_bind(id.to_string());
-                }
+                q.push_list(ids.iter().map(|id| id.to_string()));
                 q.push(")");
             }
         }
@@ -302,10 +282,7 @@ impl BotStore for SqliteStore {
             );
             if !within.is_empty() {
                 q.push(" AND bc.collection_id NOT IN (");
-                let mut sep = q.separated(", ");
-                for c in within {
-                    sep.push_bind(c.to_string());
-                }
+                q.push_list(within.iter().map(|c| c.to_string()));
                 q.push(")");
             }
             q.push(")");
@@ -315,10 +292,10 @@ impl BotStore for SqliteStore {
         }
         q.push(" ORDER BY b.id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows = q.build().fetch_all(self.pool()).await.map_err(db_err)?;
+        let rows = q.fetch_all(self.db()).await.map_err(db_err)?;
         let ids = rows
             .iter()
-            .map(|r| parse_id(r, "id"))
+            .map(|r| r.id("id"))
             .collect::<Result<Vec<BotId>>>()?;
         let mut collections = self.bot_collections(tenant, &ids).await?;
         let items = rows
@@ -330,9 +307,9 @@ impl BotStore for SqliteStore {
     }
 
     async fn update_bot(&self, tenant: TenantId, id: BotId, patch: BotPatch) -> Result<Bot> {
-        let mut tx = self.write_tx().await?;
-        let mut q = QueryBuilder::<Sqlite>::new("UPDATE bots SET updated_at = ");
-        q.push_bind(now_ms());
+        let mut tx = self.db().write_tx().await?;
+        let mut q = Sql::new("UPDATE bots SET updated_at = ");
+        q.push_bind(now());
         if let Some(v) = patch.name {
             q.push(", name = ").push_bind(v);
         }
@@ -365,27 +342,27 @@ impl BotStore for SqliteStore {
         }
         q.push(" WHERE tenant_id = ").push_bind(tenant.to_string());
         q.push(" AND id = ").push_bind(id.to_string());
-        let res = q.build().execute(&mut *tx).await.map_err(db_err)?;
-        if res.rows_affected() == 0 {
+        let res = q.execute(&mut tx).await.map_err(db_err)?;
+        if res == 0 {
             return Err(bot_not_found(id));
         }
         if let Some(collections) = &patch.collections {
             set_collections(&mut tx, tenant, id, collections).await?;
         }
-        tx.commit().await.map_err(db_err)?;
+        tx.commit().await?;
         self.get_bot(tenant, id).await
     }
 
     async fn delete_bot(&self, tenant: TenantId, id: BotId) -> Result<()> {
         // Collections links, conversations and messages go with the bot (ON DELETE CASCADE),
         // in this one statement.
-        let res = sqlx::query("DELETE FROM bots WHERE tenant_id = ? AND id = ?")
+        let res = Sql::new("DELETE FROM bots WHERE tenant_id = ? AND id = ?")
             .bind(tenant.to_string())
             .bind(id.to_string())
-            .execute(self.pool())
+            .execute(self.db())
             .await
             .map_err(db_err)?;
-        if res.rows_affected() == 0 {
+        if res == 0 {
             return Err(bot_not_found(id));
         }
         Ok(())
@@ -399,7 +376,7 @@ impl BotStore for SqliteStore {
     ) -> Result<Page<Document>> {
         self.require_bot(tenant, id).await?;
         let limit = page.effective_limit();
-        let mut q = QueryBuilder::<Sqlite>::new(format!("{DOCUMENT_SELECT} WHERE d.tenant_id = "));
+        let mut q = Sql::new(format!("{DOCUMENT_SELECT} WHERE d.tenant_id = "));
         q.push_bind(tenant.to_string());
         q.push(
             " AND d.collection_id IN (SELECT collection_id FROM bot_collections WHERE tenant_id = ",
@@ -413,7 +390,7 @@ impl BotStore for SqliteStore {
         }
         q.push(" ORDER BY d.id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows = q.build().fetch_all(self.pool()).await.map_err(db_err)?;
+        let rows = q.fetch_all(self.db()).await.map_err(db_err)?;
         let items = rows.iter().map(document_from).collect::<Result<Vec<_>>>()?;
         Ok(paginate(items, limit, |d| d.id.to_string()))
     }
@@ -425,14 +402,14 @@ impl BotStore for SqliteStore {
         new: NewConversation,
     ) -> Result<Conversation> {
         let id = ConversationId::new();
-        let now = now_ms();
+        let now = now();
         let (owner_user, owner_key) = match new.owner {
             Some(ConversationOwner::User(u)) => (Some(u.to_string()), None),
             Some(ConversationOwner::ApiKey(k)) => (None, Some(k.to_string())),
             None => (None, None),
         };
         // Inserted from the tenant's bot row, so a foreign bot id inserts nothing.
-        let res = sqlx::query(
+        let res = Sql::new(
             "INSERT INTO conversations (id, tenant_id, bot_id, owner_user_id, owner_key_id, \
              title, created_at, updated_at) \
              SELECT ?, tenant_id, id, ?, ?, ?, ?, ? FROM bots WHERE tenant_id = ? AND id = ?",
@@ -445,10 +422,10 @@ impl BotStore for SqliteStore {
         .bind(now)
         .bind(tenant.to_string())
         .bind(bot.to_string())
-        .execute(self.pool())
+        .execute(self.db())
         .await
         .map_err(db_err)?;
-        if res.rows_affected() == 0 {
+        if res == 0 {
             return Err(bot_not_found(bot));
         }
         Ok(Conversation {
@@ -457,20 +434,20 @@ impl BotStore for SqliteStore {
             bot_id: bot,
             owner: new.owner,
             title: new.title,
-            created_at: to_dt(now),
-            updated_at: to_dt(now),
+            created_at: now,
+            updated_at: now,
         })
     }
 
     async fn get_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<Conversation> {
-        let row = sqlx::query(
+        let row = Sql::new(
             "SELECT id, tenant_id, bot_id, owner_user_id, owner_key_id, title, created_at, \
              updated_at FROM conversations \
              WHERE tenant_id = ? AND id = ?",
         )
         .bind(tenant.to_string())
         .bind(id.to_string())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.db())
         .await
         .map_err(db_err)?
         .ok_or_else(|| conversation_not_found(id))?;
@@ -485,7 +462,7 @@ impl BotStore for SqliteStore {
     ) -> Result<Page<Conversation>> {
         self.require_bot(tenant, bot).await?;
         let limit = page.effective_limit();
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = Sql::new(
             "SELECT id, tenant_id, bot_id, owner_user_id, owner_key_id, title, created_at, \
              updated_at FROM conversations \
              WHERE tenant_id = ",
@@ -497,7 +474,7 @@ impl BotStore for SqliteStore {
         }
         q.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows = q.build().fetch_all(self.pool()).await.map_err(db_err)?;
+        let rows = q.fetch_all(self.db()).await.map_err(db_err)?;
         let items = rows
             .iter()
             .map(conversation_from)
@@ -512,20 +489,20 @@ impl BotStore for SqliteStore {
         new: NewMessage,
     ) -> Result<Message> {
         let id = MessageId::new();
-        let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let now = now();
+        let mut tx = self.db().write_tx().await?;
         let res =
-            sqlx::query("UPDATE conversations SET updated_at = ? WHERE tenant_id = ? AND id = ?")
+            Sql::new("UPDATE conversations SET updated_at = ? WHERE tenant_id = ? AND id = ?")
                 .bind(now)
                 .bind(tenant.to_string())
                 .bind(conversation.to_string())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await
                 .map_err(db_err)?;
-        if res.rows_affected() == 0 {
+        if res == 0 {
             return Err(conversation_not_found(conversation));
         }
-        sqlx::query(
+        Sql::new(
             "INSERT INTO messages (id, tenant_id, conversation_id, role, content, citations, \
              prompt_tokens, completion_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -538,10 +515,10 @@ impl BotStore for SqliteStore {
         .bind(new.usage.map(|u| i64::from(u.prompt_tokens)))
         .bind(new.usage.map(|u| i64::from(u.completion_tokens)))
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        tx.commit().await?;
         Ok(Message {
             id,
             tenant_id: tenant,
@@ -550,7 +527,7 @@ impl BotStore for SqliteStore {
             content: new.content,
             citations: new.citations,
             usage: new.usage,
-            created_at: to_dt(now),
+            created_at: now,
         })
     }
 
@@ -562,7 +539,7 @@ impl BotStore for SqliteStore {
     ) -> Result<Page<Message>> {
         self.get_conversation(tenant, conversation).await?;
         let limit = page.effective_limit();
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = Sql::new(
             "SELECT id, tenant_id, conversation_id, role, content, citations, prompt_tokens, \
              completion_tokens, created_at FROM messages WHERE tenant_id = ",
         );
@@ -574,7 +551,7 @@ impl BotStore for SqliteStore {
         }
         q.push(" ORDER BY id ASC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows = q.build().fetch_all(self.pool()).await.map_err(db_err)?;
+        let rows = q.fetch_all(self.db()).await.map_err(db_err)?;
         let items = rows.iter().map(message_from).collect::<Result<Vec<_>>>()?;
         Ok(paginate(items, limit, |m| m.id.to_string()))
     }
@@ -612,9 +589,9 @@ mod tests {
             },
         ];
         assert_eq!(
-            parse_citations(&citations_json(&citations)).unwrap(),
+            parse_citations(citations_json(&citations)).unwrap(),
             citations
         );
-        assert!(parse_citations("{}").is_err());
+        assert!(parse_citations(json!({})).is_err());
     }
 }
