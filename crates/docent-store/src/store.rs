@@ -288,19 +288,7 @@ impl<E: Engine> MetadataStore for SqlStore<E> {
     ) -> Result<(Document, bool)> {
         let now = now();
         let mut tx = self.db.write_tx().await?;
-        let exists = Sql::new("SELECT 1 FROM collections WHERE tenant_id = ? AND id = ?")
-            .bind(tenant.to_string())
-            .bind(new.collection_id.to_string())
-            .fetch_optional(&mut tx)
-            .await
-            .map_err(db_err)?;
-        if exists.is_none() {
-            return Err(not_found(
-                Code::CollectionNotFound,
-                "collection",
-                new.collection_id,
-            ));
-        }
+        require_collection(&mut tx, tenant, new.collection_id).await?;
         // Concurrent uploads of the same bytes queue here, so the second finds the first.
         tx.lock_key(&format!(
             "document:{tenant}:{}:{}",
@@ -449,28 +437,9 @@ impl<E: Engine> MetadataStore for SqlStore<E> {
         model: Option<EmbeddingModel>,
     ) -> Result<u32> {
         let mut tx = self.db.write_tx().await?;
-        let collection: Option<String> =
-            Sql::new("SELECT collection_id FROM documents WHERE tenant_id = ? AND id = ?")
-                .bind(tenant.to_string())
-                .bind(document.to_string())
-                .scalar_optional(&mut tx)
-                .await?;
-        let Some(collection) = collection else {
-            return Err(not_found(Code::DocumentNotFound, "document", document));
-        };
+        let collection = document_collection(&mut tx, tenant, document).await?;
         check_model(&mut tx, tenant, &collection, model.as_ref()).await?;
-        for sql in [
-            "DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?",
-            "DELETE FROM failed_rows WHERE tenant_id = ? AND document_id = ?",
-            "DELETE FROM ingest_checkpoints WHERE tenant_id = ? AND document_id = ?",
-        ] {
-            Sql::new(sql)
-                .bind(tenant.to_string())
-                .bind(document.to_string())
-                .execute(&mut tx)
-                .await
-                .map_err(db_err)?;
-        }
+        clear_chunks(&mut tx, tenant, document).await?;
         let count = chunks.len() as u32;
         insert_chunks(&mut tx, tenant, document, &collection, &chunks, false).await?;
         Sql::new("UPDATE documents SET chunk_count = ?, detected_type = ?, page_count = ?, updated_at = ? WHERE tenant_id = ? AND id = ?")
@@ -524,18 +493,7 @@ impl<E: Engine> MetadataStore for SqlStore<E> {
     ) -> Result<()> {
         let mut tx = self.db.write_tx().await?;
         document_collection(&mut tx, tenant, document).await?;
-        for sql in [
-            "DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?",
-            "DELETE FROM failed_rows WHERE tenant_id = ? AND document_id = ?",
-            "DELETE FROM ingest_checkpoints WHERE tenant_id = ? AND document_id = ?",
-        ] {
-            Sql::new(sql)
-                .bind(tenant.to_string())
-                .bind(document.to_string())
-                .execute(&mut tx)
-                .await
-                .map_err(db_err)?;
-        }
+        clear_chunks(&mut tx, tenant, document).await?;
         let now = now();
         Sql::new("INSERT INTO ingest_checkpoints (document_id, tenant_id, task_id, next_ordinal, updated_at) VALUES (?, ?, ?, 0, ?)")
             .bind(document.to_string())
@@ -881,6 +839,45 @@ async fn insert_chunks(
             );
         }
         q.execute(&mut *tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// `collection_not_found` unless the tenant has the collection.
+pub(crate) async fn require_collection(
+    tx: &mut Tx,
+    tenant: TenantId,
+    collection: CollectionId,
+) -> Result<()> {
+    let found = Sql::new("SELECT 1 FROM collections WHERE tenant_id = ? AND id = ?")
+        .bind(tenant.to_string())
+        .bind(collection.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(not_found(
+            Code::CollectionNotFound,
+            "collection",
+            collection,
+        )),
+    }
+}
+
+/// Deletes a document's chunks, failed rows and ingest checkpoint.
+async fn clear_chunks(tx: &mut Tx, tenant: TenantId, document: DocumentId) -> Result<()> {
+    for sql in [
+        "DELETE FROM chunks WHERE tenant_id = ? AND document_id = ?",
+        "DELETE FROM failed_rows WHERE tenant_id = ? AND document_id = ?",
+        "DELETE FROM ingest_checkpoints WHERE tenant_id = ? AND document_id = ?",
+    ] {
+        Sql::new(sql)
+            .bind(tenant.to_string())
+            .bind(document.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use docent_domain::*;
 
 use crate::common::{meta_json, not_found, parse_meta};
 use crate::engine::{Db, Row, Sql, db_err};
+use crate::store::require_collection;
 
 fn upload_from(row: &Row) -> Result<PendingUpload> {
     Ok(PendingUpload {
@@ -24,19 +25,7 @@ fn upload_from(row: &Row) -> Result<PendingUpload> {
 
 pub(crate) async fn insert(db: &Db, tenant: TenantId, upload: PendingUpload) -> Result<()> {
     let mut tx = db.write_tx().await?;
-    let exists = Sql::new("SELECT 1 FROM collections WHERE tenant_id = ? AND id = ?")
-        .bind(tenant.to_string())
-        .bind(upload.collection_id.to_string())
-        .fetch_optional(&mut tx)
-        .await
-        .map_err(db_err)?;
-    if exists.is_none() {
-        return Err(not_found(
-            Code::CollectionNotFound,
-            "collection",
-            upload.collection_id,
-        ));
-    }
+    require_collection(&mut tx, tenant, upload.collection_id).await?;
     Sql::new(
         "INSERT INTO pending_uploads (id, tenant_id, collection_id, filename, declared_mime, \
          size_bytes, sha256, blob_key, metadata, created_at, expires_at) \

@@ -277,6 +277,25 @@ fn from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
+/// Binds every [`Arg`] to a sqlx query in its engine's representation: the same for both but
+/// for times and JSON, which `time` (a non-null time) and `json` convert.
+macro_rules! bind_all {
+    ($query:expr, $args:expr, time: $time:expr, json: $json:expr) => {{
+        let mut q = $query;
+        for a in $args {
+            q = match a {
+                Arg::Text(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+                Arg::Real(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+                Arg::Bytes(v) => q.bind(v),
+                Arg::Time(v) => q.bind(v.map($time)),
+                Arg::Json(v) => q.bind(($json)(v)),
+            };
+        }
+        q
+    }};
+}
 /// One statement: its text, written with `?` placeholders, and the values bound to them in
 /// order. Built whole ([`Sql::new`] + [`Sql::bind`]) or piece by piece ([`Sql::push`],
 /// [`Sql::push_bind`]) for dynamic filters.
@@ -452,36 +471,22 @@ impl Sql {
     }
 
     fn sqlite(self) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
-        let mut q = sqlx::query(AssertSqlSafe(self.text));
-        for a in self.args {
-            q = match a {
-                Arg::Text(v) => q.bind(v),
-                Arg::Int(v) => q.bind(v),
-                Arg::Real(v) => q.bind(v),
-                Arg::Bool(v) => q.bind(v),
-                Arg::Bytes(v) => q.bind(v),
-                Arg::Time(v) => q.bind(v.map(|t| t.timestamp_millis())),
-                Arg::Json(v) => q.bind(v.map(|v| v.to_string())),
-            };
-        }
-        q
+        bind_all!(
+            sqlx::query(AssertSqlSafe(self.text)),
+            self.args,
+            time: |t: DateTime<Utc>| t.timestamp_millis(),
+            json: |v: Option<Value>| v.map(|v| v.to_string())
+        )
     }
 
     #[cfg(feature = "postgres")]
     fn postgres(self) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
-        let mut q = sqlx::query(AssertSqlSafe(numbered(&self.text)));
-        for a in self.args {
-            q = match a {
-                Arg::Text(v) => q.bind(v),
-                Arg::Int(v) => q.bind(v),
-                Arg::Real(v) => q.bind(v),
-                Arg::Bool(v) => q.bind(v),
-                Arg::Bytes(v) => q.bind(v),
-                Arg::Time(v) => q.bind(v.map(ms)),
-                Arg::Json(v) => q.bind(v),
-            };
-        }
-        q
+        bind_all!(
+            sqlx::query(AssertSqlSafe(numbered(&self.text))),
+            self.args,
+            time: ms,
+            json: |v: Option<Value>| v
+        )
     }
 }
 
