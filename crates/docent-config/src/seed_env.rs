@@ -197,8 +197,10 @@ struct Fragment {
     chooses: bool,
     /// Keys relative to the section, dotted, and their values.
     values: Vec<(&'static str, Value)>,
-    /// The variables behind it.
+    /// The variables behind it, the one that chooses the kind first.
     variables: Vec<&'static str>,
+    /// Keys set by a variable other than the first (a key may have several).
+    owners: Vec<(&'static str, &'static str)>,
 }
 
 /// A fragment, or why the variables behind it cannot be used.
@@ -264,18 +266,38 @@ pub(crate) fn layer(
                 kind.into(),
             );
         }
-        let keys: Vec<String> = fragment
-            .kind
-            .filter(|_| fragment.chooses)
-            .map(|_| format!("{}.kind", fragment.section))
-            .into_iter()
-            .chain(
-                fragment
-                    .values
-                    .iter()
-                    .map(|(k, _)| format!("{}.{k}", fragment.section)),
-            )
-            .collect();
+        let primary = fragment.variables.first().copied();
+        let owns = |var: &str, key: &str| {
+            let named: Vec<&str> = fragment
+                .owners
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+                .collect();
+            if named.is_empty() {
+                primary == Some(var)
+            } else {
+                named.contains(&var)
+            }
+        };
+        let mut reported: Vec<(&'static str, Vec<String>)> = Vec::new();
+        for &v in &fragment.variables {
+            let kind = fragment
+                .kind
+                .filter(|_| fragment.chooses && primary == Some(v))
+                .map(|_| format!("{}.kind", fragment.section));
+            let keys = kind
+                .into_iter()
+                .chain(
+                    fragment
+                        .values
+                        .iter()
+                        .filter(|(k, _)| owns(v, k))
+                        .map(|(k, _)| format!("{}.{k}", fragment.section)),
+                )
+                .collect();
+            reported.push((v, keys));
+        }
         for (key, value) in fragment.values {
             insert(
                 &mut out.values,
@@ -283,16 +305,16 @@ pub(crate) fn layer(
                 value,
             );
         }
-        for v in fragment.variables {
+        for (v, keys) in reported {
             match out
                 .uses
                 .iter_mut()
                 .find(|u| u.variable == v && u.ignored.is_none())
             {
-                Some(u) => u.keys.extend(keys.iter().cloned()),
+                Some(u) => u.keys.extend(keys),
                 None => out.uses.push(SeedUse {
                     variable: v.to_owned(),
-                    keys: keys.clone(),
+                    keys,
                     ignored: None,
                 }),
             }
@@ -336,6 +358,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             chooses: false,
             values: vec![("url", url.into())],
             variables: vec!["REDIS_URL"],
+            owners: Vec::new(),
         }));
     }
     let table = seed.get("DYNAMODB_CACHE_TABLE");
@@ -347,6 +370,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             chooses: true,
             values: Vec::new(),
             variables: vec!["REDIS_URL"],
+            owners: Vec::new(),
         })),
         (None, Some(table)) => out.push(Ok(Fragment {
             section: "cache",
@@ -354,6 +378,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             chooses: true,
             values: vec![("table", table.into())],
             variables: vec!["DYNAMODB_CACHE_TABLE"],
+            owners: Vec::new(),
         })),
         (Some(_), Some(table)) => out.push(Ok(Fragment {
             section: "cache",
@@ -361,6 +386,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             chooses: true,
             values: vec![("redis", true.into()), ("dynamodb.table", table.into())],
             variables: vec!["REDIS_URL", "DYNAMODB_CACHE_TABLE"],
+            owners: vec![("dynamodb.table", "DYNAMODB_CACHE_TABLE")],
         })),
     }
     if let Some((var, bucket)) = seed.first(&["S3_BUCKET_NAME", "S3_BUCKET"]) {
@@ -372,6 +398,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             chooses: true,
             values,
             variables: vec![var],
+            owners: Vec::new(),
         }));
     }
     if let Some(url) = seed.get("SQS_QUEUE_URL") {
@@ -383,6 +410,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             f.values
                 .push(("base_url", url.trim_end_matches('/').into()));
             f.variables.push(var);
+            f.owners.push(("base_url", var));
         }
         f
     };
@@ -397,8 +425,12 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             chooses: true,
             values: vec![("api_key", key.into()), ("model", model.into())],
             variables: vec!["OPENAI_API_KEY"],
+            owners: Vec::new(),
         };
-        f.variables.extend(model_var);
+        if let Some(var) = model_var {
+            f.variables.push(var);
+            f.owners.push(("model", var));
+        }
         f = with_base(f);
         if base_url.is_none() {
             f.values
@@ -417,10 +449,12 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
                 chooses: true,
                 values: vec![("model", model.into())],
                 variables: vec![var],
+                owners: Vec::new(),
             };
             if let Some(key) = key {
                 f.values.push(("api_key", key.into()));
                 f.variables.push("OPENAI_API_KEY");
+                f.owners.push(("api_key", "OPENAI_API_KEY"));
             }
             f = with_base(f);
             if base_url.is_none() {
@@ -435,6 +469,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             chooses: false,
             values: vec![("api_key", key.into())],
             variables: vec!["OPENAI_API_KEY"],
+            owners: Vec::new(),
         })),
         (None, None) => {}
     }
@@ -444,13 +479,18 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
         chooses: false,
         values: Vec::new(),
         variables: Vec::new(),
+        owners: Vec::new(),
     };
     if let Some(port) = seed.get("PORT") {
         match bind(seed.get("HOST"), port) {
             Ok(bind) => {
                 server.values.push(("bind", bind.into()));
                 server.variables.push("PORT");
-                server.variables.extend(seed.get("HOST").map(|_| "HOST"));
+                server.owners.push(("bind", "PORT"));
+                if seed.get("HOST").is_some() {
+                    server.variables.push("HOST");
+                    server.owners.push(("bind", "HOST"));
+                }
             }
             Err(why) => out.push(Err((vec!["PORT"], "server", why))),
         }
@@ -460,6 +500,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             Ok(list) => {
                 server.values.push(("cors.allowed_origins", list.into()));
                 server.variables.push(var);
+                server.owners.push(("cors.allowed_origins", var));
             }
             Err(why) => out.push(Err((vec![var], "server", why))),
         }
@@ -479,6 +520,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             chooses: false,
             values: vec![("level", level.into())],
             variables: vec!["LOG_LEVEL"],
+            owners: Vec::new(),
         }));
     }
     if let Some(size) = seed.get("MAX_UPLOAD_SIZE") {
@@ -492,6 +534,7 @@ fn fragments(seed: &SeedEnv) -> Vec<Parsed> {
             chooses: false,
             values: vec![("max_upload_size", value)],
             variables: vec!["MAX_UPLOAD_SIZE"],
+            owners: Vec::new(),
         }));
     }
     out
@@ -517,6 +560,7 @@ fn database(url: &str) -> Parsed {
         chooses: true,
         values: vec![("url", format!("postgres://{rest}").into())],
         variables: vec!["DATABASE_URL"],
+        owners: Vec::new(),
     })
 }
 
@@ -542,6 +586,7 @@ fn sqs(seed: &SeedEnv, url: &str) -> Parsed {
         ("queue_name", Value::from(name)),
         ("dlq_name", dlq_name.into()),
     ];
+    let owners: Vec<_> = dlq.map(|(var, _)| ("dlq_name", var)).into_iter().collect();
     if host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn") {
         // sqs.REGION.amazonaws.com, or the legacy REGION.queue.amazonaws.com.
         let labels: Vec<&str> = host.split('.').collect();
@@ -563,6 +608,7 @@ fn sqs(seed: &SeedEnv, url: &str) -> Parsed {
         chooses: true,
         values,
         variables,
+        owners,
     })
 }
 
@@ -761,10 +807,24 @@ mod tests {
 
         let db = used(&uses, "DATABASE_URL");
         assert_eq!(db.keys, ["database.kind", "database.url"]);
-        assert!(
-            used(&uses, "REDIS_URL")
-                .keys
-                .contains(&"cache.kind".to_owned())
+        assert_eq!(
+            used(&uses, "REDIS_URL").keys,
+            ["redis.url", "cache.kind", "cache.redis"]
+        );
+        assert_eq!(
+            used(&uses, "DYNAMODB_CACHE_TABLE").keys,
+            ["cache.dynamodb.table"]
+        );
+        assert_eq!(
+            used(&uses, "OPENAI_API_KEY").keys,
+            ["llm.kind", "llm.api_key", "llm.base_url"]
+        );
+        assert_eq!(used(&uses, "OPENAI_MODEL").keys, ["llm.model"]);
+        assert_eq!(used(&uses, "HOST").keys, ["server.bind"]);
+        assert_eq!(used(&uses, "PORT").keys, ["server.bind"]);
+        assert_eq!(
+            used(&uses, "CORS_ORIGINS").keys,
+            ["server.cors.allowed_origins"]
         );
         // Values never appear in the report or in `config show`.
         let shown = format!("{}{uses:?}", c.to_redacted_toml());
