@@ -128,7 +128,21 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, so the master stops its workers (a SIGKILL would leave them running); a
+    /// master still there after 10 s is killed.
     fn drop(&mut self) {
+        #[allow(unsafe_code)]
+        // SAFETY: signals our own child, which has not been waited for yet.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
