@@ -5,13 +5,18 @@
 //! `auth`) is a tagged enum; each backend crate has one factory that matches on it.
 //! Secrets are [`secrecy::SecretString`] and may come from a `*_file` sibling key.
 //!
+//! The environment names of the applications docent replaces (`DATABASE_URL`, `REDIS_URL`,
+//! `S3_BUCKET_NAME`, ...) are read as aliases below docent's own keys ([`seed_env`]).
+//!
 //! Relative paths resolve by where they were written ([`ConfigLayers::load_in`]): the
 //! compiled-in `data_dir` and `embedder.model_dir` against the docent [`home`], paths in a
 //! configuration file against that file's directory, paths from `DOCENT__*` variables against
 //! the working directory. Paths documented as "under `data_dir`" (the SQLite file, blobs,
 //! indexes, mail, the generated JWT key) stay relative to the data directory.
 
+mod dict_path;
 pub mod home;
+pub mod seed_env;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +29,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use home::{Home, HomeSource};
+pub use seed_env::{SeedEnv, SeedUse};
 
 /// A configuration problem, reported before anything starts.
 #[derive(Debug, thiserror::Error)]
@@ -1502,22 +1508,30 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads defaults, then `file` if given, then `DOCENT__*` environment variables, and
-    /// validates the result. The compiled-in relative paths stay relative (to the working
-    /// directory); [`ConfigLayers::load_in`] anchors them in a docent home.
+    /// Loads defaults, then the seed applications' variables ([`seed_env`]), then `file` if
+    /// given, then `DOCENT__*` environment variables, and validates the result. The compiled-in
+    /// relative paths stay relative (to the working directory); [`ConfigLayers::load_in`]
+    /// anchors them in a docent home.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(file, Env::prefixed("DOCENT__").split("__"))
+        ConfigLayers::load(file)?.into_config()
     }
 
-    /// Like [`Config::load`] with an explicit environment provider (tests).
+    /// Like [`Config::load`] with an explicit environment provider (tests), and no seed
+    /// variables.
     pub fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
         ConfigLayers::load_from(file, env)?.into_config()
     }
 
     /// The merged layers: the defaults (their relative `data_dir` and `embedder.model_dir`
-    /// under `home`, when given), `file`, then `env`; relative paths written in `file` are
-    /// made relative to its directory.
-    fn layers(home: Option<&Path>, file: Option<&Path>, env: Env) -> Result<Figment, ConfigError> {
+    /// under `home`, when given), the variables of `seed` ([`seed_env`]), `file`, then `env`;
+    /// relative paths written in `file` are made relative to its directory. Also what each
+    /// seed variable did.
+    fn layers(
+        home: Option<&Path>,
+        file: Option<&Path>,
+        env: Env,
+        seed: &SeedEnv,
+    ) -> Result<(Figment, Vec<SeedUse>), ConfigError> {
         let mut overrides = Figment::new();
         if let Some(file) = file {
             if !file.exists() {
@@ -1543,29 +1557,46 @@ impl Config {
             .ok()
             .and_then(|v| v.into_dict())
             .unwrap_or_default();
+        let kind_at = |dict: &figment::value::Dict, section: &str| {
+            dict_path::get(dict, &format!("{section}.kind"))
+                .and_then(|k| k.as_str().map(str::to_owned))
+        };
+        // The seed applications' variables, below the file and `DOCENT__` variables.
+        let seeded = seed_env::layer(seed, &overrides, |section| kind_at(&base, section))?;
         for section in [
-            "database", "storage", "queue", "cache", "index", "embedder", "llm",
+            "database",
+            "storage",
+            "queue.backend",
+            "cache",
+            "index",
+            "embedder",
+            "llm",
         ] {
-            let kind = |v: Option<&figment::value::Value>| {
-                v.and_then(|v| v.as_dict())
-                    .and_then(|d| d.get("kind"))
-                    .and_then(|k| k.as_str().map(str::to_owned))
-            };
             let chosen = overrides
                 .find_value(&format!("{section}.kind"))
                 .ok()
-                .and_then(|v| v.as_str().map(str::to_owned));
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .or_else(|| {
+                    seeded
+                        .kinds
+                        .iter()
+                        .find(|(s, _)| *s == section)
+                        .map(|(_, k)| (*k).to_owned())
+                });
             if let Some(chosen) = chosen
-                && kind(base.get(section)).is_some_and(|default| default != chosen)
+                && kind_at(&base, section).is_some_and(|default| default != chosen)
             {
-                base.remove(section);
+                dict_path::remove(&mut base, section);
             }
         }
-        let merged = Figment::from(Serialized::defaults(base)).merge(overrides);
-        Ok(match file {
+        let merged = Figment::from(Serialized::defaults(base))
+            .merge(Serialized::defaults(seeded.values))
+            .merge(overrides);
+        let merged = match file {
             Some(file) => file_paths::anchor(merged, file),
             None => merged,
-        })
+        };
+        Ok((merged, seeded.uses))
     }
 
     /// Types and validates merged layers. `hidden` are values resolved from elsewhere (secrets):
@@ -2041,15 +2072,21 @@ impl Config {
 #[derive(Debug)]
 pub struct ConfigLayers {
     figment: Figment,
+    seed: Vec<SeedUse>,
 }
 
 impl ConfigLayers {
     /// The layers [`Config::load`] reads.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(file, Env::prefixed("DOCENT__").split("__"))
+        Self::load_in_with(
+            None,
+            file,
+            Env::prefixed("DOCENT__").split("__"),
+            &SeedEnv::from_process(),
+        )
     }
 
-    /// The layers [`Config::load_from`] reads.
+    /// The layers [`Config::load_from`] reads (no seed variables).
     pub fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
         Self::load_in_from(None, file, env)
     }
@@ -2059,19 +2096,38 @@ impl ConfigLayers {
     /// relative to the file's directory, as with every loader; relative paths from `DOCENT__*`
     /// variables stay relative to the working directory.
     pub fn load_in(home: &Path, file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_in_from(Some(home), file, Env::prefixed("DOCENT__").split("__"))
+        Self::load_in_with(
+            Some(home),
+            file,
+            Env::prefixed("DOCENT__").split("__"),
+            &SeedEnv::from_process(),
+        )
     }
 
-    /// [`ConfigLayers::load_in`] with an explicit environment provider, and the defaults left
-    /// relative without a `home`.
+    /// [`ConfigLayers::load_in`] with an explicit environment provider, no seed variables,
+    /// and the defaults left relative without a `home`.
     pub fn load_in_from(
         home: Option<&Path>,
         file: Option<&Path>,
         env: Env,
     ) -> Result<Self, ConfigError> {
-        Ok(Self {
-            figment: Config::layers(home, file, env)?,
-        })
+        Self::load_in_with(home, file, env, &SeedEnv::default())
+    }
+
+    /// [`ConfigLayers::load_in_from`] with the seed applications' variables of `seed`.
+    pub fn load_in_with(
+        home: Option<&Path>,
+        file: Option<&Path>,
+        env: Env,
+        seed: &SeedEnv,
+    ) -> Result<Self, ConfigError> {
+        let (figment, seed) = Config::layers(home, file, env, seed)?;
+        Ok(Self { figment, seed })
+    }
+
+    /// What each seed variable set (or why it was ignored), for `docent config show`.
+    pub fn seed_uses(&self) -> &[SeedUse] {
+        &self.seed
     }
 
     /// Every string value with its key (`llm.api_key`, `auth.oidc[0].client_id`), in key order.
@@ -2199,6 +2255,8 @@ mod file_paths {
     use figment::providers::Serialized;
     use figment::value::{Dict, Tag, Value};
 
+    use crate::dict_path::insert;
+
     /// Every key holding a path that is not under `data_dir` (those stay relative to it).
     const KEYS: &[&str] = &[
         "data_dir",
@@ -2270,23 +2328,6 @@ mod file_paths {
             fig
         } else {
             fig.merge(Serialized::defaults(overlay))
-        }
-    }
-
-    /// Puts `value` at the dotted `key` of `dict`.
-    fn insert(dict: &mut Dict, key: &str, value: Value) {
-        match key.split_once('.') {
-            None => {
-                dict.insert(key.to_owned(), value);
-            }
-            Some((head, rest)) => {
-                let child = dict
-                    .entry(head.to_owned())
-                    .or_insert_with(|| Value::Dict(Tag::Default, Dict::new()));
-                if let Value::Dict(_, child) = child {
-                    insert(child, rest, value);
-                }
-            }
         }
     }
 }

@@ -7,7 +7,9 @@
 //! (`ingest.record_batch` chunks), each batch stored with the task's checkpoint in one
 //! transaction ([`MetadataStore::append_chunks`]). A re-leased task (after a crash) re-extracts
 //! the file (extraction and chunking are deterministic) and continues after its checkpoint, so
-//! rows are neither embedded twice nor duplicated. Rows the embedder refuses with a
+//! rows are neither embedded twice nor duplicated. The same checkpoint lets a record file
+//! stop after any batch once past the worker's soft time limit (or to give its worker to
+//! another tenant) and resume there on its next lease. Rows the embedder refuses with a
 //! non-retryable error are found by bisecting the batch and go to the document's failure
 //! ledger (row number, code, message); the task then ends `partially_completed`.
 //! [`run_retry_failed_rows`] embeds only the ledgered rows again and clears those that now
@@ -481,10 +483,10 @@ async fn run_batched(ctx: &TaskContext, prepared: Prepared) -> Result<Progress, 
         );
         ctx.progress(TaskStatus::ProcessingChunks, progress(done, failed))
             .await?;
-        // Fair share: the batch and its checkpoint are committed, so the task can give its
-        // worker to a waiting tenant and resume here later.
-        if n < last && ctx.should_yield().await {
-            return Err(JobError::Yielded);
+        // The batch and its checkpoint are committed: past the soft time limit, or while a
+        // waiting tenant should get the worker, the task gives its lease back and resumes here.
+        if n < last {
+            ctx.safe_point().await?;
         }
     }
     index_stored(ctx, &doc, &pieces).await?;

@@ -4,8 +4,14 @@
 //! - A heartbeat every third of the visibility timeout extends the lease; it also learns of a
 //!   cancel request (the job is stopped, the task marked `cancelled`) or of a lost lease (the job
 //!   is dropped and nothing is recorded — another worker owns the task now).
-//! - The soft time limit is advisory ([`TaskContext::past_soft_deadline`]); at the hard limit the
-//!   job is dropped and the task fails with `task_timeout`.
+//! - Time limits, counted from the lease. A long job stops at its safe points
+//!   ([`TaskContext::safe_point`]: a record file after each committed batch) once past the soft
+//!   limit, and returns [`JobError::Paused`]: the lease is released without counting the
+//!   attempt, the progress and checkpoint stay, and the task resumes at its checkpoint on its
+//!   next lease (any worker's). A job without checkpoints (a document that is not a record
+//!   file, a summary, a retry of failed rows, whose re-run would redo the same rows) runs on.
+//!   At the hard limit the job is dropped — which also stops its extraction thread and model
+//!   calls — and the attempt fails with `task_timeout` (not retried).
 //! - On shutdown workers stop leasing; running jobs get `shutdown_grace` to finish, then are
 //!   interrupted and their leases released without using up an attempt.
 //! - Fair share: a long job asks [`TaskContext::should_yield`] at its safe points (a record file
@@ -41,6 +47,10 @@ pub enum JobError {
     /// The job stopped at a safe point so that another tenant gets the worker; the lease is
     /// released without counting the attempt and the task runs again later.
     Yielded,
+    /// The job passed its soft time limit and stopped at a safe point, its progress and
+    /// checkpoint committed; the lease is released without counting the attempt and the task
+    /// resumes at its checkpoint on its next lease.
+    Paused,
 }
 
 impl From<Error> for JobError {
@@ -84,6 +94,21 @@ impl TaskContext {
     /// Whether the soft time limit has passed: wrap up at the next safe point.
     pub fn past_soft_deadline(&self) -> bool {
         Instant::now() >= self.soft_deadline
+    }
+
+    /// A safe point of a job that resumes where it stopped (its checkpoint committed, more work
+    /// left): [`JobError::Paused`] past the soft time limit, [`JobError::Yielded`] when another
+    /// tenant should get the worker ([`Self::should_yield`]), a stop error when cancelled or
+    /// the lease is lost; else the job goes on.
+    pub async fn safe_point(&self) -> Result<(), JobError> {
+        self.checkpoint()?;
+        if self.past_soft_deadline() {
+            return Err(JobError::Paused);
+        }
+        if self.should_yield().await {
+            return Err(JobError::Yielded);
+        }
+        Ok(())
     }
 
     /// Whether the job should stop at this safe point and give the worker to another tenant
@@ -348,10 +373,16 @@ async fn run_leased_inner(
             .release(lease)
             .await
             .map(|ok| ok.then_some(TaskStatus::Pending)),
-        Err(JobError::Yielded) => {
-            tracing::info!("task yields its worker to another tenant");
-            metrics::counter!("docent_tasks_yielded_total", "kind" => task.kind.as_str())
-                .increment(1);
+        Err(stop @ (JobError::Yielded | JobError::Paused)) => {
+            if matches!(stop, JobError::Paused) {
+                tracing::info!("task passed its soft time limit; it resumes at its checkpoint");
+                metrics::counter!("docent_tasks_paused_total", "kind" => task.kind.as_str())
+                    .increment(1);
+            } else {
+                tracing::info!("task yields its worker to another tenant");
+                metrics::counter!("docent_tasks_yielded_total", "kind" => task.kind.as_str())
+                    .increment(1);
+            }
             queue
                 .release(lease)
                 .await

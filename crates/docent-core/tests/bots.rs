@@ -2,18 +2,14 @@
 //! only, API-key scopes (bots and collections), conversations and messages, cascading deletes
 //! and tenant isolation.
 
-use std::sync::Arc;
-
 use docent_config::Config;
 use docent_core::Services;
 use docent_core::bots::BotScope;
 use docent_domain::auth::{KeyAccess, KeyScope};
 use docent_domain::*;
 use tempfile::TempDir;
-use tokio::sync::Notify;
 
 mod common;
-use common::NoIndex;
 
 struct App {
     svc: Services,
@@ -22,28 +18,11 @@ struct App {
 
 async fn app() -> App {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Arc::new(Config {
+    let config = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
-    });
-    let data_path = |p: &std::path::Path| config.data_path(p);
-    let db = docent_store::open(&config.database, data_path)
-        .await
-        .expect("open the database");
-    let svc = Services {
-        config: config.clone(),
-        store: db.metadata(),
-        queue: db.queue(&config.queue),
-        blobs: docent_blob::open(&config.storage, data_path)
-            .await
-            .expect("blob store"),
-        cache: docent_cache::open(&config.cache).expect("the default cache is in process"),
-        index: Arc::new(NoIndex),
-        embedder: None,
-        llm: None,
-        wake: Arc::new(Notify::new()),
-        facts: Default::default(),
     };
+    let svc = common::services(config, None).await;
     App { svc, _dir: dir }
 }
 

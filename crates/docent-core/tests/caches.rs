@@ -12,11 +12,8 @@ use docent_core::search::{MAX_QUERY_CHARS, SearchMode, SearchParams};
 use docent_domain::ports::Embedder;
 use docent_domain::*;
 use tempfile::TempDir;
-use tokio::sync::Notify;
 
 mod common;
-// Searches find nothing: only the caches are under test.
-use common::NoIndex;
 
 /// Counts the texts it embeds.
 #[derive(Default)]
@@ -46,29 +43,12 @@ struct App {
 
 async fn app() -> App {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Arc::new(Config {
+    let config = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
-    });
-    let data_path = |p: &std::path::Path| config.data_path(p);
-    let db = docent_store::open(&config.database, data_path)
-        .await
-        .expect("open the database");
-    let embedder = Arc::new(CountingEmbedder::default());
-    let svc = Services {
-        config: config.clone(),
-        store: db.metadata(),
-        queue: db.queue(&config.queue),
-        blobs: docent_blob::open(&config.storage, data_path)
-            .await
-            .expect("blob store"),
-        cache: docent_cache::open(&config.cache).expect("the default cache is in process"),
-        index: Arc::new(NoIndex),
-        embedder: Some(embedder.clone()),
-        llm: None,
-        wake: Arc::new(Notify::new()),
-        facts: Default::default(),
     };
+    let embedder = Arc::new(CountingEmbedder::default());
+    let svc = common::services(config, Some(embedder.clone() as Arc<dyn Embedder>)).await;
     App {
         svc,
         embedder,
@@ -78,19 +58,7 @@ async fn app() -> App {
 
 /// A tenant with one processed document of `text` (sha256 `sha`).
 async fn tenant_with_document(svc: &Services, sha: &str, text: &str) -> (TenantId, Document) {
-    let t = TenantId::new();
-    svc.store.ensure_tenant(t, "t").await.expect("tenant");
-    let c = svc
-        .create_collection(
-            t,
-            NewCollection {
-                name: "c".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("collection")
-        .id;
+    let (t, c) = common::tenant_with_collection(svc).await;
     let id = DocumentId::new();
     svc.store
         .insert_document(

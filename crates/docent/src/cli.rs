@@ -554,9 +554,10 @@ pub enum TaskAction {
 /// `docent config ...`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigAction {
-    /// Print the effective configuration (secrets redacted).
+    /// Print the effective configuration (secrets redacted), headed by the seed applications'
+    /// variables it took (`DATABASE_URL`, ...) or ignored.
     Show,
-    /// Validate the configuration and exit.
+    /// Validate the configuration and exit; lists the seed variables taken or ignored.
     Check,
     /// Where docent keeps things: its home, configuration file, data and model directories.
     Paths {
@@ -578,6 +579,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     crate::telemetry::init(config.log.format, &config.log.level);
     crate::paths::warn_about_data_left_here(&config, &home);
+    for seed in crate::secrets::seed_uses() {
+        match &seed.ignored {
+            Some(why) => {
+                tracing::warn!(variable = %seed.variable, why = %why, "seed environment variable ignored")
+            }
+            None => {
+                tracing::debug!(variable = %seed.variable, keys = %seed.keys.join(", "), "seed environment variable in use")
+            }
+        }
+    }
     match cli.command {
         Command::Serve { bind, no_workers } => {
             if let Some(bind) = bind {
@@ -820,10 +831,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config {
             action: ConfigAction::Show,
-        } => print!("{}", config.to_redacted_toml()),
+        } => {
+            let seed = crate::secrets::seed_uses();
+            if !seed.is_empty() {
+                println!("# From the seed applications' environment (docent's own keys win):");
+                for s in &seed {
+                    println!("#   {s}");
+                }
+            }
+            print!("{}", config.to_redacted_toml())
+        }
         Command::Config {
             action: ConfigAction::Check,
-        } => println!("configuration is valid"),
+        } => {
+            for s in crate::secrets::seed_uses() {
+                println!("seed variable {s}");
+            }
+            println!("configuration is valid")
+        }
         Command::Config {
             action: ConfigAction::Paths { name },
         } => {

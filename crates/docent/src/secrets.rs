@@ -96,9 +96,25 @@ pub async fn load_config(home: &Path, file: Option<&Path>) -> anyhow::Result<Con
     Ok(loaded.config)
 }
 
+/// What the seed applications' variables did at the last load.
+static SEED: Mutex<Vec<docent_config::SeedUse>> = Mutex::new(Vec::new());
+
+/// What each seed variable (`DATABASE_URL`, ...) set at the last load, or why it was ignored;
+/// for `docent config show` and `check`.
+pub fn seed_uses() -> Vec<docent_config::SeedUse> {
+    SEED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The configuration layers of `source`, remembering what the seed variables did.
+fn layers(source: &Source) -> anyhow::Result<docent_config::ConfigLayers> {
+    let layers = docent_config::ConfigLayers::load_in(&source.home, source.file.as_deref())?;
+    *SEED.lock().unwrap_or_else(|e| e.into_inner()) = layers.seed_uses().to_vec();
+    Ok(layers)
+}
+
 #[cfg(feature = "aws")]
 async fn load(source: &Source) -> anyhow::Result<Loaded> {
-    let layers = docent_config::ConfigLayers::load_in(&source.home, source.file.as_deref())?;
+    let layers = layers(source)?;
     let loaded = docent_aws::secrets::load_config(layers).await?;
     Ok(Loaded {
         config: loaded.config,
@@ -108,7 +124,7 @@ async fn load(source: &Source) -> anyhow::Result<Loaded> {
 
 #[cfg(not(feature = "aws"))]
 async fn load(source: &Source) -> anyhow::Result<Loaded> {
-    let layers = docent_config::ConfigLayers::load_in(&source.home, source.file.as_deref())?;
+    let layers = layers(source)?;
     let config = layers.resolve(|_, value| {
         if value.starts_with("secretsmanager:") {
             Err("Secrets Manager references need docent built with the `aws` cargo feature".into())

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, assert_error, spawn_app_with};
+use common::{TestApp, assert_error, spawn_app_with, with_llm};
 use docent_fake_openai::{CHAT_MODEL, FakeConfig, FakeServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -16,22 +16,6 @@ const FRANCE: &[u8] =
 ## Rivers\n\nThe Loire is the longest river in France, flowing for 1006 kilometres.\n";
 const COOKING: &[u8] =
     b"# Kitchen\n\nA souffle needs whisked egg whites folded gently into the base.\n";
-
-fn with_llm(fake: &FakeServer) -> impl FnOnce(&mut docent_config::Config) {
-    let base_url = fake.base_url();
-    move |c| {
-        c.llm = docent_config::LlmConfig::Openai {
-            base_url,
-            model: CHAT_MODEL.into(),
-            api_key: None,
-            api_key_file: None,
-            requests_per_second: 50.0,
-            tokens_per_minute: None,
-            tenant_share: 0.5,
-            request_timeout: Duration::from_secs(10),
-        };
-    }
-}
 
 /// A collection with the two documents, processed, and a bot over it.
 async fn bot_over_docs(app: &TestApp) -> (String, String, String) {

@@ -308,3 +308,62 @@ fn pdf_glyph_warnings_are_one_debug_line_per_document() {
     }
     assert!(!run(None).contains("glyph"));
 }
+
+/// The seed applications' environment names configure docent (issue 19 item 8), and `config
+/// show` and `config check` say which were taken and which ignored — never their values.
+#[test]
+fn config_show_and_check_name_the_seed_variables_they_took() {
+    let (dir, work) = workspace();
+    let home = dir.path().join("home");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(&work).args(args);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("DOCENT") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("DOCENT_HOME", &home)
+            .env("DOCENT__EMBEDDER__KIND", "none")
+            .env("DOCENT__CACHE__KIND", "memory")
+            .env(
+                "DATABASE_URL",
+                "postgresql+psycopg2://app:pw-canary@db.internal:5432/app",
+            )
+            .env("REDIS_URL", "redis://:redis-canary@cache.internal:6379/0")
+            .env("LOG_LEVEL", "WARNING")
+            .output()
+            .expect("docent runs")
+    };
+    let out = run(&["config", "show"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("#   DATABASE_URL → database.kind, database.url"),
+        "{shown}"
+    );
+    assert!(shown.contains("#   REDIS_URL → redis.url"), "{shown}");
+    assert!(
+        shown.contains("#   REDIS_URL: ignored (cache.kind = \"memory\" is set)"),
+        "{shown}"
+    );
+    let shown_toml: toml::Value = toml::from_str(&shown).expect("still TOML");
+    assert_eq!(shown_toml["database"]["kind"].as_str(), Some("postgres"));
+    assert_eq!(shown_toml["cache"]["kind"].as_str(), Some("memory"));
+    assert_eq!(shown_toml["log"]["level"].as_str(), Some("warn"));
+    let all = text(&out);
+    assert!(
+        !all.contains("pw-canary") && !all.contains("redis-canary"),
+        "{all}"
+    );
+
+    let out = run(&["config", "check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("seed variable LOG_LEVEL → log.level"),
+        "{said}"
+    );
+    assert!(said.ends_with("configuration is valid\n"), "{said}");
+    assert!(!text(&out).contains("pw-canary"));
+}

@@ -312,6 +312,23 @@ pub fn markdown_doc(seed: usize, sections: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// The fake OpenAI-compatible server's chat model as `[llm]`.
+pub fn with_llm(fake: &docent_fake_openai::FakeServer) -> impl FnOnce(&mut docent_config::Config) {
+    let base_url = fake.base_url();
+    move |c| {
+        c.llm = docent_config::LlmConfig::Openai {
+            base_url,
+            model: docent_fake_openai::CHAT_MODEL.into(),
+            api_key: None,
+            api_key_file: None,
+            requests_per_second: 50.0,
+            tokens_per_minute: None,
+            tenant_share: 0.5,
+            request_timeout: std::time::Duration::from_secs(10),
+        };
+    }
+}
+
 /// Built-in accounts with cheap argon2 parameters and no rate limits (tests that exercise the
 /// limits turn them back on); mail goes to files under the data directory.
 pub fn builtin_auth(config: &mut Config) {

@@ -19,7 +19,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, up: bool, within: Duration) -> bool {
+pub fn wait_for_port(port: u16, up: bool, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let open = TcpStream::connect(("127.0.0.1", port)).is_ok();
