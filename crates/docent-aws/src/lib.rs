@@ -1,8 +1,9 @@
 //! AWS backends, behind the binary's `aws` cargo feature (the AWS SDK is the heaviest part of
 //! the build):
 //!
-//! - [`sqs`]: the SQS [`TaskQueue`](docent_domain::ports::TaskQueue): SQS delivers task ids,
-//!   the database keeps task state, so status queries never touch SQS.
+//! - [`sqs`]: SQS as a [`Delivery`](docent_domain::ports::Delivery), the transport of
+//!   `docent_queue::DeliveryQueue`: SQS delivers task ids, the database keeps task state, so
+//!   status queries never touch SQS.
 //! - [`dynamo`]: the DynamoDB [`Cache`](docent_domain::ports::Cache) (TTL attribute).
 //! - [`secrets`]: `secretsmanager:NAME#key` references in config, resolved at start and on
 //!   SIGHUP.

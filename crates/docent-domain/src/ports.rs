@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::bots::*;
+pub use crate::delivery::{Delivery, MAX_VISIBILITY, Received};
 use crate::error::{ErrorInfo, Result};
 use crate::ids::{ChunkId, CollectionId, DocumentId, TaskId, TenantId};
 use crate::model::*;

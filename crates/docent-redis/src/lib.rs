@@ -4,10 +4,10 @@
 //!   under a key prefix. Stack it behind the in-process cache with `docent_cache::TieredCache`.
 //! - [`RedisBudgetStore`]: [`docent_llm::BudgetStore`] as atomic Lua token buckets on the
 //!   server's clock, so every process shares one model-call budget per provider.
-//! - [`RedisQueue`]: the [`TaskQueue`](docent_domain::ports::TaskQueue) port on a Redis Stream
-//!   with a consumer group carrying deliveries (pending-entry reclaim with `XAUTOCLAIM`, a
-//!   delayed set for retries, a dead-letter stream), task state kept in the database through a
-//!   [`TaskLedger`](docent_domain::ports::TaskLedger), as the SQS queue does (see [`queue`]).
+//! - [`RedisDelivery`]: the [`Delivery`](docent_domain::ports::Delivery) port on a Redis Stream
+//!   with a consumer group (pending-entry reclaim with `XAUTOCLAIM`, a delayed set for deferred
+//!   deliveries, a dead-letter stream): the transport of `docent_queue::DeliveryQueue`, which
+//!   keeps task state in the database (see [`queue`]).
 //!
 //! Architecture invariant: no call waits longer than [`RedisOptions::command_timeout`] — an
 //! outage or a stalled server is a `service_unavailable` error within that bound, never a hang —
@@ -26,7 +26,7 @@ use redis::{Client, FromRedisValue, RedisError};
 pub use budget::RedisBudgetStore;
 pub use cache::RedisCache;
 pub use docent_domain::ports::Backoff;
-pub use queue::{RedisQueue, RedisQueueSettings};
+pub use queue::{RedisDelivery, RedisQueueSettings};
 
 /// Connection settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 //! to exactly the same behaviour.
 //!
 //! [`pg::TestDatabase`] gives a test a PostgreSQL database of its own. The
-//! [`queue_contract`] suite for [`docent_domain::ports::TaskQueue`]. A
+//! [`queue_contract`] suite for [`docent_domain::ports::TaskQueue`], and the
+//! [`delivery_contract`] suite for the brokers under `docent_queue::DeliveryQueue`. A
 //! backend's test file runs it with one line:
 //!
 //! ```ignore
@@ -17,6 +18,7 @@
 //! docent_testkit::queue_contract_tests!(make_queue);
 //! ```
 
+pub mod delivery_contract;
 pub mod pg;
 pub mod queue_contract;
 

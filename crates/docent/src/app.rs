@@ -292,41 +292,21 @@ async fn open_queue(
                 prefix: format!("{}{}", config.redis.key_prefix, q.name),
                 group: q.group.clone(),
                 block_time: q.block_time,
-                republish_after: q.republish_after,
                 ..docent_redis::RedisQueueSettings::new("")
             };
-            let backoff = docent_domain::ports::Backoff {
-                base: config.queue.backoff_base,
-                max: config.queue.backoff_max,
-            };
-            let queue = docent_redis::RedisQueue::new(
-                db.ledger(&config.queue),
-                redis.clone(),
-                &settings,
-                backoff,
-            )
-            .map_err(|e| anyhow::anyhow!(e.chain()))
-            .context("queue.backend (Redis)")?;
-            tracing::info!(stream = %queue.stream_key(), group = %queue.group(), "Redis Streams task queue");
-            Arc::new(queue)
+            let delivery = docent_redis::RedisDelivery::new(redis.clone(), &settings)
+                .map_err(|e| anyhow::anyhow!(e.chain()))
+                .context("queue.backend (Redis)")?;
+            tracing::info!(stream = %delivery.stream_key(), group = %delivery.group(), "Redis Streams task queue");
+            delivery_queue(config, db, Arc::new(delivery), q.republish_after)
         }
         #[cfg(feature = "aws")]
         QueueBackend::Sqs(sqs) => {
-            let backoff = docent_domain::ports::Backoff {
-                base: config.queue.backoff_base,
-                max: config.queue.backoff_max,
-            };
-            Arc::new(
-                docent_aws::sqs::SqsQueue::connect(
-                    db.ledger(&config.queue),
-                    sqs,
-                    config.queue.max_attempts,
-                    backoff,
-                )
+            let delivery = docent_aws::sqs::SqsDelivery::connect(sqs, config.queue.max_attempts)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.chain()))
-                .context("queue.backend (SQS)")?,
-            )
+                .context("queue.backend (SQS)")?;
+            delivery_queue(config, db, Arc::new(delivery), sqs.republish_after)
         }
         #[cfg(not(feature = "aws"))]
         QueueBackend::Sqs(_) => {
@@ -335,6 +315,26 @@ async fn open_queue(
             )
         }
     })
+}
+
+/// The queue whose deliveries `delivery` (SQS, a Redis Stream) carries and whose task state the
+/// database keeps.
+fn delivery_queue(
+    config: &Config,
+    db: &docent_store::Database,
+    delivery: Arc<dyn docent_domain::ports::Delivery>,
+    republish_after: std::time::Duration,
+) -> Arc<dyn docent_domain::ports::TaskQueue> {
+    let backoff = docent_domain::ports::Backoff {
+        base: config.queue.backoff_base,
+        max: config.queue.backoff_max,
+    };
+    Arc::new(docent_queue::DeliveryQueue::new(
+        db.ledger(&config.queue),
+        delivery,
+        backoff,
+        republish_after,
+    ))
 }
 
 /// The cache of `[cache]`: in-process, Redis, DynamoDB, or those stacked (in-process → Redis →
