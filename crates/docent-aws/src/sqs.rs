@@ -76,8 +76,8 @@ use aws_sdk_sqs::types::{
 use chrono::Utc;
 use docent_domain::ports::{Backoff, FailOutcome, Heartbeat, Lease, TaskLedger, TaskQueue};
 use docent_domain::{
-    Code, Error, ErrorInfo, NewTask, Page, PageRequest, Progress, QueueDepth, Result, Task,
-    TaskFilter, TaskId, TaskStatus, TenantId,
+    Code, CollectionId, Error, ErrorInfo, NewTask, Page, PageRequest, Progress, QueueDepth, Result,
+    Task, TaskFilter, TaskId, TaskStatus, TenantId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -1119,6 +1119,14 @@ impl TaskQueue for SqsQueue {
 
     async fn depth(&self) -> Result<QueueDepth> {
         self.ledger.depth().await
+    }
+
+    async fn tenant_depth(
+        &self,
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+    ) -> Result<QueueDepth> {
+        self.ledger.tenant_depth(tenant, collections).await
     }
 }
 

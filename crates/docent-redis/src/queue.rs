@@ -85,8 +85,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use docent_domain::ports::{Backoff, FailOutcome, Heartbeat, Lease, TaskLedger, TaskQueue};
 use docent_domain::{
-    Code, ErrorInfo, NewTask, Page, PageRequest, Progress, QueueDepth, Result, Task, TaskFilter,
-    TaskId, TaskStatus, TenantId,
+    Code, CollectionId, ErrorInfo, NewTask, Page, PageRequest, Progress, QueueDepth, Result, Task,
+    TaskFilter, TaskId, TaskStatus, TenantId,
 };
 use redis::Script;
 use redis::streams::StreamReadReply;
@@ -1057,6 +1057,14 @@ impl TaskQueue for RedisQueue {
 
     async fn depth(&self) -> Result<QueueDepth> {
         self.ledger.depth().await
+    }
+
+    async fn tenant_depth(
+        &self,
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+    ) -> Result<QueueDepth> {
+        self.ledger.tenant_depth(tenant, collections).await
     }
 }
 

@@ -429,6 +429,7 @@ impl MetadataStore for SqliteStore {
                 .push_bind(s.as_str());
         }
         push_in(&mut q, "d.sha256", filter.sha256);
+        push_contains(&mut q, "d.filename", filter.filename_contains);
         if let Some(c) = cursor::<DocumentId>(&page)? {
             q.push(" AND d.id < ").push_bind(c);
         }

@@ -4,7 +4,10 @@
 use chrono::{DateTime, TimeZone, Utc};
 use std::str::FromStr;
 
-use docent_domain::{Code, Error, ErrorInfo, Metadata, Page, PageRequest, Result};
+use docent_domain::{
+    Code, CollectionId, Error, ErrorInfo, Metadata, Page, PageRequest, QueueDepth, Result,
+    TaskStatus, TenantId,
+};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -110,6 +113,85 @@ pub(crate) fn push_in<DB: sqlx::Database>(
         list.push_bind(v);
     }
     q.push(")");
+}
+
+/// `AND lower(column) LIKE lower(text) ESCAPE '\'`: rows whose `column` contains `text`
+/// literally (`%`, `_` and `\` in it match only themselves), ignoring case as the engine's
+/// `lower` does (ASCII on SQLite). No text, or an empty one, adds nothing.
+pub(crate) fn push_contains<DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<DB>,
+    column: &str,
+    text: Option<String>,
+) where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return;
+    };
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    q.push(format!(" AND lower({column}) LIKE lower("));
+    q.push_bind(pattern);
+    q.push(") ESCAPE '\\'");
+}
+
+/// Counts of the `tasks` table by status (`status`, `n`), with `dead`, the engine's expression
+/// for the dead-lettered ones, as `dl`: every tenant's tasks, or one tenant's, perhaps only
+/// those of some collections (an empty list: none).
+pub(crate) fn depth_query<DB: sqlx::Database>(
+    dead: &str,
+    scope: Option<(TenantId, Option<&[CollectionId]>)>,
+) -> sqlx::QueryBuilder<DB>
+where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::QueryBuilder::new(format!(
+        "SELECT status, COUNT(*) AS n, {dead} AS dl FROM tasks WHERE 1 = 1"
+    ));
+    if let Some((tenant, collections)) = scope {
+        q.push(" AND tenant_id = ");
+        q.push_bind(tenant.to_string());
+        match collections {
+            Some([]) => {
+                q.push(" AND 1 = 0");
+            }
+            Some(c) => push_in(
+                &mut q,
+                "collection_id",
+                c.iter().map(ToString::to_string).collect(),
+            ),
+            None => {}
+        }
+    }
+    q.push(" GROUP BY status");
+    q
+}
+
+/// The rows of a [`depth_query`] as a [`QueueDepth`] (statuses it does not know are skipped).
+pub(crate) fn depth_from<R: Row>(rows: &[R]) -> std::result::Result<QueueDepth, sqlx::Error>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let mut depth = QueueDepth::default();
+    for row in rows {
+        let status: String = row.try_get("status")?;
+        let n: i64 = row.try_get("n")?;
+        let dl: Option<i64> = row.try_get("dl")?;
+        if let Some(s) = TaskStatus::parse(&status) {
+            depth.by_status.push((s, n as u64));
+        }
+        depth.dead_lettered += dl.unwrap_or(0) as u64;
+    }
+    Ok(depth)
 }
 
 pub(crate) fn paginate<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {

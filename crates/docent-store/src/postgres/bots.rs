@@ -477,6 +477,20 @@ impl BotStore for PgStore {
         conversation_from(&row)
     }
 
+    async fn delete_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<()> {
+        // Its messages go with it (ON DELETE CASCADE), in this one statement.
+        let res = sqlx::query("DELETE FROM conversations WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        if res.rows_affected() == 0 {
+            return Err(conversation_not_found(id));
+        }
+        Ok(())
+    }
+
     async fn list_conversations(
         &self,
         tenant: TenantId,

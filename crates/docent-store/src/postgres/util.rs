@@ -11,7 +11,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 pub(crate) use crate::util::{
-    cursor, is_unique_violation, not_found, paginate, push_in, vector_bytes, vector_from_bytes,
+    cursor, depth_from, depth_query, is_unique_violation, not_found, paginate, push_contains,
+    push_in, vector_bytes, vector_from_bytes,
 };
 
 /// Truncates a time to whole milliseconds.
