@@ -640,6 +640,18 @@ impl Services {
         self.scoped_conversation(scope.into(), id, false).await
     }
 
+    /// Deletes a conversation with its messages: the caller's own (an admin's also those
+    /// nobody owns, started by the operator); another's is "not found".
+    pub async fn delete_conversation<'s>(
+        &self,
+        scope: impl Into<BotScope<'s>>,
+        id: ConversationId,
+    ) -> Result<()> {
+        let scope = scope.into();
+        self.scoped_conversation(scope, id, true).await?;
+        self.store.delete_conversation(scope.tenant, id).await
+    }
+
     /// A bot's conversations, newest first.
     pub async fn list_conversations<'s>(
         &self,

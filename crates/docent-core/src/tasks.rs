@@ -40,6 +40,15 @@ impl Services {
         Ok(list)
     }
 
+    /// Counts of the scope's tasks by status, and the dead-lettered ones (a scope limited to
+    /// some collections counts their tasks only).
+    pub async fn task_counts<'s>(&self, scope: impl Into<Scope<'s>>) -> Result<QueueDepth> {
+        let scope = scope.into();
+        self.queue
+            .tenant_depth(scope.tenant, scope.collections)
+            .await
+    }
+
     /// Cancels a task.
     pub async fn cancel_task<'s>(&self, scope: impl Into<Scope<'s>>, id: TaskId) -> Result<Task> {
         let scope = scope.into();

@@ -378,6 +378,9 @@ pub struct DocumentFilter {
     /// Only documents whose original has one of these hex sha256s (none: any). A collection
     /// holds each content once, so with a collection this names at most one document per hash.
     pub sha256: Vec<String>,
+    /// Only documents whose file name contains this text, ignoring ASCII case (none or empty:
+    /// any).
+    pub filename_contains: Option<String>,
 }
 
 /// What extraction learned about a document.

@@ -218,6 +218,8 @@ pub trait BotStore: Send + Sync + 'static {
     ) -> Result<Conversation>;
     /// A conversation.
     async fn get_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<Conversation>;
+    /// Deletes a conversation and, in the same statement, its messages.
+    async fn delete_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<()>;
     /// A bot's conversations, newest first.
     async fn list_conversations(
         &self,
@@ -343,6 +345,13 @@ pub trait TaskQueue: Send + Sync + 'static {
     ) -> Result<Page<Task>>;
     /// Counts by status across all tenants (operator metrics).
     async fn depth(&self) -> Result<QueueDepth>;
+    /// Counts by status of one tenant's tasks; with `collections`, only the tasks of those
+    /// collections (an empty list counts nothing).
+    async fn tenant_depth(
+        &self,
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+    ) -> Result<QueueDepth>;
 }
 
 /// The record side of a queue whose deliveries travel through a broker (the SQS queue): a

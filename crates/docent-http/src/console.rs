@@ -12,15 +12,17 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue,
     IF_NONE_MATCH,
 };
 use axum::response::{IntoResponse, Response};
+use docent_config::StorageConfig;
 use docent_domain::Code;
 
+use crate::AppState;
 use crate::error::ApiError;
 
 /// The policy of console pages: scripts, styles, images and API calls from this origin only;
@@ -28,6 +30,47 @@ use crate::error::ApiError;
 pub const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The policy of the console page itself: [`CONSOLE_CSP`], and when the server signs direct
+/// uploads to an S3 bucket, `connect-src` also names the bucket's origin, so the browser may
+/// `PUT` a file there (the bucket's CORS rules must allow the console's origin too).
+pub fn page_csp(storage: &StorageConfig, presigns: bool) -> String {
+    let StorageConfig::S3 {
+        bucket,
+        region,
+        endpoint,
+        ..
+    } = storage
+    else {
+        return CONSOLE_CSP.to_owned();
+    };
+    if !presigns {
+        return CONSOLE_CSP.to_owned();
+    }
+    let origins = match endpoint {
+        Some(e) => match e.parse::<axum::http::Uri>() {
+            Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+                (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+                _ => return CONSOLE_CSP.to_owned(),
+            },
+            Err(_) => return CONSOLE_CSP.to_owned(),
+        },
+        None => {
+            format!("https://s3.{region}.amazonaws.com https://{bucket}.s3.{region}.amazonaws.com")
+        }
+    };
+    // Only characters a CSP source may hold: anything else leaves the policy as it is.
+    if !origins
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-:/ []".contains(&b))
+    {
+        return CONSOLE_CSP.to_owned();
+    }
+    CONSOLE_CSP.replace(
+        "connect-src 'self'",
+        &format!("connect-src 'self' {origins}"),
+    )
+}
 
 /// Declares the embedded files, relative to `console/`. Every file in that folder must be
 /// listed (a test compares the list with the folder), so none is forgotten.
@@ -100,8 +143,8 @@ fn assets() -> &'static HashMap<&'static str, Asset> {
     })
 }
 
-/// Serves one embedded file, or `304` when the browser's copy is current.
-fn serve(path: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+/// Serves one embedded file under `csp`, or `304` when the browser's copy is current.
+fn serve(path: &str, headers: &HeaderMap, csp: HeaderValue) -> Result<Response, ApiError> {
     let asset = assets()
         .get(path)
         .ok_or_else(|| ApiError::new(Code::RouteNotFound, format!("no console file {path}")))?;
@@ -118,16 +161,19 @@ fn serve(path: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
     h.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     h.insert(ETAG, asset.etag.clone());
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONSOLE_CSP),
-    );
+    h.insert(CONTENT_SECURITY_POLICY, csp);
     Ok(resp)
 }
 
 /// `GET /`: the console page.
-pub(crate) async fn index(headers: HeaderMap) -> Result<Response, ApiError> {
-    serve("index.html", &headers)
+pub(crate) async fn index(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let services = &s.services;
+    let csp = page_csp(&services.config.storage, services.presign_ttl().is_some());
+    let csp = HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(CONSOLE_CSP));
+    serve("index.html", &headers, csp)
 }
 
 /// `GET /console/{*path}`: its scripts, styles and images.
@@ -135,7 +181,7 @@ pub(crate) async fn asset(
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    serve(&path, &headers)
+    serve(&path, &headers, HeaderValue::from_static(CONSOLE_CSP))
 }
 
 #[cfg(test)]
@@ -183,10 +229,51 @@ mod tests {
         let tag = assets()["js/app.js"].etag.clone();
         let mut h = HeaderMap::new();
         h.insert(IF_NONE_MATCH, tag);
-        assert_eq!(serve("js/app.js", &h).unwrap().status(), 304);
-        let r = serve("js/app.js", &HeaderMap::new()).unwrap();
+        let csp = || HeaderValue::from_static(CONSOLE_CSP);
+        assert_eq!(serve("js/app.js", &h, csp()).unwrap().status(), 304);
+        let r = serve("js/app.js", &HeaderMap::new(), csp()).unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()[CONTENT_SECURITY_POLICY], CONSOLE_CSP);
-        assert!(serve("../Cargo.toml", &HeaderMap::new()).is_err());
+        assert!(serve("../Cargo.toml", &HeaderMap::new(), csp()).is_err());
+    }
+
+    #[test]
+    fn the_page_may_put_files_to_the_bucket_that_signs_uploads() {
+        let s3 = |endpoint: Option<&str>| StorageConfig::S3 {
+            bucket: "docs".into(),
+            region: "eu-west-1".into(),
+            endpoint: endpoint.map(str::to_owned),
+            prefix: String::new(),
+            allow_http: true,
+            create_bucket: false,
+            server_side_encryption: docent_config::ServerSideEncryption::None,
+            kms_key_id: None,
+            presign_ttl: std::time::Duration::from_secs(60),
+            redirect_downloads: false,
+        };
+        let local = StorageConfig::Local {
+            path: "blobs".into(),
+        };
+        assert_eq!(page_csp(&local, false), CONSOLE_CSP);
+        assert_eq!(
+            page_csp(&s3(None), false),
+            CONSOLE_CSP,
+            "no signing: no bucket"
+        );
+        let minio = page_csp(&s3(Some("http://127.0.0.1:9000/some/path")), true);
+        assert!(
+            minio.contains("connect-src 'self' http://127.0.0.1:9000;"),
+            "{minio}"
+        );
+        let aws = page_csp(&s3(None), true);
+        assert!(
+            aws.contains(
+                "connect-src 'self' https://s3.eu-west-1.amazonaws.com https://docs.s3.eu-west-1.amazonaws.com;"
+            ),
+            "{aws}"
+        );
+        let odd = page_csp(&s3(Some("http://evil;script-src *")), true);
+        assert_eq!(odd, CONSOLE_CSP, "{odd}");
+        assert_eq!(minio.replace(" http://127.0.0.1:9000", ""), CONSOLE_CSP);
     }
 }

@@ -341,6 +341,36 @@ list_type!(BotList, Bot);
 list_type!(ConversationList, Conversation);
 list_type!(DocumentList, Document);
 list_type!(TaskList, Task);
+
+/// The caller's tasks counted by status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskCounts {
+    /// Every status with its count (zero included).
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// Failed tasks that ran out of attempts (they are also counted as `failed`).
+    pub dead_lettered: u64,
+}
+
+impl From<docent_domain::QueueDepth> for TaskCounts {
+    fn from(d: docent_domain::QueueDepth) -> Self {
+        let by_status = docent_domain::TaskStatus::ALL
+            .iter()
+            .map(|&s| {
+                let n = d
+                    .by_status
+                    .iter()
+                    .filter(|(t, _)| *t == s)
+                    .map(|(_, n)| n)
+                    .sum();
+                (s.as_str().to_owned(), n)
+            })
+            .collect();
+        Self {
+            by_status,
+            dead_lettered: d.dead_lettered,
+        }
+    }
+}
 list_type!(ChunkList, Chunk);
 
 /// Pagination parameters.
@@ -361,6 +391,8 @@ pub struct PageQuery {
 pub struct DocumentQuery {
     /// Only this status.
     pub status: Option<String>,
+    /// Only documents whose file name contains this text (case-insensitive).
+    pub filename: Option<String>,
     /// Page size (1–200, default 50).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.

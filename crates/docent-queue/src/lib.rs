@@ -66,7 +66,7 @@ use docent_domain::ports::{
     TaskQueue,
 };
 use docent_domain::{
-    Code, ErrorInfo, NewTask, Page, PageRequest, Progress, QueueDepth, Result, Task, TaskFilter,
+    CollectionId, Code, ErrorInfo, NewTask, Page, PageRequest, Progress, QueueDepth, Result, Task, TaskFilter,
     TaskId, TaskStatus, TenantId,
 };
 
@@ -656,6 +656,14 @@ impl TaskQueue for DeliveryQueue {
 
     async fn depth(&self) -> Result<QueueDepth> {
         self.ledger.depth().await
+    }
+
+    async fn tenant_depth(
+        &self,
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+    ) -> Result<QueueDepth> {
+        self.ledger.tenant_depth(tenant, collections).await
     }
 }
 

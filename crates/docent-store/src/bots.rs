@@ -454,6 +454,20 @@ impl<E: Engine> BotStore for SqlStore<E> {
         conversation_from(&row)
     }
 
+    async fn delete_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<()> {
+        // Its messages go with it (ON DELETE CASCADE), in this one statement.
+        let res = Sql::new("DELETE FROM conversations WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .execute(self.db())
+            .await
+            .map_err(db_err)?;
+        if res == 0 {
+            return Err(conversation_not_found(id));
+        }
+        Ok(())
+    }
+
     async fn list_conversations(
         &self,
         tenant: TenantId,

@@ -382,6 +382,7 @@ impl<E: Engine> MetadataStore for SqlStore<E> {
                 .push_bind(s.as_str());
         }
         q.push_in("d.sha256", filter.sha256);
+        q.push_contains("d.filename", filter.filename_contains);
         if let Some(c) = cursor::<DocumentId>(&page)? {
             q.push(" AND d.id < ").push_bind(c);
         }

@@ -1661,6 +1661,43 @@ pub async fn depth_counts_by_status_across_tenants(qut: QueueUnderTest) {
         assert_eq!(count(&depth, status), n, "{status} in {depth:?}");
     }
     assert_eq!(depth.dead_lettered, 1, "{depth:?}");
+
+    // One tenant's counts, and those of some of its collections.
+    let of_a = q.tenant_depth(a, None).await.expect("tenant depth");
+    for (status, n) in [
+        (TaskStatus::Pending, 1),
+        (TaskStatus::Processing, 0),
+        (TaskStatus::Completed, 1),
+        (TaskStatus::Failed, 1),
+        (TaskStatus::Cancelled, 0),
+    ] {
+        assert_eq!(count(&of_a, status), n, "{status} of A in {of_a:?}");
+    }
+    assert_eq!(of_a.dead_lettered, 0, "{of_a:?}");
+    let of_b = q.tenant_depth(b, None).await.expect("tenant depth");
+    assert_eq!(count(&of_b, TaskStatus::Cancelled), 1, "{of_b:?}");
+    assert_eq!(of_b.dead_lettered, 1, "{of_b:?}");
+    let collection = cancelled.collection_id.expect("a collection");
+    let one = q
+        .tenant_depth(b, Some(&[collection]))
+        .await
+        .expect("collection depth");
+    let total: u64 = one.by_status.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        (total, count(&one, TaskStatus::Cancelled)),
+        (1, 1),
+        "{one:?}"
+    );
+    assert_eq!(
+        count(
+            &q.tenant_depth(a, Some(&[collection])).await.unwrap(),
+            TaskStatus::Cancelled
+        ),
+        0,
+        "another tenant's collection"
+    );
+    let none = q.tenant_depth(b, Some(&[])).await.expect("no collections");
+    assert!(none.by_status.iter().all(|(_, n)| *n == 0), "{none:?}");
 }
 
 /// Fair share: tenant A enqueues a backlog, then tenant B one task. With two workers, B's task

@@ -295,6 +295,7 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("GET", "/api/v1/documents/{id}/chunks", READ_ID),
     ("GET", "/api/v1/documents/{id}/summary", READ_ID),
     ("GET", "/api/v1/tasks", READ_TENANT),
+    ("GET", "/api/v1/tasks/counts", READ_TENANT),
     ("GET", "/api/v1/tasks/{id}", READ_ID),
     ("POST", "/api/v1/search", READ_TENANT),
     ("POST", "/api/v1/collections/{id}/search", READ_ID),
@@ -357,6 +358,8 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("DELETE", "/api/v1/keys/{id}", ADMIN_ID),
     ("DELETE", "/api/v1/members/{user_id}", ADMIN_ID),
     ("DELETE", "/api/v1/bots/{id}", BOT_WRITE_ID),
+    // Deleting the operator's conversation with `helper` (fresh each time): who may read it.
+    ("DELETE", "/api/v1/conversations/{id}", CONVERSATION_READ_ID),
     ("DELETE", "/api/bots/{bot_id}", BOT_WRITE_ID),
     ("DELETE", "/api/v1/documents/{id}", WRITE_ID),
     ("DELETE", "/api/v1/collections/{id}", WRITE_ID),
@@ -613,6 +616,16 @@ async fn fresh(app: &TestApp, world: &World, path: &str, n: usize) -> String {
             .await;
             let id = b["id"].as_str().unwrap();
             return path.replace("{id}", id).replace("{bot_id}", id);
+        }
+        "/api/v1/conversations/{id}" => {
+            let tenant: docent_domain::TenantId = world.tenant.parse().unwrap();
+            let bot: docent_domain::BotId = world.bot.parse().unwrap();
+            app.services
+                .start_conversation(tenant, bot, NewConversation::default())
+                .await
+                .expect("conversation started")
+                .id
+                .to_string()
         }
         "/api/v1/keys/{id}" => {
             let b = ok(

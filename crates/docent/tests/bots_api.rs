@@ -542,7 +542,7 @@ async fn seed_aliases_behave_like_the_main_routes() {
         ("/api/v1/bots/{id}", &["get", "patch", "delete"][..]),
         ("/api/v1/bots/{id}/documents", &["get"][..]),
         ("/api/v1/bots/{id}/conversations", &["get"][..]),
-        ("/api/v1/conversations/{id}", &["get"][..]),
+        ("/api/v1/conversations/{id}", &["get", "delete"][..]),
         ("/api/v1/conversations/{id}/messages", &["get"][..]),
     ] {
         for m in methods {
@@ -908,5 +908,32 @@ async fn conversations_belong_to_whoever_started_them() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
+
+    // Deleting: Alice's conversation is hers to delete; Bob, the read-only key and the admin
+    // (who may read it) get "not found", and it stays.
+    let delete = |token: &str, path: &str| {
+        let (token, path) = (token.to_owned(), path.to_owned());
+        let app = &app;
+        async move { call(app, Method::DELETE, &path, &token, None).await }
+    };
+    for other in [&bob, &reader, &owner] {
+        let (s, b) = delete(other, &read).await;
+        assert_error(s, &b, 404, "conversation_not_found");
+    }
+    let (_, m) = get(&alice, &msgs).await;
+    assert_eq!(m["items"].as_array().unwrap().len(), 4, "{m}");
+    let (s, _) = delete(&alice, &read).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    for path in [&read, &msgs] {
+        let (s, b) = get(&alice, path).await;
+        assert_error(s, &b, 404, "conversation_not_found");
+    }
+    let (s, b) = delete(&alice, &read).await;
+    assert_error(s, &b, 404, "conversation_not_found");
+    // The admin deletes the ownerless one; the list keeps none of Alice's.
+    let (s, _) = delete(&owner, &format!("/api/v1/conversations/{}", legacy.id)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, list) = get(&owner, &format!("/api/v1/bots/{bot}/conversations")).await;
+    assert_eq!(list["items"], json!([]), "{list}");
     app.stop().await;
 }

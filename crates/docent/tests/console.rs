@@ -5,13 +5,15 @@
 //! such a row ends `partially_completed`). It needs Debian `chromium` and the npm packages
 //! `playwright-core` and `axe-core` (`scripts/test-services` installs them and exports
 //! `DOCENT_TEST_CHROMIUM` and `DOCENT_TEST_NODE_MODULES`); without them it says SKIP loudly
-//! and passes. Screenshots go to `target/tmp/console-screenshots`.
+//! and passes. Screenshots go to `target/tmp/console-screenshots`. A second, short journey runs
+//! against a server whose blob store is an S3 bucket (the moto server of
+//! `DOCENT_TEST_AWS_ENDPOINT`): the console uploads straight to the bucket.
 
 mod common;
 
 use std::path::PathBuf;
 
-use common::{builtin_auth, openai_embedder, spawn_app_with};
+use common::{builtin_auth, openai_embedder, s3_storage, spawn_app_with};
 use docent_fake_openai::{FakeConfig, FakeServer, Faults};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -182,14 +184,64 @@ fn browser_env() -> Option<(String, String)> {
     ok.then_some((chromium, modules))
 }
 
+/// Runs `journey.mjs` (`mode`: `full` or `direct`) against `app` and fails the test when it
+/// fails; `extra` adds environment variables.
+async fn run_journey(
+    app: &common::TestApp,
+    browser: (String, String),
+    mode: &str,
+    extra: &[(&str, String)],
+) {
+    let (chromium, modules) = browser;
+    let link = app.setup_link.clone().expect("a setup link");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(if mode == "full" {
+        "console-screenshots".to_owned()
+    } else {
+        format!("console-screenshots-{mode}")
+    });
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let fixtures = root.join("../docent-extract/tests/fixtures");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(root.join("tests/console/journey.mjs"))
+        .env("DOCENT_JOURNEY", mode)
+        .env("DOCENT_BASE", &app.base)
+        .env("DOCENT_SETUP_LINK", &link)
+        .env("DOCENT_DATA_DIR", &app.data_dir)
+        .env("DOCENT_FIXTURES", fixtures)
+        .env("DOCENT_SCREENSHOTS", &shots)
+        .env("DOCENT_TEST_CHROMIUM", chromium)
+        .env("DOCENT_TEST_NODE_MODULES", modules);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let started = std::time::Instant::now();
+    let out = cmd.output().await.expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    println!(
+        "{mode} journey: {:.1} s; screenshots: {}",
+        started.elapsed().as_secs_f64(),
+        shots.display()
+    );
+    assert!(
+        out.status.success(),
+        "the {mode} browser journey failed:\n{stderr}"
+    );
+}
+
+fn skip_without_browser(test: &str) {
+    eprintln!(
+        "\n*** SKIP {test}: no browser. Set DOCENT_TEST_CHROMIUM and DOCENT_TEST_NODE_MODULES \
+         (eval \"$(scripts/test-services)\" installs chromium, playwright-core and axe-core). ***\n"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_journeys_in_a_real_browser() {
-    let Some((chromium, modules)) = browser_env() else {
-        eprintln!(
-            "\n*** SKIP console_journeys_in_a_real_browser: no browser. Set DOCENT_TEST_CHROMIUM \
-             and DOCENT_TEST_NODE_MODULES (eval \"$(scripts/test-services)\" installs chromium, \
-             playwright-core and axe-core). ***\n"
-        );
+    let Some(browser) = browser_env() else {
+        skip_without_browser("console_journeys_in_a_real_browser");
         return;
     };
     let fake = FakeServer::start(FakeConfig {
@@ -209,28 +261,39 @@ async fn console_journeys_in_a_real_browser() {
         openai_embedder(c, url, 16);
     })
     .await;
-    let link = app.setup_link.clone().expect("a setup link");
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console/journey.mjs");
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("DOCENT_BASE", &app.base)
-        .env("DOCENT_SETUP_LINK", &link)
-        .env("DOCENT_DATA_DIR", &app.data_dir)
-        .env("DOCENT_SCREENSHOTS", &shots)
-        .env("DOCENT_TEST_CHROMIUM", chromium)
-        .env("DOCENT_TEST_NODE_MODULES", modules)
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    println!("screenshots: {}", shots.display());
+    run_journey(&app, browser, "full", &[]).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_uploads_straight_to_an_s3_bucket() {
+    let Some(browser) = browser_env() else {
+        skip_without_browser("the_console_uploads_straight_to_an_s3_bucket");
+        return;
+    };
+    let Ok(endpoint) = std::env::var("DOCENT_TEST_AWS_ENDPOINT") else {
+        eprintln!(
+            "\n*** SKIP the_console_uploads_straight_to_an_s3_bucket: DOCENT_TEST_AWS_ENDPOINT \
+             is not set ***\n"
+        );
+        return;
+    };
+    let app = spawn_app_with(|c| {
+        builtin_auth(c);
+        c.server.run_workers = true;
+        s3_storage(c, endpoint.clone());
+    })
+    .await;
+    // The page may talk to the bucket: its policy names the endpoint.
+    let r = app.client.get(app.url("/")).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        out.status.success(),
-        "the browser journeys failed:\n{stderr}"
+        csp.contains(&format!("connect-src 'self' {endpoint}")),
+        "{csp}"
     );
+    run_journey(&app, browser, "direct", &[("DOCENT_S3_ORIGIN", endpoint)]).await;
     app.stop().await;
 }

@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{TestApp, assert_error, builtin_auth, spawn_app, spawn_app_with};
-use docent_config::{Config, ServerSideEncryption, StorageConfig};
+use common::{TestApp, assert_error, builtin_auth, s3_storage, spawn_app, spawn_app_with};
+use docent_config::Config;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -26,23 +24,7 @@ fn endpoint() -> Option<String> {
 
 /// `[storage] kind = "s3"` on a fresh bucket, created at start.
 fn s3(endpoint: String) -> impl FnOnce(&mut Config) {
-    move |config| {
-        config.storage = StorageConfig::S3 {
-            bucket: format!(
-                "docent-app-{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..16]
-            ),
-            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-            endpoint: Some(endpoint),
-            prefix: "docent".into(),
-            allow_http: true,
-            create_bucket: true,
-            server_side_encryption: ServerSideEncryption::None,
-            kms_key_id: None,
-            presign_ttl: Duration::from_secs(600),
-            redirect_downloads: false,
-        };
-    }
+    move |config| s3_storage(config, endpoint)
 }
 
 fn sha256(bytes: &[u8]) -> String {

@@ -1,5 +1,5 @@
 //! Bots: `/api/v1/bots` (create, list, get, update, delete, a bot's documents and
-//! conversations), `/api/v1/conversations/{id}` (a conversation and its messages), and the
+//! conversations), `/api/v1/conversations/{id}` (a conversation and its messages; delete), and the
 //! seed-compatible aliases `GET /api/bots`, `GET|DELETE /api/bots/{bot_id}` and
 //! `GET /api/bots/{bot_id}/documents` (the same handlers). The services check the caller's
 //! scope (tenant, an API key's collections and bots); the handlers parse and answer.
@@ -257,6 +257,21 @@ pub(crate) async fn conversation(
 ) -> ApiResult<Json<Conversation>> {
     let cid: ConversationId = id(&raw, "conversation")?;
     Ok(Json(s.services.get_conversation(&p, cid).await?.into()))
+}
+
+/// Deletes a conversation with its messages: the caller's own (admins: also those started by
+/// the operator); another's is `404`.
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}", tag = "bots",
+    params(("id" = String, Path, description = "conversation id")),
+    responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub(crate) async fn delete_conversation(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(raw): Path<String>,
+) -> ApiResult<StatusCode> {
+    let cid: ConversationId = id(&raw, "conversation")?;
+    s.services.delete_conversation(&p, cid).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Lists a conversation's messages, oldest first, with their citations.

@@ -398,6 +398,7 @@ pub(crate) async fn list(
             DocumentFilter {
                 collection_id: Some(cid),
                 status,
+                filename_contains: q.filename.map(|f| f.trim().to_owned()),
                 ..Default::default()
             },
             page,

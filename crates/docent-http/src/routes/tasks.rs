@@ -1,4 +1,5 @@
-//! `/api/v1/tasks`: the job monitor (the services keep an API key to its collections' tasks).
+//! `/api/v1/tasks`: the job monitor, and `/api/v1/tasks/counts`, its queue depth (the services
+//! keep an API key to its collections' tasks).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -6,7 +7,7 @@ use docent_domain::{TaskFilter, TaskId};
 
 use super::{page, parse_enum};
 use crate::AppState;
-use crate::dto::{Task, TaskList, TaskQuery};
+use crate::dto::{Task, TaskCounts, TaskList, TaskQuery};
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{ApiQuery, Auth, id, query_id};
 
@@ -38,6 +39,17 @@ pub(crate) async fn list(
         .list_tasks(&p, filter, page(q.limit, q.cursor)?)
         .await?;
     Ok(Json(list.into()))
+}
+
+/// Counts the caller's tasks by status (every status, zeros included), and the dead-lettered
+/// ones: the monitor's queue depth. A key limited to some collections counts their tasks.
+#[utoipa::path(get, path = "/api/v1/tasks/counts", tag = "tasks",
+    responses((status = 200, body = TaskCounts), (status = 401, body = ErrorEnvelope)))]
+pub(crate) async fn counts(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> ApiResult<Json<TaskCounts>> {
+    Ok(Json(s.services.task_counts(&p).await?.into()))
 }
 
 /// Gets a task.

@@ -363,6 +363,27 @@ impl Sql {
         self
     }
 
+    /// Appends ` AND lower({column}) LIKE lower(?) ESCAPE '\'`: rows whose `column` contains
+    /// `text` literally (`%`, `_` and `\` in it match only themselves), ignoring case as the
+    /// engine's `lower` does (ASCII on SQLite). No text, or an empty one, adds nothing.
+    pub(crate) fn push_contains(&mut self, column: &str, text: Option<String>) -> &mut Self {
+        let Some(text) = text.filter(|t| !t.is_empty()) else {
+            return self;
+        };
+        let mut pattern = String::with_capacity(text.len() + 2);
+        pattern.push('%');
+        for c in text.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        self.push(&format!(" AND lower({column}) LIKE lower("));
+        self.push_bind(pattern);
+        self.push(") ESCAPE '\\'")
+    }
+
     /// The statement's text.
     #[allow(dead_code)] // for the repositories still moving onto the seam (issue 17)
     pub(crate) fn text(&self) -> &str {

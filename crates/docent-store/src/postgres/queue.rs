@@ -396,6 +396,21 @@ enum LeaseBind {
     Sql(&'static str),
 }
 
+impl PgQueue {
+    /// Tasks by status, and the dead-lettered ones (see [`depth_query`]).
+    async fn count_tasks(
+        &self,
+        scope: Option<(TenantId, Option<&[CollectionId]>)>,
+    ) -> Result<QueueDepth> {
+        let rows = depth_query::<Postgres>("COUNT(*) FILTER (WHERE dead_lettered)", scope)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        depth_from(&rows).map_err(db_err)
+    }
+}
+
 #[async_trait]
 impl TaskQueue for PgQueue {
     async fn ping(&self) -> Result<()> {
@@ -692,23 +707,15 @@ impl TaskQueue for PgQueue {
     }
 
     async fn depth(&self) -> Result<QueueDepth> {
-        let rows = sqlx::query(
-            "SELECT status, COUNT(*) AS n, COUNT(*) FILTER (WHERE dead_lettered) AS dl FROM tasks GROUP BY status",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        let mut depth = QueueDepth::default();
-        for row in rows {
-            let status: String = row.try_get("status").map_err(db_err)?;
-            let n: i64 = row.try_get("n").map_err(db_err)?;
-            let dl: Option<i64> = row.try_get("dl").map_err(db_err)?;
-            if let Some(s) = TaskStatus::parse(&status) {
-                depth.by_status.push((s, n as u64));
-            }
-            depth.dead_lettered += dl.unwrap_or(0) as u64;
-        }
-        Ok(depth)
+        self.count_tasks(None).await
+    }
+
+    async fn tenant_depth(
+        &self,
+        tenant: TenantId,
+        collections: Option<&[CollectionId]>,
+    ) -> Result<QueueDepth> {
+        self.count_tasks(Some((tenant, collections))).await
     }
 }
 

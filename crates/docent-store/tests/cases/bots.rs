@@ -606,6 +606,49 @@ async fn deleting_a_bot_deletes_its_conversations_and_messages() {
 }
 
 #[tokio::test]
+async fn deleting_a_conversation_deletes_its_messages_only() {
+    let Some(f) = fixture().await else {
+        return;
+    };
+    let s = &f.store;
+    let t = tenant(s).await;
+    let b = bot(s, t, "talker", vec![]).await;
+    let doomed = s
+        .create_conversation(t, b.id, NewConversation::default())
+        .await
+        .unwrap();
+    let kept = s
+        .create_conversation(t, b.id, NewConversation::default())
+        .await
+        .unwrap();
+    for c in [doomed.id, kept.id] {
+        s.append_message(t, c, NewMessage::user("hi")).await.unwrap();
+    }
+
+    s.delete_conversation(t, doomed.id).await.unwrap();
+    assert_code(
+        s.get_conversation(t, doomed.id).await,
+        CONVERSATION_NOT_FOUND,
+        "a deleted conversation",
+    );
+    assert_eq!(count_messages(s, doomed.id).await, 0, "its messages go");
+    assert_code(
+        s.delete_conversation(t, doomed.id).await,
+        CONVERSATION_NOT_FOUND,
+        "deleting twice",
+    );
+    let left = s
+        .list_conversations(t, b.id, PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        left.items.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![kept.id]
+    );
+    assert_eq!(count_messages(s, kept.id).await, 1, "the other keeps its own");
+}
+
+#[tokio::test]
 async fn bots_conversations_and_messages_are_tenant_isolated() {
     let Some(f) = fixture().await else {
         return;
@@ -679,6 +722,11 @@ async fn bots_conversations_and_messages_are_tenant_isolated() {
         s.list_messages(b, conv.id, PageRequest::default()).await,
         CONVERSATION_NOT_FOUND,
         "list messages",
+    );
+    assert_code(
+        s.delete_conversation(b, conv.id).await,
+        CONVERSATION_NOT_FOUND,
+        "delete conversation",
     );
     // B's own bot cannot name A's collection either.
     assert_code(

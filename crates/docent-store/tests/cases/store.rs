@@ -826,6 +826,34 @@ async fn list_documents_filters_and_paginates() {
             .is_empty(),
         "another tenant's collection"
     );
+    // By file name: a case-insensitive substring, `%` and `_` taken literally.
+    let by_name = |collection_id, text: &str| DocumentFilter {
+        collection_id,
+        filename_contains: Some(text.to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(
+        all_document_ids(s, t, by_name(None, "C1-"), 2).await,
+        newest_first(&in_c1),
+        "names are c1-N.txt"
+    );
+    assert_eq!(
+        all_document_ids(s, t, by_name(Some(c2.id), "2-1.T"), 2).await,
+        vec![in_c2[1]]
+    );
+    assert_eq!(
+        all_document_ids(s, t, by_name(None, ""), 10).await,
+        everything,
+        "an empty text filters nothing"
+    );
+    for literal in ["%", "_", "c_-", "\\"] {
+        assert!(
+            all_document_ids(s, t, by_name(None, literal), 10)
+                .await
+                .is_empty(),
+            "{literal} is not a wildcard"
+        );
+    }
     // By content: the documents holding any of the hashes, in the tenant (and collection) asked.
     let by_sha = |collection_id, hashes: &[&str]| DocumentFilter {
         collection_id,

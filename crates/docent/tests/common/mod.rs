@@ -339,6 +339,26 @@ pub fn builtin_auth(config: &mut Config) {
     config.auth.rate_limit.enabled = false;
 }
 
+/// `[storage] kind = "s3"` at `endpoint` (an S3-compatible server such as moto) on a fresh
+/// bucket of its own, created at start, with presigned URLs valid for ten minutes.
+pub fn s3_storage(config: &mut Config, endpoint: String) {
+    config.storage = docent_config::StorageConfig::S3 {
+        bucket: format!(
+            "docent-app-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        ),
+        region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        endpoint: Some(endpoint),
+        prefix: "docent".into(),
+        allow_http: true,
+        create_bucket: true,
+        server_side_encryption: docent_config::ServerSideEncryption::None,
+        kms_key_id: None,
+        presign_ttl: std::time::Duration::from_secs(600),
+        redirect_downloads: false,
+    };
+}
+
 /// Runs a Python script (`python -c SCRIPT BASE_URL`) that prints one JSON value, and returns
 /// it; the script failing fails the test with its stderr.
 pub async fn run_python(python: &std::ffi::OsStr, script: &str, base: &str) -> Value {

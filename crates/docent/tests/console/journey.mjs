@@ -4,7 +4,9 @@
 // axe-core violation of impact serious or critical fails the run (exit code 1).
 //
 // Environment: DOCENT_BASE (http://127.0.0.1:PORT), DOCENT_SETUP_LINK, DOCENT_DATA_DIR (to read
-// the mailed invitation), DOCENT_TEST_CHROMIUM, DOCENT_TEST_NODE_MODULES, DOCENT_SCREENSHOTS.
+// the mailed links), DOCENT_FIXTURES (a PDF and a DOCX to upload), DOCENT_TEST_CHROMIUM,
+// DOCENT_TEST_NODE_MODULES, DOCENT_SCREENSHOTS. With DOCENT_JOURNEY=direct it runs only the
+// direct-to-S3 upload journey, against a server whose blob store is the bucket at DOCENT_S3_ORIGIN.
 
 import { createRequire } from "node:module";
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
@@ -20,12 +22,16 @@ const BASE = env("DOCENT_BASE");
 const SETUP_LINK = env("DOCENT_SETUP_LINK");
 const DATA_DIR = env("DOCENT_DATA_DIR");
 const SHOTS = env("DOCENT_SCREENSHOTS");
+const DIRECT = process.env.DOCENT_JOURNEY === "direct";
+// Requests to the bucket are expected in the direct journey; to any other host, never.
+const ALLOWED = new Set([new URL(BASE).origin, ...(DIRECT ? [new URL(env("DOCENT_S3_ORIGIN")).origin] : [])]);
 const require = createRequire(join(env("DOCENT_TEST_NODE_MODULES"), "noop.js"));
 const { chromium } = require("playwright-core");
 const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 
 const OWNER = { email: "owner@example.com", password: "correct horse battery" };
 const VIEWER = { email: "viewer@example.com", password: "another long password" };
+const SECOND = { email: "second@example.com", password: "a third long password", renewed: "renewed long password" };
 const XSS_NAME = "<img src=x onerror=window.__xss=1>.md";
 const XSS_TEXT = `# <script>window.__xss=1</script>\n\nSafety <img src=x onerror="window.__xss=1"> notes about the vacation policy and <b onmouseover="window.__xss=1">bold</b> claims.\n`;
 const HANDBOOK = `# Employee handbook\n\n## Vacation policy\n\nEvery employee gets thirty days of paid vacation per year. Vacation requests go to your manager two weeks ahead.\n\n## Expenses\n\nTravel expenses are reimbursed within ten working days when receipts are attached.\n`;
@@ -41,7 +47,6 @@ function step(name) {
 
 /** Watches a page for script errors, CSP violations, dialogs and requests to other hosts. */
 function guard(page, label) {
-  const origin = new URL(BASE).origin;
   page.on("pageerror", (e) => failures.push(`${label}: page error: ${e.message}`));
   page.on("console", (m) => {
     const t = m.text();
@@ -53,7 +58,7 @@ function guard(page, label) {
   });
   page.on("request", (r) => {
     const u = new URL(r.url());
-    if (!["data:", "blob:"].includes(u.protocol) && u.origin !== origin) failures.push(`${label}: request to another host: ${r.url()}`);
+    if (!["data:", "blob:"].includes(u.protocol) && !ALLOWED.has(u.origin)) failures.push(`${label}: request to another host: ${r.url()}`);
   });
 }
 
@@ -80,6 +85,20 @@ async function noXss(page, where) {
   assert.equal(state.imgs, 0, `${where}: document text became markup`);
 }
 
+/** The console link of the newest mail of `kind` (invite, verify_email, reset_password) to `to`. */
+function mailedLink(kind, to, route) {
+  const dir = join(DATA_DIR, "mail");
+  const mails = readdirSync(dir)
+    .filter((f) => f.includes(`-${kind}-`))
+    .sort()
+    .map((f) => readFileSync(join(dir, f), "utf8"))
+    .filter((m) => m.startsWith(`To: ${to}\n`));
+  const mail = mails[mails.length - 1] || "";
+  const link = mail.match(new RegExp(`https?://\\S+#/${route}\\?token=\\S+`));
+  assert.ok(link, `a ${kind} mail to ${to} with a console link: ${mail}`);
+  return link[0];
+}
+
 /** An access token of the owner, signed in through the API (as a script would). */
 let ownerAccess = null;
 async function ownerToken() {
@@ -102,7 +121,9 @@ const browser = await chromium.launch({
 });
 
 let page = null;
-try {
+
+/** Opens the setup link in a new desktop context, creates the owner and lands on Collections. */
+async function firstRun() {
   const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
   page = await ctx.newPage();
   guard(page, "owner");
@@ -155,23 +176,80 @@ try {
   await page.getByRole("heading", { name: "Collections", level: 1 }).waitFor();
   await axe(page, "collections");
 
-  step("create a collection");
-  await page.getByLabel("Name", { exact: true }).fill("Handbook");
-  await page.getByRole("button", { name: "Create collection" }).click();
-  await page.getByRole("heading", { name: "Handbook", level: 1 }).waitFor();
-  const collectionUrl = page.url();
+  return ctx;
+}
 
-  step("upload a markdown file, a CSV with a bad row and an XSS document; watch them finish");
+/** Creates a collection from the Collections page; resolves with its page's address. */
+async function createCollection(name) {
+  step("create a collection");
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  await page.getByRole("button", { name: "Create collection" }).click();
+  await page.getByRole("heading", { name, level: 1 }).waitFor();
+  return page.url();
+}
+
+/** The upload row of a file on a collection page. */
+function uploadRow(name) {
+  return page.locator(`li.upload[data-filename="${name.replace(/"/g, '\\"')}"]`);
+}
+
+/**
+ * Direct uploads: with an S3 blob store the console sends each file straight to the bucket
+ * with a presigned PUT (progress per file), completes it through the API, and never posts the
+ * bytes to the server.
+ */
+async function directJourney() {
+  await firstRun();
+  await createCollection("Direct");
+  step("upload straight to the bucket");
+  const bucket = new URL(env("DOCENT_S3_ORIGIN")).origin;
+  const puts = [];
+  const posted = [];
+  page.on("request", (r) => {
+    const u = new URL(r.url());
+    if (u.origin === bucket && r.method() === "PUT") puts.push(u.pathname);
+    if (u.origin === new URL(BASE).origin && r.method() === "POST" && /\/documents$/.test(u.pathname)) posted.push(u.pathname);
+  });
+  await page.setInputFiles("#file-input", [
+    { name: "handbook.md", mimeType: "text/markdown", buffer: Buffer.from(HANDBOOK) },
+    { name: "plain.pdf", mimeType: "application/pdf", buffer: readFileSync(join(env("DOCENT_FIXTURES"), "plain.pdf")) },
+  ]);
+  for (const name of ["handbook.md", "plain.pdf"]) {
+    await uploadRow(name).locator('[data-status="completed"]').waitFor({ timeout: 60_000 });
+    const bar = uploadRow(name).locator("progress").first();
+    assert.equal(await bar.getAttribute("value"), await bar.getAttribute("max"), `${name}: the bar is full`);
+  }
+  assert.equal(puts.length, 2, `one PUT to the bucket per file: ${puts}`);
+  assert.equal(posted.length, 0, `no bytes posted to the server: ${posted}`);
+  await page.locator("table.documents").getByText("plain.pdf", { exact: true }).waitFor();
+  await shot(page, "direct-upload");
+}
+
+/** Every journey of the issue, in order, with its checks. */
+async function fullJourney() {
+  const ctx = await firstRun();
+  const collectionUrl = await createCollection("Handbook");
+
+  step("upload a PDF, a DOCX, markdown, a CSV with a bad row and an XSS document; watch them finish");
+  const FIXTURES = env("DOCENT_FIXTURES");
   await page.setInputFiles("#file-input", [
     { name: "handbook.md", mimeType: "text/markdown", buffer: Buffer.from(HANDBOOK) },
     { name: "people.csv", mimeType: "text/csv", buffer: Buffer.from(CSV) },
     { name: XSS_NAME, mimeType: "text/markdown", buffer: Buffer.from(XSS_TEXT) },
+    { name: "plain.pdf", mimeType: "application/pdf", buffer: readFileSync(join(FIXTURES, "plain.pdf")) },
+    {
+      name: "report.docx",
+      mimeType: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+      buffer: readFileSync(join(FIXTURES, "headings_list_table_footnote.docx")),
+    },
   ]);
-  const row = (name) => page.locator(`li.upload[data-filename="${name.replace(/"/g, '\\"')}"]`);
+  const row = uploadRow;
   await row("handbook.md").locator("progress").waitFor();
   await row("handbook.md").locator('[data-status="completed"]').waitFor({ timeout: 60_000 });
   await row("people.csv").locator('[data-status="partially_completed"]').waitFor({ timeout: 60_000 });
   await row(XSS_NAME).locator('[data-status="completed"]').waitFor({ timeout: 60_000 });
+  await row("plain.pdf").locator('[data-status="completed"]').waitFor({ timeout: 60_000 });
+  await row("report.docx").locator('[data-status="completed"]').waitFor({ timeout: 60_000 });
   const csvWhy = await row("people.csv").locator(".why").textContent();
   assert.ok(/rows/.test(csvWhy), `the partial failure is explained: ${csvWhy}`);
   await page.locator('table.documents [data-status="partially_completed"]').waitFor();
@@ -186,6 +264,39 @@ try {
   await page.locator("table.documents tbody tr").first().waitFor();
   assert.equal(await page.locator("table.documents tbody tr").count(), 1);
   await page.getByLabel("Status").selectOption("");
+  await page.waitForURL((u) => !u.hash.includes("status="));
+
+  step("file-name search and pagination");
+  await page.getByLabel("File name contains").fill("PEOPLE");
+  await page.getByRole("button", { name: "Find" }).click();
+  await page.waitForURL(/q=PEOPLE/);
+  await page.locator("table.documents tbody tr").first().waitFor();
+  await page.waitForFunction(() => document.querySelectorAll("table.documents tbody tr").length === 1);
+  assert.equal(await page.locator("table.documents tbody tr td a").first().textContent(), "people.csv");
+  await page.getByLabel("File name contains").fill("no such file");
+  await page.getByRole("button", { name: "Find" }).click();
+  await page.getByText("No documents match these filters.").waitFor();
+  await page.goto(`${collectionUrl}?per=2`);
+  const names = async () => page.locator("table.documents tbody tr td:first-child a").allTextContents();
+  await page.waitForFunction(() => document.querySelectorAll("table.documents tbody tr").length === 2);
+  const seen = await names();
+  for (let pages = 1; ; pages += 1) {
+    const next = page.getByRole("link", { name: "Next page" });
+    if (!(await next.count())) break;
+    assert.ok(pages < 5, "at most three pages of two");
+    const before = JSON.stringify(await names());
+    await next.click();
+    await page.waitForFunction((b) => {
+      const now = Array.from(document.querySelectorAll("table.documents tbody tr td:first-child a"), (a) => a.textContent);
+      return now.length > 0 && JSON.stringify(now) !== b;
+    }, before);
+    seen.push(...(await names()));
+  }
+  assert.equal(new Set(seen).size, 5, `every document once over the pages: ${seen}`);
+  await page.getByRole("link", { name: "First page" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("table.documents tbody tr").length === 2);
+  await page.goto(collectionUrl);
+  await page.waitForFunction(() => document.querySelectorAll("table.documents tbody tr").length === 5);
 
   step("the CSV's document page: failed rows, passages");
   await page.locator("table.documents").getByRole("link", { name: "people.csv" }).click();
@@ -276,6 +387,16 @@ try {
   assert.equal(await page.locator(".msg.user").count(), 0);
   await page.locator(".conversations li button").first().click();
   await page.locator(".msg.user").first().waitFor();
+  assert.equal(await page.getByRole("link", { name: "Embed" }).count(), 0, "no Embed tab before the widget exists");
+
+  step("delete the conversation");
+  const convId = await page.locator(".conversations li[data-conversation]").first().getAttribute("data-conversation");
+  await page.locator(".conversations li[data-conversation] button.danger").first().click();
+  await page.getByRole("button", { name: "Delete conversation", exact: true }).click();
+  await page.locator(".conversations").getByText("No conversations yet.").waitFor();
+  assert.equal(await page.locator(".msg.user").count(), 0, "the open conversation is closed");
+  const gone = await fetch(`${BASE}/api/v1/conversations/${convId}`, { headers: { authorization: `Bearer ${await ownerToken()}` } });
+  assert.equal(gone.status, 404, "the conversation is deleted on the server");
 
   step("create and revoke an API key");
   await page.getByRole("link", { name: "API keys" }).click();
@@ -327,7 +448,41 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.equal(await page.locator(".error").count(), 0, "retry showed no error");
+
+  step("the task monitor counts the queue and refreshes itself");
+  const counts = await (await fetch(`${BASE}/api/v1/tasks/counts`, { headers: { authorization: `Bearer ${bearer}` } })).json();
+  const done = counts.by_status.completed + counts.by_status.partially_completed;
+  assert.ok(done >= 5 && counts.by_status.failed >= 1, JSON.stringify(counts));
+  const shows = (key, n) =>
+    page
+      .locator(`li[data-count="${key}"] strong`, { hasText: new RegExp(`^${n}$`) })
+      .waitFor()
+      .catch(async (e) => {
+        const shown = await page.locator(".counts").textContent();
+        throw new Error(`the monitor shows ${shown}; the API counts ${JSON.stringify(counts)} (${key} = ${n}): ${e.message}`);
+      });
+  await shows("completed", done);
+  await shows("failed", counts.by_status.failed);
+  await shows("dead", counts.dead_lettered);
   await shot(page, "tasks");
+  // One more upload while the monitor is open: its count moves without a reload.
+  const upload = new FormData();
+  upload.append("file", new Blob(["# Late\n\nA late note about vacation.\n"]), "late.md");
+  const added = await fetch(`${collectionUrl.replace(/.*#\/collections\//, `${BASE}/api/v1/collections/`)}/documents`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${bearer}` },
+    body: upload,
+  });
+  assert.equal(added.status, 202, await added.text());
+  await page.locator('li[data-count="completed"] strong', { hasText: new RegExp(`^${done + 1}$`) }).waitFor({ timeout: 30_000 });
+
+  step("rename the collection");
+  await page.goto(collectionUrl);
+  await page.getByRole("heading", { name: "Handbook", level: 1 }).waitFor();
+  await page.getByRole("button", { name: "Rename" }).click();
+  await page.getByLabel("New name").fill("Handbook 2026");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("heading", { name: "Handbook 2026", level: 1 }).waitFor();
 
   step("invite a viewer from the members page; the mailed link opens the console");
   await page.getByRole("link", { name: "Members" }).click();
@@ -337,10 +492,7 @@ try {
   await page.getByRole("button", { name: "Send invitation" }).click();
   await page.getByText(`Invitation sent to ${VIEWER.email} as viewer`).waitFor();
   await axe(page, "members");
-  const mails = readdirSync(join(DATA_DIR, "mail")).filter((f) => f.includes("invite")).sort();
-  const mail = readFileSync(join(DATA_DIR, "mail", mails[mails.length - 1]), "utf8");
-  const link = mail.match(/https?:\/\/\S+#\/accept-invite\?token=\S+/);
-  assert.ok(link, `the invitation mails a console link: ${mail}`);
+  const link = [mailedLink("invite", VIEWER.email, "accept-invite")];
 
   // The phone pass runs in the dark theme, so axe checks its contrast too.
   const vctx = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: "dark" });
@@ -406,6 +558,8 @@ try {
   await kpage.getByRole("heading", { name: "Collections", level: 1 }).waitFor();
   await axe(kpage, "collections (phone)");
 
+  await accountJourney();
+
   step("sign-out revokes the session");
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in to docent" }).waitFor();
@@ -413,6 +567,85 @@ try {
   await axe(page, "sign-in");
   await page.goto(`${BASE}/#/collections`);
   await page.getByRole("heading", { name: "Sign in to docent" }).waitFor();
+}
+
+/**
+ * Sign-up, email verification, password reset, and the workspace switcher once the new
+ * account joins the owner's workspace (the owner's page invites it).
+ */
+async function accountJourney() {
+  const owner = page;
+  const sctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const spage = await sctx.newPage();
+  guard(spage, "second");
+  spage.setDefaultTimeout(20_000);
+
+  step("sign up with a workspace of one's own");
+  await spage.goto(`${BASE}/#/signin`);
+  await spage.getByRole("link", { name: "Create an account" }).click();
+  await spage.getByRole("heading", { name: "Create an account" }).waitFor();
+  await axe(spage, "sign-up");
+  await spage.getByLabel("Email").fill(SECOND.email);
+  await spage.getByLabel("Password").fill(SECOND.password);
+  await spage.getByLabel("Workspace name").fill("Second space");
+  await spage.getByRole("button", { name: "Create account" }).click();
+  await spage.getByRole("heading", { name: "Collections", level: 1 }).waitFor();
+  await spage.getByText("No collections yet.").waitFor();
+
+  step("the mailed link confirms the address");
+  await spage.goto(mailedLink("verify_email", SECOND.email, "verify-email"));
+  await spage.getByText("Your email address is confirmed.").waitFor();
+  assert.ok(!spage.url().includes("token="), "the token left the address bar");
+  await axe(spage, "verify email");
+
+  step("password reset: request, mailed link, new password, sign in");
+  await spage.goto(`${BASE}/#/collections`);
+  await spage.getByRole("button", { name: "Sign out" }).click();
+  await spage.getByRole("heading", { name: "Sign in to docent" }).waitFor();
+  await spage.getByRole("link", { name: "Forgot your password?" }).click();
+  await spage.getByLabel("Email").fill(SECOND.email);
+  await spage.getByRole("button", { name: "Send reset link" }).click();
+  await spage.getByText("a reset link is on its way").waitFor();
+  await axe(spage, "forgot password");
+  await spage.goto(mailedLink("reset_password", SECOND.email, "reset-password"));
+  await spage.getByLabel("New password").fill(SECOND.renewed);
+  await axe(spage, "reset password");
+  await spage.getByRole("button", { name: "Set password" }).click();
+  await spage.getByText("Your password is changed.").waitFor();
+  await spage.getByRole("link", { name: "Sign in" }).click();
+  await spage.getByLabel("Email").fill(SECOND.email);
+  await spage.getByLabel("Password").fill(SECOND.password);
+  await spage.getByRole("button", { name: "Sign in" }).click();
+  await spage.locator(".error").getByText(/invalid_credentials|credentials/).first().waitFor();
+  await spage.getByLabel("Password").fill(SECOND.renewed);
+  await spage.getByRole("button", { name: "Sign in" }).click();
+  await spage.getByRole("heading", { name: "Collections", level: 1 }).waitFor();
+
+  step("joining the owner's workspace; the switcher moves between the two");
+  await owner.getByRole("link", { name: "Members" }).click();
+  await owner.getByRole("heading", { name: "Members", level: 1 }).waitFor();
+  await owner.getByLabel("Email").fill(SECOND.email);
+  await owner.getByLabel("Role", { exact: true }).selectOption("member");
+  await owner.getByRole("button", { name: "Send invitation" }).click();
+  await owner.getByText(`Invitation sent to ${SECOND.email} as member`).waitFor();
+  await spage.goto(mailedLink("invite", SECOND.email, "accept-invite"));
+  await spage.getByRole("button", { name: "Join the workspace" }).click();
+  await spage.getByRole("link", { name: /Handbook/ }).waitFor();
+  const switcher = spage.getByLabel("Workspace");
+  await switcher.waitFor();
+  assert.equal(await switcher.locator("option").count(), 2);
+  assert.equal(await spage.locator(".who .role").textContent(), "member");
+  const mine = await switcher.locator("option", { hasText: "Second space" }).getAttribute("value");
+  await switcher.selectOption(mine);
+  await spage.getByText("No collections yet.").waitFor();
+  await spage.locator(".who .role").getByText("owner").waitFor();
+  await axe(spage, "workspace switcher");
+  await sctx.close();
+}
+
+try {
+  if (DIRECT) await directJourney();
+  else await fullJourney();
 } catch (e) {
   failures.push(`journey stopped: ${e.stack || e}`);
   if (page) {

@@ -1,6 +1,7 @@
 // Bots: the list, the builder form for every setting, and the chat playground that streams
 // answers (server-sent events over fetch), renders citations as sources that open their
-// passage, keeps conversations, and says when an answer is extractive or "I don't know".
+// passage, keeps conversations (list, reopen, delete), and says when an answer is extractive
+// or "I don't know". The embeddable widget is not part of the console yet (no Embed tab).
 
 import * as api from "../api.js";
 import { append, confirmButton, field, h, replace, status, uid } from "../dom.js";
@@ -136,7 +137,7 @@ export async function botView({ main, params, go, signal, render, query }) {
   const tabs = h(
     "nav",
     { class: "tabs", "aria-label": "Bot" },
-    [["chat", "Chat"], ["settings", "Settings"], ["embed", "Embed"]].map(([t, label]) =>
+    [["chat", "Chat"], ["settings", "Settings"]].map(([t, label]) =>
       h("a", { href: `#/bots/${id}?tab=${t}`, "aria-current": t === tab ? "page" : null }, label),
     ),
   );
@@ -150,8 +151,6 @@ export async function botView({ main, params, go, signal, render, query }) {
         render();
       }, !writable),
     );
-  } else if (tab === "embed") {
-    replace(body, h("p", { class: "muted" }, "The embeddable chat widget is not available yet. Bots are reachable through the API: ", h("code", {}, `POST /api/v1/bots/${id}/chat`), "."));
   } else {
     await chat(body, bot, signal);
   }
@@ -193,9 +192,26 @@ async function chat(container, bot, signal) {
       convList,
       items.length
         ? items.map((c) => {
-            const b = h("button", { type: "button", class: "link", "aria-current": c.id === conversation ? "true" : null }, c.title || "Untitled", h("span", { class: "muted" }, ` · ${when(c.updated_at)}`));
+            const title = c.title || "Untitled";
+            const b = h("button", { type: "button", class: "link", "aria-current": c.id === conversation ? "true" : null }, title, h("span", { class: "muted" }, ` · ${when(c.updated_at)}`));
             b.addEventListener("click", () => reopen(c.id));
-            return h("li", {}, b);
+            const del = confirmButton(
+              "Delete",
+              {
+                ariaLabel: `Delete conversation ${title}`,
+                title: `Delete “${title}”?`,
+                body: "The conversation and its messages are deleted. This cannot be undone.",
+                confirm: "Delete conversation",
+                small: true,
+              },
+              async () => {
+                await api.call("DELETE", `/api/v1/conversations/${c.id}`);
+                if (c.id === conversation) reset();
+                await loadConversations();
+              },
+              (err) => convList.before(errorBox(err)),
+            );
+            return h("li", { "data-conversation": c.id }, b, del);
           })
         : h("li", { class: "muted" }, "No conversations yet."),
     );

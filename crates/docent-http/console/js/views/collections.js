@@ -1,6 +1,6 @@
 // Collections and their documents: create, rename and delete collections; upload many files
 // (picker or drag-and-drop) with a progress bar each; the document list with live status,
-// a status filter and pagination.
+// a status filter, a file-name search and pagination.
 
 import * as api from "../api.js";
 import { confirmButton, field, h, replace, status } from "../dom.js";
@@ -8,6 +8,7 @@ import { FINAL, badge, bytes, errorBox, human, when } from "../format.js";
 
 const LANGUAGES = ["en", "ar", "da", "de", "el", "es", "fi", "fr", "hu", "it", "nl", "no", "pt", "ro", "ru", "sv", "ta", "tr", "none"];
 const POLL_MS = 1000;
+const PAGE = 25;
 
 /** Calls `fn` every `ms` until `signal` aborts (a failing call is retried next time). */
 export function every(ms, fn, signal) {
@@ -137,7 +138,10 @@ export async function collectionView({ main, params, query, go, signal, render }
   if (signal.aborted) return;
   const writable = api.canWrite();
   const filter = query.get("status") || "";
+  const name = query.get("q") || "";
   const cursor = query.get("cursor") || "";
+  // Page size: 25, or `per` (1–200) from the address.
+  const per = Math.min(200, Math.max(1, Number(query.get("per")) || PAGE));
 
   const title = h("h1", {}, c.name);
   const head = h("div", { class: "page-head" }, title);
@@ -172,14 +176,14 @@ export async function collectionView({ main, params, query, go, signal, render }
     writable ? dropZone(id, uploads, signal) : null,
     uploads,
     h("h2", {}, "Documents"),
-    filterBar(id, filter),
+    filterBar(id, filter, name),
     table,
   );
 
   // Redrawn only when something changed, so polling never moves the keyboard focus.
   let shown = "";
   const draw = async (force) => {
-    const page = await api.call("GET", `/api/v1/collections/${id}/documents`, { query: { status: filter, cursor, limit: 25 } });
+    const page = await api.call("GET", `/api/v1/collections/${id}/documents`, { query: { status: filter, filename: name, cursor, limit: per } });
     const tasks = new Map();
     await Promise.all(
       page.items
@@ -190,7 +194,7 @@ export async function collectionView({ main, params, query, go, signal, render }
     const now = JSON.stringify([page, [...tasks.values()].map((t) => t && t.progress)]);
     if (force === true || now !== shown) {
       shown = now;
-      replace(table, documentTable(page, tasks, id, filter, cursor, writable, () => draw(true)));
+      replace(table, documentTable(page, tasks, listHash(id, { status: filter, q: name, per: per === PAGE ? "" : per }), cursor, writable, () => draw(true)));
     }
     return page.items.some((d) => !FINAL.has(d.status));
   };
@@ -214,7 +218,15 @@ function renameForm(head, c, errors, render) {
   input.focus();
 }
 
-function filterBar(id, filter) {
+/** The hash of a collection's document list with its filters (empty ones left out). */
+function listHash(id, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) q.set(k, String(v));
+  const qs = q.toString();
+  return `#/collections/${id}${qs ? `?${qs}` : ""}`;
+}
+
+function filterBar(id, filter, name) {
   const select = h(
     "select",
     { id: "status-filter" },
@@ -222,17 +234,23 @@ function filterBar(id, filter) {
       ([v, label]) => h("option", { value: v, selected: v === filter }, label),
     ),
   );
+  const search = h("input", { type: "search", id: "name-filter", value: name, maxlength: 255 });
   select.addEventListener("change", () => {
-    location.hash = `#/collections/${id}${select.value ? `?status=${select.value}` : ""}`;
+    location.hash = listHash(id, { status: select.value, q: search.value.trim() });
   });
-  return h("div", { class: "toolbar" }, field("Status", select));
+  const form = h("form", { class: "toolbar", role: "search", "aria-label": "Documents" }, field("Status", select), field("File name contains", search), h("button", { type: "submit" }, "Find"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = listHash(id, { status: select.value, q: search.value.trim() });
+  });
+  return form;
 }
 
-function documentTable(page, tasks, collectionId, filter, cursor, writable, redraw) {
+function documentTable(page, tasks, base, cursor, writable, redraw) {
+  const filtered = base.includes("?");
   if (!page.items.length) {
-    return h("p", { class: "empty" }, filter ? "No documents with that status." : "No documents yet.");
+    return h("div", {}, h("p", { class: "empty" }, filtered ? "No documents match these filters." : "No documents yet."), cursor ? pager(base, cursor, null) : null);
   }
-  const base = `#/collections/${collectionId}?${filter ? `status=${filter}&` : ""}`;
   const rows = page.items.map((d) => {
     let actions = null;
     if (writable) {
@@ -285,12 +303,18 @@ function documentTable(page, tasks, collectionId, filter, cursor, writable, redr
       ),
       h("tbody", {}, rows),
     ),
-    h(
-      "nav",
-      { class: "pager", "aria-label": "Pages" },
-      cursor ? h("a", { href: base.replace(/[?&]$/, "") }, "First page") : null,
-      page.next_cursor ? h("a", { href: `${base}cursor=${encodeURIComponent(page.next_cursor)}` }, "Next page") : null,
-    ),
+    pager(base, cursor, page.next_cursor),
+  );
+}
+
+/** Links to the first and the next page of a list at `base` (a hash with its filters). */
+function pager(base, cursor, next) {
+  const join = base.includes("?") ? "&" : "?";
+  return h(
+    "nav",
+    { class: "pager", "aria-label": "Pages" },
+    cursor ? h("a", { href: base }, "First page") : null,
+    next ? h("a", { href: `${base}${join}cursor=${encodeURIComponent(next)}` }, "Next page") : null,
   );
 }
 

@@ -1,5 +1,6 @@
-// The task monitor: processing tasks with their progress, failed and dead-lettered ones with
-// their error codes, retry and cancel; it refreshes itself every few seconds.
+// The task monitor: the queue's depth (every status counted by the server), processing tasks
+// with their progress, failed and dead-lettered ones with their error codes, retry and cancel;
+// it refreshes itself every few seconds.
 
 import * as api from "../api.js";
 import { field, h, replace, status } from "../dom.js";
@@ -23,7 +24,7 @@ export async function tasksView({ main, query, signal }) {
   });
   const list = h("div", { class: "list" }, status("Loading tasks…"));
   const errors = h("div");
-  const counts = h("p", { class: "muted", role: "status" });
+  const counts = h("ul", { class: "counts", "aria-label": "Queue depth" });
   replace(
     main,
     h("h1", {}, "Tasks"),
@@ -39,14 +40,26 @@ export async function tasksView({ main, query, signal }) {
   let shown = "";
   const draw = async (force) => {
     const q = filter === "dead" ? { dead_lettered: true } : { status: filter };
-    const page = await api.call("GET", "/api/v1/tasks", { query: { ...q, limit: 50 } });
+    const [page, depth] = await Promise.all([
+      api.call("GET", "/api/v1/tasks", { query: { ...q, limit: 50 } }),
+      api.call("GET", "/api/v1/tasks/counts"),
+    ]);
     if (signal.aborted) return;
-    const now = JSON.stringify(page);
+    const now = JSON.stringify([page, depth]);
     if (force !== true && now === shown) return;
     shown = now;
-    const running = page.items.filter((t) => t.status === "processing" || t.status === "processing_chunks").length;
-    const queued = page.items.filter((t) => t.status === "pending").length;
-    counts.textContent = `${page.items.length} shown · ${running} processing · ${queued} waiting${page.next_cursor ? " · more not shown" : ""}`;
+    const n = depth.by_status;
+    replace(
+      counts,
+      [
+        ["pending", "waiting", n.pending],
+        ["processing", "processing", n.processing + n.processing_chunks],
+        ["failed", "failed", n.failed],
+        ["dead", "dead-lettered", depth.dead_lettered],
+        ["completed", "done", n.completed + n.partially_completed],
+        ["cancelled", "cancelled", n.cancelled],
+      ].map(([key, label, count]) => h("li", { "data-count": key }, h("strong", {}, String(count)), ` ${label}`)),
+    );
     if (!page.items.length) {
       replace(list, h("p", { class: "empty" }, "No tasks."));
       return;
