@@ -1,6 +1,6 @@
-//! [`MetadataStore`], [`AuthStore`](docent_domain::auth::AuthStore) and
-//! [`BotStore`](docent_domain::ports::BotStore) on PostgreSQL, plus the SQL-table queue
-//! ([`PgQueue`]) over the same pool.
+//! [`MetadataStore`] and [`BotStore`](docent_domain::ports::BotStore) on PostgreSQL, plus the
+//! SQL-table queue ([`PgQueue`]) over the same pool. (The `AuthStore` is `crate::auth`'s, written
+//! once for both engines.)
 //!
 //! The same repositories as the SQLite ones, statement for statement, over the schema in
 //! `migrations/postgres` (native `TIMESTAMPTZ`, `BIGINT`, `BOOLEAN`, `JSONB`, `BYTEA` columns).
@@ -11,7 +11,6 @@
 //! Connections get `statement_timeout` (and, for isolated test schemas, `search_path`) set in
 //! `after_connect`, so a runaway query fails with a retryable `service_unavailable`.
 
-mod auth;
 mod bots;
 pub mod index;
 mod queue;

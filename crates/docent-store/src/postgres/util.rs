@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-pub(crate) use crate::engine::{db_err, is_foreign_key_violation, ms};
+pub(crate) use crate::engine::db_err;
 pub(crate) use crate::util::{
     cursor, is_unique_violation, not_found, paginate, push_in, vector_bytes, vector_from_bytes,
 };
