@@ -66,8 +66,8 @@ use docent_domain::ports::{
     TaskQueue,
 };
 use docent_domain::{
-    CollectionId, Code, ErrorInfo, NewTask, Page, PageRequest, Progress, QueueDepth, Result, Task, TaskFilter,
-    TaskId, TaskStatus, TenantId,
+    Code, CollectionId, ErrorInfo, NewTask, Page, PageRequest, Progress, QueueDepth, Result, Task,
+    TaskFilter, TaskId, TaskStatus, TenantId,
 };
 
 /// Receives per `lease` call while every delivery received was spent (finished tasks,

@@ -8,13 +8,13 @@
 //! Architecture invariant: every statement that touches tenant data has `tenant_id = ?` in its
 //! WHERE clause (or inserts it); ids from another tenant are "not found".
 
+mod auth;
 mod bots;
 mod common;
 mod engine;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod queue;
-mod sqlite_auth;
 mod store;
 mod uploads;
 mod util;

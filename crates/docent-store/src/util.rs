@@ -8,7 +8,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 pub(crate) use crate::common::{cursor, not_found, paginate};
-pub(crate) use crate::engine::{db_err, is_unique_violation};
+pub(crate) use crate::engine::db_err;
 
 pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()

@@ -13,6 +13,7 @@
 //! | booleans | `INTEGER` 0/1 (sqlx's `bool`) | `BOOLEAN` |
 //! | write transaction ([`Db::write_tx`]) | `BEGIN IMMEDIATE`: the single writer | `BEGIN` |
 //! | row lock ([`Dialect::for_update`]) | nothing: the writer holds the database | `FOR UPDATE` |
+//! | insertion order ([`Dialect::insertion_order`]) | `rowid` | the `seq` identity column |
 //! | [`Tx::lock_key`] (check-then-insert) | nothing: the writer holds the database | `pg_advisory_xact_lock` |
 //! | [`db_err`] retryable errors | `database is locked` | statement timeout, serialization failure, deadlock, shutdown |
 //!
@@ -53,6 +54,16 @@ impl Dialect {
             Dialect::Sqlite => "",
             #[cfg(feature = "postgres")]
             Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// The column that orders a table's rows by insertion, to break ties between equal
+    /// timestamps: SQLite's `rowid`, the `seq` identity column of the PostgreSQL schema.
+    pub fn insertion_order(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "rowid",
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => "seq",
         }
     }
 
@@ -518,6 +529,7 @@ fn wrap<R>(f: fn(R) -> Row) -> impl FnOnce(Vec<R>) -> Vec<Row> {
 /// `text` with each `?` outside quoted literals and identifiers numbered `$1, $2, …`, as
 /// PostgreSQL wants them. (Statements never use PostgreSQL's `?` JSONB operators; the
 /// `jsonb_exists` functions say the same.)
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // the tests run it on either build
 pub(crate) fn numbered(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     let mut n = 0;

@@ -1,10 +1,8 @@
-//! What is still PostgreSQL-only: the [`AuthStore`](docent_domain::auth::AuthStore) and
-//! SQL-table queue ([`PgQueue`]) not yet moved onto the [`crate::engine`] seam, and
+//! What is still PostgreSQL-only: the SQL-table queue ([`PgQueue`]) not yet moved onto the [`crate::engine`] seam, and
 //! [`PgIndex`], the search index in PostgreSQL (moving to `docent-index`). The metadata and bot
 //! repositories are [`crate::store::SqlStore`]'s, written once for both engines; connecting is
 //! `engine::postgres`.
 
-mod auth;
 pub mod index;
 mod queue;
 mod util;

@@ -10,8 +10,8 @@ use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-pub(crate) use crate::engine::{db_err, is_foreign_key_violation, ms};
-pub(crate) use crate::util::{cursor, is_unique_violation, not_found, paginate};
+pub(crate) use crate::engine::db_err;
+pub(crate) use crate::util::{cursor, not_found, paginate};
 pub(crate) use crate::util::{depth_from, depth_query};
 
 pub(crate) fn now_ms() -> DateTime<Utc> {
