@@ -2,7 +2,7 @@
 //!
 //! - [`RedisCache`]: the [`Cache`](docent_domain::ports::Cache) port (`SET … PX`, `GET`, `DEL`)
 //!   under a key prefix. Stack it behind the in-process cache with `docent_cache::TieredCache`.
-//! - [`RedisBudgetStore`]: [`docent_llm::BudgetStore`] as atomic Lua token buckets on the
+//! - [`RedisBudgetStore`]: [`BudgetStore`](docent_domain::budget::BudgetStore) as atomic Lua token buckets on the
 //!   server's clock, so every process shares one model-call budget per provider.
 //! - [`RedisQueue`]: the [`TaskQueue`](docent_domain::ports::TaskQueue) port on a Redis Stream
 //!   with a consumer group carrying deliveries (pending-entry reclaim with `XAUTOCLAIM`, a
