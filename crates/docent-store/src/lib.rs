@@ -29,7 +29,7 @@ pub use docent_domain::ports::Backoff;
 /// The fair-share cap of a queue built without one: `queue.max_running_per_tenant`'s default.
 pub const DEFAULT_FAIR_CAP: u32 = 1;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgIndex, PgIndexOptions, PgOptions, PgQueue, PgStore};
+pub use postgres::{PgOptions, PgQueue, PgStore};
 pub use queue::SqliteQueue;
 pub use sqlite::SqliteStore;
 

@@ -13,7 +13,6 @@
 
 mod auth;
 mod bots;
-pub mod index;
 mod queue;
 mod uploads;
 mod util;
@@ -26,7 +25,6 @@ use docent_domain::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Postgres, QueryBuilder, Row};
 
-pub use index::{PgIndex, PgIndexOptions};
 pub use queue::{PgQueue, TASKS_CHANNEL};
 use util::*;
 
