@@ -1,7 +1,10 @@
 //! `DynamoCache` against a DynamoDB-compatible server (moto, `DOCENT_TEST_AWS_ENDPOINT`, with
-//! the dummy `AWS_*` credentials `scripts/test-services` exports): put/get/delete, expiry on
-//! read while the item is still stored, prefixes, long keys, oversized values, idempotent table
-//! creation with its TTL sweep, `TieredCache` over it, and what an outage looks like: a quick
+//! the dummy `AWS_*` credentials `scripts/test-services` exports): the shared
+//! [`Cache`](docent_domain::ports::Cache) contract (`docent_testkit::cache_contract`) on a
+//! `DynamoCache` and on a `TieredCache` with the in-process cache in front of it, each case under
+//! a fresh key prefix; then what is DynamoDB's own — what an item holds, prefixes, expiry on
+//! read while the item is still stored, oversized values, idempotent table creation with its
+//! TTL sweep, `TieredCache` over it — and what an outage looks like: a quick
 //! `service_unavailable`. Tests that need the server print
 //! `skipped: DOCENT_TEST_AWS_ENDPOINT not set` and pass without it.
 
@@ -14,6 +17,7 @@ use docent_aws::dynamo::{DynamoCache, DynamoCacheSettings, MAX_ITEM_BYTES, TTL_A
 use docent_cache::{MemoryCache, Tier, TieredCache};
 use docent_domain::Code;
 use docent_domain::ports::Cache;
+use docent_testkit::CacheUnderTest;
 
 const MIN: Duration = Duration::from_secs(60);
 /// One table for the tests that only need a table; prefixes keep them apart.
@@ -58,17 +62,43 @@ async fn raw(endpoint: &str) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&docent_aws::sdk_config(Some(endpoint), Some("us-east-1")).await)
 }
 
+async fn dynamo_cache() -> Option<CacheUnderTest> {
+    let endpoint = endpoint()?;
+    let cache = cache(&endpoint, &format!("{}:", unique("contract"))).await;
+    Some(CacheUnderTest::new(Arc::new(cache), ()))
+}
+
+/// The in-process cache in front of DynamoDB, as the binary stacks them.
+async fn tiered_over_dynamo() -> Option<CacheUnderTest> {
+    let endpoint = endpoint()?;
+    let dynamo = cache(&endpoint, &format!("{}:", unique("contract-tiered"))).await;
+    let tiered = TieredCache::new(vec![
+        Tier::new("memory", Arc::new(MemoryCache::new(1000))),
+        Tier::new("dynamodb", Arc::new(dynamo)),
+    ]);
+    Some(CacheUnderTest::new(Arc::new(tiered), ()))
+}
+
+mod contract {
+    mod dynamo {
+        docent_testkit::cache_contract_tests!(optional super::super::dynamo_cache);
+    }
+    mod tiered {
+        docent_testkit::cache_contract_tests!(optional super::super::tiered_over_dynamo);
+    }
+}
+
+/// An item is stored under the prefix with both expiry attributes, prefixes keep caches apart,
+/// and another process sees (and replaces) the same entry.
 #[tokio::test]
-async fn put_get_delete_under_a_prefix() {
+async fn items_carry_the_prefix_and_expiry_and_are_shared() {
     let Some(endpoint) = endpoint() else { return };
     let prefix = unique("cache");
     let cache = cache(&endpoint, &format!("{prefix}:a:")).await;
     let other = cache_with_prefix(&endpoint, &format!("{prefix}:b:")).await;
 
-    assert!(cache.get("k").await.unwrap().is_none());
     let bytes = Bytes::from(vec![0u8, 255, 1, 2, 3]);
     cache.put("k", bytes.clone(), MIN).await.unwrap();
-    assert_eq!(cache.get("k").await.unwrap().unwrap(), bytes, "binary-safe");
     assert!(other.get("k").await.unwrap().is_none(), "prefixes separate");
 
     // Stored under the prefix, with both expiry attributes.
@@ -101,11 +131,8 @@ async fn put_get_delete_under_a_prefix() {
         .await
         .unwrap();
     assert_eq!(cache.get("k").await.unwrap().unwrap(), "second");
-
-    cache.delete("k").await.unwrap();
+    again.delete("k").await.unwrap();
     assert!(cache.get("k").await.unwrap().is_none());
-    cache.delete("never-there").await.unwrap();
-    cache.ping().await.unwrap();
 }
 
 /// Without `create_table`: no call at connect.
@@ -157,27 +184,13 @@ async fn expired_items_are_misses_before_the_sweep() {
     );
 }
 
+/// Keys past DynamoDB's 2048 bytes are hashed (the contract checks that distinct long keys
+/// stay distinct); a value too large for an item is skipped.
 #[tokio::test]
-async fn long_keys_and_oversized_values() {
+async fn oversized_values_are_skipped() {
     let Some(endpoint) = endpoint() else { return };
     let prefix = unique("sizes");
     let cache = cache(&endpoint, &format!("{prefix}:")).await;
-
-    // Keys past DynamoDB's 2048 bytes are hashed; distinct long keys stay distinct.
-    let long_a = format!("a{}", "é".repeat(1500));
-    let long_b = format!("b{}", "é".repeat(1500));
-    cache
-        .put(&long_a, Bytes::from_static(b"A"), MIN)
-        .await
-        .unwrap();
-    cache
-        .put(&long_b, Bytes::from_static(b"B"), MIN)
-        .await
-        .unwrap();
-    assert_eq!(cache.get(&long_a).await.unwrap().unwrap(), "A");
-    assert_eq!(cache.get(&long_b).await.unwrap().unwrap(), "B");
-    cache.delete(&long_a).await.unwrap();
-    assert!(cache.get(&long_a).await.unwrap().is_none());
 
     // A value too large for an item is skipped, and the older value goes with it.
     cache

@@ -97,24 +97,17 @@ impl Cache for MemoryCache {
 mod tests {
     use super::*;
 
+    /// What every cache must do (expiry, deletes, round trips) is the contract suite, run on
+    /// `MemoryCache` by `tests/cache.rs`.
     #[tokio::test]
-    async fn entries_expire_after_their_ttl() {
+    async fn open_builds_the_in_process_cache_only() {
         let cache = open(&CacheConfig::Memory { max_entries: 10 }).expect("in process");
-        assert!(open(&CacheConfig::Redis).is_none(), "built by the binary");
         cache
-            .put("a", Bytes::from_static(b"1"), Duration::from_millis(50))
-            .await
-            .unwrap();
-        cache
-            .put("b", Bytes::from_static(b"2"), Duration::from_secs(60))
+            .put("a", Bytes::from_static(b"1"), Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(cache.get("a").await.unwrap().unwrap(), "1");
-        tokio::time::sleep(Duration::from_millis(120)).await;
-        assert!(cache.get("a").await.unwrap().is_none());
-        assert_eq!(cache.get("b").await.unwrap().unwrap(), "2");
-        cache.delete("b").await.unwrap();
-        assert!(cache.get("b").await.unwrap().is_none());
+        assert!(open(&CacheConfig::Redis).is_none(), "built by the binary");
     }
 
     /// Issue 21: entries are weighed by size, so big values cannot fill memory at the price

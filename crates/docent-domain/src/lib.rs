@@ -10,6 +10,7 @@ pub mod filter;
 pub mod ids;
 pub mod auth;
 pub mod bots;
+pub mod budget;
 pub mod delivery;
 pub mod llm;
 pub mod model;

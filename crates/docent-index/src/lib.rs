@@ -1,4 +1,7 @@
-//! The embedded search indexes behind [`SearchIndex`]:
+//! The search indexes behind [`SearchIndex`]: [`EmbeddedIndex`] for the embedded shape and,
+//! with the `postgres` feature, `PgIndex` for the distributed one.
+//!
+//! The embedded one is two indexes:
 //!
 //! - [`keyword`]: BM25 over chunk text with tantivy — stemming and stop words in each
 //!   collection's language (English by default), the title and heading path as boosted fields. One index for all tenants and
@@ -9,9 +12,16 @@
 //!   collections above `index.ann_threshold` vectors. The vectors' durable home is the metadata store; the
 //!   index is loaded from it at start and on `docent reindex`.
 //!
-//! [`open`] is the one factory from [`IndexConfig`](docent_config::IndexConfig).
+//! `postgres::PgIndex` (feature `postgres`) keeps keywords and vectors in PostgreSQL tables
+//! (full-text search, pgvector HNSW) that every server and worker shares. Both are held to the
+//! same contract suite (`docent_testkit::search_index_contract`).
+//!
+//! [`open`] is the factory of the embedded index from [`IndexConfig`](docent_config::IndexConfig);
+//! `PgIndex::open` the PostgreSQL one's.
 
 pub mod keyword;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod vector;
 
 use std::path::Path;
@@ -22,6 +32,8 @@ use docent_domain::ports::{IndexChunk, IndexFilter, ScoredChunk, ScoredDocument,
 use docent_domain::{CollectionId, DocumentId, Error, Result, TenantId};
 
 pub use keyword::KeywordIndex;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgIndex, PgIndexOptions};
 pub use vector::VectorIndex;
 
 /// Both embedded indexes.
@@ -71,9 +83,9 @@ pub fn open(
             &data_path(path),
             *ann_threshold,
         )?)),
-        // Not embedded: the binary opens `docent_store::PgIndex` for it.
+        // Not embedded: the binary opens `postgres::PgIndex` for it.
         docent_config::IndexConfig::Postgres { .. } => Err(Error::internal(
-            "index kind \"postgres\" is not an embedded index (see docent_store::PgIndex)",
+            "index kind \"postgres\" is not an embedded index (see docent_index::postgres::PgIndex)",
         )),
     }
 }

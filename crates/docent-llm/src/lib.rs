@@ -24,7 +24,7 @@ pub mod sse;
 
 use std::sync::Arc;
 
-pub use budget::{Budget, BudgetStore, Budgeted, CircuitBreaker, InProcessBudgetStore};
+pub use budget::{Budget, Budgeted, CircuitBreaker, InProcessBudgetStore};
 pub use chat::{OpenAiChat, collect_stream};
 pub use config::{
     AuthScheme, BudgetConfig, ChatConfig, EmbeddingConfig, LlmConfig, ProviderConfig, SharedApiKey,
@@ -38,6 +38,7 @@ pub use docent_domain::ports::Embedder;
 pub use embed::{BatchLimits, Batched, OpenAiEmbedder, plan_batches};
 
 use docent_domain::Result;
+use docent_domain::budget::BudgetStore;
 
 /// The chat model for `config`: `Budgeted<OpenAiChat>` on the process-shared budget of the
 /// provider's name.

@@ -310,7 +310,10 @@ async fn streams_are_retried_until_accepted() {
 
 /// Calls of a budget split by tenant (`tenant_share` 0.5 of a 4-deep, 2/s provider budget: 2
 /// deep per tenant), failing at once when a bucket is empty instead of waiting.
-fn per_tenant_budget(name: &str, store: Arc<dyn docent_llm::BudgetStore>) -> Arc<Budget> {
+fn per_tenant_budget(
+    name: &str,
+    store: Arc<dyn docent_domain::budget::BudgetStore>,
+) -> Arc<Budget> {
     Budget::with_store(
         name,
         BudgetConfig {

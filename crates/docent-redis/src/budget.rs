@@ -1,11 +1,11 @@
-//! [`RedisBudgetStore`]: [`BudgetStore`] in Redis, so every process calling a model provider
+//! [`RedisBudgetStore`]: the domain's [`BudgetStore`] port in Redis, so every process calling a model provider
 //! draws from one budget.
 //!
 //! Each budget key is one hash at `{prefix}{key}` with the request bucket (`rl` level, `ra` last
 //! refill), the token bucket (`tl`, `ta`) and the pause (`pu`), all in seconds of the Redis
 //! server's clock (`TIME`), so processes on machines with skewed clocks still agree. Every
 //! operation is one Lua script — refill, check, take and store happen atomically — with exactly
-//! the semantics of [`docent_llm::InProcessBudgetStore`]: buckets start full, `try_take` takes
+//! the semantics of `docent_llm::InProcessBudgetStore`: buckets start full, `try_take` takes
 //! one request and the tokens (capped at the bucket's depth) all-or-nothing or says how long to
 //! wait, `adjust_tokens` may put the token bucket into debt, and a pause never shortens. A key
 //! expires once its buckets would be full again and its pause is over, which is the same as a
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use docent_domain::Result;
-use docent_llm::budget::{BudgetStore, Grant, Limits};
+use docent_domain::budget::{BudgetStore, Grant, Limits};
 use redis::Script;
 
 use crate::Redis;

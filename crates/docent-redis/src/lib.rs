@@ -2,7 +2,7 @@
 //!
 //! - [`RedisCache`]: the [`Cache`](docent_domain::ports::Cache) port (`SET … PX`, `GET`, `DEL`)
 //!   under a key prefix. Stack it behind the in-process cache with `docent_cache::TieredCache`.
-//! - [`RedisBudgetStore`]: [`docent_llm::BudgetStore`] as atomic Lua token buckets on the
+//! - [`RedisBudgetStore`]: [`BudgetStore`](docent_domain::budget::BudgetStore) as atomic Lua token buckets on the
 //!   server's clock, so every process shares one model-call budget per provider.
 //! - [`RedisDelivery`]: the [`Delivery`](docent_domain::ports::Delivery) port on a Redis Stream
 //!   with a consumer group (pending-entry reclaim with `XAUTOCLAIM`, a delayed set for deferred

@@ -34,7 +34,7 @@ pub use engine::Engine;
 #[cfg(feature = "postgres")]
 pub use engine::postgres::PgOptions;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgIndex, PgIndexOptions, PgQueue};
+pub use postgres::PgQueue;
 pub use queue::SqliteQueue;
 #[cfg(feature = "postgres")]
 pub use store::PgStore;

@@ -4,6 +4,18 @@
 
 use sqlx::Connection;
 
+/// The URL in the environment variable `var` (a test server's), or `None` after printing
+/// `skipped: VAR not set`: the test passes without running.
+pub fn env_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: {var} not set");
+            None
+        }
+    }
+}
+
 /// A fresh database, dropped (`WITH (FORCE)`) when this is dropped.
 #[derive(Debug)]
 pub struct TestDatabase {

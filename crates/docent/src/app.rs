@@ -68,7 +68,7 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
 enum SearchIndexes {
     Embedded(Arc<docent_index::EmbeddedIndex>),
     #[cfg(feature = "postgres")]
-    Postgres(Arc<docent_store::PgIndex>),
+    Postgres(Arc<docent_index::PgIndex>),
 }
 
 impl SearchIndexes {
@@ -114,7 +114,7 @@ async fn open_index(
         #[cfg(feature = "postgres")]
         docent_config::IndexConfig::Postgres { .. } => {
             let dimension = embedder.map(|e| e.dimension());
-            let index = docent_store::PgIndex::open(&config.index, &config.database, dimension)
+            let index = docent_index::PgIndex::open(&config.index, &config.database, dimension)
                 .await
                 .map_err(err)
                 .context("opening the PostgreSQL search index ([index] kind = \"postgres\")")?;
@@ -403,7 +403,7 @@ async fn open_dynamodb_cache(
 fn budget_store(
     config: &Config,
     redis: Option<&docent_redis::Redis>,
-) -> Arc<dyn docent_llm::BudgetStore> {
+) -> Arc<dyn docent_domain::budget::BudgetStore> {
     match redis {
         Some(redis) if config.redis.share_model_budget => {
             let prefix = format!("{}budget:", config.redis.key_prefix);
@@ -415,7 +415,7 @@ fn budget_store(
 
 fn open_llm(
     config: &Config,
-    budgets: Arc<dyn docent_llm::BudgetStore>,
+    budgets: Arc<dyn docent_domain::budget::BudgetStore>,
 ) -> anyhow::Result<Option<Arc<dyn docent_domain::llm::ChatModel>>> {
     let LlmConfig::Openai {
         base_url,

@@ -27,7 +27,7 @@ pub async fn open(config: &EmbedderConfig) -> anyhow::Result<Option<Arc<dyn Embe
 /// processes, when `[redis]` is configured).
 pub async fn open_with(
     config: &EmbedderConfig,
-    budgets: Arc<dyn docent_llm::BudgetStore>,
+    budgets: Arc<dyn docent_domain::budget::BudgetStore>,
 ) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
     match config {
         EmbedderConfig::Openai { .. } => {

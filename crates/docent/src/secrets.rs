@@ -54,11 +54,11 @@ static KEYS: Mutex<Vec<(KeySlot, WeakApiKey)>> = Mutex::new(Vec::new());
 
 /// The PostgreSQL search index, whose own pool follows a rotated URL too.
 #[cfg(feature = "postgres")]
-static INDEX: Mutex<Option<std::sync::Weak<docent_store::PgIndex>>> = Mutex::new(None);
+static INDEX: Mutex<Option<std::sync::Weak<docent_index::PgIndex>>> = Mutex::new(None);
 
 /// Registers the PostgreSQL search index for [`reload`].
 #[cfg(feature = "postgres")]
-pub fn register_index(index: &std::sync::Arc<docent_store::PgIndex>) {
+pub fn register_index(index: &std::sync::Arc<docent_index::PgIndex>) {
     *INDEX.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::downgrade(index));
 }
 

@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use docent_domain::TenantId;
+use docent_domain::budget::{BudgetStore, Grant, Limits, Rate};
 use docent_domain::llm::caller::calling_tenant;
 use docent_domain::llm::{ChatModel, ChatRequest, ChatResponse, ChatStream};
 use docent_domain::ports::Embedder;
@@ -53,7 +54,7 @@ use futures::StreamExt;
 use rand::Rng;
 
 pub use breaker::{CircuitBreaker, Health, Permit};
-pub use store::{BudgetStore, Grant, InProcessBudgetStore, Limits, Rate};
+pub use store::InProcessBudgetStore;
 
 use crate::config::BudgetConfig;
 use crate::embed::estimate_tokens;

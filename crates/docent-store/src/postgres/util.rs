@@ -61,14 +61,3 @@ pub(crate) fn error_info(row: &PgRow) -> Result<Option<ErrorInfo>> {
         message: message.unwrap_or_default(),
     }))
 }
-
-/// Serializes the transaction with every other one taking the same key (until it ends):
-/// where SQLite's single writer made check-then-insert sequences atomic.
-pub(crate) async fn lock_key(conn: &mut sqlx::PgConnection, key: &str) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(key)
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}

@@ -60,8 +60,6 @@ use docent_domain::{
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Row};
 
-use super::util::{db_err, lock_key};
-
 /// BM25 term-frequency saturation.
 const K1: f64 = 1.2;
 /// BM25 length normalisation.
@@ -1145,6 +1143,34 @@ impl SearchIndex for PgIndex {
         .map_err(db_err)?;
         Ok(())
     }
+}
+
+/// Maps a database error: connection trouble, statement timeouts, serialization failures and
+/// deadlocks are `service_unavailable` (retryable), anything else internal.
+fn db_err(e: sqlx::Error) -> Error {
+    // query_canceled (statement_timeout), serialization_failure, deadlock_detected,
+    // admin/crash shutdown, cannot_connect_now
+    const TRANSIENT: [&str; 6] = ["57014", "40001", "40P01", "57P01", "57P02", "57P03"];
+    let transient = match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| TRANSIENT.contains(&&*c)),
+        _ => false,
+    };
+    if transient {
+        Error::unavailable("the index database", e)
+    } else {
+        Error::internal(e)
+    }
+}
+
+/// Serializes the transaction with every other one taking the same key, until it ends.
+async fn lock_key(conn: &mut sqlx::PgConnection, key: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 #[cfg(test)]
