@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use docent_domain::ports::MetadataStore;
 use docent_domain::*;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Postgres, QueryBuilder, Row};
 
 pub use index::{PgIndex, PgIndexOptions};
@@ -45,6 +45,8 @@ pub struct PgOptions {
     /// A schema to work in (`SET search_path`), created if missing; `None` keeps the server's
     /// `search_path` (normally `public`). Tests use a fresh schema each to run in parallel.
     pub schema: Option<String>,
+    /// TLS to the server (`[database.tls]`, over the URL's `sslmode`).
+    pub tls: docent_config::PgTls,
 }
 
 impl Default for PgOptions {
@@ -54,6 +56,7 @@ impl Default for PgOptions {
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Some(Duration::from_secs(30)),
             schema: None,
+            tls: docent_config::PgTls::default(),
         }
     }
 }
@@ -66,16 +69,20 @@ fn quote_ident(s: &str) -> String {
 /// Metadata repositories over one PostgreSQL database.
 pub struct PgStore {
     pool: PgPool,
+    tls: docent_config::PgTls,
 }
 
 impl PgStore {
     /// Connects to `url` and applies pending migrations.
     pub async fn connect(url: &str, options: &PgOptions) -> Result<Self> {
-        let connect: PgConnectOptions = url
-            .parse()
+        let connect = docent_config::pg::connect_options(url, &options.tls)
             .map_err(|e| Error::unavailable("the database (invalid URL)", e))?;
         // Shown in pg_stat_activity; a schema's own name, so its connections can be found.
         let connect = connect.application_name(options.schema.as_deref().unwrap_or("docent"));
+        let unreachable = |e| {
+            let e = docent_config::pg::ConnectError::new(e, &connect, "database");
+            Error::unavailable("the database", e)
+        };
         let mut setup = String::new();
         if let Some(t) = options.statement_timeout {
             setup.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
@@ -85,7 +92,7 @@ impl PgStore {
             // Created on a plain connection first, so every pooled one can point at it.
             let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect)
                 .await
-                .map_err(|e| Error::unavailable("the database", e))?;
+                .map_err(unreachable)?;
             conn.execute(sqlx::AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS {schema}"
             )))
@@ -106,19 +113,21 @@ impl PgStore {
                     Ok(())
                 })
             })
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
-            .map_err(|e| Error::unavailable("the database", e))?;
+            .map_err(unreachable)?;
         MIGRATOR.run(&pool).await.map_err(Error::internal)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            tls: options.tls.clone(),
+        })
     }
 
     /// Points the connections opened from now on at `url` (a rotated password, say); open
     /// connections are kept until the pool retires them. Settings made at connect time
     /// (`statement_timeout`, `search_path`, the application name) stay.
     pub fn set_url(&self, url: &str) -> Result<()> {
-        let connect: PgConnectOptions = url
-            .parse()
+        let connect = docent_config::pg::connect_options(url, &self.tls)
             .map_err(|e| Error::unavailable("the database (invalid URL)", e))?;
         let name = self
             .pool
