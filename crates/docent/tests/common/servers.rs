@@ -64,14 +64,8 @@ impl TestCa {
             name: name.to_owned(),
         };
         let subject = format!("/CN=docent test CA {name}");
-        ca.openssl(&[
-            "req",
+        ca.openssl_req(&[
             "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
             "-keyout",
             "ca.key",
             "-out",
@@ -86,6 +80,20 @@ impl TestCa {
             "keyUsage=critical,keyCertSign,cRLSign",
         ]);
         Some(ca)
+    }
+
+    /// `openssl req` making a new EC P-256 key without a passphrase, then `args`.
+    fn openssl_req(&self, args: &[&str]) {
+        let mut all = vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        all.extend_from_slice(args);
+        self.openssl(&all);
     }
 
     fn openssl(&self, args: &[&str]) {
@@ -127,20 +135,7 @@ extendedKeyUsage=serverAuth
             key.to_str().unwrap(),
             csr.to_str().unwrap(),
         );
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key_s,
-            "-out",
-            csr_s,
-            "-subj",
-            "/CN=localhost",
-        ]);
+        self.openssl_req(&["-keyout", key_s, "-out", csr_s, "-subj", "/CN=localhost"]);
         self.openssl(&[
             "x509",
             "-req",
