@@ -43,10 +43,13 @@ test: model
 		$(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
 
-## Formatting and lints, as CI runs them.
+## Formatting and lints, as CI runs them, and the container image's files (hadolint and
+## checkov on the Dockerfile, the compose files against the Compose schema; the tools are
+## installed into a venv on first use, and a missing one is reported as SKIPPED).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	scripts/lint-deploy || [ $$? -eq 2 ]
 
 fmt:
 	$(CARGO) fmt --all

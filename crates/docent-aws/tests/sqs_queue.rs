@@ -218,6 +218,7 @@ mod postgres_ledger {
                 acquire_timeout: Duration::from_secs(10),
                 statement_timeout: Some(Duration::from_secs(30)),
                 schema: Some(name),
+                ..PgOptions::default()
             },
         )
         .await

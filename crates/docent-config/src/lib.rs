@@ -16,6 +16,8 @@
 
 mod dict_path;
 pub mod home;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod seed_env;
 
 use std::net::SocketAddr;
@@ -217,7 +219,102 @@ pub enum DatabaseConfig {
         /// Longest a single statement may run (`statement_timeout`); `0s`: no limit.
         #[serde(default = "default_pg_statement_timeout", with = "humantime_serde")]
         statement_timeout: Duration,
+        /// TLS to the server (`[database.tls]`).
+        #[serde(default, skip_serializing_if = "PgTls::is_unset")]
+        tls: PgTls,
     },
+}
+
+/// TLS to PostgreSQL (`[database.tls]`, `[index.tls]`): libpq's `sslmode`, `sslrootcert`,
+/// `sslcert` and `sslkey`. A key left unset keeps what the URL says (`?sslmode=…`), else
+/// libpq's default (`prefer`: TLS when the server offers it, unverified).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgTls {
+    /// `disable`, `allow`, `prefer`, `require` (encrypted, unverified unless `root_cert` is
+    /// set), `verify-ca` (the server's certificate chains to `root_cert`) or `verify-full`
+    /// (and names the host connected to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PgSslMode>,
+    /// PEM file of the certificate authorities to trust, e.g. the RDS bundle
+    /// (`global-bundle.pem`); unset: the Mozilla roots built in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_cert: Option<PathBuf>,
+    /// PEM client certificate, for servers that authenticate clients by certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl PgTls {
+    /// Whether every key is unset (the URL and libpq's defaults decide).
+    pub fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.tls.client_cert and {section}.tls.client_key go together"
+            )));
+        }
+        if self.mode == Some(PgSslMode::Disable)
+            && (self.root_cert.is_some() || self.client_cert.is_some())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.tls.mode = \"disable\" contradicts {section}.tls.root_cert / client_cert"
+            )));
+        }
+        for (key, path) in [
+            ("root_cert", &self.root_cert),
+            ("client_cert", &self.client_cert),
+            ("client_key", &self.client_key),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{section}.tls.{key}: {} is not a readable file",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// libpq's `sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgSslMode {
+    /// Plain connections only.
+    Disable,
+    /// Plain first, TLS if the server insists.
+    Allow,
+    /// TLS when the server offers it.
+    Prefer,
+    /// TLS or fail; the certificate is checked only against a configured `root_cert`.
+    Require,
+    /// TLS with a certificate chaining to a trusted root.
+    VerifyCa,
+    /// As `verify-ca`, and the certificate names the host.
+    VerifyFull,
+}
+
+impl PgSslMode {
+    /// The value as written in configuration (`verify-full`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Allow => "allow",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 impl DatabaseConfig {
@@ -658,6 +755,24 @@ pub struct RedisConfig {
     /// File holding the URL (wins over `url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_file: Option<PathBuf>,
+    /// ACL user to sign in as (`AUTH user password`); unset: the URL's, else `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password of `username` (or of the `default` user; a secret: never printed); unset: the
+    /// URL's.
+    #[serde(
+        default,
+        serialize_with = "redact",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password: Option<SecretString>,
+    /// File holding the password (wins over `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the certificate authorities to trust for a `rediss://` URL; unset: the
+    /// system's roots (enough for ElastiCache, whose certificates chain to public roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
     /// Prefix of every key docent writes (several deployments may share a server).
     #[serde(default = "default_redis_prefix")]
     pub key_prefix: String,
@@ -678,6 +793,10 @@ impl Default for RedisConfig {
         Self {
             url: None,
             url_file: None,
+            username: None,
+            password: None,
+            password_file: None,
+            tls_ca_file: None,
             key_prefix: default_redis_prefix(),
             connect_timeout: default_redis_connect_timeout(),
             command_timeout: default_redis_command_timeout(),
@@ -690,6 +809,11 @@ impl RedisConfig {
     /// The URL, read from `url_file` when set; `None` when no Redis is configured.
     pub fn url(&self) -> Result<Option<SecretString>, ConfigError> {
         read_secret("redis.url_file", &self.url, &self.url_file)
+    }
+
+    /// The password, read from `password_file` when set; `None`: the URL's, if any.
+    pub fn password(&self) -> Result<Option<SecretString>, ConfigError> {
+        read_secret("redis.password_file", &self.password, &self.password_file)
     }
 
     /// Whether a server is configured.
@@ -789,6 +913,10 @@ pub enum IndexConfig {
         /// to twice the number of hits asked for (at most 1000).
         #[serde(default = "default_hnsw_ef_search")]
         hnsw_ef_search: u32,
+        /// TLS to the index's server (`[index.tls]`); without an index `url` the `[database]`
+        /// connection's TLS settings apply instead.
+        #[serde(default, skip_serializing_if = "PgTls::is_unset")]
+        tls: PgTls,
     },
 }
 
@@ -807,6 +935,31 @@ impl IndexConfig {
                     None => database.postgres_url(),
                 }
             }
+        }
+    }
+}
+
+impl IndexConfig {
+    /// The TLS settings of a `postgres` index's connection and the section they are read from
+    /// (for error messages): `index` when the index has a URL of its own, else `database`.
+    pub fn postgres_tls<'a>(&'a self, database: &'a DatabaseConfig) -> (&'a PgTls, &'static str) {
+        static NONE: PgTls = PgTls {
+            mode: None,
+            root_cert: None,
+            client_cert: None,
+            client_key: None,
+        };
+        match (self, database) {
+            (
+                IndexConfig::Postgres {
+                    url: None,
+                    url_file: None,
+                    ..
+                },
+                DatabaseConfig::Postgres { tls, .. },
+            ) => (tls, "database"),
+            (IndexConfig::Postgres { tls, .. }, _) => (tls, "index"),
+            (IndexConfig::Embedded { .. }, _) => (&NONE, "index"),
         }
     }
 }
@@ -1687,7 +1840,8 @@ impl Config {
                 url_file: None,
                 ..
             } => return bad("database.url (or database.url_file) is required for postgres"),
-            DatabaseConfig::Sqlite { .. } | DatabaseConfig::Postgres { .. } => {}
+            DatabaseConfig::Postgres { tls, .. } => tls.validate("database")?,
+            DatabaseConfig::Sqlite { .. } => {}
         }
         self.validate_index()?;
         self.validate_cors()?;
@@ -1765,11 +1919,13 @@ impl Config {
             hnsw_m,
             hnsw_ef_construction,
             hnsw_ef_search,
+            tls,
             ..
         } = &self.index
         else {
             return Ok(());
         };
+        tls.validate("index")?;
         if url.is_none()
             && url_file.is_none()
             && !matches!(self.database, DatabaseConfig::Postgres { .. })
@@ -1806,6 +1962,22 @@ impl Config {
                 "redis.url (or redis.url_file) is required by cache kind \"redis\" and \"tiered\" \
                  (with redis = true)",
             );
+        }
+        if let Some(ca) = &self.redis.tls_ca_file {
+            if !ca.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "redis.tls_ca_file: {} is not a readable file",
+                    ca.display()
+                )));
+            }
+            if self
+                .redis
+                .url
+                .as_ref()
+                .is_some_and(|u| !u.expose_secret().starts_with("rediss://"))
+            {
+                return bad("redis.tls_ca_file is set but redis.url is not a rediss:// (TLS) URL");
+            }
         }
         if self.redis.key_prefix.is_empty() {
             return bad("redis.key_prefix must not be empty");
@@ -2262,8 +2434,16 @@ mod file_paths {
         "data_dir",
         "server.metrics_token_file",
         "database.url_file",
+        "database.tls.root_cert",
+        "database.tls.client_cert",
+        "database.tls.client_key",
         "redis.url_file",
+        "redis.password_file",
+        "redis.tls_ca_file",
         "index.url_file",
+        "index.tls.root_cert",
+        "index.tls.client_cert",
+        "index.tls.client_key",
         "embedder.model_dir",
         "embedder.api_key_file",
         "llm.api_key_file",
@@ -3114,5 +3294,85 @@ mod redis_queue_tests {
             .to_string();
         assert!(err.contains("12h"), "{err}");
         assert!(load(&format!("[queue]\nvisibility_timeout = \"12h\"\n{base}")).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    /// Loads `toml` written as `c.toml` in a directory that also holds `ca.pem`.
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "not checked here\n").unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__"))
+    }
+
+    const PG: &str = "[database]\nkind = \"postgres\"\nurl = \"postgres://db/docent\"\n";
+
+    #[test]
+    fn postgres_tls_settings_load_with_paths_from_the_file() {
+        let c = load(&format!(
+            "{PG}[database.tls]\nmode = \"verify-full\"\nroot_cert = \"ca.pem\"\n\
+             [index]\nkind = \"postgres\"\n"
+        ))
+        .unwrap();
+        let DatabaseConfig::Postgres { tls, .. } = &c.database else {
+            panic!("postgres expected");
+        };
+        assert_eq!(tls.mode, Some(PgSslMode::VerifyFull));
+        assert!(tls.root_cert.as_ref().unwrap().is_absolute());
+        // Without a URL of its own, the index connects like the database.
+        let (index_tls, section) = c.index.postgres_tls(&c.database);
+        assert_eq!((index_tls, section), (tls, "database"));
+        // Unset, the section is left out of `config show`.
+        let c = load(PG).unwrap();
+        assert!(!c.to_redacted_toml().contains("[database.tls]"));
+    }
+
+    #[test]
+    fn postgres_tls_mistakes_are_named() {
+        for (tls, want) in [
+            ("mode = \"verify-all\"\n", "verify-all"),
+            ("client_cert = \"ca.pem\"\n", "database.tls.client_key"),
+            (
+                "mode = \"disable\"\nroot_cert = \"ca.pem\"\n",
+                "database.tls.mode",
+            ),
+            ("root_cert = \"missing.pem\"\n", "database.tls.root_cert"),
+        ] {
+            let err = load(&format!("{PG}[database.tls]\n{tls}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{tls}: {err}");
+        }
+        let err = load(&format!(
+            "{PG}[index]\nkind = \"postgres\"\nurl = \"postgres://other/x\"\n\
+             [index.tls]\nroot_cert = \"missing.pem\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("index.tls.root_cert"), "{err}");
+    }
+
+    #[test]
+    fn redis_tls_and_acl_settings() {
+        let c = load(
+            "[redis]\nurl = \"rediss://cache:6379/0\"\ntls_ca_file = \"ca.pem\"\n\
+             username = \"docent\"\npassword = \"redis-canary\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.redis.username.as_deref(), Some("docent"));
+        assert_eq!(
+            c.redis.password().unwrap().unwrap().expose_secret(),
+            "redis-canary"
+        );
+        assert!(!c.to_redacted_toml().contains("redis-canary"));
+        let err = load("[redis]\nurl = \"redis://cache:6379/0\"\ntls_ca_file = \"ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rediss://"), "{err}");
     }
 }

@@ -57,7 +57,7 @@ use docent_domain::{
     ChunkId, Code, CollectionId, DocumentId, Error, MetaFilter, MetaOp, Result, TenantId,
     TextLanguage,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Row};
 
 /// BM25 term-frequency saturation.
@@ -101,6 +101,10 @@ pub struct PgIndexOptions {
     pub hnsw_ef_construction: u32,
     /// `hnsw.ef_search` of every connection; raised per query as needed.
     pub hnsw_ef_search: u32,
+    /// TLS to the server.
+    pub tls: docent_config::PgTls,
+    /// The section `tls` comes from (`index` or `database`), named in connection errors.
+    pub tls_section: &'static str,
 }
 
 impl Default for PgIndexOptions {
@@ -113,6 +117,8 @@ impl Default for PgIndexOptions {
             hnsw_m: 16,
             hnsw_ef_construction: 64,
             hnsw_ef_search: 100,
+            tls: docent_config::PgTls::default(),
+            tls_section: "index",
         }
     }
 }
@@ -122,8 +128,10 @@ impl PgIndexOptions {
     /// `None` for another kind.
     pub fn from_config(
         config: &docent_config::IndexConfig,
+        database: &docent_config::DatabaseConfig,
         dimension: Option<usize>,
     ) -> Option<Self> {
+        let (tls, tls_section) = config.postgres_tls(database);
         match config {
             docent_config::IndexConfig::Embedded { .. } => None,
             docent_config::IndexConfig::Postgres {
@@ -140,6 +148,8 @@ impl PgIndexOptions {
                 hnsw_m: *hnsw_m,
                 hnsw_ef_construction: *hnsw_ef_construction,
                 hnsw_ef_search: *hnsw_ef_search,
+                tls: tls.clone(),
+                tls_section,
                 ..Self::default()
             }),
         }
@@ -184,6 +194,8 @@ pub struct PgIndex {
     ef_search: u32,
     /// Whether opening created the tables (empty: they need filling from the database).
     created: bool,
+    /// TLS settings, kept for [`PgIndex::set_url`].
+    tls: docent_config::PgTls,
 }
 
 impl PgIndex {
@@ -195,7 +207,7 @@ impl PgIndex {
         dimension: Option<usize>,
     ) -> Result<Self> {
         use secrecy::ExposeSecret;
-        let options = PgIndexOptions::from_config(config, dimension)
+        let options = PgIndexOptions::from_config(config, database, dimension)
             .ok_or_else(|| Error::internal("PgIndex::open needs [index] kind = \"postgres\""))?;
         let url = config
             .postgres_url(database)
@@ -210,14 +222,18 @@ impl PgIndex {
     /// the `embedding` column to `options.dimension`: an empty column takes the new dimension;
     /// a column holding vectors of another one is an `embedding_model_mismatch` error.
     pub async fn connect(url: &str, options: &PgIndexOptions) -> Result<Self> {
-        let connect: PgConnectOptions = url
-            .parse()
+        let connect = docent_config::pg::connect_options(url, &options.tls)
             .map_err(|e| Error::unavailable("the index database (invalid URL)", e))?;
         let connect = connect.application_name("docent-index");
+        let section = options.tls_section;
+        let unreachable = |e| {
+            let e = docent_config::pg::ConnectError::new(e, &connect, section);
+            Error::unavailable("the index database", e)
+        };
         let (dimension, hnsw, created) = {
             let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect)
                 .await
-                .map_err(|e| Error::unavailable("the index database", e))?;
+                .map_err(unreachable)?;
             let fitted = Self::create_tables(&mut conn, options).await;
             sqlx::Connection::close(conn).await.ok();
             fitted?
@@ -240,11 +256,12 @@ impl PgIndex {
                     Ok(())
                 })
             })
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
-            .map_err(|e| Error::unavailable("the index database", e))?;
+            .map_err(unreachable)?;
         Ok(Self {
             pool,
+            tls: options.tls.clone(),
             dimension,
             hnsw,
             ef_search,
@@ -255,8 +272,7 @@ impl PgIndex {
     /// Points connections opened from now on at `url` (a rotated password; SIGHUP). Open
     /// connections stay until the pool retires them.
     pub fn set_url(&self, url: &str) -> Result<()> {
-        let connect: PgConnectOptions = url
-            .parse()
+        let connect = docent_config::pg::connect_options(url, &self.tls)
             .map_err(|e| Error::unavailable("the index database (invalid URL)", e))?;
         self.pool
             .set_connect_options(connect.application_name("docent-index"));

@@ -12,6 +12,10 @@
 //! Architecture invariant: no call waits longer than [`RedisOptions::command_timeout`] — an
 //! outage or a stalled server is a `service_unavailable` error within that bound, never a hang —
 //! and no error text or log line carries the Redis URL (it may hold a password).
+//!
+//! A `rediss://` URL connects over TLS (rustls): the server's certificate must chain to the
+//! system's roots or to the CA of [`Security::tls_ca_pem`] (`redis.tls_ca_file`), and name the
+//! host. [`Security`] also carries the ACL user and password (`AUTH user password`).
 
 pub mod budget;
 pub mod cache;
@@ -21,7 +25,7 @@ use std::time::Duration;
 
 use docent_domain::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, RedisError};
+use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError};
 
 pub use budget::RedisBudgetStore;
 pub use cache::RedisCache;
@@ -46,6 +50,27 @@ impl Default for RedisOptions {
     }
 }
 
+/// Who to sign in as and which certificate authorities to trust, over what the URL says.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// ACL user (`AUTH user password`); `None`: the URL's.
+    pub username: Option<String>,
+    /// Password of the user (or of `default`); `None`: the URL's.
+    pub password: Option<String>,
+    /// PEM certificate authorities for a `rediss://` URL; `None`: the system's roots.
+    pub tls_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("tls_ca_pem", &self.tls_ca_pem.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
 /// A shared, self-reconnecting connection to one Redis server (multiplexed: clones share it),
 /// every call bounded by [`RedisOptions::command_timeout`].
 #[derive(Clone)]
@@ -54,6 +79,8 @@ pub struct Redis {
     options: RedisOptions,
     conn: ConnectionManager,
     timeout: Duration,
+    /// Whether the URL is `rediss://` (errors of a plain one hint at TLS).
+    tls: bool,
 }
 
 impl std::fmt::Debug for Redis {
@@ -76,6 +103,26 @@ impl std::fmt::Display for InvalidUrl {
 
 impl std::error::Error for InvalidUrl {}
 
+/// A connection dropped before any answer on a plain `redis://` URL: perhaps a TLS-only server.
+#[derive(Debug)]
+struct MaybeNeedsTls(RedisError);
+
+impl std::fmt::Display for MaybeNeedsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server closed the connection; if it accepts only TLS (ElastiCache in-transit \
+             encryption), redis.url must start with rediss://"
+        )
+    }
+}
+
+impl std::error::Error for MaybeNeedsTls {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 /// A call that ran out of time.
 #[derive(Debug)]
 struct TimedOut(Duration);
@@ -94,8 +141,42 @@ impl Redis {
     /// even while Redis is down. A malformed URL is an internal error whose text never repeats
     /// the URL.
     pub fn open(url: &str, options: RedisOptions) -> Result<Self> {
-        let client = Client::open(url).map_err(|e| Error::internal(InvalidUrl(e.kind())))?;
-        Self::with_client(client, options, Duration::ZERO)
+        Self::open_with(url, options, &Security::default())
+    }
+
+    /// [`Redis::open`] with a user, password and trusted CAs beyond the URL's.
+    pub fn open_with(url: &str, options: RedisOptions, security: &Security) -> Result<Self> {
+        let invalid = |e: RedisError| Error::internal(InvalidUrl(e.kind()));
+        let mut info = url.into_connection_info().map_err(invalid)?;
+        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+        if security.username.is_some() || security.password.is_some() {
+            let mut settings = info.redis_settings().clone();
+            if let Some(user) = &security.username {
+                settings = settings.set_username(user);
+            }
+            if let Some(password) = &security.password {
+                settings = settings.set_password(password);
+            }
+            info = info.set_redis_settings(settings);
+        }
+        let client = if tls {
+            // rustls needs one process-wide crypto provider; another crate may have set it.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: security.tls_ca_pem.clone(),
+            };
+            Client::build_with_tls(info, certs).map_err(invalid)?
+        } else if security.tls_ca_pem.is_some() {
+            return Err(Error::internal(
+                "redis.tls_ca_file is set but redis.url is not a rediss:// (TLS) URL",
+            ));
+        } else {
+            Client::open(info).map_err(invalid)?
+        };
+        let mut redis = Self::with_client(client, options, Duration::ZERO)?;
+        redis.tls = tls;
+        Ok(redis)
     }
 
     /// A connection of its own to the same server, for commands that block the connection they
@@ -103,7 +184,9 @@ impl Redis {
     /// other call. Its calls may take `block` longer than the command timeout. Lazy, like
     /// [`Redis::open`].
     pub fn dedicated(&self, block: Duration) -> Result<Self> {
-        Self::with_client(self.client.clone(), self.options, block)
+        let mut redis = Self::with_client(self.client.clone(), self.options, block)?;
+        redis.tls = self.tls;
+        Ok(redis)
     }
 
     fn with_client(client: Client, options: RedisOptions, block: Duration) -> Result<Self> {
@@ -121,6 +204,7 @@ impl Redis {
             options,
             conn,
             timeout,
+            tls: false,
         })
     }
 
@@ -160,6 +244,14 @@ impl Redis {
 
     async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         match tokio::time::timeout(self.timeout, call).await {
+            Ok(Err(e))
+                if !self.tls
+                    && (e.is_connection_dropped() || e.is_io_error())
+                    && !e.is_connection_refusal()
+                    && !e.is_timeout() =>
+            {
+                Err(Error::unavailable("redis", MaybeNeedsTls(e)))
+            }
             Ok(result) => result.map_err(map_err),
             Err(_) => Err(Error::unavailable("redis", TimedOut(self.timeout))),
         }

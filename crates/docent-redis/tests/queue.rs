@@ -117,6 +117,7 @@ mod postgres_ledger {
                 acquire_timeout: Duration::from_secs(10),
                 statement_timeout: Some(Duration::from_secs(30)),
                 schema: None,
+                ..PgOptions::default()
             },
         )
         .await

@@ -168,6 +168,7 @@ pub async fn open(
             max_connections,
             acquire_timeout,
             statement_timeout,
+            tls,
             ..
         } => {
             use secrecy::ExposeSecret;
@@ -180,6 +181,7 @@ pub async fn open(
                 acquire_timeout: *acquire_timeout,
                 statement_timeout: (!statement_timeout.is_zero()).then_some(*statement_timeout),
                 schema: None,
+                tls: tls.clone(),
             };
             let store = PgStore::connect(url.expose_secret(), &options).await?;
             Ok(Database {

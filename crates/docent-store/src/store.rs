@@ -17,6 +17,9 @@ use crate::engine::{Arg, Db, Engine, Row, Sql, Tx, db_err, is_unique_violation, 
 pub struct SqlStore<E: Engine> {
     pub(crate) pool: sqlx::Pool<E>,
     pub(crate) db: Db,
+    /// TLS to the server, kept for reconnecting after a rotated URL (PostgreSQL's `set_url`;
+    /// SQLite has no server and keeps the default).
+    pub(crate) tls: docent_config::PgTls,
 }
 
 /// Metadata repositories over one SQLite database file.
@@ -29,7 +32,11 @@ pub type PgStore = SqlStore<sqlx::Postgres>;
 impl<E: Engine> SqlStore<E> {
     pub(crate) fn new(pool: sqlx::Pool<E>) -> Self {
         let db = E::db(pool.clone());
-        Self { pool, db }
+        Self {
+            pool,
+            db,
+            tls: docent_config::PgTls::default(),
+        }
     }
 
     /// The connection pool (shared with the SQL queue).

@@ -271,7 +271,22 @@ fn open_redis(config: &Config) -> anyhow::Result<Option<docent_redis::Redis>> {
         connect_timeout: config.redis.connect_timeout,
         command_timeout: config.redis.command_timeout,
     };
-    let redis = docent_redis::Redis::open(url.expose_secret(), options)
+    let tls_ca_pem = match &config.redis.tls_ca_file {
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("redis.tls_ca_file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let security = docent_redis::Security {
+        username: config.redis.username.clone(),
+        password: config
+            .redis
+            .password()
+            .map_err(|e| anyhow::anyhow!(e))?
+            .map(|p| p.expose_secret().to_owned()),
+        tls_ca_pem,
+    };
+    let redis = docent_redis::Redis::open_with(url.expose_secret(), options, &security)
         .map_err(|e| anyhow::anyhow!(e.chain()))
         .context("redis.url")?;
     Ok(Some(redis))

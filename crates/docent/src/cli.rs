@@ -63,6 +63,17 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Exit 0 when the server answers `GET /ready` with 200, else 1: the container image's
+    /// HEALTHCHECK (no curl in the image). Reads only `server.bind` from the configuration.
+    Healthcheck {
+        /// URL to check instead of `http://<server.bind>/ready` (an unspecified address such
+        /// as 0.0.0.0 is reached through loopback).
+        #[arg(long, env = "DOCENT_HEALTHCHECK_URL")]
+        url: Option<String>,
+        /// Give up after this long.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Upload files and directories (recursively) into a collection and process them.
     ///
     /// Files the collection already holds (same content) are skipped without being sent. With
@@ -570,6 +581,14 @@ pub enum ConfigAction {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = docent_config::Home::locate();
+    if let Command::Healthcheck { url, timeout } = &cli.command {
+        // Before the configuration is typed: no secret is resolved, no backend opened.
+        let url = match url {
+            Some(u) => u.clone(),
+            None => crate::healthcheck::default_url(home.dir(), cli.config.as_deref())?,
+        };
+        return Ok(crate::healthcheck::run(&url, *timeout).await);
+    }
     let mut config = crate::secrets::load_config(home.dir(), cli.config.as_deref()).await?;
     if let Some(f) = cli.log_format {
         config.log.format = match f {
@@ -615,6 +634,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pool.shutdown(grace).await;
             db.close().await;
         }
+        // Answered above, before the configuration was loaded.
+        Command::Healthcheck { .. } => {}
         Command::Migrate => {
             let (_, db) = open_services(config).await?;
             db.close().await;

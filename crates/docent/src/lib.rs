@@ -1,6 +1,7 @@
 //! The docent application: wiring configuration to backends ([`app`]), the command line
 //! ([`cli`], with `docent ingest` in [`ingest`]), logging ([`telemetry`]), the HTTP client used
-//! by `--url` commands ([`client`]) and the data directory's lock ([`datadir_lock`]).
+//! by `--url` commands ([`client`]), the data directory's lock ([`datadir_lock`]) and the
+//! container health check ([`healthcheck`]).
 //!
 //! The binary (`main.rs`) only parses arguments and calls [`cli::run`]; tests build the same
 //! [`app::Application`] that `docent serve` runs.
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod datadir_lock;
 pub mod embedder;
+pub mod healthcheck;
 pub mod ingest;
 pub mod inspect;
 pub mod paths;

@@ -100,6 +100,7 @@ async fn postgres_outage_answers_503_with_retry_after_and_recovers_with_nothing_
             max_connections: 4,
             acquire_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(5),
+            tls: Default::default(),
         };
     })
     .await;

@@ -46,6 +46,7 @@ impl TestDb {
             max_connections: 4,
             acquire_timeout: std::time::Duration::from_secs(10),
             statement_timeout: std::time::Duration::from_secs(30),
+            tls: Default::default(),
         };
         config.index = IndexConfig::Postgres {
             url: None,
@@ -55,6 +56,7 @@ impl TestDb {
             hnsw_m: 16,
             hnsw_ef_construction: 64,
             hnsw_ef_search: 100,
+            tls: Default::default(),
         };
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use docent_domain::{Error, Result};
 use sqlx::Executor;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 use super::db_err;
 use crate::store::PgStore;
@@ -25,6 +25,8 @@ pub struct PgOptions {
     /// A schema to work in (`SET search_path`), created if missing; `None` keeps the server's
     /// `search_path` (normally `public`). Tests use a fresh schema each to run in parallel.
     pub schema: Option<String>,
+    /// TLS to the server (`[database.tls]`, over the URL's `sslmode`).
+    pub tls: docent_config::PgTls,
 }
 
 impl Default for PgOptions {
@@ -34,6 +36,7 @@ impl Default for PgOptions {
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Some(Duration::from_secs(30)),
             schema: None,
+            tls: docent_config::PgTls::default(),
         }
     }
 }
@@ -46,11 +49,14 @@ fn quote_ident(s: &str) -> String {
 impl PgStore {
     /// Connects to `url` and applies pending migrations.
     pub async fn connect(url: &str, options: &PgOptions) -> Result<Self> {
-        let connect: PgConnectOptions = url
-            .parse()
+        let connect = docent_config::pg::connect_options(url, &options.tls)
             .map_err(|e| Error::unavailable("the database (invalid URL)", e))?;
         // Shown in pg_stat_activity; a schema's own name, so its connections can be found.
         let connect = connect.application_name(options.schema.as_deref().unwrap_or("docent"));
+        let unreachable = |e| {
+            let e = docent_config::pg::ConnectError::new(e, &connect, "database");
+            Error::unavailable("the database", e)
+        };
         let mut setup = String::new();
         if let Some(t) = options.statement_timeout {
             setup.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
@@ -60,7 +66,7 @@ impl PgStore {
             // Created on a plain connection first, so every pooled one can point at it.
             let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect)
                 .await
-                .map_err(|e| Error::unavailable("the database", e))?;
+                .map_err(unreachable)?;
             conn.execute(sqlx::AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS {schema}"
             )))
@@ -81,19 +87,20 @@ impl PgStore {
                     Ok(())
                 })
             })
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
-            .map_err(|e| Error::unavailable("the database", e))?;
+            .map_err(unreachable)?;
         MIGRATOR.run(&pool).await.map_err(Error::internal)?;
-        Ok(Self::new(pool))
+        let mut store = Self::new(pool);
+        store.tls = options.tls.clone();
+        Ok(store)
     }
 
     /// Points the connections opened from now on at `url` (a rotated password, say); open
     /// connections are kept until the pool retires them. Settings made at connect time
     /// (`statement_timeout`, `search_path`, the application name) stay.
     pub fn set_url(&self, url: &str) -> Result<()> {
-        let connect: PgConnectOptions = url
-            .parse()
+        let connect = docent_config::pg::connect_options(url, &self.tls)
             .map_err(|e| Error::unavailable("the database (invalid URL)", e))?;
         let name = self
             .pool

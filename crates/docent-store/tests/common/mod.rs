@@ -137,6 +137,7 @@ pub mod postgres {
                 acquire_timeout: Duration::from_secs(10),
                 statement_timeout: Some(Duration::from_secs(30)),
                 schema: Some(name),
+                ..PgOptions::default()
             },
         )
         .await

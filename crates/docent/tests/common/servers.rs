@@ -3,11 +3,16 @@
 //! `DOCENT_TEST_PG_USER` under root, since PostgreSQL refuses to run as root) and a
 //! `redis-server` child process (`DOCENT_TEST_REDIS_SERVER`). `scripts/test-services` exports
 //! the variables; without them the constructors return `None` and the test skips, saying so.
+//!
+//! For TLS tests: [`TestCa`] makes a certificate authority and server certificates with the
+//! `openssl` command; [`PgCluster::start_tls`] runs a PostgreSQL built with OpenSSL
+//! (`DOCENT_TEST_PG_TLS_BIN`, Debian's) that accepts only TLS connections, and
+//! [`RedisServer::start_tls`] a `redis-server` with a TLS port and no plain one.
 
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,6 +36,127 @@ pub fn wait_for_port(port: u16, up: bool, within: Duration) -> bool {
     false
 }
 
+/// A certificate authority made for one test (EC P-256, two days), with the `openssl` command.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl TestCa {
+    /// A new CA called `name`; `None` (printing why) without an `openssl` command.
+    pub fn new(test: &str, name: &str) -> Option<Self> {
+        let ok = Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped {test}: no openssl command to make test certificates");
+            return None;
+        }
+        // Under /tmp: a server running as another user reads the files.
+        let dir = tempfile::Builder::new()
+            .prefix("docent-ca-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let ca = Self {
+            dir,
+            name: name.to_owned(),
+        };
+        let subject = format!("/CN=docent test CA {name}");
+        ca.openssl_req(&[
+            "-x509",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        Some(ca)
+    }
+
+    /// `openssl req` making a new EC P-256 key without a passphrase, then `args`.
+    fn openssl_req(&self, args: &[&str]) {
+        let mut all = vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        all.extend_from_slice(args);
+        self.openssl(&all);
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The CA's certificate (PEM).
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost signed by this CA, written into `dir`
+    /// as `server.crt` and `server.key`.
+    pub fn issue_server(&self, dir: &Path) -> (PathBuf, PathBuf) {
+        let ext = self.dir.path().join("server.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost
+basicConstraints=CA:FALSE
+             keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+",
+        )
+        .unwrap();
+        let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
+        let csr = self.dir.path().join(format!("server-{}.csr", self.name));
+        let (crt_s, key_s, csr_s) = (
+            crt.to_str().unwrap(),
+            key.to_str().unwrap(),
+            csr.to_str().unwrap(),
+        );
+        self.openssl_req(&["-keyout", key_s, "-out", csr_s, "-subj", "/CN=localhost"]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            csr_s,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            crt_s,
+            "-days",
+            "2",
+            "-extfile",
+            ext.to_str().unwrap(),
+        ]);
+        (crt, key)
+    }
+}
+
 /// A PostgreSQL cluster in a temporary directory, on a port of its own.
 pub struct PgCluster {
     bin: PathBuf,
@@ -44,8 +170,38 @@ pub struct PgCluster {
 impl PgCluster {
     /// Creates and starts a cluster; `None` (printing why) without `DOCENT_TEST_PG_BIN`.
     pub fn start_new(test: &str) -> Option<Self> {
-        let Some(bin) = std::env::var_os("DOCENT_TEST_PG_BIN").map(PathBuf::from) else {
-            eprintln!("skipped {test}: DOCENT_TEST_PG_BIN not set (run scripts/test-services)");
+        Self::start_with(test, "DOCENT_TEST_PG_BIN", |_| (String::new(), None))
+    }
+
+    /// A cluster that accepts only TLS connections (`ssl = on`; `pg_hba.conf` has `hostssl`
+    /// lines only) with a certificate for 127.0.0.1 issued by `ca`; `None` (printing why)
+    /// without `DOCENT_TEST_PG_TLS_BIN` (the binaries of a PostgreSQL built with OpenSSL).
+    pub fn start_tls(test: &str, ca: &TestCa) -> Option<Self> {
+        Self::start_with(test, "DOCENT_TEST_PG_TLS_BIN", |dir| {
+            let (crt, key) = ca.issue_server(dir);
+            let mut perms = std::fs::metadata(&key).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+            std::fs::set_permissions(&key, perms).unwrap();
+            let conf = format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                crt.display(),
+                key.display()
+            );
+            let hba = "hostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n";
+            (conf, Some(hba.to_owned()))
+        })
+    }
+
+    /// Creates and starts a cluster with the binaries under `$bin_var`; `setup` writes files
+    /// into the cluster's directory and returns lines for `postgresql.conf` and, when `Some`,
+    /// the whole `pg_hba.conf`.
+    fn start_with(
+        test: &str,
+        bin_var: &str,
+        setup: impl FnOnce(&Path) -> (String, Option<String>),
+    ) -> Option<Self> {
+        let Some(bin) = std::env::var_os(bin_var).map(PathBuf::from) else {
+            eprintln!("skipped {test}: {bin_var} not set (run scripts/test-services)");
             return None;
         };
         let user = std::env::var("DOCENT_TEST_PG_USER")
@@ -59,6 +215,7 @@ impl PgCluster {
         let data = dir.path().join("data");
         let log = dir.path().join("postgres.log");
         std::fs::create_dir(&data).unwrap();
+        let (extra_conf, hba) = setup(dir.path());
         if let Some(u) = &user {
             let ok = Command::new("chown")
                 .args(["-R", u])
@@ -93,14 +250,22 @@ impl PgCluster {
         ]);
         let conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n\
-             fsync = off\nfull_page_writes = off\n"
+             fsync = off\nfull_page_writes = off\n{extra_conf}"
         );
         let conf_path = cluster.data.join("postgresql.conf");
         let mut all = std::fs::read_to_string(&conf_path).unwrap();
         all.push_str(&conf);
         std::fs::write(&conf_path, all).unwrap();
+        if let Some(hba) = hba {
+            std::fs::write(cluster.data.join("pg_hba.conf"), hba).unwrap();
+        }
         cluster.start();
         Some(cluster)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
@@ -188,6 +353,10 @@ pub struct RedisServer {
     binary: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Arguments instead of `--port PORT` (the TLS server's).
+    listen: Vec<String>,
+    tls: bool,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
@@ -199,18 +368,68 @@ impl RedisServer {
             );
             return None;
         };
+        let port = free_port();
         let mut server = Self {
             binary,
-            port: free_port(),
+            port,
             child: None,
+            listen: vec!["--port".into(), port.to_string()],
+            tls: false,
+            _dir: None,
         };
         server.start();
         Some(server)
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// A server with a TLS port and no plain one (`--port 0 --tls-port PORT`), its
+    /// certificate for 127.0.0.1 issued by `ca`, and the ACL user `user` (password
+    /// `password`, every command and key) while `default` is off. Clients need no certificate.
+    pub fn start_tls(test: &str, ca: &TestCa, user: &str, password: &str) -> Option<Self> {
+        let mut server = Self::start_new(test)?;
+        server.stop();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (crt, key) = ca.issue_server(dir.path());
+        let port = server.port.to_string();
+        let path = |p: &Path| p.to_str().unwrap().to_owned();
+        server.listen = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port,
+            "--tls-cert-file".into(),
+            path(&crt),
+            "--tls-key-file".into(),
+            path(&key),
+            "--tls-ca-cert-file".into(),
+            path(&ca.cert()),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--user".into(),
+            "default".into(),
+            "off".into(),
+            "--user".into(),
+            user.into(),
+            "on".into(),
+            format!(">{password}"),
+            "~*".into(),
+            "&*".into(),
+            "+@all".into(),
+        ];
+        server.tls = true;
+        server._dir = Some(dir);
+        server.start();
+        Some(server)
+    }
+
+    /// The port it listens on (TLS for a [`RedisServer::start_tls`] one).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Points `[redis]` at this server, with short timeouts so an outage shows quickly.
@@ -223,7 +442,8 @@ impl RedisServer {
     /// Starts the server (again) on its port and waits until it listens.
     pub fn start(&mut self) {
         let child = Command::new(&self.binary)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.listen)
             .args(["--save", "", "--appendonly", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
