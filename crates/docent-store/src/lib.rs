@@ -37,7 +37,7 @@ pub const DEFAULT_FAIR_CAP: u32 = 1;
 pub use engine::Engine;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgIndex, PgIndexOptions, PgOptions, PgQueue, PgStore};
-pub use queue::SqliteQueue;
+pub use queue::{SqlQueue, SqliteQueue};
 pub use store::{SqlStore, SqliteStore};
 
 /// An open metadata database.

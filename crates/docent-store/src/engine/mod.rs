@@ -61,6 +61,17 @@ impl Dialect {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         }
     }
+
+    /// `column` as an expression SQLite's planner will not answer from an index (`+column`,
+    /// SQLite's documented way to disqualify a term), to keep it off an index that would make a
+    /// worse plan; the column itself on PostgreSQL.
+    pub fn unindexed(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("+{column}"),
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => column.to_owned(),
+        }
+    }
 }
 
 /// The engines a store can be built over: sqlx's database types, sealed.
@@ -177,6 +188,33 @@ impl Tx {
                 .map(|_| ())
                 .map_err(db_err),
         }
+    }
+}
+
+/// A dedicated connection receiving the notifications of one channel (PostgreSQL `LISTEN`;
+/// SQLite has none).
+#[cfg(feature = "postgres")]
+pub(crate) struct Listener(sqlx::postgres::PgListener);
+
+#[cfg(feature = "postgres")]
+impl Listener {
+    /// Opens a connection with `db`'s pool's options and listens on `channel`.
+    pub(crate) async fn connect(db: &Db, channel: &str) -> Result<Self> {
+        match db {
+            Db::Postgres(p) => {
+                let mut l = sqlx::postgres::PgListener::connect_with(p)
+                    .await
+                    .map_err(db_err)?;
+                l.listen(channel).await.map_err(db_err)?;
+                Ok(Self(l))
+            }
+            Db::Sqlite(_) => Err(Error::internal("SQLite has no notifications")),
+        }
+    }
+
+    /// Waits for the next notification.
+    pub(crate) async fn recv(&mut self) -> Result<()> {
+        self.0.recv().await.map(|_| ()).map_err(db_err)
     }
 }
 

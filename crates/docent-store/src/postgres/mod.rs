@@ -14,7 +14,6 @@
 mod auth;
 mod bots;
 pub mod index;
-mod queue;
 mod util;
 
 use std::time::Duration;
@@ -25,9 +24,9 @@ use docent_domain::*;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Executor, Postgres, QueryBuilder, Row};
 
+pub use crate::queue::{PgQueue, TASKS_CHANNEL};
 pub use crate::store::PgStore;
 pub use index::{PgIndex, PgIndexOptions};
-pub use queue::{PgQueue, TASKS_CHANNEL};
 use util::*;
 
 /// The migrations embedded in the binary.
