@@ -201,29 +201,25 @@ impl<E: Engine> SqlQueue<E> {
             "the worker running this task stopped responding on its last attempt",
         )
         .info();
-        Sql::new(format!(
+        let dead = Sql::new(format!(
             "UPDATE tasks SET status = 'failed', dead_lettered = TRUE, error_code = ?, error_message = ?, \
              {CLEAR_LEASE}, finished_at = ?, updated_at = ? \
              WHERE status IN {RUNNING} AND lease_expires_at <= ? AND attempts >= max_attempts AND NOT cancel_requested"
         ))
         .bind(lost.code)
-        .bind(lost.message)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .execute(&self.db)
-        .await
-        .map_err(db_err)?;
-        Sql::new(format!(
+        .bind(lost.message);
+        let cancelled = Sql::new(format!(
             "UPDATE tasks SET status = 'cancelled', {CLEAR_LEASE}, finished_at = ?, updated_at = ? \
              WHERE status IN {RUNNING} AND lease_expires_at <= ? AND cancel_requested"
-        ))
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .execute(&self.db)
-        .await
-        .map_err(db_err)?;
+        ));
+        for q in [dead, cancelled] {
+            q.bind(now)
+                .bind(now)
+                .bind(now)
+                .execute(&self.db)
+                .await
+                .map_err(db_err)?;
+        }
         Ok(())
     }
 

@@ -13,6 +13,9 @@
 //! | booleans | `INTEGER` 0/1 (sqlx's `bool`) | `BOOLEAN` |
 //! | write transaction ([`Db::write_tx`]) | `BEGIN IMMEDIATE`: the single writer | `BEGIN` |
 //! | row lock ([`Dialect::for_update`]) | nothing: the writer holds the database | `FOR UPDATE` |
+//! | lease pick ([`Dialect::skip_locked`]) | nothing: the writer holds the database | `FOR UPDATE SKIP LOCKED` |
+//! | planner hint ([`Dialect::unindexed`]) | `+column`: no index for that term | the column |
+//! | notifications ([`Listener`]) | none: workers poll | `LISTEN` on a dedicated connection |
 //! | [`Tx::lock_key`] (check-then-insert) | nothing: the writer holds the database | `pg_advisory_xact_lock` |
 //! | [`db_err`] retryable errors | `database is locked` | statement timeout, serialization failure, deadlock, shutdown |
 //!
