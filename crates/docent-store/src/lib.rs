@@ -17,7 +17,6 @@ pub mod postgres;
 mod queue;
 mod store;
 mod uploads;
-mod util;
 
 use std::sync::Arc;
 
@@ -35,7 +34,7 @@ pub use engine::Engine;
 pub use engine::postgres::PgOptions;
 #[cfg(feature = "postgres")]
 pub use postgres::PgQueue;
-pub use queue::SqliteQueue;
+pub use queue::{SqlQueue, SqliteQueue};
 #[cfg(feature = "postgres")]
 pub use store::PgStore;
 pub use store::{SqlStore, SqliteStore};

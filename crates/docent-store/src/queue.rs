@@ -1,45 +1,74 @@
-//! [`TaskQueue`] over the `tasks` table, with SQS semantics: a lease is a token plus an expiry
-//! (the visibility timeout); every state change through a lease matches the token, so a worker
-//! whose lease lapsed and was handed to another can no longer touch the task. `attempts` is the
-//! receive count; past `max_attempts` a lapsed task is dead-lettered instead of re-delivered.
-//! It is also a [`TaskLedger`]: the record behind a broker's deliveries (the SQS queue), which
-//! leases the one task a delivery names.
+//! [`TaskQueue`] over the `tasks` table of either engine ([`SqlQueue`]: [`SqliteQueue`],
+//! [`PgQueue`]), with SQS semantics: a lease is a token plus an expiry (the visibility timeout);
+//! every state change through a lease matches the token, so a worker whose lease lapsed and was
+//! handed to another can no longer touch the task. `attempts` is the receive count; past
+//! `max_attempts` a lapsed task is dead-lettered instead of re-delivered. It is also a
+//! [`TaskLedger`]: the record behind a broker's deliveries (the SQS queue), which leases the one
+//! task a delivery names.
+//!
+//! Every statement is written once over the [`crate::engine`] seam. A lease is one `UPDATE`
+//! whose target is picked by a subquery: SQLite runs it under its single writer lock, so two
+//! workers can never pick the same row; PostgreSQL locks the candidate row with
+//! `FOR UPDATE SKIP LOCKED` ([`Dialect::skip_locked`]), so any number of workers on any number
+//! of hosts lease concurrently without blocking each other or sharing a task.
 //!
 //! Leases are fair across tenants (see [`TaskQueue::lease`]): one statement picks the oldest
 //! runnable task of a tenant holding fewer than the cap live leases, else the oldest of any
 //! tenant. The tenants at their cap are a GROUP BY over the running rows (few: one per worker);
-//! the oldest pick walks the `tasks_fair` index (`status, run_after, id, tenant_id`, migration
-//! `0009`) without reading rows.
+//! the oldest pending pick walks an index in order (SQLite `tasks_fair`, migration `0009`, read
+//! without touching rows; PostgreSQL `tasks_runnable`). On PostgreSQL concurrent leases read the
+//! running rows each from its own snapshot, so a tenant may briefly hold one lease above its
+//! cap; [`TaskQueue::should_yield`] evens that out.
+//!
+//! Wake-ups (PostgreSQL): a trigger (`migrations/postgres`) sends `NOTIFY docent_tasks_<schema>`
+//! whenever a task becomes `pending`. [`PgQueue::wait_for_task`] waits for one (LISTEN on a
+//! dedicated connection) with a timeout, and [`PgQueue::forward_wakeups`] turns them into a
+//! [`tokio::sync::Notify`] for the worker pool. Notifications are only hints: workers still
+//! poll, so a dropped listener connection or a missed notification delays a task by at most one
+//! poll interval. SQLite workers poll.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use docent_domain::ports::Backoff;
-use docent_domain::ports::{FailOutcome, Heartbeat, Lease, TaskLedger, TaskQueue};
+use docent_domain::ports::{Backoff, FailOutcome, Heartbeat, Lease, TaskLedger, TaskQueue};
 use docent_domain::*;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{QueryBuilder, Row, Sqlite};
 
-use crate::util::*;
+use crate::common::{cursor, error_info, not_found, paginate};
+use crate::engine::{Db, Dialect, Engine, Row, Sql, db_err, ms, now};
 
-/// The SQL-table queue.
-pub struct SqliteQueue {
-    pool: SqlitePool,
+/// The SQL-table queue over either engine.
+pub struct SqlQueue<E: Engine> {
+    db: Db,
     max_attempts: u32,
     backoff: Backoff,
     fair_cap: u32,
+    /// The LISTEN connection of [`PgQueue::wait_for_task`], opened on first use.
+    #[cfg(feature = "postgres")]
+    listener: tokio::sync::Mutex<Option<crate::engine::Listener>>,
+    engine: PhantomData<fn() -> E>,
 }
 
-impl SqliteQueue {
+/// The SQL-table queue on SQLite.
+pub type SqliteQueue = SqlQueue<sqlx::Sqlite>;
+
+/// The SQL-table queue on PostgreSQL.
+#[cfg(feature = "postgres")]
+pub type PgQueue = SqlQueue<sqlx::Postgres>;
+
+impl<E: Engine> SqlQueue<E> {
     /// A queue over the `tasks` table of `pool` (migrations already applied), fair across
     /// tenants with a cap of [`DEFAULT_FAIR_CAP`](crate::DEFAULT_FAIR_CAP) running tasks.
-    pub fn new(pool: SqlitePool, max_attempts: u32, backoff: Backoff) -> Self {
+    pub fn new(pool: sqlx::Pool<E>, max_attempts: u32, backoff: Backoff) -> Self {
         Self {
-            pool,
+            db: E::db(pool),
             max_attempts,
             backoff,
             fair_cap: crate::DEFAULT_FAIR_CAP,
+            #[cfg(feature = "postgres")]
+            listener: tokio::sync::Mutex::new(None),
+            engine: PhantomData,
         }
     }
 
@@ -50,6 +79,69 @@ impl SqliteQueue {
     }
 }
 
+/// The channel the `tasks` trigger notifies when a task becomes pending, followed by the name of
+/// the schema holding the table (`docent_tasks_public`).
+#[cfg(feature = "postgres")]
+pub const TASKS_CHANNEL: &str = "docent_tasks_";
+
+#[cfg(feature = "postgres")]
+impl PgQueue {
+    /// Waits up to `timeout` for a task to become pending (a `NOTIFY` on [`TASKS_CHANNEL`] and
+    /// the schema). Wake-ups are hints: one may come with nothing left to lease.
+    /// True if notified; false on timeout. When the listener cannot connect it sleeps `timeout`
+    /// and returns false, so callers fall back to polling at that pace.
+    pub async fn wait_for_task(&self, timeout: Duration) -> bool {
+        let mut guard = self.listener.lock().await;
+        if guard.is_none() {
+            match self.listen().await {
+                Ok(l) => *guard = Some(l),
+                Err(e) => {
+                    tracing::debug!(error = %e, "task notifications unavailable; polling");
+                    drop(guard);
+                    tokio::time::sleep(timeout).await;
+                    return false;
+                }
+            }
+        }
+        let Some(listener) = guard.as_mut() else {
+            return false;
+        };
+        match tokio::time::timeout(timeout, listener.recv()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "task listener failed; reconnecting on next wait");
+                *guard = None;
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Spawns a task that calls `wake.notify_waiters()` on every task notification, for as long
+    /// as the queue and another owner of `wake` live; `retry` paces reconnects and liveness
+    /// checks.
+    pub fn forward_wakeups(
+        self: &std::sync::Arc<Self>,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        retry: Duration,
+    ) {
+        let queue = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            while std::sync::Arc::strong_count(&wake) > 1 {
+                let Some(queue) = queue.upgrade() else { return };
+                if queue.wait_for_task(retry).await {
+                    wake.notify_waiters();
+                }
+            }
+        });
+    }
+
+    async fn listen(&self) -> Result<crate::engine::Listener> {
+        let schema: String = Sql::new("SELECT current_schema()").scalar(&self.db).await?;
+        crate::engine::Listener::connect(&self.db, &format!("{TASKS_CHANNEL}{schema}")).await
+    }
+}
+
 const TASK_COLS: &str = "id, tenant_id, kind, status, document_id, collection_id, payload, attempts, \
     max_attempts, lease_token, lease_owner, lease_expires_at, run_after, chunks_total, chunks_done, \
     rows_failed, error_code, error_message, dead_lettered, cancel_requested, created_at, updated_at, \
@@ -57,79 +149,77 @@ const TASK_COLS: &str = "id, tenant_id, kind, status, document_id, collection_id
 
 const RUNNING: &str = "('processing', 'processing_chunks')";
 
-fn task_from(row: &SqliteRow) -> Result<Task> {
-    let kind: String = row.try_get("kind").map_err(db_err)?;
-    let status: String = row.try_get("status").map_err(db_err)?;
-    let int = |c: &str| row.try_get::<i64, _>(c).map_err(db_err);
+/// Clears the lease of the task an `UPDATE tasks SET` changes.
+const CLEAR_LEASE: &str = "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL";
+
+fn task_from(row: &Row) -> Result<Task> {
+    let kind: String = row.get("kind")?;
+    let status: String = row.get("status")?;
+    let int = |c: &str| row.get::<i64>(c);
     Ok(Task {
-        id: parse_id(row, "id")?,
-        tenant_id: parse_id(row, "tenant_id")?,
+        id: row.id("id")?,
+        tenant_id: row.id("tenant_id")?,
         kind: TaskKind::parse(&kind)
             .ok_or_else(|| Error::internal(format!("unknown task kind {kind}")))?,
         status: TaskStatus::parse(&status)
             .ok_or_else(|| Error::internal(format!("corrupt status {status}")))?,
-        document_id: parse_opt_id(row, "document_id")?,
-        collection_id: parse_opt_id(row, "collection_id")?,
+        document_id: row.opt_id("document_id")?,
+        collection_id: row.opt_id("collection_id")?,
         attempts: int("attempts")? as u32,
         max_attempts: int("max_attempts")? as u32,
-        lease_owner: row.try_get("lease_owner").map_err(db_err)?,
-        lease_expires_at: opt_dt(row.try_get("lease_expires_at").map_err(db_err)?),
-        run_after: to_dt(int("run_after")?),
+        lease_owner: row.get("lease_owner")?,
+        lease_expires_at: row.opt_time("lease_expires_at")?,
+        run_after: row.time("run_after")?,
         progress: Progress {
             chunks_total: int("chunks_total")? as u64,
             chunks_done: int("chunks_done")? as u64,
             rows_failed: int("rows_failed")? as u64,
         },
         error: error_info(row)?,
-        dead_lettered: int("dead_lettered")? != 0,
-        cancel_requested: int("cancel_requested")? != 0,
-        created_at: to_dt(int("created_at")?),
-        updated_at: to_dt(int("updated_at")?),
-        started_at: opt_dt(row.try_get("started_at").map_err(db_err)?),
-        finished_at: opt_dt(row.try_get("finished_at").map_err(db_err)?),
-        payload: serde_json::from_str(&row.try_get::<String, _>("payload").map_err(db_err)?)
-            .unwrap_or(serde_json::Value::Null),
+        dead_lettered: row.get("dead_lettered")?,
+        cancel_requested: row.get("cancel_requested")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        started_at: row.opt_time("started_at")?,
+        finished_at: row.opt_time("finished_at")?,
+        payload: row.json("payload")?,
     })
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// `d` after `t`, at millisecond precision (saturating).
+fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    ms(t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
-impl SqliteQueue {
+impl<E: Engine> SqlQueue<E> {
     /// Settles tasks whose lease lapsed and that must not be handed out again: those out of
     /// attempts are dead-lettered, those with a pending cancel are cancelled.
-    async fn settle_lapsed(&self, now: i64) -> Result<()> {
+    async fn settle_lapsed(&self, now: DateTime<Utc>) -> Result<()> {
         let lost = Error::new(
             Code::WorkerLost,
             "the worker running this task stopped responding on its last attempt",
         )
         .info();
-        let sql = format!(
-            "UPDATE tasks SET status = 'failed', dead_lettered = 1, error_code = ?, error_message = ?, \
-             lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, finished_at = ?, updated_at = ? \
-             WHERE status IN {RUNNING} AND lease_expires_at <= ? AND attempts >= max_attempts AND cancel_requested = 0"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&lost.code)
-            .bind(&lost.message)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        let sql = format!(
-            "UPDATE tasks SET status = 'cancelled', lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, \
-             finished_at = ?, updated_at = ? WHERE status IN {RUNNING} AND lease_expires_at <= ? AND cancel_requested = 1"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let dead = Sql::new(format!(
+            "UPDATE tasks SET status = 'failed', dead_lettered = TRUE, error_code = ?, error_message = ?, \
+             {CLEAR_LEASE}, finished_at = ?, updated_at = ? \
+             WHERE status IN {RUNNING} AND lease_expires_at <= ? AND attempts >= max_attempts AND NOT cancel_requested"
+        ))
+        .bind(lost.code)
+        .bind(lost.message);
+        let cancelled = Sql::new(format!(
+            "UPDATE tasks SET status = 'cancelled', {CLEAR_LEASE}, finished_at = ?, updated_at = ? \
+             WHERE status IN {RUNNING} AND lease_expires_at <= ? AND cancel_requested"
+        ));
+        for q in [dead, cancelled] {
+            q.bind(now)
+                .bind(now)
+                .bind(now)
+                .execute(&self.db)
+                .await
+                .map_err(db_err)?;
+        }
         Ok(())
     }
 
@@ -142,55 +232,60 @@ impl SqliteQueue {
         visibility: Duration,
         only: Option<(TenantId, TaskId)>,
     ) -> Result<Option<Lease>> {
-        let now = now_ms();
+        let now = now();
         self.settle_lapsed(now).await?;
         let token = uuid::Uuid::new_v4().to_string();
-        let expires = now + ms(visibility);
-        // Numbered parameters: ?1 token, ?2 worker, ?3 expiry, ?4 now, ?5 cap, ?6 tenant, ?7 id.
-        let runnable = runnable_sql("?4");
-        let under_cap = format!("tenant_id NOT IN ({})", holding_sql("?4", ">= ?5"));
-        let oldest = |extra: &str| oldest_sql("?4", extra);
-        // One statement: SQLite runs it under its single writer lock, so two workers can never
-        // pick the same row. COALESCE stops at the first pick, so the second only runs when no
-        // tenant under the cap has a runnable task.
-        let target = match (only, self.fair_cap) {
-            (None, 0) => format!("id = ({})", oldest("")),
-            (None, _) => format!(
-                "id = COALESCE(({}), ({}))",
-                oldest(&format!(" AND {under_cap}")),
-                oldest("")
-            ),
-            (Some(_), 0) => format!("tenant_id = ?6 AND id = ?7 AND {runnable}"),
-            (Some(_), _) => format!(
-                "tenant_id = ?6 AND id = ?7 AND {runnable} AND (?6 NOT IN ({}) OR NOT {})",
-                holding_sql("?4", ">= ?5"),
-                waiting_sql("?4", &under_cap)
-            ),
-        };
-        let sql = format!(
-            "UPDATE tasks SET status = 'processing', lease_token = ?1, lease_owner = ?2, lease_expires_at = ?3, \
-             attempts = attempts + 1, started_at = COALESCE(started_at, ?4), updated_at = ?4 \
-             WHERE {target} RETURNING {TASK_COLS}"
+        let expires = after(now, visibility);
+        let d = self.db.dialect();
+        let cap = i64::from(self.fair_cap);
+        let mut q = Sql::new(
+            "UPDATE tasks SET status = 'processing', lease_token = ?, lease_owner = ?, lease_expires_at = ?, \
+             attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ? WHERE ",
         );
-        let (tenant, id) = only.map_or((String::new(), String::new()), |(t, i)| {
-            (t.to_string(), i.to_string())
-        });
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&token)
-            .bind(worker)
-            .bind(expires)
-            .bind(now)
-            .bind(i64::from(self.fair_cap))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        q.arg(&token).arg(worker).arg(expires).arg(now).arg(now);
+        // COALESCE stops at the first pick, so the second only runs when no tenant under the cap
+        // has a runnable task. A named task is locked by the UPDATE itself (PostgreSQL): a
+        // concurrent lease of it waits, then finds it no longer runnable.
+        match (only, self.fair_cap) {
+            (None, 0) => {
+                q.push("id = (");
+                oldest(&mut q, d, now, None);
+                q.push(")");
+            }
+            (None, _) => {
+                q.push("id = COALESCE((");
+                oldest(
+                    &mut q,
+                    d,
+                    now,
+                    Some(&|q: &mut Sql| under_cap(q, d, now, cap)),
+                );
+                q.push("), (");
+                oldest(&mut q, d, now, None);
+                q.push("))");
+            }
+            (Some((tenant, id)), fair) => {
+                q.push("tenant_id = ").push_bind(tenant.to_string());
+                q.push(" AND id = ").push_bind(id.to_string());
+                q.push(" AND ");
+                runnable(&mut q, now);
+                if fair > 0 {
+                    q.push(" AND (").push_bind(tenant.to_string());
+                    q.push(" NOT IN (");
+                    holding(&mut q, d, now, ">=", cap);
+                    q.push(") OR NOT ");
+                    waiting(&mut q, now, &|q: &mut Sql| under_cap(q, d, now, cap));
+                    q.push(")");
+                }
+            }
+        }
+        q.push(" RETURNING ").push(TASK_COLS);
+        let row = q.fetch_optional(&self.db).await.map_err(db_err)?;
         row.map(|row| {
             Ok(Lease {
                 task: task_from(&row)?,
                 token: token.clone(),
-                expires_at: to_dt(expires),
+                expires_at: expires,
             })
         })
         .transpose()
@@ -205,140 +300,196 @@ impl SqliteQueue {
         retryable: bool,
         delay: Duration,
     ) -> Result<FailOutcome> {
-        let now = now_ms();
+        let now = now();
         let task = &lease.task;
-        let clear = "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, ";
-        let mut binds = vec![
-            LeaseBind::Sql("error_code = "),
-            LeaseBind::Text(error.code),
-            LeaseBind::Sql(", error_message = "),
-            LeaseBind::Text(error.message),
-            LeaseBind::Sql(", updated_at = "),
-            LeaseBind::Int(now),
-        ];
+        let mut q = Sql::new(format!(
+            "UPDATE tasks SET {CLEAR_LEASE}, error_code = ?, error_message = ?, updated_at = ?"
+        ))
+        .bind(error.code)
+        .bind(error.message)
+        .bind(now);
         let outcome = if !retryable {
-            binds.extend([
-                LeaseBind::Sql(", status = 'failed', finished_at = "),
-                LeaseBind::Int(now),
-            ]);
+            q.push(", status = 'failed', finished_at = ").push_bind(now);
             FailOutcome::Failed
         } else if task.attempts >= task.max_attempts {
-            binds.extend([
-                LeaseBind::Sql(", status = 'failed', dead_lettered = 1, finished_at = "),
-                LeaseBind::Int(now),
-            ]);
+            q.push(", status = 'failed', dead_lettered = TRUE, finished_at = ")
+                .push_bind(now);
             FailOutcome::DeadLettered
         } else {
-            let at = now + ms(delay);
-            binds.extend([
-                LeaseBind::Sql(", status = 'pending', run_after = "),
-                LeaseBind::Int(at),
-            ]);
-            FailOutcome::Retrying { at: to_dt(at) }
+            let at = after(now, delay);
+            q.push(", status = 'pending', run_after = ").push_bind(at);
+            FailOutcome::Retrying { at }
         };
-        Ok(if self.with_lease(lease, clear, binds).await? {
+        Ok(if self.with_lease(lease, q).await? {
             outcome
         } else {
             FailOutcome::LeaseLost
         })
     }
 
-    /// Runs an UPDATE guarded by the lease token; true if the lease was still current.
-    async fn with_lease(&self, lease: &Lease, set: &str, binds: Vec<LeaseBind>) -> Result<bool> {
-        let mut q = QueryBuilder::<Sqlite>::new("UPDATE tasks SET ");
-        q.push(set);
-        for b in binds {
-            match b {
-                LeaseBind::Int(i) => q.push_bind(i),
-                LeaseBind::Text(s) => q.push_bind(s),
-                LeaseBind::Sql(s) => q.push(s),
-            };
+    /// Runs `update` (an `UPDATE tasks SET …`) guarded by the lease token; true if the lease was
+    /// still current.
+    async fn with_lease(&self, lease: &Lease, mut update: Sql) -> Result<bool> {
+        update
+            .push(" WHERE id = ")
+            .push_bind(lease.task.id.to_string());
+        update.push(" AND lease_token = ").push_bind(&lease.token);
+        update.push(" AND status IN ").push(RUNNING);
+        Ok(update.execute(&self.db).await.map_err(db_err)? == 1)
+    }
+
+    /// Sets the status and progress of a leased task; `finished` also ends the lease, clears the
+    /// error and stamps `finished_at`.
+    async fn set_progress(
+        &self,
+        lease: &Lease,
+        status: TaskStatus,
+        p: Progress,
+        finished: bool,
+    ) -> Result<bool> {
+        let now = now();
+        let mut q = Sql::new(
+            "UPDATE tasks SET status = ?, chunks_total = ?, chunks_done = ?, rows_failed = ?, updated_at = ?",
+        )
+        .bind(status.as_str())
+        .bind(p.chunks_total as i64)
+        .bind(p.chunks_done as i64)
+        .bind(p.rows_failed as i64)
+        .bind(now);
+        if finished {
+            q.push(", ").push(CLEAR_LEASE);
+            q.push(", error_code = NULL, error_message = NULL, finished_at = ")
+                .push_bind(now);
         }
-        q.push(" WHERE id = ").push_bind(lease.task.id.to_string());
-        q.push(" AND lease_token = ").push_bind(lease.token.clone());
-        q.push(format!(" AND status IN {RUNNING}"));
-        let res = q.build().execute(&self.pool).await.map_err(db_err)?;
-        Ok(res.rows_affected() == 1)
+        self.with_lease(lease, q).await
     }
 }
 
-/// Pending and due at `now` (a parameter).
-fn pending_sql(now: &str) -> String {
-    format!("status = 'pending' AND run_after <= {now}")
+/// Pending and due at `now`.
+fn pending(q: &mut Sql, now: DateTime<Utc>) {
+    q.push("status = 'pending' AND run_after <= ")
+        .push_bind(now);
 }
 
 /// Leased, the lease lapsed at `now`, attempts left and no cancel request.
-fn lapsed_sql(now: &str) -> String {
-    format!(
-        "status IN {RUNNING} AND lease_expires_at <= {now} AND attempts < max_attempts AND cancel_requested = 0"
-    )
+fn lapsed(q: &mut Sql, now: DateTime<Utc>) {
+    q.push("status IN ").push(RUNNING);
+    q.push(" AND lease_expires_at <= ").push_bind(now);
+    q.push(" AND attempts < max_attempts AND NOT cancel_requested");
 }
 
 /// Whether a task is runnable at `now`: pending and due, or lapsed.
-fn runnable_sql(now: &str) -> String {
-    format!("(({}) OR ({}))", pending_sql(now), lapsed_sql(now))
+fn runnable(q: &mut Sql, now: DateTime<Utc>) {
+    q.push("((");
+    pending(q, now);
+    q.push(") OR (");
+    lapsed(q, now);
+    q.push("))");
 }
 
-/// The id of the oldest runnable task matching `extra` (` AND …`). Pending and lapsed tasks are
-/// picked apart — the pending one by walking `tasks_fair` in order, reading only the index; the
-/// lapsed ones (a few, one per dead worker) through `tasks_runnable` — and the older taken: one
-/// `OR` over both made SQLite collect and sort every runnable task.
-fn oldest_sql(now: &str, extra: &str) -> String {
-    format!(
-        "SELECT id FROM (SELECT * FROM (SELECT id, run_after FROM tasks WHERE {}{extra} \
-         ORDER BY run_after, id LIMIT 1) UNION ALL SELECT id, run_after FROM tasks WHERE {}{extra}) \
-         ORDER BY run_after, id LIMIT 1",
-        pending_sql(now),
-        lapsed_sql(now)
-    )
+/// A condition pushed onto a statement, with its binds.
+type Cond<'a> = &'a dyn Fn(&mut Sql);
+
+/// The id of the oldest runnable task matching `extra`, locked with SKIP LOCKED on PostgreSQL.
+/// Pending and lapsed tasks are picked apart — the pending one by walking an index in order,
+/// the lapsed ones (a few, one per dead worker) by status — and the older taken: one `OR` over
+/// both made either engine collect and sort every runnable task.
+fn oldest(q: &mut Sql, d: Dialect, now: DateTime<Utc>, extra: Option<Cond>) {
+    let pick = |q: &mut Sql, which: fn(&mut Sql, DateTime<Utc>)| {
+        q.push("SELECT id, run_after FROM tasks WHERE ");
+        which(q, now);
+        if let Some(extra) = extra {
+            q.push(" AND ");
+            extra(q);
+        }
+        q.push(" ORDER BY run_after, id LIMIT 1")
+            .push(d.skip_locked());
+    };
+    q.push("SELECT id FROM (SELECT * FROM (");
+    pick(q, pending);
+    q.push(") p UNION ALL SELECT * FROM (");
+    pick(q, lapsed);
+    q.push(") l) c ORDER BY run_after, id LIMIT 1");
 }
 
-/// Whether a task matching `cond` is runnable at `now` (two index searches, as in
-/// [`oldest_sql`]).
-fn waiting_sql(now: &str, cond: &str) -> String {
-    format!(
-        "(EXISTS (SELECT 1 FROM tasks WHERE {} AND {cond}) OR EXISTS (SELECT 1 FROM tasks WHERE {} AND {cond}))",
-        pending_sql(now),
-        lapsed_sql(now)
-    )
+/// Whether a task matching `cond` is runnable at `now` (two index searches, as in [`oldest`]).
+fn waiting(q: &mut Sql, now: DateTime<Utc>, cond: Cond) {
+    q.push("(EXISTS (SELECT 1 FROM tasks WHERE ");
+    pending(q, now);
+    q.push(" AND ");
+    cond(q);
+    q.push(") OR EXISTS (SELECT 1 FROM tasks WHERE ");
+    lapsed(q, now);
+    q.push(" AND ");
+    cond(q);
+    q.push("))");
 }
 
-/// The tenants holding live leases at `now` in a number matching `count` (`>= ?5`, `> ?5`):
-/// a search of the running rows only (`+tenant_id` keeps SQLite from walking a tenant index
-/// for the grouping instead).
-fn holding_sql(now: &str, count: &str) -> String {
-    format!(
-        "SELECT tenant_id FROM tasks WHERE status IN {RUNNING} AND lease_expires_at > {now} \
-         GROUP BY +tenant_id HAVING COUNT(*) {count}"
-    )
+/// The tenants holding live leases at `now` in a number `op` (`>=`, `>`) `cap`: a search of
+/// the running rows only (on SQLite, grouping by an unindexed `tenant_id` keeps the planner
+/// from walking a tenant index for the grouping instead).
+fn holding(q: &mut Sql, d: Dialect, now: DateTime<Utc>, op: &str, cap: i64) {
+    q.push("SELECT tenant_id FROM tasks WHERE status IN ")
+        .push(RUNNING);
+    q.push(" AND lease_expires_at > ").push_bind(now);
+    q.push(" GROUP BY ").push(&d.unindexed("tenant_id"));
+    q.push(" HAVING COUNT(*) ")
+        .push(op)
+        .push(" ")
+        .push_bind(cap);
 }
 
-enum LeaseBind {
-    Int(i64),
-    Text(String),
-    Sql(&'static str),
+/// Not one of the tenants at their cap at `now`.
+fn under_cap(q: &mut Sql, d: Dialect, now: DateTime<Utc>, cap: i64) {
+    q.push("tenant_id NOT IN (");
+    holding(q, d, now, ">=", cap);
+    q.push(")");
 }
 
-impl SqliteQueue {
-    /// Tasks by status, and the dead-lettered ones (see [`depth_query`]).
+impl<E: Engine> SqlQueue<E> {
+    /// Tasks by status, and the dead-lettered ones: every tenant's, or one tenant's, perhaps
+    /// only those of some collections (an empty list: none).
     async fn count_tasks(
         &self,
         scope: Option<(TenantId, Option<&[CollectionId]>)>,
     ) -> Result<QueueDepth> {
-        let rows = depth_query::<Sqlite>("SUM(dead_lettered)", scope)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-        depth_from(&rows).map_err(db_err)
+        let mut q = Sql::new(
+            "SELECT status, COUNT(*) AS n, SUM(CASE WHEN dead_lettered THEN 1 ELSE 0 END) AS dl \
+             FROM tasks WHERE 1 = 1",
+        );
+        if let Some((tenant, collections)) = scope {
+            q.push(" AND tenant_id = ").push_bind(tenant.to_string());
+            match collections {
+                Some([]) => {
+                    q.push(" AND 1 = 0");
+                }
+                Some(c) => {
+                    q.push_in("collection_id", c.iter().map(ToString::to_string).collect());
+                }
+                None => {}
+            }
+        }
+        q.push(" GROUP BY status");
+        let rows = q.fetch_all(&self.db).await.map_err(db_err)?;
+        let mut depth = QueueDepth::default();
+        for row in rows {
+            let status: String = row.get("status")?;
+            let n: i64 = row.get("n")?;
+            let dl: Option<i64> = row.get("dl")?;
+            if let Some(s) = TaskStatus::parse(&status) {
+                depth.by_status.push((s, n as u64));
+            }
+            depth.dead_lettered += dl.unwrap_or(0) as u64;
+        }
+        Ok(depth)
     }
 }
 
 #[async_trait]
-impl TaskQueue for SqliteQueue {
+impl<E: Engine> TaskQueue for SqlQueue<E> {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT COUNT(*) FROM tasks WHERE 0")
-            .execute(&self.pool)
+        Sql::new("SELECT COUNT(*) FROM tasks WHERE 1 = 0")
+            .execute(&self.db)
             .await
             .map_err(db_err)?;
         Ok(())
@@ -346,8 +497,8 @@ impl TaskQueue for SqliteQueue {
 
     async fn enqueue(&self, tenant: TenantId, new: NewTask) -> Result<Task> {
         let id = TaskId::new();
-        let now = now_ms();
-        sqlx::query(
+        let now = now();
+        Sql::new(
             "INSERT INTO tasks (id, tenant_id, kind, status, document_id, collection_id, payload, max_attempts, run_after, created_at, updated_at) \
              VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -356,12 +507,12 @@ impl TaskQueue for SqliteQueue {
         .bind(new.kind.as_str())
         .bind(new.document_id.map(|d| d.to_string()))
         .bind(new.collection_id.map(|c| c.to_string()))
-        .bind(new.payload.to_string())
+        .bind(new.payload)
         .bind(i64::from(new.max_attempts.unwrap_or(self.max_attempts).max(1)))
         .bind(now)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(db_err)?;
         self.get(tenant, id).await
@@ -375,42 +526,30 @@ impl TaskQueue for SqliteQueue {
         if self.fair_cap == 0 {
             return Ok(false);
         }
-        let sql = format!(
-            "SELECT ?1 IN ({}) AND {}",
-            holding_sql("?2", "> ?3"),
-            waiting_sql(
-                "?2",
-                &format!("tenant_id NOT IN ({})", holding_sql("?2", ">= ?3"))
-            ),
-        );
-        let yes: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(lease.task.tenant_id.to_string())
-            .bind(now_ms())
-            .bind(i64::from(self.fair_cap))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(yes != 0)
+        let (d, now, cap) = (self.db.dialect(), now(), i64::from(self.fair_cap));
+        let mut q = Sql::new("SELECT ? IN (").bind(lease.task.tenant_id.to_string());
+        holding(&mut q, d, now, ">", cap);
+        q.push(") AND ");
+        waiting(&mut q, now, &|q: &mut Sql| under_cap(q, d, now, cap));
+        q.scalar(&self.db).await
     }
 
     async fn heartbeat(&self, lease: &Lease, visibility: Duration) -> Result<Heartbeat> {
-        let now = now_ms();
-        let sql = format!(
+        let now = now();
+        let cancel: Option<bool> = Sql::new(format!(
             "UPDATE tasks SET lease_expires_at = ?, updated_at = ? WHERE id = ? AND lease_token = ? \
              AND status IN {RUNNING} RETURNING cancel_requested"
-        );
-        let row: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(now + ms(visibility))
-            .bind(now)
-            .bind(lease.task.id.to_string())
-            .bind(&lease.token)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(match row {
+        ))
+        .bind(after(now, visibility))
+        .bind(now)
+        .bind(lease.task.id.to_string())
+        .bind(&lease.token)
+        .scalar_optional(&self.db)
+        .await?;
+        Ok(match cancel {
             None => Heartbeat::Lost,
-            Some(0) => Heartbeat::Extended,
-            Some(_) => Heartbeat::CancelRequested,
+            Some(false) => Heartbeat::Extended,
+            Some(true) => Heartbeat::CancelRequested,
         })
     }
 
@@ -420,23 +559,7 @@ impl TaskQueue for SqliteQueue {
                 "progress with non-running status {status}"
             )));
         }
-        self.with_lease(
-            lease,
-            "",
-            vec![
-                LeaseBind::Sql("status = "),
-                LeaseBind::Text(status.as_str().into()),
-                LeaseBind::Sql(", chunks_total = "),
-                LeaseBind::Int(p.chunks_total as i64),
-                LeaseBind::Sql(", chunks_done = "),
-                LeaseBind::Int(p.chunks_done as i64),
-                LeaseBind::Sql(", rows_failed = "),
-                LeaseBind::Int(p.rows_failed as i64),
-                LeaseBind::Sql(", updated_at = "),
-                LeaseBind::Int(now_ms()),
-            ],
-        )
-        .await
+        self.set_progress(lease, status, p, false).await
     }
 
     async fn complete(&self, lease: &Lease, status: TaskStatus, p: Progress) -> Result<bool> {
@@ -446,26 +569,7 @@ impl TaskQueue for SqliteQueue {
         ) {
             return Err(Error::internal(format!("complete with status {status}")));
         }
-        let now = now_ms();
-        self.with_lease(
-            lease,
-            "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, error_code = NULL, error_message = NULL, ",
-            vec![
-                LeaseBind::Sql("status = "),
-                LeaseBind::Text(status.as_str().into()),
-                LeaseBind::Sql(", chunks_total = "),
-                LeaseBind::Int(p.chunks_total as i64),
-                LeaseBind::Sql(", chunks_done = "),
-                LeaseBind::Int(p.chunks_done as i64),
-                LeaseBind::Sql(", rows_failed = "),
-                LeaseBind::Int(p.rows_failed as i64),
-                LeaseBind::Sql(", finished_at = "),
-                LeaseBind::Int(now),
-                LeaseBind::Sql(", updated_at = "),
-                LeaseBind::Int(now),
-            ],
-        )
-        .await
+        self.set_progress(lease, status, p, true).await
     }
 
     async fn fail(
@@ -483,47 +587,43 @@ impl TaskQueue for SqliteQueue {
     }
 
     async fn cancelled(&self, lease: &Lease) -> Result<bool> {
-        let now = now_ms();
-        self.with_lease(
-            lease,
-            "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, status = 'cancelled', ",
-            vec![LeaseBind::Sql("finished_at = "), LeaseBind::Int(now), LeaseBind::Sql(", updated_at = "), LeaseBind::Int(now)],
-        )
-        .await
+        let now = now();
+        let q = Sql::new(format!(
+            "UPDATE tasks SET {CLEAR_LEASE}, status = 'cancelled', finished_at = ?, updated_at = ?"
+        ))
+        .bind(now)
+        .bind(now);
+        self.with_lease(lease, q).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<bool> {
-        self.with_lease(
-            lease,
-            // A cancel asked for while it ran wins over the release.
-            "lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, \
-             status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'pending' END, \
-             attempts = MAX(attempts - 1, 0), ",
-            vec![
-                LeaseBind::Sql("run_after = "),
-                LeaseBind::Int(now_ms()),
-                LeaseBind::Sql(", finished_at = CASE WHEN cancel_requested = 1 THEN "),
-                LeaseBind::Int(now_ms()),
-                LeaseBind::Sql(" ELSE NULL END, updated_at = "),
-                LeaseBind::Int(now_ms()),
-            ],
-        )
-        .await
+        let now = now();
+        // A cancel asked for while it ran wins over the release.
+        let q = Sql::new(format!(
+            "UPDATE tasks SET {CLEAR_LEASE}, \
+             status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, \
+             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, run_after = ?, \
+             finished_at = CASE WHEN cancel_requested THEN ? ELSE NULL END, updated_at = ?"
+        ))
+        .bind(now)
+        .bind(now)
+        .bind(now);
+        self.with_lease(lease, q).await
     }
 
     async fn cancel(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
-        let now = now_ms();
+        let now = now();
         let task = self.get(tenant, id).await?;
-        let query = match task.status {
-            TaskStatus::Pending => sqlx::query(
+        let q = match task.status {
+            TaskStatus::Pending => Sql::new(
                 "UPDATE tasks SET status = 'cancelled', finished_at = ?, updated_at = ? \
                  WHERE tenant_id = ? AND id = ? AND status = 'pending'",
             )
             .bind(now),
-            TaskStatus::Processing | TaskStatus::ProcessingChunks => sqlx::query(
-                "UPDATE tasks SET cancel_requested = 1, updated_at = ? \
-                 WHERE tenant_id = ? AND id = ? AND status IN ('processing', 'processing_chunks')",
-            ),
+            TaskStatus::Processing | TaskStatus::ProcessingChunks => Sql::new(format!(
+                "UPDATE tasks SET cancel_requested = TRUE, updated_at = ? \
+                 WHERE tenant_id = ? AND id = ? AND status IN {RUNNING}"
+            )),
             TaskStatus::Completed
             | TaskStatus::PartiallyCompleted
             | TaskStatus::Failed
@@ -537,14 +637,14 @@ impl TaskQueue for SqliteQueue {
                 ));
             }
         };
-        let res = query
+        let changed = q
             .bind(now)
             .bind(tenant.to_string())
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
             .map_err(db_err)?;
-        if res.rows_affected() == 0 {
+        if changed == 0 {
             // It changed state under us; report the current state.
             return Box::pin(self.cancel(tenant, id)).await;
         }
@@ -552,9 +652,9 @@ impl TaskQueue for SqliteQueue {
     }
 
     async fn retry(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
-        let now = now_ms();
-        let res = sqlx::query(
-            "UPDATE tasks SET status = 'pending', attempts = 0, dead_lettered = 0, cancel_requested = 0, \
+        let now = now();
+        let changed = Sql::new(
+            "UPDATE tasks SET status = 'pending', attempts = 0, dead_lettered = FALSE, cancel_requested = FALSE, \
              error_code = NULL, error_message = NULL, run_after = ?, finished_at = NULL, updated_at = ?, \
              chunks_total = 0, chunks_done = 0, rows_failed = 0 \
              WHERE tenant_id = ? AND id = ? AND status IN ('failed', 'cancelled')",
@@ -563,11 +663,11 @@ impl TaskQueue for SqliteQueue {
         .bind(now)
         .bind(tenant.to_string())
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(db_err)?;
         let task = self.get(tenant, id).await?;
-        if res.rows_affected() == 0 {
+        if changed == 0 {
             return Err(Error::new(
                 Code::TaskStateConflict,
                 format!(
@@ -580,13 +680,14 @@ impl TaskQueue for SqliteQueue {
     }
 
     async fn get(&self, tenant: TenantId, id: TaskId) -> Result<Task> {
-        let sql = format!("SELECT {TASK_COLS} FROM tasks WHERE tenant_id = ? AND id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row = Sql::new(format!(
+            "SELECT {TASK_COLS} FROM tasks WHERE tenant_id = ? AND id = ?"
+        ))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.db)
+        .await
+        .map_err(db_err)?;
         match row {
             Some(row) => task_from(&row),
             None => Err(not_found(Code::TaskNotFound, "task", id)),
@@ -600,10 +701,8 @@ impl TaskQueue for SqliteQueue {
         page: PageRequest,
     ) -> Result<Page<Task>> {
         let limit = page.effective_limit();
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {TASK_COLS} FROM tasks WHERE tenant_id = "
-        ));
-        q.push_bind(tenant.to_string());
+        let mut q = Sql::new(format!("SELECT {TASK_COLS} FROM tasks WHERE tenant_id = ?"))
+            .bind(tenant.to_string());
         if let Some(s) = filter.status {
             q.push(" AND status = ").push_bind(s.as_str());
         }
@@ -617,14 +716,14 @@ impl TaskQueue for SqliteQueue {
             q.push(" AND collection_id = ").push_bind(c.to_string());
         }
         if let Some(dl) = filter.dead_lettered {
-            q.push(" AND dead_lettered = ").push_bind(i64::from(dl));
+            q.push(" AND dead_lettered = ").push_bind(dl);
         }
         if let Some(c) = cursor::<TaskId>(&page)? {
             q.push(" AND id < ").push_bind(c);
         }
         q.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        let rows = q.fetch_all(&self.db).await.map_err(db_err)?;
         let items = rows.iter().map(task_from).collect::<Result<Vec<_>>>()?;
         Ok(paginate(items, limit, |t| t.id.to_string()))
     }
@@ -643,7 +742,7 @@ impl TaskQueue for SqliteQueue {
 }
 
 #[async_trait]
-impl TaskLedger for SqliteQueue {
+impl<E: Engine> TaskLedger for SqlQueue<E> {
     async fn lease_task(
         &self,
         tenant: TenantId,
@@ -665,25 +764,17 @@ impl TaskLedger for SqliteQueue {
     }
 
     async fn settle_lapsed(&self) -> Result<()> {
-        SqliteQueue::settle_lapsed(self, now_ms()).await
+        SqlQueue::settle_lapsed(self, now()).await
     }
 
     async fn overdue(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<(TenantId, TaskId)>> {
-        let since = since.timestamp_millis();
-        let sql = format!(
-            "SELECT tenant_id, id FROM tasks WHERE (status = 'pending' AND run_after <= ?) \
-             OR (status IN {RUNNING} AND lease_expires_at <= ? AND attempts < max_attempts AND cancel_requested = 0) \
-             ORDER BY run_after, id LIMIT ?"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(since)
-            .bind(since)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let mut q = Sql::new("SELECT tenant_id, id FROM tasks WHERE ");
+        runnable(&mut q, since);
+        q.push(" ORDER BY run_after, id LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.fetch_all(&self.db).await.map_err(db_err)?;
         rows.iter()
-            .map(|row| Ok((parse_id(row, "tenant_id")?, parse_id(row, "id")?)))
+            .map(|row| Ok((row.id("tenant_id")?, row.id("id")?)))
             .collect()
     }
 }

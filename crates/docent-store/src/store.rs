@@ -19,6 +19,7 @@ pub struct SqlStore<E: Engine> {
     pub(crate) db: Db,
     /// TLS to the server, kept for reconnecting after a rotated URL (PostgreSQL's `set_url`;
     /// SQLite has no server and keeps the default).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) tls: docent_config::PgTls,
 }
 

@@ -14,6 +14,9 @@
 //! | write transaction ([`Db::write_tx`]) | `BEGIN IMMEDIATE`: the single writer | `BEGIN` |
 //! | row lock ([`Dialect::for_update`]) | nothing: the writer holds the database | `FOR UPDATE` |
 //! | insertion order ([`Dialect::insertion_order`]) | `rowid` | the `seq` identity column |
+//! | lease pick ([`Dialect::skip_locked`]) | nothing: the writer holds the database | `FOR UPDATE SKIP LOCKED` |
+//! | planner hint ([`Dialect::unindexed`]) | `+column`: no index for that term | the column |
+//! | notifications ([`Listener`]) | none: workers poll | `LISTEN` on a dedicated connection |
 //! | [`Tx::lock_key`] (check-then-insert) | nothing: the writer holds the database | `pg_advisory_xact_lock` |
 //! | [`db_err`] retryable errors | `database is locked` | statement timeout, serialization failure, deadlock, shutdown |
 //!
@@ -75,6 +78,17 @@ impl Dialect {
             Dialect::Sqlite => "",
             #[cfg(feature = "postgres")]
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// `column` as an expression SQLite's planner will not answer from an index (`+column`,
+    /// SQLite's documented way to disqualify a term), to keep it off an index that would make a
+    /// worse plan; the column itself on PostgreSQL.
+    pub fn unindexed(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("+{column}"),
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => column.to_owned(),
         }
     }
 }
@@ -194,6 +208,33 @@ impl Tx {
                 .map(|_| ())
                 .map_err(db_err),
         }
+    }
+}
+
+/// A dedicated connection receiving the notifications of one channel (PostgreSQL `LISTEN`;
+/// SQLite has none).
+#[cfg(feature = "postgres")]
+pub(crate) struct Listener(sqlx::postgres::PgListener);
+
+#[cfg(feature = "postgres")]
+impl Listener {
+    /// Opens a connection with `db`'s pool's options and listens on `channel`.
+    pub(crate) async fn connect(db: &Db, channel: &str) -> Result<Self> {
+        match db {
+            Db::Postgres(p) => {
+                let mut l = sqlx::postgres::PgListener::connect_with(p)
+                    .await
+                    .map_err(db_err)?;
+                l.listen(channel).await.map_err(db_err)?;
+                Ok(Self(l))
+            }
+            Db::Sqlite(_) => Err(Error::internal("SQLite has no notifications")),
+        }
+    }
+
+    /// Waits for the next notification.
+    pub(crate) async fn recv(&mut self) -> Result<()> {
+        self.0.recv().await.map(|_| ()).map_err(db_err)
     }
 }
 

@@ -1,10 +1,7 @@
-//! What is still PostgreSQL-only: the SQL-table queue ([`PgQueue`]), not yet moved onto the
-//! [`crate::engine`] seam. The metadata, auth and bot repositories are
-//! [`crate::store::SqlStore`]'s, written once for both engines; connecting is `engine::postgres`.
-
-mod queue;
-mod util;
+//! The PostgreSQL names other crates use: the store, the SQL queue and its wake-up channel,
+//! connection options and the migrations. Every repository is written once for both engines
+//! over [`crate::engine`]; connecting is `engine::postgres`.
 
 pub use crate::engine::postgres::{MIGRATOR, PgOptions};
+pub use crate::queue::{PgQueue, TASKS_CHANNEL};
 pub use crate::store::PgStore;
-pub use queue::{PgQueue, TASKS_CHANNEL};
