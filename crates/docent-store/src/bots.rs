@@ -10,7 +10,7 @@ use docent_domain::ports::BotStore;
 use docent_domain::*;
 use serde_json::{Value, json};
 
-use crate::common::{cursor, paginate};
+use crate::common::{cursor, delete_owned, paginate};
 use crate::engine::{Engine, On, Row, Sql, db_err, now};
 use crate::store::{DOCUMENT_SELECT, SqlStore, document_from};
 
@@ -356,13 +356,7 @@ impl<E: Engine> BotStore for SqlStore<E> {
     async fn delete_bot(&self, tenant: TenantId, id: BotId) -> Result<()> {
         // Collections links, conversations and messages go with the bot (ON DELETE CASCADE),
         // in this one statement.
-        let res = Sql::new("DELETE FROM bots WHERE tenant_id = ? AND id = ?")
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .execute(self.db())
-            .await
-            .map_err(db_err)?;
-        if res == 0 {
+        if !delete_owned(self.db(), "bots", tenant, id).await? {
             return Err(bot_not_found(id));
         }
         Ok(())
@@ -456,13 +450,7 @@ impl<E: Engine> BotStore for SqlStore<E> {
 
     async fn delete_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<()> {
         // Its messages go with it (ON DELETE CASCADE), in this one statement.
-        let res = Sql::new("DELETE FROM conversations WHERE tenant_id = ? AND id = ?")
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .execute(self.db())
-            .await
-            .map_err(db_err)?;
-        if res == 0 {
+        if !delete_owned(self.db(), "conversations", tenant, id).await? {
             return Err(conversation_not_found(id));
         }
         Ok(())

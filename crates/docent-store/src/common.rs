@@ -69,3 +69,22 @@ pub(crate) fn vector_from_bytes(b: &[u8]) -> Vec<f32> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
+
+/// Deletes the tenant's row `id` of `table` (rows that reference it go by `ON DELETE
+/// CASCADE`, in this one statement); whether there was one.
+pub(crate) async fn delete_owned(
+    db: &crate::engine::Db,
+    table: &'static str,
+    tenant: docent_domain::TenantId,
+    id: impl std::fmt::Display,
+) -> Result<bool> {
+    let n = crate::engine::Sql::new(format!(
+        "DELETE FROM {table} WHERE tenant_id = ? AND id = ?"
+    ))
+    .bind(tenant.to_string())
+    .bind(id.to_string())
+    .execute(db)
+    .await
+    .map_err(crate::engine::db_err)?;
+    Ok(n > 0)
+}

@@ -63,8 +63,10 @@ pub enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
-    /// Exit 0 when the server answers `GET /ready` with 200, else 1: the container image's
-    /// HEALTHCHECK (no curl in the image). Reads only `server.bind` from the configuration.
+    /// Exit 0 when the server answers `GET /ready`, else 1 (the image's HEALTHCHECK).
+    ///
+    /// No curl in the image, so the container's health check is this. It reads only
+    /// `server.bind` from the configuration.
     Healthcheck {
         /// URL to check instead of `http://<server.bind>/ready` (an unspecified address such
         /// as 0.0.0.0 is reached through loopback).
