@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,14 +44,41 @@ fn image_command(data: &Path, port: u16, args: &[&str]) -> Command {
         .env("DOCENT__SERVER__BIND", format!("0.0.0.0:{port}"))
         .env("DOCENT__LOG__FORMAT", "json")
         .env("PATH", "/usr/local/bin:/usr/bin:/bin");
-    match common::model_dir() {
-        Some(model) => cmd.env("DOCENT__EMBEDDER__MODEL_DIR", model),
-        None => {
+    let model = image_model_dir(data);
+    match model.is_dir() {
+        true => cmd.env("DOCENT__EMBEDDER__MODEL_DIR", model),
+        false => {
             eprintln!("no model in models/: the image-like run goes without an embedder");
             cmd.env("DOCENT__EMBEDDER__KIND", "none")
         }
     };
     cmd
+}
+
+/// Where the image-like run finds the model: beside its volume, like the image's
+/// `/opt/docent/models` (root's files, readable by every user).
+fn image_model_dir(data: &Path) -> PathBuf {
+    data.with_file_name("opt-docent-models")
+}
+
+/// Puts the checkout's model (when it has one) where [`image_model_dir`] looks: the checkout
+/// itself may sit under a directory the image's user cannot enter (a `mktemp -d` clone).
+fn bake_model(data: &Path) {
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else if std::fs::hard_link(entry.path(), &target).is_err() {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    if let Some(model) = common::model_dir() {
+        copy_tree(&model, &image_model_dir(data));
+    }
 }
 
 /// Files owned by the image's user anywhere a process could write besides the data dir.
@@ -102,6 +129,7 @@ async fn the_image_like_run_is_healthy_and_writes_only_its_volume() {
             .success();
         assert!(ok);
     }
+    bake_model(&data);
     let port = common::servers::free_port();
 
     // Nothing listens yet: unhealthy.
@@ -155,7 +183,7 @@ async fn the_image_like_run_is_healthy_and_writes_only_its_volume() {
         eprintln!(
             "image-like run: idle RSS {:.1} MiB (model {})",
             kib as f64 / 1024.0,
-            if common::model_dir().is_some() {
+            if image_model_dir(&data).is_dir() {
                 "loaded"
             } else {
                 "absent"
