@@ -72,7 +72,6 @@ impl Dialect {
 
     /// ` FOR UPDATE SKIP LOCKED` on PostgreSQL (concurrent workers pass over each other's
     /// rows); nothing on SQLite.
-    #[allow(dead_code)] // for the queue's lease, moving onto the seam (issue 17)
     pub fn skip_locked(self) -> &'static str {
         match self {
             Dialect::Sqlite => "",
@@ -133,7 +132,6 @@ pub enum Db {
 }
 
 impl Db {
-    #[allow(dead_code)] // for the repositories still moving onto the seam (issue 17)
     pub(crate) fn dialect(&self) -> Dialect {
         match self {
             Db::Sqlite(_) => Dialect::Sqlite,
@@ -378,7 +376,6 @@ impl Sql {
     }
 
     /// Binds a value for a `?` already pushed.
-    #[allow(dead_code)] // for the repositories still moving onto the seam (issue 17)
     pub(crate) fn arg(&mut self, v: impl Into<Arg>) -> &mut Self {
         self.args.push(v.into());
         self
@@ -434,12 +431,6 @@ impl Sql {
         self.push(&format!(" AND lower({column}) LIKE lower("));
         self.push_bind(pattern);
         self.push(") ESCAPE '\\'")
-    }
-
-    /// The statement's text.
-    #[allow(dead_code)] // for the repositories still moving onto the seam (issue 17)
-    pub(crate) fn text(&self) -> &str {
-        &self.text
     }
 
     /// Runs the statement; the number of rows it changed.
