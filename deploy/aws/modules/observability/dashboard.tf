@@ -30,29 +30,22 @@ locals {
         ]
       }
     },
+    # Task outcomes from the task table (docent_tasks{status}, read by the API at each scrape):
+    # the change per 5 minutes is how many tasks ended so. `docent worker` serves no /metrics,
+    # so the worker-side series (docent_ingest_*) are not scraped in this shape.
     {
       type = "metric", width = 12, height = 6
       properties = {
-        title  = "Ingest success rate (%)"
-        region = var.region
-        period = 300
-        yAxis  = { left = { min = 0, max = 100 } }
-        metrics = [
-          [local.ns, "docent_ingest_documents_total", "service", "worker", "outcome", "succeeded", { id = "ok", stat = "Sum", visible = false }],
-          [local.ns, "docent_ingest_documents_total", "service", "worker", "outcome", "failed", { id = "failed", stat = "Sum", visible = false }],
-          [{ expression = "100 * ok / (ok + failed)", label = "succeeded %", id = "rate" }],
-        ]
-      }
-    },
-    {
-      type = "metric", width = 12, height = 6
-      properties = {
-        title  = "Ingest stage duration (s, mean) and rows"
+        title  = "Ingest: tasks finished per 5 min and success rate (%)"
         region = var.region
         period = 300
         metrics = [
-          [{ expression = "SEARCH('{${local.ns},service,stage} MetricName=\"docent_ingest_stage_duration_seconds\"', 'Average', 300)", id = "stages" }],
-          [local.ns, "docent_ingest_rows_total", "service", "worker", "outcome", "failed", { stat = "Sum", yAxis = "right", label = "rows refused" }],
+          [local.ns, "docent_tasks", "service", "api", "status", "completed", { id = "done", stat = "Maximum", visible = false }],
+          [local.ns, "docent_tasks", "service", "api", "status", "partially_completed", { id = "partial", stat = "Maximum", visible = false }],
+          [local.ns, "docent_tasks", "service", "api", "status", "failed", { id = "failed", stat = "Maximum", visible = false }],
+          [{ expression = "DIFF(done) + DIFF(partial)", label = "succeeded", id = "ok" }],
+          [{ expression = "DIFF(failed)", label = "failed", id = "bad" }],
+          [{ expression = "100 * ok / (ok + bad)", label = "success %", id = "rate", yAxis = "right" }],
         ]
       }
     },
