@@ -110,9 +110,9 @@ module "ecs" {
   worker_environment     = module.app.worker_environment
   app_policy_json        = module.app.policy_json
   container_port         = module.app.container_port
-  alb_security_group_id  = module.edge[0].security_group_id
-  target_group_arn       = module.edge[0].target_group_arn
-  alb_resource_label     = module.edge[0].resource_label
+  alb_security_group_id  = one(module.edge[*].security_group_id)
+  target_group_arn       = one(module.edge[*].target_group_arn)
+  alb_resource_label     = one(module.edge[*].resource_label)
   queue_name             = module.data.queue_name
   metrics_namespace      = local.metrics_namespace
   api                    = var.api

@@ -295,9 +295,9 @@ fn stand_in(key: &str) -> String {
 }
 
 fn ed25519_pem() -> String {
-    use aws_lc_rs::encoding::AsDer;
+    // PKCS#8 v1, as Terraform's tls_private_key writes it.
     let key = aws_lc_rs::signature::Ed25519KeyPair::generate().unwrap();
-    let der = key.to_pkcs8().unwrap();
+    let der = key.to_pkcs8v1().unwrap();
     pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()))
 }
 
@@ -736,11 +736,11 @@ fn code_actions() -> BTreeMap<String, BTreeSet<String>> {
             assert_eq!(services.len(), 1, "{rel}: one AWS SDK per file, found {services:?}");
             sdk_files += 1;
             let service = sdk_service(services.first().unwrap());
+            // Operations are client methods called without arguments (`client.send_message()`
+            // then a builder chain); `clone()` and `config()` are the client's own methods.
             for op in calls_after(&code, "client.") {
-                // Operations are called with no arguments and end in `.send()`; methods of the
-                // client that are not operations (`config()`) are not followed by a builder.
-                let after = &code[code.find(&format!("client.{op}()")).unwrap_or(0)..];
-                if op.is_empty() || !after.starts_with(&format!("client.{op}()")) || op == "config" {
+                let called = code.contains(&format!("client.{op}()"));
+                if op.is_empty() || !called || ["clone", "config"].contains(&op) {
                     continue;
                 }
                 found

@@ -55,7 +55,7 @@ resource "aws_secretsmanager_secret" "jwt" {
 
 resource "aws_secretsmanager_secret_version" "jwt" {
   secret_id     = aws_secretsmanager_secret.jwt.id
-  secret_string = jsonencode({ private_key = tls_private_key.jwt.private_key_pem })
+  secret_string = jsonencode({ private_key = tls_private_key.jwt.private_key_pem_pkcs8 })
 }
 
 resource "aws_secretsmanager_secret" "llm" {
