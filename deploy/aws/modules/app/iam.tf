@@ -1,6 +1,6 @@
 # What docent's code calls on AWS, on exactly the resources this deployment made — nothing
 # else. Derived from the code: crates/docent-aws (SQS, DynamoDB, Secrets Manager through the
-# AWS SDK) and crates/docent-blob (S3 through object_store). crates/docent/tests/deploy_aws.rs
+# AWS SDK) and crates/docent-blob (S3 through object_store). crates/docent/tests/terraform_aws.rs
 # fails when the code calls an action missing here, or when this grants one the code never calls.
 #
 # Not granted, because the deployment turns the code path off (the test checks the settings):

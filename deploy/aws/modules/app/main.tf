@@ -1,6 +1,6 @@
 # docent's side of the deployment, in one place: the environment every process gets (ECS task
 # definitions and Lambda functions read the outputs) and the IAM policy of what docent's code
-# calls. crates/docent/tests/deploy_aws.rs evaluates the locals below and runs
+# calls. crates/docent/tests/terraform_aws.rs evaluates the locals below and runs
 # `docent config check` on each environment, and compares iam.tf with the AWS calls in the code,
 # so keep the expressions here to literals, var.*, conditionals, for-expressions and merge().
 #

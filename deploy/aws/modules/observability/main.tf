@@ -1,7 +1,7 @@
 # Alarms to one SNS topic, a dashboard, and the monthly budget. docent's own series come from
 # its Prometheus /metrics through the ADOT sidecar (ecs) into namespace var.metrics_namespace,
 # one metric per series name with dimension `service` (and `status`, `outcome` or `stage`);
-# crates/docent/tests/deploy_aws.rs checks that every docent_* name used here is in docent's
+# crates/docent/tests/terraform_aws.rs checks that every docent_* name used here is in docent's
 # /metrics output. The rest are AWS's own metrics (ALB, SQS, RDS, ElastiCache, ECS, Lambda).
 
 locals {
