@@ -97,6 +97,8 @@ module "edge" {
 module "ecs" {
   source = "./modules/ecs"
   count  = local.ecs ? 1 : 0
+  # The API service registers with the target group once the HTTPS listener forwards to it.
+  depends_on = [module.edge]
 
   prefix                 = local.prefix
   region                 = var.region

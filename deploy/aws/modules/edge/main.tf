@@ -154,9 +154,9 @@ resource "aws_acm_certificate" "this" {
 }
 
 resource "aws_route53_record" "validation" {
-  for_each = local.create_certificate ? {
-    for o in aws_acm_certificate.this[0].domain_validation_options : o.domain_name => o
-  } : {}
+  for_each = {
+    for o in try(aws_acm_certificate.this[0].domain_validation_options, []) : o.domain_name => o
+  }
   zone_id         = var.route53_zone_id
   name            = each.value.resource_record_name
   type            = each.value.resource_record_type

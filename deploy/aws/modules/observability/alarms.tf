@@ -11,7 +11,7 @@ resource "aws_cloudwatch_metric_alarm" "http_5xx" {
   alarm_description   = "docent answered 5xx more than ${local.t.http_5xx_per_minute} times a minute for 3 minutes"
   namespace           = local.ecs ? "AWS/ApplicationELB" : "AWS/Lambda"
   metric_name         = local.ecs ? "HTTPCode_Target_5XX_Count" : "Errors"
-  dimensions          = local.ecs ? { LoadBalancer = var.alb_arn_suffix } : { FunctionName = var.lambda_api_name }
+  dimensions          = local.ecs ? tomap({ LoadBalancer = var.alb_arn_suffix }) : tomap({ FunctionName = var.lambda_api_name })
   statistic           = "Sum"
   period              = 60
   evaluation_periods  = 3
@@ -29,7 +29,7 @@ resource "aws_cloudwatch_metric_alarm" "p99_latency" {
   alarm_description   = "p99 response time above ${local.t.p99_latency_seconds} s for 5 minutes"
   namespace           = local.ecs ? "AWS/ApplicationELB" : "AWS/Lambda"
   metric_name         = local.ecs ? "TargetResponseTime" : "Duration"
-  dimensions          = local.ecs ? { LoadBalancer = var.alb_arn_suffix } : { FunctionName = var.lambda_api_name }
+  dimensions          = local.ecs ? tomap({ LoadBalancer = var.alb_arn_suffix }) : tomap({ FunctionName = var.lambda_api_name })
   extended_statistic  = "p99"
   period              = 60
   evaluation_periods  = 5
@@ -124,7 +124,7 @@ resource "aws_cloudwatch_metric_alarm" "rds_storage" {
 # ECS task restarts: tasks that stopped and were replaced show as a running count below the
 # desired count (Container Insights); sustained for 10 minutes means tasks keep failing.
 resource "aws_cloudwatch_metric_alarm" "ecs_restarts" {
-  for_each            = local.ecs ? { api = var.api_service_name, worker = var.worker_service_name } : {}
+  for_each            = local.ecs ? tomap({ api = var.api_service_name, worker = var.worker_service_name }) : tomap({})
   alarm_name          = "${var.prefix}-${each.key}-tasks-restarting"
   alarm_description   = "ECS service ${each.value} ran fewer tasks than desired for 10 minutes: tasks are failing and restarting"
   comparison_operator = "GreaterThanThreshold"

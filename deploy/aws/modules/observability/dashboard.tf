@@ -141,21 +141,25 @@ locals {
     },
   ]
 
-  compute_widgets = local.ecs ? [
+  ecs_services = [var.api_service_name, var.worker_service_name]
+  ecs_widgets = [
     {
       type = "metric", width = 24, height = 6
       properties = {
         title  = "ECS services: CPU and memory (%), running tasks"
         region = var.region
         period = 60
-        metrics = flatten([for s in [var.api_service_name, var.worker_service_name] : [
-          ["AWS/ECS", "CPUUtilization", "ClusterName", var.ecs_cluster_name, "ServiceName", s, { stat = "Average", label = "${s} CPU" }],
-          ["AWS/ECS", "MemoryUtilization", "ClusterName", var.ecs_cluster_name, "ServiceName", s, { stat = "Average", label = "${s} memory" }],
-          ["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", var.ecs_cluster_name, "ServiceName", s, { stat = "Average", yAxis = "right", label = "${s} tasks" }],
-        ]])
+        metrics = concat(
+          [for s in local.ecs_services : ["AWS/ECS", "CPUUtilization", "ClusterName", var.ecs_cluster_name, "ServiceName", s, { stat = "Average", label = "${s} CPU" }]],
+          [for s in local.ecs_services : ["AWS/ECS", "MemoryUtilization", "ClusterName", var.ecs_cluster_name, "ServiceName", s, { stat = "Average", label = "${s} memory" }]],
+          [for s in local.ecs_services : ["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", var.ecs_cluster_name, "ServiceName", s, { stat = "Average", yAxis = "right", label = "${s} tasks" }]],
+        )
       }
     },
-    ] : [
+  ]
+
+  functions = [var.lambda_api_name, var.lambda_worker_name]
+  lambda_widgets = [
     {
       type = "metric", width = 24, height = 6
       properties = {
@@ -163,20 +167,26 @@ locals {
         region = var.region
         period = 60
         stat   = "Sum"
-        metrics = flatten([for f in [var.lambda_api_name, var.lambda_worker_name] : [
-          ["AWS/Lambda", "Invocations", "FunctionName", f, { label = "${f} invocations" }],
-          ["AWS/Lambda", "Errors", "FunctionName", f, { label = "${f} errors" }],
-          ["AWS/Lambda", "Throttles", "FunctionName", f, { label = "${f} throttles" }],
-          ["AWS/Lambda", "ConcurrentExecutions", "FunctionName", f, { stat = "Maximum", yAxis = "right", label = "${f} concurrency" }],
-        ]])
+        metrics = concat(
+          [for f in local.functions : ["AWS/Lambda", "Invocations", "FunctionName", f, { label = "${f} invocations" }]],
+          [for f in local.functions : ["AWS/Lambda", "Errors", "FunctionName", f, { label = "${f} errors" }]],
+          [for f in local.functions : ["AWS/Lambda", "Throttles", "FunctionName", f, { label = "${f} throttles" }]],
+          [for f in local.functions : ["AWS/Lambda", "ConcurrentExecutions", "FunctionName", f, { stat = "Maximum", yAxis = "right", label = "${f} concurrency" }]],
+        )
       }
     },
   ]
+
+  # Each widget as JSON text: the shapes differ, so they are joined as strings, not unified
+  # into one Terraform type.
+  widgets = concat(
+    local.ecs ? [for w in local.docent_widgets : jsonencode(w)] : [],
+    [for w in local.aws_widgets : jsonencode(w)],
+    local.ecs ? [for w in local.ecs_widgets : jsonencode(w)] : [for w in local.lambda_widgets : jsonencode(w)],
+  )
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
   dashboard_name = var.prefix
-  dashboard_body = jsonencode({
-    widgets = concat(local.ecs ? local.docent_widgets : [], local.aws_widgets, local.compute_widgets)
-  })
+  dashboard_body = "{\"widgets\": [${join(", ", local.widgets)}]}"
 }
