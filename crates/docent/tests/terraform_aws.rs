@@ -683,20 +683,6 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
             "a service or function runs {want:?}: {commands:?}"
         );
     }
-    for args in &commands {
-        let out = Command::new(env!("CARGO_BIN_EXE_docent"))
-            .args(args)
-            .arg("--help")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "`docent {} --help` failed: the deployment runs a command docent lacks\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
     // The worker's metrics are for its sidecar only: on the loopback address.
     let worker = commands
         .iter()
@@ -715,6 +701,21 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         text(attr(mapping.body(), "function_response_types")),
         "[\"ReportBatchItemFailures\"]"
     );
+
+    // docent has each command the deployment runs.
+    for args in &commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_docent"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "`docent {} --help` failed: the deployment runs a command docent lacks\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// `docent worker --metrics-bind`, as the ECS worker task runs it: its sidecar scrapes the
