@@ -698,8 +698,8 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         &["aws_lambda_event_source_mapping", "worker"],
     );
     assert_eq!(
-        text(attr(mapping.body(), "function_response_types")),
-        "[\"ReportBatchItemFailures\"]"
+        attr(mapping.body(), "function_response_types"),
+        &Expression::Array(vec![Expression::from("ReportBatchItemFailures")])
     );
 
     // docent has each command the deployment runs.
