@@ -149,7 +149,7 @@ required_vars() {
 if [ -f "$TF/variables.tf" ]; then
   for v in $(required_vars); do
     [ "$v" = image_tag ] && continue
-    grep -Eq "^[[:space:]]*$v[[:space:]]*=" "$tfvars_path" ||
+    grep -Eq "^[[:space:]]*${v}[[:space:]]*=" "$tfvars_path" ||
       die "$VAR_FILE_SHOWN does not set '$v' (required by $TF/variables.tf; see $TF/terraform.tfvars.example)"
   done
 fi
@@ -233,7 +233,13 @@ push_image() { # push_image REPO_URL REGION
   if [ "$TAG_GIVEN" = 0 ] && [ "$ALLOW_DIRTY" = 0 ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
     die "the checkout has uncommitted changes, so an image tagged $TAG would not be that commit: commit them, or pass --allow-dirty"
   fi
-  run docker build --pull --label "org.opencontainers.image.revision=$TAG" -t "$image" -f Dockerfile .
+  # An image built already as docent:<tag> (release.yml builds once for every environment) is
+  # pushed as it is; otherwise it is built here from the checkout.
+  if query docker image inspect --format '{{.Id}}' "docent:$TAG" >/dev/null 2>&1; then
+    run docker tag "docent:$TAG" "$image"
+  else
+    run docker build --pull --label "org.opencontainers.image.revision=$TAG" -t "$image" -f Dockerfile .
+  fi
   echo "+ aws ecr get-login-password --region $region | docker login --username AWS --password-stdin ${repo%%/*}"
   if [ "$DRY" = 0 ]; then
     aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "${repo%%/*}"
@@ -305,6 +311,7 @@ ecs_roll_out() { # ecs_roll_out CLUSTER REGION SERVICE...
   for svc in "$@"; do
     latest=$(query aws ecs describe-task-definition --region "$region" --task-definition "${families[$svc]}" \
       --query 'taskDefinition.taskDefinitionArn' --output text)
+    # shellcheck disable=SC2016 # backquotes are JMESPath literals
     state=$(query aws ecs describe-services --region "$region" --cluster "$cluster" --services "$svc" \
       --query 'services[0].deployments[?status==`PRIMARY`] | [0].[taskDefinition, rolloutState]' --output text)
     [ "$state" = "$latest	COMPLETED" ] ||
@@ -388,6 +395,7 @@ lambda_rollback() { # lambda_rollback REGION REPO FUNCTION...
       continue
     fi
     prev=""
+    # shellcheck disable=SC2016 # backquotes are JMESPath literals
     for v in $(query aws lambda list-versions-by-function --region "$region" --function-name "$fn" \
       --query 'Versions[?Version!=`$LATEST`].Version' --output text | tr '\t' '\n' | sort -rn); do
       img=$(query aws lambda get-function --region "$region" --function-name "$fn" --qualifier "$v" \
