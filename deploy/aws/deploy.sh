@@ -9,7 +9,7 @@
 #             repository, wait for its scan and fail on findings of a blocked severity
 #   apply     push when the image is not in ECR yet, plan, apply that plan, then put the ECS
 #             services (or Lambda functions) on the new image and wait until they are stable;
-#             on a first deploy it creates the ECR repository first (-target=module.ecr)
+#             on a first deploy it creates the ECR repository first (-target=aws_ecr_repository.docent)
 #   smoke     GET /health and /ready on the api_url output until both answer 200
 #   rollback  put the services back on the newest earlier task definition revision (Lambda:
 #             the newest earlier published version) whose image differs from the one left
@@ -438,15 +438,15 @@ cmd_apply() {
   if [ -z "$repo" ]; then
     # First deploy: the repository first, so the services start on an image that exists.
     echo "no ECR repository for $ENV_NAME yet: creating it first"
-    run terraform -chdir="$TF" apply -input=false -auto-approve "${TF_VARS[@]}" -target=module.ecr
+    run terraform -chdir="$TF" apply -input=false -auto-approve "${TF_VARS[@]}" -target=aws_ecr_repository.docent
     repo=$(out ecr_repository_url)
   fi
   region=$(out region)
   if [ -n "$repo" ] && [ -n "$region" ]; then
     push_image "$repo" "$region"
   else
-    [ "$DRY" = 1 ] || die "terraform output ecr_repository_url / region have no value after applying module.ecr"
-    echo "+ $PROG push --env $ENV_NAME --tag $TAG   # once module.ecr exists"
+    [ "$DRY" = 1 ] || die "terraform output ecr_repository_url / region have no value after creating the repository"
+    echo "+ $PROG push --env $ENV_NAME --tag $TAG   # once the repository exists"
   fi
   run terraform -chdir="$TF" plan -input=false "${TF_VARS[@]}" -out="$PLAN_FILE"
   run terraform -chdir="$TF" apply -input=false "$PLAN_FILE"
