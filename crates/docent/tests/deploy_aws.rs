@@ -718,3 +718,82 @@ fn the_workflows_parse_and_call_make_test_and_deploy_sh() {
     assert!(rollback["if"].as_str().unwrap().starts_with("failure()"));
     assert!(rollback["run"].as_str().unwrap().contains("deploy.sh rollback"));
 }
+
+/// The `docent …` commands of a Markdown text: lines of fenced code blocks and inline code
+/// spans where `docent` is the command (first word, or after a pipe, `;`, `&&`, `$(`), as
+/// (line number, the words naming the subcommand: lower-case words up to the first option,
+/// placeholder or argument).
+fn docent_commands(markdown: &str) -> Vec<(usize, Vec<String>)> {
+    let mut found = Vec::new();
+    let mut in_block = false;
+    for (n, line) in markdown.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        let mut snippets: Vec<&str> = Vec::new();
+        if in_block {
+            snippets.push(line);
+        } else {
+            snippets.extend(line.split('`').skip(1).step_by(2));
+        }
+        for snippet in snippets {
+            let words: Vec<&str> = snippet.split_whitespace().collect();
+            for (i, w) in words.iter().enumerate() {
+                let at_command = i == 0
+                    || matches!(words[i - 1], "|" | ";" | "&&" | "||" | "$")
+                    || words[i - 1].ends_with("$(");
+                if *w != "docent" || !at_command {
+                    continue;
+                }
+                let sub: Vec<String> = words[i + 1..]
+                    .iter()
+                    .take_while(|w| {
+                        w.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                            && w.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                    })
+                    .map(|w| (*w).to_owned())
+                    .collect();
+                found.push((n + 1, sub));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_docent_command_in_the_runbook_exists() {
+    let runbook = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    let commands = docent_commands(&runbook);
+    assert!(commands.len() >= 15, "{commands:?}");
+    let mut checked = std::collections::BTreeSet::new();
+    for (line, sub) in commands {
+        assert!(!sub.is_empty(), "docs/operations.md:{line}: `docent` without a subcommand");
+        if !checked.insert(sub.clone()) {
+            continue;
+        }
+        // `--help` with the subcommand words only: clap refuses a word that is no subcommand.
+        let out = Command::new(env!("CARGO_BIN_EXE_docent"))
+            .args(&sub)
+            .arg("--help")
+            .env("DOCENT_HOME", std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docs/operations.md:{line}: `docent {}` is not a docent command:\n{}",
+            sub.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The extraction itself: words up to the first option or placeholder, commands after a pipe.
+    let sample = "```sh\ndocent tasks retry TASK_ID --url x\nx=$(docent keys list) | docent config show\n```\nrun `docent lambda api` or `docker run docent`\n";
+    let got: Vec<Vec<String>> = docent_commands(sample).into_iter().map(|(_, s)| s).collect();
+    let want: Vec<Vec<&str>> = vec![
+        vec!["tasks", "retry"],
+        vec!["keys", "list"],
+        vec!["config", "show"],
+        vec!["lambda", "api"],
+    ];
+    assert_eq!(got, want);
+}
