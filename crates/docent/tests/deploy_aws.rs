@@ -738,12 +738,20 @@ fn docent_commands(markdown: &str) -> Vec<(usize, Vec<String>)> {
             snippets.extend(line.split('`').skip(1).step_by(2));
         }
         for snippet in snippets {
-            let words: Vec<&str> = snippet.split_whitespace().collect();
+            // `$(docent …)`: the command starts inside the word; `…)` ends it.
+            let words: Vec<&str> = snippet
+                .split_whitespace()
+                .map(|w| w.trim_end_matches([')', ';']))
+                .collect();
             for (i, w) in words.iter().enumerate() {
+                let (w, substituted) = match w.rsplit_once("$(") {
+                    Some((_, after)) => (after, true),
+                    None => (*w, false),
+                };
                 let at_command = i == 0
-                    || matches!(words[i - 1], "|" | ";" | "&&" | "||" | "$")
-                    || words[i - 1].ends_with("$(");
-                if *w != "docent" || !at_command {
+                    || substituted
+                    || matches!(words[i - 1], "|" | ";" | "&&" | "||" | "$");
+                if w != "docent" || !at_command {
                     continue;
                 }
                 let sub: Vec<String> = words[i + 1..]
