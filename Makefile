@@ -43,9 +43,10 @@ test: model
 		$(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
 
-## Formatting and lints, as CI runs them, and the container image's files (hadolint and
-## checkov on the Dockerfile, the compose files against the Compose schema; the tools are
-## installed into a venv on first use, and a missing one is reported as SKIPPED).
+## Formatting and lints, as CI runs them, and the deployment files (hadolint and checkov on
+## the Dockerfile, checkov, terraform fmt and validate on deploy/aws, the compose files against
+## the Compose schema; the Python tools are installed into a venv on first use, and a missing
+## tool — or providers that cannot be fetched for validate — is reported as SKIPPED).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
