@@ -22,6 +22,8 @@
 #   --dry-run         print every command that would change something, run none of them;
 #                     read-only queries (terraform output, aws describe/list) still run so the
 #                     printed commands name real resources
+#   --replace ADDR    plan/apply: have Terraform replace this resource (repeatable), e.g.
+#                     module.data.random_password.db to rotate a generated secret
 #   --allow-dirty     push an image built from a checkout with uncommitted changes
 #   --yes             confirm destroy
 #
@@ -63,6 +65,7 @@ VAR_FILE=""
 DRY=0
 ALLOW_DIRTY=0
 YES=0
+REPLACE=()
 while [ $# -gt 0 ]; do
   case "$1" in
   --env) [ $# -ge 2 ] || die "--env needs a value (staging or production)"; ENV_NAME=$2; shift 2 ;;
@@ -72,6 +75,8 @@ while [ $# -gt 0 ]; do
   --var-file) [ $# -ge 2 ] || die "--var-file needs a path"; VAR_FILE=$2; shift 2 ;;
   --var-file=*) VAR_FILE=${1#--var-file=}; shift ;;
   --dry-run) DRY=1; shift ;;
+  --replace) [ $# -ge 2 ] || die "--replace needs a resource address"; REPLACE+=("-replace=$2"); shift 2 ;;
+  --replace=*) REPLACE+=("-replace=${1#--replace=}"); shift ;;
   --allow-dirty) ALLOW_DIRTY=1; shift ;;
   --yes) YES=1; shift ;;
   -h | --help) usage ;;
@@ -420,7 +425,7 @@ lambda_rollback() { # lambda_rollback REGION REPO FUNCTION...
 
 cmd_plan() {
   tf_init
-  run terraform -chdir="$TF" plan -input=false "${TF_VARS[@]}" -out="$PLAN_FILE"
+  run terraform -chdir="$TF" plan -input=false "${TF_VARS[@]}" "${REPLACE[@]}" -out="$PLAN_FILE"
 }
 
 cmd_push() {
@@ -448,7 +453,7 @@ cmd_apply() {
     [ "$DRY" = 1 ] || die "terraform output ecr_repository_url / region have no value after creating the repository"
     echo "+ $PROG push --env $ENV_NAME --tag $TAG   # once the repository exists"
   fi
-  run terraform -chdir="$TF" plan -input=false "${TF_VARS[@]}" -out="$PLAN_FILE"
+  run terraform -chdir="$TF" plan -input=false "${TF_VARS[@]}" "${REPLACE[@]}" -out="$PLAN_FILE"
   run terraform -chdir="$TF" apply -input=false "$PLAN_FILE"
   shape=$(compute)
   region=$(out region)
@@ -533,5 +538,6 @@ cmd_destroy() {
   run terraform -chdir="$TF" destroy -input=false -auto-approve "${TF_VARS[@]}"
 }
 
+[ ${#REPLACE[@]} -eq 0 ] || [ "$COMMAND" = plan ] || [ "$COMMAND" = apply ] || die "--replace applies to plan and apply only"
 [ "$DRY" = 1 ] && echo "# dry run: $COMMAND --env $ENV_NAME (tag ${TAG:-none}); nothing below is run" >&2
 "cmd_$COMMAND"

@@ -82,7 +82,10 @@ impl Stage {
             s.output(name, value);
         }
         for f in ["docent-staging-api", "docent-staging-worker"] {
-            s.write(&format!("state/lambda/{f}/latest"), &format!("{REPO}:ccc\n"));
+            s.write(
+                &format!("state/lambda/{f}/latest"),
+                &format!("{REPO}:ccc\n"),
+            );
             for (v, tag) in [(1, "aaa"), (2, "bbb"), (10, "ccc")] {
                 s.write(
                     &format!("state/lambda/{f}/versions/{v}"),
@@ -101,7 +104,10 @@ impl Stage {
         let aws = s.path("deploy/aws");
         std::fs::create_dir_all(aws.join("env")).unwrap();
         std::fs::copy(root().join("deploy/aws/deploy.sh"), aws.join("deploy.sh")).unwrap();
-        s.write("deploy/aws/main.tf", "# the Terraform is not read by the stand-in\n");
+        s.write(
+            "deploy/aws/main.tf",
+            "# the Terraform is not read by the stand-in\n",
+        );
         s.write(
             "deploy/aws/variables.tf",
             r#"variable "environment" {
@@ -137,7 +143,12 @@ variable "image_tag" {
         for tool in ["terraform", "aws", "docker"] {
             std::fs::copy(fixtures.join(tool), s.path("bin").join(tool)).unwrap();
         }
-        for d in ["state/outputs", "state/ecs/services", "state/ecr", "state/docker"] {
+        for d in [
+            "state/outputs",
+            "state/ecs/services",
+            "state/ecr",
+            "state/docker",
+        ] {
             std::fs::create_dir_all(s.path(d)).unwrap();
         }
         s
@@ -274,8 +285,29 @@ fn plan_initialises_selects_the_workspace_and_writes_a_plan_file() {
     let out = s.run(&["plan", "--env", "staging", "--tag", "ccc", "--dry-run"]);
     assert_sequence(&printed(&ok(&out)), &[INIT, WORKSPACE, PLAN]);
     assert_dry(&s);
+    // A generated secret replaced (rotation): plan and apply only.
+    let out = s.run(&[
+        "plan",
+        "--env",
+        "staging",
+        "--tag",
+        "ccc",
+        "--replace",
+        "module.data.random_password.db",
+        "--dry-run",
+    ]);
+    let plan_replacing = PLAN.replace(" -out=", " -replace=module.data.random_password.db -out=");
+    assert_sequence(&printed(&ok(&out)), &[INIT, WORKSPACE, &plan_replacing]);
+    let err = failed(&s.run(&["smoke", "--env", "staging", "--replace", "x"]));
+    assert!(
+        err.contains("--replace applies to plan and apply only"),
+        "{err}"
+    );
     // The backend settings of the environment, when there are any.
-    s.write("deploy/aws/env/staging.backend.hcl", "bucket = \"tf-state\"\n");
+    s.write(
+        "deploy/aws/env/staging.backend.hcl",
+        "bucket = \"tf-state\"\n",
+    );
     let out = s.run(&["plan", "--env=staging", "--tag=ccc", "--dry-run"]);
     assert_sequence(
         &printed(&ok(&out)),
@@ -319,7 +351,10 @@ fn apply_pushes_a_missing_image_applies_the_plan_file_and_rolls_the_services() {
     s.write("state/ecr/ccc", "");
     let out = s.run(&["apply", "--env", "staging", "--tag", "ccc", "--dry-run"]);
     let stdout = ok(&out);
-    assert!(stdout.contains("already in ECR; nothing to push"), "{stdout}");
+    assert!(
+        stdout.contains("already in ECR; nothing to push"),
+        "{stdout}"
+    );
     assert!(!printed(&stdout).iter().any(|l| l.starts_with("docker")));
 
     // Built here already as docent:<tag> (release.yml): tagged and pushed, not rebuilt.
@@ -339,7 +374,9 @@ fn apply_for_real_runs_the_commands_and_fails_when_ecs_rolls_back() {
     let out = s.run(&["apply", "--env", "staging", "--tag", "ccc"]);
     let stdout = ok(&out);
     assert!(
-        stdout.contains("ECS services docent-staging-api docent-staging-worker run their new task definitions"),
+        stdout.contains(
+            "ECS services docent-staging-api docent-staging-worker run their new task definitions"
+        ),
         "{stdout}"
     );
     let changing: Vec<String> = s.calls().into_iter().filter(|c| !read_only(c)).collect();
@@ -357,14 +394,27 @@ fn apply_for_real_runs_the_commands_and_fails_when_ecs_rolls_back() {
         ],
     );
     // The services now run the newest revisions.
-    let svc = |n: &str| std::fs::read_to_string(s.path(&format!("state/ecs/services/{n}"))).unwrap();
-    assert_eq!(svc("docent-staging-api").trim(), format!("{ARN}/docent-staging-api:8"));
-    assert_eq!(svc("docent-staging-worker").trim(), format!("{ARN}/docent-staging-worker:4"));
+    let svc =
+        |n: &str| std::fs::read_to_string(s.path(&format!("state/ecs/services/{n}"))).unwrap();
+    assert_eq!(
+        svc("docent-staging-api").trim(),
+        format!("{ARN}/docent-staging-api:8")
+    );
+    assert_eq!(
+        svc("docent-staging-worker").trim(),
+        format!("{ARN}/docent-staging-worker:4")
+    );
 
     // A new revision whose deployment the circuit breaker rolls back: stable, but on the old
     // revision — apply says so and fails.
-    s.write("state/ecs/taskdefs/docent-staging-api/9", &format!("{REPO}:ddd\n"));
-    s.write("state/ecs/taskdefs/docent-staging-worker/5", &format!("{REPO}:ddd\n"));
+    s.write(
+        "state/ecs/taskdefs/docent-staging-api/9",
+        &format!("{REPO}:ddd\n"),
+    );
+    s.write(
+        "state/ecs/taskdefs/docent-staging-worker/5",
+        &format!("{REPO}:ddd\n"),
+    );
     s.write("state/ecs/circuit-breaker", "");
     s.write("state/ecr/ddd", "");
     let err = failed(&s.run(&["apply", "--env", "staging", "--tag", "ddd"]));
@@ -410,13 +460,29 @@ fn push_and_destroy() {
     let stdout = ok(&s.run(&["push", "--env", "staging", "--tag", "ccc"]));
     assert!(stdout.contains("scan: CRITICAL 0"), "{stdout}");
     let calls = s.calls();
-    assert!(calls.iter().any(|c| c == &format!("docker push {REPO}:ccc")));
-    assert!(calls.iter().any(|c| c.starts_with("docker login --username AWS --password-stdin")));
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == &format!("docker push {REPO}:ccc"))
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("docker login --username AWS --password-stdin"))
+    );
 
     let err = failed(&s.run(&["destroy", "--env", "staging", "--tag", "ccc"]));
     assert!(err.contains("pass --yes"), "{err}");
     assert!(s.calls().is_empty());
-    let out = s.run(&["destroy", "--env", "staging", "--tag", "ccc", "--yes", "--dry-run"]);
+    let out = s.run(&[
+        "destroy",
+        "--env",
+        "staging",
+        "--tag",
+        "ccc",
+        "--yes",
+        "--dry-run",
+    ]);
     assert_sequence(
         &printed(&ok(&out)),
         &[
@@ -438,14 +504,21 @@ fn rollback_picks_the_newest_earlier_revision_with_another_image() {
         err.contains("ECS service docent-staging-worker: no ACTIVE revision of docent-staging-worker before 3"),
         "{err}"
     );
-    s.write("state/ecs/taskdefs/docent-staging-worker/2", &format!("{REPO}:old\n"));
+    s.write(
+        "state/ecs/taskdefs/docent-staging-worker/2",
+        &format!("{REPO}:old\n"),
+    );
     let out = s.run(&["rollback", "--env", "staging", "--dry-run"]);
     let stdout = ok(&out);
     assert_sequence(
         &printed(&stdout),
         &[
-            &format!("aws ecs update-service --region eu-west-1 --cluster docent-staging --service docent-staging-api --task-definition {ARN}/docent-staging-api:5 "),
-            &format!("aws ecs update-service --region eu-west-1 --cluster docent-staging --service docent-staging-worker --task-definition {ARN}/docent-staging-worker:2 "),
+            &format!(
+                "aws ecs update-service --region eu-west-1 --cluster docent-staging --service docent-staging-api --task-definition {ARN}/docent-staging-api:5 "
+            ),
+            &format!(
+                "aws ecs update-service --region eu-west-1 --cluster docent-staging --service docent-staging-worker --task-definition {ARN}/docent-staging-worker:2 "
+            ),
             "aws ecs wait services-stable --region eu-west-1 --cluster docent-staging --services docent-staging-api docent-staging-worker",
         ],
     );
@@ -461,7 +534,9 @@ fn rollback_picks_the_newest_earlier_revision_with_another_image() {
     assert_sequence(
         &printed(&stdout),
         &[
-            &format!("aws ecs update-service --region eu-west-1 --cluster docent-staging --service docent-staging-api --task-definition {ARN}/docent-staging-api:5 "),
+            &format!(
+                "aws ecs update-service --region eu-west-1 --cluster docent-staging --service docent-staging-api --task-definition {ARN}/docent-staging-api:5 "
+            ),
             "aws ecs wait services-stable --region eu-west-1 --cluster docent-staging --services docent-staging-api",
         ],
     );
@@ -491,9 +566,13 @@ fn lambda_apply_updates_the_functions_and_rollback_takes_the_previous_image() {
             WORKSPACE,
             &plan_ddd,
             APPLY,
-            &format!("aws lambda update-function-code --region eu-west-1 --function-name docent-staging-api --image-uri {REPO}:ddd --publish"),
+            &format!(
+                "aws lambda update-function-code --region eu-west-1 --function-name docent-staging-api --image-uri {REPO}:ddd --publish"
+            ),
             "aws lambda wait function-updated-v2 --region eu-west-1 --function-name docent-staging-api",
-            &format!("aws lambda update-function-code --region eu-west-1 --function-name docent-staging-worker --image-uri {REPO}:ddd --publish"),
+            &format!(
+                "aws lambda update-function-code --region eu-west-1 --function-name docent-staging-worker --image-uri {REPO}:ddd --publish"
+            ),
             "aws lambda wait function-updated-v2 --region eu-west-1 --function-name docent-staging-worker",
         ],
     );
@@ -505,9 +584,13 @@ fn lambda_apply_updates_the_functions_and_rollback_takes_the_previous_image() {
     assert_sequence(
         &printed(&stdout),
         &[
-            &format!("aws lambda update-function-code --region eu-west-1 --function-name docent-staging-api --image-uri {REPO}:bbb --publish"),
+            &format!(
+                "aws lambda update-function-code --region eu-west-1 --function-name docent-staging-api --image-uri {REPO}:bbb --publish"
+            ),
             "aws lambda wait function-updated-v2 --region eu-west-1 --function-name docent-staging-api",
-            &format!("aws lambda update-function-code --region eu-west-1 --function-name docent-staging-worker --image-uri {REPO}:bbb --publish"),
+            &format!(
+                "aws lambda update-function-code --region eu-west-1 --function-name docent-staging-worker --image-uri {REPO}:bbb --publish"
+            ),
             "aws lambda wait function-updated-v2 --region eu-west-1 --function-name docent-staging-worker",
         ],
     );
@@ -523,13 +606,18 @@ fn http_server(ready_status: u16, requests: usize) -> String {
         for stream in listener.incoming().take(requests) {
             let mut stream = stream.unwrap();
             let mut request_line = String::new();
-            BufReader::new(&stream).read_line(&mut request_line).unwrap();
+            BufReader::new(&stream)
+                .read_line(&mut request_line)
+                .unwrap();
             let (status, body) = if request_line.starts_with("GET /health ") {
                 (200, r#"{"status":"ok"}"#)
             } else if request_line.starts_with("GET /ready ") && ready_status == 200 {
                 (200, r#"{"status":"ready"}"#)
             } else {
-                (ready_status, r#"{"status":"unavailable","checks":{"database":"down"}}"#)
+                (
+                    ready_status,
+                    r#"{"status":"unavailable","checks":{"database":"down"}}"#,
+                )
             };
             let _ = write!(
                 stream,
@@ -557,8 +645,14 @@ fn smoke_checks_health_and_ready_on_the_api_url() {
     assert!(stdout.contains("/ready 200"), "{stdout}");
 
     s.output("api_url", &http_server(503, 2));
-    let err = failed(&s.run_with(&["smoke", "--env", "staging"], &[("DOCENT_SMOKE_TIMEOUT", "0")]));
-    assert!(err.contains("/ready answered 503") && err.contains("database"), "{err}");
+    let err = failed(&s.run_with(
+        &["smoke", "--env", "staging"],
+        &[("DOCENT_SMOKE_TIMEOUT", "0")],
+    ));
+    assert!(
+        err.contains("/ready answered 503") && err.contains("database"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -566,15 +660,27 @@ fn missing_inputs_stop_it_with_a_message_naming_them() {
     let s = Stage::ecs();
     let cases: &[(&[&str], &str)] = &[
         (&["plan"], "--env is required: staging or production"),
-        (&["plan", "--env", "prod"], "--env must be staging or production, not 'prod'"),
+        (
+            &["plan", "--env", "prod"],
+            "--env must be staging or production, not 'prod'",
+        ),
         (&["deploy", "--env", "staging"], "unknown command 'deploy'"),
-        (&["plan", "--env", "staging", "--bogus"], "unknown option '--bogus'"),
+        (
+            &["plan", "--env", "staging", "--bogus"],
+            "unknown option '--bogus'",
+        ),
         (
             &["plan", "--env", "production", "--tag", "ccc"],
             "deploy/aws/env/production.tfvars not found: copy deploy/aws/terraform.tfvars.example",
         ),
-        (&["plan", "--env", "staging"], "no image tag: not a git checkout; pass --tag"),
-        (&["plan", "--env", "staging", "--tag", "a b"], "--tag 'a b' is not a valid image tag"),
+        (
+            &["plan", "--env", "staging"],
+            "no image tag: not a git checkout; pass --tag",
+        ),
+        (
+            &["plan", "--env", "staging", "--tag", "a b"],
+            "--tag 'a b' is not a valid image tag",
+        ),
     ];
     for (args, message) in cases {
         let err = failed(&s.run(args));
@@ -583,7 +689,10 @@ fn missing_inputs_stop_it_with_a_message_naming_them() {
     }
 
     // A required variable left out of the tfvars.
-    s.write("deploy/aws/env/staging.tfvars", "environment = \"staging\"\n");
+    s.write(
+        "deploy/aws/env/staging.tfvars",
+        "environment = \"staging\"\n",
+    );
     let err = failed(&s.run(&["plan", "--env", "staging", "--tag", "ccc"]));
     assert!(
         err.contains("deploy/aws/env/staging.tfvars does not set 'domain_name' (required by deploy/aws/variables.tf"),
@@ -595,7 +704,10 @@ fn missing_inputs_stop_it_with_a_message_naming_them() {
         "environment = \"production\"\ndomain_name = \"x\"\n",
     );
     let err = failed(&s.run(&["plan", "--env", "staging", "--tag", "ccc"]));
-    assert!(err.contains("sets environment = \"production\", not \"staging\""), "{err}");
+    assert!(
+        err.contains("sets environment = \"production\", not \"staging\""),
+        "{err}"
+    );
     s.write(
         "deploy/aws/env/staging.tfvars",
         "environment = \"staging\"\ndomain_name = \"x\"\n",
@@ -617,7 +729,10 @@ fn missing_inputs_stop_it_with_a_message_naming_them() {
         "{err}"
     );
     let err = failed(&s.run(&["push", "--env", "staging", "--tag", "ccc"]));
-    assert!(err.contains("terraform output region has no value"), "{err}");
+    assert!(
+        err.contains("terraform output region has no value"),
+        "{err}"
+    );
 }
 
 /// The workflows as JSON (python3 + PyYAML), or None (skipped, said so).
@@ -647,7 +762,10 @@ json.dump(out, sys.stdout)
         eprintln!("SKIPPED the workflow checks: python3 lacks PyYAML");
         return None;
     }
-    assert!(out.status.success(), "the workflows do not parse:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "the workflows do not parse:\n{stderr}"
+    );
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
@@ -666,9 +784,14 @@ fn the_workflows_parse_and_call_make_test_and_deploy_sh() {
     let ci = &all[".github/workflows/ci.yml"];
     assert!(runs(&ci["jobs"]["lint"]).contains(&"make lint"));
     let test = &ci["jobs"]["test"];
-    assert!(runs(test).contains(&"make test"), "ci.yml runs the README's test command");
     assert!(
-        runs(test).iter().any(|r| r.contains("scripts/test-services")),
+        runs(test).contains(&"make test"),
+        "ci.yml runs the README's test command"
+    );
+    assert!(
+        runs(test)
+            .iter()
+            .any(|r| r.contains("scripts/test-services")),
         "ci.yml brings the test services up as .ci/run does"
     );
     assert_eq!(test["services"]["postgres"]["image"], "postgres:15");
@@ -679,7 +802,11 @@ fn the_workflows_parse_and_call_make_test_and_deploy_sh() {
         if path.contains("/actions/") {
             continue;
         }
-        assert_eq!(wf["permissions"], serde_json::json!({"contents": "read"}), "{path}");
+        assert_eq!(
+            wf["permissions"],
+            serde_json::json!({"contents": "read"}),
+            "{path}"
+        );
     }
     // Every action pinned by at least a major version.
     let text: String = all.to_string();
@@ -691,32 +818,67 @@ fn the_workflows_parse_and_call_make_test_and_deploy_sh() {
     assert!(uses.len() > 10);
     for u in uses {
         assert!(
-            u.starts_with("./") || u.rsplit_once('@').is_some_and(|(_, v)| v.starts_with('v') || v == "stable"),
+            u.starts_with("./")
+                || u.rsplit_once('@')
+                    .is_some_and(|(_, v)| v.starts_with('v') || v == "stable"),
             "{u} is not pinned"
         );
     }
 
     let release = &all[".github/workflows/release.yml"]["jobs"]["image"];
     assert_eq!(release["permissions"]["id-token"], "write");
-    assert!(runs(release).iter().any(|r| r.starts_with("deploy/aws/deploy.sh push")));
+    assert!(
+        runs(release)
+            .iter()
+            .any(|r| r.starts_with("deploy/aws/deploy.sh push"))
+    );
 
     let deploy = &all[".github/workflows/deploy.yml"]["jobs"];
     assert_eq!(deploy["staging"]["with"]["environment"], "staging");
     assert_eq!(deploy["production"]["with"]["environment"], "production");
-    assert!(deploy["production"]["needs"].as_array().unwrap().contains(&"staging".into()));
+    assert!(
+        deploy["production"]["needs"]
+            .as_array()
+            .unwrap()
+            .contains(&"staging".into())
+    );
 
     let env = &all[".github/workflows/deploy-environment.yml"]["jobs"];
-    assert!(runs(&env["plan"]).iter().any(|r| r.contains("deploy/aws/deploy.sh plan")));
+    assert!(
+        runs(&env["plan"])
+            .iter()
+            .any(|r| r.contains("deploy/aws/deploy.sh plan"))
+    );
     let job = &env["deploy"];
     assert_eq!(job["needs"], "plan");
-    assert!(job["environment"]["name"].as_str().unwrap().contains("inputs.environment"));
+    assert!(
+        job["environment"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("inputs.environment")
+    );
     let steps = job["steps"].as_array().unwrap();
     let step = |id: &str| steps.iter().position(|s| s["id"] == id).unwrap();
-    assert!(steps[step("apply")]["run"].as_str().unwrap().contains("deploy.sh apply"));
-    assert!(steps[step("smoke")]["run"].as_str().unwrap().contains("deploy.sh smoke"));
+    assert!(
+        steps[step("apply")]["run"]
+            .as_str()
+            .unwrap()
+            .contains("deploy.sh apply")
+    );
+    assert!(
+        steps[step("smoke")]["run"]
+            .as_str()
+            .unwrap()
+            .contains("deploy.sh smoke")
+    );
     let rollback = steps.last().unwrap();
     assert!(rollback["if"].as_str().unwrap().starts_with("failure()"));
-    assert!(rollback["run"].as_str().unwrap().contains("deploy.sh rollback"));
+    assert!(
+        rollback["run"]
+            .as_str()
+            .unwrap()
+            .contains("deploy.sh rollback")
+    );
 }
 
 /// The `docent …` commands of a Markdown text: lines of fenced code blocks and inline code
@@ -736,7 +898,12 @@ fn docent_commands(markdown: &str) -> Vec<(usize, Vec<String>)> {
             snippets.push(line);
         } else {
             // `docent` alone names the program.
-            snippets.extend(line.split('`').skip(1).step_by(2).filter(|s| s.trim() != "docent"));
+            snippets.extend(
+                line.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .filter(|s| s.trim() != "docent"),
+            );
         }
         for snippet in snippets {
             // `$(docent …)`: the command starts inside the word; `…)` ends it.
@@ -749,9 +916,8 @@ fn docent_commands(markdown: &str) -> Vec<(usize, Vec<String>)> {
                     Some((_, after)) => (after, true),
                     None => (*w, false),
                 };
-                let at_command = i == 0
-                    || substituted
-                    || matches!(words[i - 1], "|" | ";" | "&&" | "||" | "$");
+                let at_command =
+                    i == 0 || substituted || matches!(words[i - 1], "|" | ";" | "&&" | "||" | "$");
                 if w != "docent" || !at_command {
                     continue;
                 }
@@ -778,7 +944,10 @@ fn every_docent_command_in_the_runbook_exists() {
     let mut checked = std::collections::BTreeSet::new();
     let mut missing = Vec::new();
     for (line, sub) in commands {
-        assert!(!sub.is_empty(), "docs/operations.md:{line}: `docent` without a subcommand");
+        assert!(
+            !sub.is_empty(),
+            "docs/operations.md:{line}: `docent` without a subcommand"
+        );
         if !checked.insert(sub.clone()) {
             continue;
         }
@@ -793,14 +962,24 @@ fn every_docent_command_in_the_runbook_exists() {
             missing.push(format!(
                 "docs/operations.md:{line}: `docent {}`: {}",
                 sub.join(" "),
-                String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or_default()
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
             ));
         }
     }
-    assert!(missing.is_empty(), "not docent commands:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "not docent commands:\n{}",
+        missing.join("\n")
+    );
     // The extraction itself: words up to the first option or placeholder, commands after a pipe.
     let sample = "```sh\ndocent tasks retry TASK_ID --url x\nx=$(docent keys list) | docent config show\n```\nrun `docent lambda api` or `docker run docent`\n";
-    let got: Vec<Vec<String>> = docent_commands(sample).into_iter().map(|(_, s)| s).collect();
+    let got: Vec<Vec<String>> = docent_commands(sample)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
     let want: Vec<Vec<&str>> = vec![
         vec!["tasks", "retry"],
         vec!["keys", "list"],
