@@ -139,7 +139,7 @@ need() { # need TOOL WHAT-FOR
 need terraform "plan and apply the infrastructure (Terraform >= 1.6, or set PATH to OpenTofu's terraform shim)"
 [ -f "$TF/main.tf" ] || die "$TF/main.tf not found: run this from a docent checkout"
 if [[ "$VAR_FILE" == /* ]]; then tfvars_path=$VAR_FILE; else tfvars_path="$TF/$VAR_FILE"; fi
-[ -f "$tfvars_path" ] || die "$VAR_FILE_SHOWN not found: copy $TF/terraform.tfvars.example to it and fill it in (it is gitignored)"
+[ -f "$tfvars_path" ] || die "$VAR_FILE_SHOWN not found: copy $TF/env/$ENV_NAME.tfvars.example to it and fill it in (it is gitignored)"
 
 # Every variable variables.tf declares without a default must be set in the tfvars (image_tag
 # excepted: this script passes it).
@@ -155,7 +155,7 @@ if [ -f "$TF/variables.tf" ]; then
   for v in $(required_vars); do
     [ "$v" = image_tag ] && continue
     grep -Eq "^[[:space:]]*${v}[[:space:]]*=" "$tfvars_path" ||
-      die "$VAR_FILE_SHOWN does not set '$v' (required by $TF/variables.tf; see $TF/terraform.tfvars.example)"
+      die "$VAR_FILE_SHOWN does not set '$v' (required by $TF/variables.tf; see $TF/env/$ENV_NAME.tfvars.example)"
   done
 fi
 # The tfvars must describe this environment, so a copied file cannot deploy over the other one.
@@ -182,11 +182,26 @@ esac
 
 TF_VARS=(-var-file="$VAR_FILE" -var "image_tag=$TAG")
 
+# Which environment deploy/aws/.terraform was last initialised for (backends may differ).
+INIT_MARK="$TF/.terraform/docent-environment"
+
 tf_init() {
   local backend=()
   [ -f "$TF/env/$ENV_NAME.backend.hcl" ] && backend=(-backend-config="env/$ENV_NAME.backend.hcl")
   run terraform -chdir="$TF" init -input=false -reconfigure "${backend[@]}"
   run terraform -chdir="$TF" workspace select -or-create "$ENV_NAME"
+  if [ "$DRY" = 0 ]; then
+    mkdir -p "$TF/.terraform"
+    echo "$ENV_NAME" >"$INIT_MARK"
+  elif [ "$(cat "$INIT_MARK" 2>/dev/null)" != "$ENV_NAME" ]; then
+    echo "# not initialised for $ENV_NAME here: the outputs below are unknown to this dry run" >&2
+  fi
+}
+
+# The commands that only read outputs (push, smoke, rollback) initialise when this checkout was
+# not initialised for this environment yet (a fresh CI runner).
+ensure_init() {
+  [ "$(cat "$INIT_MARK" 2>/dev/null)" = "$ENV_NAME" ] || tf_init
 }
 
 # out NAME: a Terraform output of this environment's workspace; empty when unknown (no state
@@ -430,6 +445,7 @@ cmd_plan() {
 
 cmd_push() {
   local region repo
+  ensure_init
   region=$(must region)
   repo=$(out ecr_repository_url)
   [ -n "$repo" ] || die "no ECR repository for $ENV_NAME yet (terraform output ecr_repository_url is empty): run 'deploy.sh apply --env $ENV_NAME', whose first run creates it and pushes"
@@ -490,6 +506,7 @@ cmd_apply() {
 
 cmd_smoke() {
   local url path limit=${DOCENT_SMOKE_TIMEOUT:-180} code body
+  ensure_init
   url=$(must api_url)
   url=${url%/}
   for path in /health /ready; do
@@ -516,6 +533,7 @@ cmd_smoke() {
 
 cmd_rollback() {
   local region repo a b c
+  ensure_init
   region=$(must region)
   repo=$(must ecr_repository_url)
   if [ "$(compute)" = ecs ]; then

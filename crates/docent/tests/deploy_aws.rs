@@ -151,6 +151,9 @@ variable "image_tag" {
         ] {
             std::fs::create_dir_all(s.path(d)).unwrap();
         }
+        // Initialised for staging (what `tf_init` leaves), so commands that only read outputs
+        // do not initialise first.
+        s.write("deploy/aws/.terraform/docent-environment", "staging\n");
         s
     }
 
@@ -447,6 +450,32 @@ fn first_apply_creates_the_repository_before_anything_else() {
 }
 
 #[test]
+fn commands_that_read_outputs_initialise_a_fresh_checkout_first() {
+    let s = Stage::ecs();
+    s.output("api_url", "https://docs.example.com");
+    std::fs::remove_dir_all(s.path("deploy/aws/.terraform")).unwrap();
+    let out = s.run(&["smoke", "--env", "staging", "--dry-run"]);
+    let stdout = ok(&out);
+    let lines = printed(&stdout);
+    assert_eq!(lines[..2], [INIT, WORKSPACE]);
+    assert!(lines[2].starts_with("curl"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not initialised for staging here"));
+    // For real, once: init leaves its mark, and the next command reads outputs at once.
+    ok(&s.run(&["rollback", "--env", "staging", "--tag", "zzz"]));
+    assert!(
+        s.calls()[0].ends_with("init -input=false -reconfigure"),
+        "{:?}",
+        s.calls()
+    );
+    ok(&s.run(&["rollback", "--env", "staging", "--tag", "zzz"]));
+    assert!(s.calls().iter().all(|c| read_only(c)), "{:?}", s.calls());
+    // Initialised for another environment (its backend may differ): initialised again.
+    s.write("deploy/aws/.terraform/docent-environment", "production\n");
+    ok(&s.run(&["rollback", "--env", "staging", "--tag", "zzz"]));
+    assert!(s.calls()[0].contains(" init "), "{:?}", s.calls());
+}
+
+#[test]
 fn push_and_destroy() {
     let s = Stage::ecs();
     let out = s.run(&["push", "--env", "staging", "--tag", "ccc", "--dry-run"]);
@@ -671,7 +700,7 @@ fn missing_inputs_stop_it_with_a_message_naming_them() {
         ),
         (
             &["plan", "--env", "production", "--tag", "ccc"],
-            "deploy/aws/env/production.tfvars not found: copy deploy/aws/terraform.tfvars.example",
+            "deploy/aws/env/production.tfvars not found: copy deploy/aws/env/production.tfvars.example",
         ),
         (
             &["plan", "--env", "staging"],
