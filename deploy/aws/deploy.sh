@@ -219,6 +219,18 @@ must() {
   printf '%s' "$v"
 }
 
+# applied NAME: an output once applied. A dry run did not apply: an output still unknown then
+# reads "(terraform output NAME)".
+applied() {
+  local v
+  v=$(out "$1")
+  if [ -z "$v" ]; then
+    [ "$DRY" = 1 ] || die "terraform output $1 has no value after the apply"
+    v="(terraform output $1)"
+  fi
+  printf '%s' "$v"
+}
+
 # The compute shape: from the outputs once applied, else from the tfvars (Terraform's default
 # is ecs).
 compute() {
@@ -312,7 +324,7 @@ ecs_roll_out() { # ecs_roll_out CLUSTER REGION SERVICE...
   shift 2
   local -A families=()
   for svc in "$@"; do
-    current=$(task_def "$cluster" "$svc" "$region")
+    current=$(task_def "$cluster" "$svc" "$region") || current=""
     if [ -n "$current" ] && [ "$current" != None ]; then
       family=$(family_of "$current")
     else
@@ -357,7 +369,7 @@ ecs_rollback() { # ecs_rollback CLUSTER REGION REPO SERVICE...
   # rollback before anything moved.
   local moved=() targets=()
   for svc in "$@"; do
-    current=$(task_def "$cluster" "$svc" "$region")
+    current=$(task_def "$cluster" "$svc" "$region") || current=""
     [ -n "$current" ] && [ "$current" != None ] || die "ECS service $svc not found in cluster $cluster"
     family=$(family_of "$current")
     rev=$(revision_of "$current")
@@ -472,33 +484,18 @@ cmd_apply() {
   run terraform -chdir="$TF" plan -input=false "${TF_VARS[@]}" "${REPLACE[@]}" -out="$PLAN_FILE"
   run terraform -chdir="$TF" apply -input=false "$PLAN_FILE"
   shape=$(compute)
-  region=$(out region)
-  [ -n "$region" ] || [ "$DRY" = 0 ] || region="(terraform output region)"
-  [ -n "$region" ] || die "terraform output region has no value after apply"
+  region=$(applied region)
+  local api worker
   if [ "$shape" = ecs ]; then
-    local cluster api worker
-    cluster=$(out ecs_cluster_name)
-    api=$(out api_service_name)
-    worker=$(out worker_service_name)
-    if [ "$DRY" = 1 ]; then
-      cluster=${cluster:-"(terraform output ecs_cluster_name)"}
-      api=${api:-"(terraform output api_service_name)"}
-      worker=${worker:-"(terraform output worker_service_name)"}
-    fi
-    [ -n "$cluster" ] && [ -n "$api" ] && [ -n "$worker" ] ||
-      die "terraform outputs ecs_cluster_name, api_service_name and worker_service_name must all have values in ecs mode"
+    local cluster
+    cluster=$(applied ecs_cluster_name)
+    api=$(applied api_service_name)
+    worker=$(applied worker_service_name)
     ecs_roll_out "$cluster" "$region" "$api" "$worker"
   else
-    local api worker
-    api=$(out lambda_api_function_name)
-    worker=$(out lambda_worker_function_name)
-    if [ "$DRY" = 1 ]; then
-      api=${api:-"(terraform output lambda_api_function_name)"}
-      worker=${worker:-"(terraform output lambda_worker_function_name)"}
-      repo=${repo:-"(terraform output ecr_repository_url)"}
-    fi
-    [ -n "$api" ] && [ -n "$worker" ] ||
-      die "terraform outputs lambda_api_function_name and lambda_worker_function_name must have values in lambda mode"
+    api=$(applied lambda_api_function_name)
+    worker=$(applied lambda_worker_function_name)
+    repo=$(applied ecr_repository_url)
     lambda_roll_out "$region" "$repo:$TAG" "$api" "$worker"
   fi
   echo "$ENV_NAME runs $TAG; check it with: $PROG smoke --env $ENV_NAME"
