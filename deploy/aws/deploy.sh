@@ -258,7 +258,9 @@ image_in_ecr() {
 push_image() { # push_image REPO_URL REGION
   local repo=$1 region=$2 image="$1:$TAG"
   if image_in_ecr "$repo" "$region"; then
+    # Pushed before (tags are immutable), maybe by a release whose gate failed: gate it again.
     echo "$image is already in ECR; nothing to push"
+    scan_gate "$repo" "$region"
     return 0
   fi
   need docker "build and push the image"
@@ -280,9 +282,8 @@ push_image() { # push_image REPO_URL REGION
   scan_gate "$repo" "$region"
 }
 
-# The repository scans on push; a finding of a severity in DOCENT_SCAN_FAIL_ON fails the push
-# (the image stays in ECR, untagged by nothing, but apply refuses to run what failed here only
-# when run in the same invocation: the release workflow stops before deploy).
+# The repository scans on push; a finding of a severity in DOCENT_SCAN_FAIL_ON fails the push,
+# and apply, which gates an image already in ECR again before deploying it.
 scan_gate() {
   local repo=$1 region=$2 fail_on=${DOCENT_SCAN_FAIL_ON:-CRITICAL} sev n bad=""
   run aws ecr wait image-scan-complete --region "$region" --repository-name "${repo#*/}" --image-id "imageTag=$TAG"

@@ -281,6 +281,7 @@ const INIT: &str = "terraform -chdir=deploy/aws init -input=false -reconfigure";
 const WORKSPACE: &str = "terraform -chdir=deploy/aws workspace select -or-create staging";
 const PLAN: &str = "terraform -chdir=deploy/aws plan -input=false -var-file=env/staging.tfvars -var image_tag=ccc -out=staging.tfplan";
 const APPLY: &str = "terraform -chdir=deploy/aws apply -input=false staging.tfplan";
+const SCAN_WAIT: &str = "aws ecr wait image-scan-complete --region eu-west-1 --repository-name docent-staging --image-id imageTag=ccc";
 
 #[test]
 fn plan_initialises_selects_the_workspace_and_writes_a_plan_file() {
@@ -340,7 +341,7 @@ fn apply_pushes_a_missing_image_applies_the_plan_file_and_rolls_the_services() {
                 REPO.split('/').next().unwrap()
             ),
             &format!("docker push {REPO}:ccc"),
-            "aws ecr wait image-scan-complete --region eu-west-1 --repository-name docent-staging --image-id imageTag=ccc",
+            SCAN_WAIT,
             PLAN,
             APPLY,
             "aws ecs update-service --region eu-west-1 --cluster docent-staging --service docent-staging-api --task-definition docent-staging-api --force-new-deployment",
@@ -389,6 +390,7 @@ fn apply_for_real_runs_the_commands_and_fails_when_ecs_rolls_back() {
         &[
             INIT,
             WORKSPACE,
+            SCAN_WAIT,
             PLAN,
             APPLY,
             "aws ecs update-service --region eu-west-1 --cluster docent-staging --service docent-staging-api --task-definition docent-staging-api ",
@@ -500,6 +502,34 @@ fn push_and_destroy() {
             .any(|c| c.starts_with("docker login --username AWS --password-stdin"))
     );
 
+    // The scan gate: a CRITICAL finding fails push, and apply of that image (already in ECR);
+    // DOCENT_SCAN_FAIL_ON decides which severities fail.
+    s.write("state/ecr/bad", "CRITICAL=2\nHIGH=5\n");
+    for cmd in ["push", "apply"] {
+        let err = failed(&s.run(&[cmd, "--env", "staging", "--tag", "bad"]));
+        assert!(
+            err.contains(&format!(
+                "the image scan of {REPO}:bad found CRITICAL=2 (DOCENT_SCAN_FAIL_ON=CRITICAL)"
+            )),
+            "{err}"
+        );
+        assert!(
+            !s.calls()
+                .iter()
+                .any(|c| c.contains(" apply ") || c.contains("update-service"))
+        );
+    }
+    let err = failed(&s.run_with(
+        &["push", "--env", "staging", "--tag", "bad"],
+        &[("DOCENT_SCAN_FAIL_ON", "CRITICAL,HIGH")],
+    ));
+    assert!(err.contains("found CRITICAL=2 HIGH=5"), "{err}");
+    let stdout = ok(&s.run_with(
+        &["push", "--env", "staging", "--tag", "bad"],
+        &[("DOCENT_SCAN_FAIL_ON", "none")],
+    ));
+    assert!(stdout.contains("scan: HIGH 5"), "{stdout}");
+
     let err = failed(&s.run(&["destroy", "--env", "staging", "--tag", "ccc"]));
     assert!(err.contains("pass --yes"), "{err}");
     assert!(s.calls().is_empty());
@@ -593,6 +623,7 @@ fn lambda_apply_updates_the_functions_and_rollback_takes_the_previous_image() {
         &[
             INIT,
             WORKSPACE,
+            &SCAN_WAIT.replace("imageTag=ccc", "imageTag=ddd"),
             &plan_ddd,
             APPLY,
             &format!(
