@@ -626,28 +626,60 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
     // The commands: the ECS services and Lambda functions run commands docent has.
     let ecs = aws.join("modules/ecs");
     let lambda = aws.join("modules/lambda");
-    let mut commands = Vec::new();
-    for file in tf_files(&ecs).into_iter().chain(tf_files(&lambda)) {
-        let t = std::fs::read_to_string(&file).unwrap();
-        for line in t.lines() {
-            let line = line.trim();
-            if let Some(rest) = line.strip_prefix("command") {
+    // `command = [...]` of the container definitions and image configs, each element a string
+    // or a string local of its module.
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for module in [&ecs, &lambda] {
+        let locals: BTreeMap<String, String> = blocks(module, "locals", &[])
+            .iter()
+            .flat_map(|b| b.body().attributes())
+            .filter_map(|a| match a.expr() {
+                Expression::String(s) => Some((a.key().to_owned(), s.clone())),
+                _ => None,
+            })
+            .collect();
+        for file in tf_files(module) {
+            let t = std::fs::read_to_string(&file).unwrap();
+            for line in t.lines() {
+                let Some(rest) = line.trim().strip_prefix("command") else {
+                    continue;
+                };
                 let list = rest.trim_start_matches([' ', '=']).trim();
-                if list.starts_with("[\"") && !list.contains("CMD") {
-                    let args: Vec<String> = serde_json::from_str(list).unwrap();
-                    commands.push(args);
+                if !list.starts_with('[') || list.contains("\"CMD\"") {
+                    continue;
                 }
+                let body = hcl::parse(&format!("c = {list}")).unwrap();
+                let Expression::Array(items) = attr(&body, "c") else {
+                    panic!("{list}");
+                };
+                commands.push(
+                    items
+                        .iter()
+                        .map(|e| match e {
+                            Expression::String(s) => s.clone(),
+                            other => {
+                                let name = text(other);
+                                let local = name.strip_prefix("local.").unwrap_or_else(|| {
+                                    panic!("{}: command element {name}", file.display())
+                                });
+                                locals[local].clone()
+                            }
+                        })
+                        .collect(),
+                );
             }
         }
     }
     for want in [
         &["serve", "--no-workers"][..],
-        &["worker"][..],
+        &["worker", "--metrics-bind"][..],
         &["lambda", "api"][..],
         &["lambda", "worker"][..],
     ] {
         assert!(
-            commands.iter().any(|c| c == want),
+            commands
+                .iter()
+                .any(|c| c.len() >= want.len() && c.iter().zip(want).all(|(a, b)| a == b)),
             "a service or function runs {want:?}: {commands:?}"
         );
     }
@@ -665,6 +697,14 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         );
     }
 
+    // The worker's metrics are for its sidecar only: on the loopback address.
+    let worker = commands
+        .iter()
+        .find(|c| c.first().map(String::as_str) == Some("worker"))
+        .unwrap();
+    let bind: std::net::SocketAddr = worker[2].parse().unwrap();
+    assert!(bind.ip().is_loopback(), "--metrics-bind {bind}");
+
     // The worker function reports partial batch failures.
     let mapping = one_block(
         &lambda,
@@ -675,6 +715,47 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         text(attr(mapping.body(), "function_response_types")),
         "[\"ReportBatchItemFailures\"]"
     );
+}
+
+/// `docent worker --metrics-bind`, as the ECS worker task runs it: its sidecar scrapes the
+/// worker's series and the queue gauges.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_serves_its_metrics_for_the_sidecar() {
+    let home = tempfile::tempdir().unwrap();
+    let port = common::servers::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_docent"))
+        .args(["worker", "--metrics-bind", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("DOCENT_HOME", home.path())
+        .env("DOCENT__EMBEDDER__KIND", "none")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = common::servers::wait_for_port(port, true, std::time::Duration::from_secs(30));
+    let body = if up {
+        let r = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await;
+        match r.and_then(|r| r.error_for_status()) {
+            Ok(r) => Some(r.text().await),
+            Err(e) => Some(Err(e)),
+        }
+    } else {
+        None
+    };
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let body = body
+        .unwrap_or_else(|| panic!("the worker did not listen on {port}:\n{stderr}"))
+        .unwrap();
+    let names = exposed_names(&body);
+    for want in ["docent_queue_depth", "docent_tasks"] {
+        assert!(
+            names.contains(want),
+            "{want} in the worker's /metrics:\n{body}"
+        );
+    }
 }
 
 // --- IAM ---------------------------------------------------------------------------------
@@ -1074,7 +1155,8 @@ async fn the_dashboard_and_alarms_name_metrics_docent_exposes() {
         "docent_http_requests_total",
         "docent_queue_depth",
         "docent_queue_oldest_task_age_seconds",
-        "docent_tasks",
+        "docent_ingest_documents_total",
+        "docent_llm_rate_limited_total",
     ] {
         assert!(
             names.contains(must),
