@@ -60,6 +60,10 @@ pub enum Command {
         /// Tasks at once (overrides `worker.concurrency`).
         #[arg(long)]
         concurrency: Option<usize>,
+        /// Also serve Prometheus `GET /metrics` on this address (e.g. 127.0.0.1:9464, for a
+        /// metrics sidecar): the task, ingest and model-call series this process records.
+        #[arg(long, value_name = "ADDR")]
+        metrics_bind: Option<std::net::SocketAddr>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -623,13 +627,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .run_until(shutdown_signal())
                 .await?;
         }
-        Command::Worker { concurrency } => {
+        Command::Worker {
+            concurrency,
+            metrics_bind,
+        } => {
             if let Some(n) = concurrency {
                 config.worker.concurrency = n.max(1);
             }
             let _lock = crate::datadir_lock::claim_or_refuse(&config, "worker", true)?;
             let grace = config.server.shutdown_grace;
             let (services, db) = open_services(config).await?;
+            let _metrics = match metrics_bind {
+                Some(addr) => Some(crate::worker_metrics::serve(addr, services.clone()).await?),
+                None => None,
+            };
             let pool = WorkerPool::start(services.clone(), services.config.worker.concurrency);
             let _secrets = crate::secrets::reload_on_sighup(db.clone());
             shutdown_signal().await;

@@ -18,3 +18,4 @@ pub mod inspect;
 pub mod paths;
 pub mod secrets;
 pub mod telemetry;
+pub mod worker_metrics;

@@ -82,7 +82,12 @@ fn blocks(module: &Path, kind: &str, labels: &[&str]) -> Vec<Block> {
 
 fn one_block(module: &Path, kind: &str, labels: &[&str]) -> Block {
     let mut found = blocks(module, kind, labels);
-    assert_eq!(found.len(), 1, "one {kind} {labels:?} in {}", module.display());
+    assert_eq!(
+        found.len(),
+        1,
+        "one {kind} {labels:?} in {}",
+        module.display()
+    );
     found.remove(0)
 }
 
@@ -147,7 +152,10 @@ const ACCOUNT: &str = "123456789012";
 fn scenarios() -> Vec<Scenario> {
     let prefix = "docent-staging";
     let data = aws().join("modules/data");
-    let data_ctx = context(&Map::from_iter([("prefix".to_owned(), Value::from(prefix))]));
+    let data_ctx = context(&Map::from_iter([(
+        "prefix".to_owned(),
+        Value::from(prefix),
+    )]));
     let queue_name = |resource: &str| -> String {
         let block = one_block(&data, "resource", &["aws_sqs_queue", resource]);
         match attr(block.body(), "name").evaluate(&data_ctx).unwrap() {
@@ -165,7 +173,10 @@ fn scenarios() -> Vec<Scenario> {
         Map::from_iter([
             ("prefix".to_owned(), Value::from(prefix)),
             ("region".to_owned(), Value::from("eu-west-1")),
-            ("public_url".to_owned(), Value::from("https://docent.example.com")),
+            (
+                "public_url".to_owned(),
+                Value::from("https://docent.example.com"),
+            ),
             ("db_secret_arn".to_owned(), secret("database")),
             (
                 "redis_url".to_owned(),
@@ -177,10 +188,19 @@ fn scenarios() -> Vec<Scenario> {
                 "llm_secret_arn".to_owned(),
                 if llm { secret("llm") } else { Value::from("") },
             ),
-            ("llm_kind".to_owned(), Value::from(if llm { "openai" } else { "none" })),
-            ("llm_base_url".to_owned(), Value::from("https://api.openai.com/v1")),
+            (
+                "llm_kind".to_owned(),
+                Value::from(if llm { "openai" } else { "none" }),
+            ),
+            (
+                "llm_base_url".to_owned(),
+                Value::from("https://api.openai.com/v1"),
+            ),
             ("llm_model".to_owned(), Value::from("gpt-4o-mini")),
-            ("bucket_name".to_owned(), Value::from("docent-staging-originals-20261207")),
+            (
+                "bucket_name".to_owned(),
+                Value::from("docent-staging-originals-20261207"),
+            ),
             (
                 "bucket_arn".to_owned(),
                 Value::from("arn:aws:s3:::docent-staging-originals-20261207"),
@@ -253,8 +273,11 @@ fn env_of(locals: &Map<String, Value>, name: &str) -> BTreeMap<String, String> {
         panic!("local.{name} is not an object");
     };
     o.iter()
+        // The ECS and Lambda modules take map(string): Terraform converts numbers and bools.
         .map(|(k, v)| match v {
             Value::String(s) => (k.clone(), s.clone()),
+            Value::Number(n) => (k.clone(), n.to_string()),
+            Value::Bool(b) => (k.clone(), b.to_string()),
             other => panic!("local.{name}.{k} is not a string: {other:?}"),
         })
         .collect()
@@ -337,8 +360,15 @@ fn every_task_and_function_environment_passes_docent_config_check() {
             // No secret value in an environment: only references.
             for (k, v) in &env {
                 let secretish = ["URL", "PASSWORD", "API_KEY", "PRIVATE_KEY", "TOKEN"];
-                if secretish.iter().any(|s| k.ends_with(s)) && k != "DOCENT__REDIS__URL" && k != "DOCENT__LLM__BASE_URL" && k != "DOCENT__AUTH__PUBLIC_URL" {
-                    assert!(v.starts_with("secretsmanager:arn:aws:secretsmanager:"), "{name}: {k} must be a Secrets Manager reference");
+                if secretish.iter().any(|s| k.ends_with(s))
+                    && k != "DOCENT__REDIS__URL"
+                    && k != "DOCENT__LLM__BASE_URL"
+                    && k != "DOCENT__AUTH__PUBLIC_URL"
+                {
+                    assert!(
+                        v.starts_with("secretsmanager:arn:aws:secretsmanager:"),
+                        "{name}: {k} must be a Secrets Manager reference"
+                    );
                 }
             }
             let resolved: BTreeMap<String, String> = env
@@ -374,11 +404,11 @@ async fn secret_references_resolve_from_secrets_manager() {
     let env = env_of(&locals, "api_environment");
     // One secret per referenced ARN, a JSON object of the keys referenced in it; moto names it
     // by a unique name and the environment then uses the ARN moto gives it.
-    let mut secrets: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    let mut secrets: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
     for v in env.values() {
         if let Some((arn, key)) = reference(v) {
             secrets
-                .entry(arn)
+                .entry(arn.to_owned())
                 .or_default()
                 .insert(key.to_owned(), json!(stand_in(key)));
         }
@@ -396,13 +426,16 @@ async fn secret_references_resolve_from_secrets_manager() {
             .send()
             .await
             .expect("moto creates the secret");
-        arns.insert(*arn, created.arn().unwrap().to_owned());
+        arns.insert(arn.clone(), created.arn().unwrap().to_owned());
     }
     let env: BTreeMap<String, String> = env
         .into_iter()
-        .map(|(k, v)| match reference(&v) {
-            Some((arn, key)) => (k, format!("secretsmanager:{}#{key}", arns[arn])),
-            None => (k, v),
+        .map(|(k, v)| {
+            let v = match reference(&v) {
+                Some((arn, key)) => format!("secretsmanager:{}#{key}", arns[arn]),
+                None => v.clone(),
+            };
+            (k, v)
         })
         .collect();
     let out = config_check(
@@ -444,7 +477,10 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         other => panic!("container_port {other:?}"),
     };
     assert_eq!(env["DOCENT__SERVER__BIND"], format!("0.0.0.0:{port}"));
-    assert_eq!(image_env()["DOCENT__SERVER__BIND"], format!("0.0.0.0:{port}"));
+    assert_eq!(
+        image_env()["DOCENT__SERVER__BIND"],
+        format!("0.0.0.0:{port}")
+    );
     let main = aws.clone();
     let module = |name: &str| one_block(&main, "module", &[name]);
     for (m, key, want) in [
@@ -454,8 +490,16 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         ("ecs", "api_environment", "module.app.api_environment"),
         ("ecs", "worker_environment", "module.app.worker_environment"),
         ("ecs", "app_policy_json", "module.app.policy_json"),
-        ("lambda", "api_environment", "module.app.lambda_api_environment"),
-        ("lambda", "worker_environment", "module.app.lambda_worker_environment"),
+        (
+            "lambda",
+            "api_environment",
+            "module.app.lambda_api_environment",
+        ),
+        (
+            "lambda",
+            "worker_environment",
+            "module.app.lambda_worker_environment",
+        ),
         ("lambda", "app_policy_json", "module.app.policy_json"),
         ("app", "queue_name", "module.data.queue_name"),
         ("app", "dlq_name", "module.data.dlq_name"),
@@ -481,14 +525,23 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
     let root_vars = aws.clone();
     let idle = one_block(&root_vars, "variable", &["alb_idle_timeout"]);
     let idle: u64 = text(attr(idle.body(), "default")).trim().parse().unwrap();
-    assert!(idle >= 300, "streamed answers need an idle timeout of 300 s or more");
+    assert!(
+        idle >= 300,
+        "streamed answers need an idle timeout of 300 s or more"
+    );
     let alb = one_block(&edge, "resource", &["aws_lb", "this"]);
     assert_eq!(text(attr(alb.body(), "idle_timeout")), "var.idle_timeout");
 
     // The queue names docent is given are the queues the data module makes, and the redrive
     // allows queue.max_attempts + 1 receives, as docent_aws::sqs expects.
-    assert_eq!(env["DOCENT__QUEUE__BACKEND__QUEUE_NAME"], "docent-staging-tasks");
-    assert_eq!(env["DOCENT__QUEUE__BACKEND__DLQ_NAME"], "docent-staging-tasks-dlq");
+    assert_eq!(
+        env["DOCENT__QUEUE__BACKEND__QUEUE_NAME"],
+        "docent-staging-tasks"
+    );
+    assert_eq!(
+        env["DOCENT__QUEUE__BACKEND__DLQ_NAME"],
+        "docent-staging-tasks-dlq"
+    );
     let data = aws.join("modules/data");
     for (output, want) in [
         ("queue_name", "aws_sqs_queue.tasks.name"),
@@ -530,7 +583,11 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         attr(table.body(), "hash_key"),
         &Expression::from(docent_aws::dynamo::KEY_ATTRIBUTE)
     );
-    let ttl = table.body().blocks().find(|b| b.identifier() == "ttl").unwrap();
+    let ttl = table
+        .body()
+        .blocks()
+        .find(|b| b.identifier() == "ttl")
+        .unwrap();
     assert_eq!(
         attr(ttl.body(), "attribute_name"),
         &Expression::from(docent_aws::dynamo::TTL_ATTRIBUTE)
@@ -543,14 +600,23 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         docent_domain::DocumentId::new(),
     );
     let staging = format!("{}/", upload_key.split('/').next().unwrap());
-    let lifecycle = one_block(&data, "resource", &["aws_s3_bucket_lifecycle_configuration"]);
+    let lifecycle = one_block(
+        &data,
+        "resource",
+        &["aws_s3_bucket_lifecycle_configuration"],
+    );
     let prefixes: Vec<String> = lifecycle
         .body()
         .blocks()
         .filter(|r| r.identifier() == "rule")
         .filter(|r| r.body().blocks().any(|b| b.identifier() == "expiration"))
         .filter_map(|r| r.body().blocks().find(|b| b.identifier() == "filter"))
-        .filter_map(|f| f.body().attributes().find(|a| a.key() == "prefix").map(|a| text(a.expr())))
+        .filter_map(|f| {
+            f.body()
+                .attributes()
+                .find(|a| a.key() == "prefix")
+                .map(|a| text(a.expr()))
+        })
         .collect();
     assert!(
         prefixes.contains(&format!("\"{staging}\"")),
@@ -560,28 +626,60 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
     // The commands: the ECS services and Lambda functions run commands docent has.
     let ecs = aws.join("modules/ecs");
     let lambda = aws.join("modules/lambda");
-    let mut commands = Vec::new();
-    for file in tf_files(&ecs).into_iter().chain(tf_files(&lambda)) {
-        let t = std::fs::read_to_string(&file).unwrap();
-        for line in t.lines() {
-            let line = line.trim();
-            if let Some(rest) = line.strip_prefix("command") {
+    // `command = [...]` of the container definitions and image configs, each element a string
+    // or a string local of its module.
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for module in [&ecs, &lambda] {
+        let locals: BTreeMap<String, String> = blocks(module, "locals", &[])
+            .iter()
+            .flat_map(|b| b.body().attributes())
+            .filter_map(|a| match a.expr() {
+                Expression::String(s) => Some((a.key().to_owned(), s.clone())),
+                _ => None,
+            })
+            .collect();
+        for file in tf_files(module) {
+            let t = std::fs::read_to_string(&file).unwrap();
+            for line in t.lines() {
+                let Some(rest) = line.trim().strip_prefix("command") else {
+                    continue;
+                };
                 let list = rest.trim_start_matches([' ', '=']).trim();
-                if list.starts_with("[\"") && !list.contains("CMD") {
-                    let args: Vec<String> = serde_json::from_str(list).unwrap();
-                    commands.push(args);
+                if !list.starts_with('[') || list.contains("\"CMD\"") {
+                    continue;
                 }
+                let body = hcl::parse(&format!("c = {list}")).unwrap();
+                let Expression::Array(items) = attr(&body, "c") else {
+                    panic!("{list}");
+                };
+                commands.push(
+                    items
+                        .iter()
+                        .map(|e| match e {
+                            Expression::String(s) => s.clone(),
+                            other => {
+                                let name = text(other);
+                                let local = name.strip_prefix("local.").unwrap_or_else(|| {
+                                    panic!("{}: command element {name}", file.display())
+                                });
+                                locals[local].clone()
+                            }
+                        })
+                        .collect(),
+                );
             }
         }
     }
     for want in [
         &["serve", "--no-workers"][..],
-        &["worker"][..],
+        &["worker", "--metrics-bind"][..],
         &["lambda", "api"][..],
         &["lambda", "worker"][..],
     ] {
         assert!(
-            commands.iter().any(|c| c == want),
+            commands
+                .iter()
+                .any(|c| c.len() >= want.len() && c.iter().zip(want).all(|(a, b)| a == b)),
             "a service or function runs {want:?}: {commands:?}"
         );
     }
@@ -599,12 +697,65 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         );
     }
 
+    // The worker's metrics are for its sidecar only: on the loopback address.
+    let worker = commands
+        .iter()
+        .find(|c| c.first().map(String::as_str) == Some("worker"))
+        .unwrap();
+    let bind: std::net::SocketAddr = worker[2].parse().unwrap();
+    assert!(bind.ip().is_loopback(), "--metrics-bind {bind}");
+
     // The worker function reports partial batch failures.
-    let mapping = one_block(&lambda, "resource", &["aws_lambda_event_source_mapping", "worker"]);
+    let mapping = one_block(
+        &lambda,
+        "resource",
+        &["aws_lambda_event_source_mapping", "worker"],
+    );
     assert_eq!(
         text(attr(mapping.body(), "function_response_types")),
         "[\"ReportBatchItemFailures\"]"
     );
+}
+
+/// `docent worker --metrics-bind`, as the ECS worker task runs it: its sidecar scrapes the
+/// worker's series and the queue gauges.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_serves_its_metrics_for_the_sidecar() {
+    let home = tempfile::tempdir().unwrap();
+    let port = common::servers::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_docent"))
+        .args(["worker", "--metrics-bind", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("DOCENT_HOME", home.path())
+        .env("DOCENT__EMBEDDER__KIND", "none")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = common::servers::wait_for_port(port, true, std::time::Duration::from_secs(30));
+    let body = if up {
+        let r = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await;
+        match r.and_then(|r| r.error_for_status()) {
+            Ok(r) => Some(r.text().await),
+            Err(e) => Some(Err(e)),
+        }
+    } else {
+        None
+    };
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let body = body
+        .unwrap_or_else(|| panic!("the worker did not listen on {port}:\n{stderr}"))
+        .unwrap();
+    let names = exposed_names(&body);
+    for want in ["docent_queue_depth", "docent_tasks"] {
+        assert!(
+            names.contains(want),
+            "{want} in the worker's /metrics:\n{body}"
+        );
+    }
 }
 
 // --- IAM ---------------------------------------------------------------------------------
@@ -733,7 +884,11 @@ fn code_actions() -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             }
             // A file calling the SDK speaks to one service.
-            assert_eq!(services.len(), 1, "{rel}: one AWS SDK per file, found {services:?}");
+            assert_eq!(
+                services.len(),
+                1,
+                "{rel}: one AWS SDK per file, found {services:?}"
+            );
             sdk_files += 1;
             let service = sdk_service(services.first().unwrap());
             // Operations are client methods called without arguments (`client.send_message()`
@@ -750,7 +905,10 @@ fn code_actions() -> BTreeMap<String, BTreeSet<String>> {
             }
         }
     }
-    assert!(sdk_files >= 3, "the SQS, DynamoDB and Secrets Manager clients were found");
+    assert!(
+        sdk_files >= 3,
+        "the SQS, DynamoDB and Secrets Manager clients were found"
+    );
 
     // object_store, in docent-blob.
     for file in rs_files(&crates.join("docent-blob/src")) {
@@ -765,14 +923,22 @@ fn code_actions() -> BTreeMap<String, BTreeSet<String>> {
             let rest = &code[i + "Method::".len()..];
             let method: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
             let bucket_itself = rest[method.len()..].starts_with(",&Path::from(\"\")");
-            let signing = code[..i].ends_with("signed_url(") || code[..i].ends_with("signed_url_opts(");
+            let signing =
+                code[..i].ends_with("signed_url(") || code[..i].ends_with("signed_url_opts(");
             if signing {
-                calls.push(if bucket_itself { format!("{method} bucket") } else { method });
+                calls.push(if bucket_itself {
+                    format!("{method} bucket")
+                } else {
+                    method
+                });
             }
         }
         for call in calls {
             for action in object_store_actions(&call) {
-                found.entry((*action).to_owned()).or_default().insert(rel.clone());
+                found
+                    .entry((*action).to_owned())
+                    .or_default()
+                    .insert(rel.clone());
             }
         }
     }
@@ -829,7 +995,10 @@ fn the_iam_policy_grants_exactly_what_the_code_calls() {
         for name in ENVIRONMENTS {
             for (k, v) in env_of(&locals, name) {
                 if GATED.iter().any(|(_, setting)| k.ends_with(setting)) {
-                    assert_eq!(v, "false", "{name}: {k} must stay off (Terraform creates it)");
+                    assert_eq!(
+                        v, "false",
+                        "{name}: {k} must stay off (Terraform creates it)"
+                    );
                 }
             }
         }
@@ -848,7 +1017,11 @@ fn the_iam_policy_grants_exactly_what_the_code_calls() {
     // SSE-KMS (storage.server_side_encryption = "aws:kms", and the queues' and secrets' key):
     // writes ask KMS for a data key, reads decrypt it.
     let env = env_of(&app_locals(&scenarios()[0].vars), "api_environment");
-    if env.get("DOCENT__STORAGE__SERVER_SIDE_ENCRYPTION").map(String::as_str) == Some("aws:kms") {
+    if env
+        .get("DOCENT__STORAGE__SERVER_SIDE_ENCRYPTION")
+        .map(String::as_str)
+        == Some("aws:kms")
+    {
         needed.insert("kms:GenerateDataKey".into());
         needed.insert("kms:Decrypt".into());
     }
@@ -882,7 +1055,9 @@ fn the_iam_policy_grants_exactly_what_the_code_calls() {
             other => panic!("{sid}: service {other}"),
         };
         assert!(
-            actions.iter().all(|a| a.starts_with(actions[0].split(':').next().unwrap())),
+            actions
+                .iter()
+                .all(|a| a.starts_with(actions[0].split(':').next().unwrap())),
             "{sid}: one service per statement"
         );
         for r in resources {
@@ -899,11 +1074,18 @@ fn the_iam_policy_grants_exactly_what_the_code_calls() {
     for module in ["ecs", "lambda"] {
         let dir = aws().join("modules").join(module);
         let docent_policy = one_block(&dir, "resource", &["aws_iam_role_policy", "docent"]);
-        assert_eq!(text(attr(docent_policy.body(), "policy")), "var.app_policy_json");
+        assert_eq!(
+            text(attr(docent_policy.body(), "policy")),
+            "var.app_policy_json"
+        );
         for doc in blocks(&dir, "data", &["aws_iam_policy_document"]) {
             for b in doc.body().blocks() {
-                let Ok(Expression::Array(actions)) =
-                    b.body().attributes().find(|a| a.key() == "actions").map(|a| a.expr().clone()).ok_or(())
+                let Ok(Expression::Array(actions)) = b
+                    .body()
+                    .attributes()
+                    .find(|a| a.key() == "actions")
+                    .map(|a| a.expr().clone())
+                    .ok_or(())
                 else {
                     continue;
                 };
@@ -915,7 +1097,10 @@ fn the_iam_policy_grants_exactly_what_the_code_calls() {
                         "modules/{module}: {a} belongs in the app module's policy"
                     );
                     if service == "kms" {
-                        assert_eq!(a, "\"kms:Decrypt\"", "modules/{module}: only image decryption");
+                        assert_eq!(
+                            a, "\"kms:Decrypt\"",
+                            "modules/{module}: only image decryption"
+                        );
                     }
                 }
             }
@@ -970,12 +1155,16 @@ async fn the_dashboard_and_alarms_name_metrics_docent_exposes() {
         "docent_http_requests_total",
         "docent_queue_depth",
         "docent_queue_oldest_task_age_seconds",
-        "docent_tasks",
+        "docent_ingest_documents_total",
+        "docent_llm_rate_limited_total",
     ] {
-        assert!(names.contains(must), "the Terraform's metric names include {must}: {names:?}");
+        assert!(
+            names.contains(must),
+            "the Terraform's metric names include {must}: {names:?}"
+        );
     }
 
-    // One model answer that meets a 429 first: the rate-limit and budget series appear.
+    // One model answer (a bot's) that meets a 429 first: the rate-limit and budget series appear.
     let fake = FakeServer::start(FakeConfig::default()).await.unwrap();
     fake.set_faults(Faults {
         script: vec![Fault::RateLimited(RetryAfter::Seconds(1))],
@@ -983,20 +1172,44 @@ async fn the_dashboard_and_alarms_name_metrics_docent_exposes() {
     });
     let app = common::spawn_app_with(common::with_llm(&fake)).await;
     let (status, _) = app.get("/ready").await;
-    assert_eq!(status, StatusCode::OK, "the load balancer's health check route");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the load balancer's health check route"
+    );
     let collection = app.create_collection("handbook").await;
-    app.upload_ok(&collection, "handbook.md", &common::markdown_doc(1, 4))
-        .await;
-    app.upload_ok(&collection, "rows.csv", b"name,role\nada,engineer\ngrace,admiral\n")
-        .await;
+    app.upload_ok(
+        &collection,
+        "france.md",
+        b"# France\n\nParis is the capital of France. It lies on the Seine.\n",
+    )
+    .await;
+    app.upload_ok(
+        &collection,
+        "rows.csv",
+        b"name,role\nada,engineer\ngrace,admiral\n",
+    )
+    .await;
     assert!(app.drain().await >= 2, "both documents ingested");
+    let (status, bot) = app
+        .post_json(
+            "/api/v1/bots",
+            json!({ "name": "geo", "collection_ids": [collection] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bot}");
     let (status, answer) = app
-        .post_json("/api/v1/ask", json!({ "question": "What does section 1 say?" }))
+        .post_json(
+            &format!("/api/v1/bots/{}/chat", bot["id"].as_str().unwrap()),
+            json!({ "message": "What is the capital of France?" }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["answered_by"], "model", "{answer}");
     assert!(
-        fake.log().iter().any(|e| e.fault.as_deref() == Some("rate_limited")),
-        "the fake answered 429 once"
+        fake.log().iter().any(|e| e.fault == Some("rate_limited")),
+        "the fake answered 429 once: {:?}",
+        fake.log()
     );
     let metrics = app
         .client

@@ -2,15 +2,24 @@
 # (`docent serve --no-workers`, behind the ALB) and the workers (`docent worker`) — each with a
 # deployment circuit breaker that rolls a failed deployment back. Autoscaling: the API on CPU and
 # on requests per target, the workers on the task queue's depth and the age of its oldest
-# message. An ADOT collector sidecar scrapes the API's /metrics and writes them to CloudWatch
-# (embedded metric format) in namespace var.metrics_namespace.
+# message. An ADOT collector sidecar in every task scrapes docent's /metrics — the API's on its
+# port, the worker's on `--metrics-bind` (loopback only) — and writes them to CloudWatch
+# (embedded metric format) in namespace var.metrics_namespace, with dimension service = api or
+# worker.
 
 locals {
   data_volume = "docent-data"
 
+  # `docent worker --metrics-bind`: the worker's series, for its sidecar only.
+  worker_metrics_bind = "127.0.0.1:9464"
+  scrape_targets = {
+    api    = "127.0.0.1:${var.container_port}"
+    worker = local.worker_metrics_bind
+  }
+
   # Prometheus /metrics -> CloudWatch EMF. Each series keeps the `service` label and one of
   # docent's labels as dimensions; counters become per-minute deltas.
-  adot_config = yamlencode({
+  adot_config = { for service, target in local.scrape_targets : service => yamlencode({
     receivers = {
       prometheus = {
         config = {
@@ -18,7 +27,7 @@ locals {
           scrape_configs = [{
             job_name       = "docent"
             metrics_path   = "/metrics"
-            static_configs = [{ targets = ["127.0.0.1:${var.container_port}"], labels = { service = "api" } }]
+            static_configs = [{ targets = [target], labels = { service = service } }]
           }]
         }
       }
@@ -44,7 +53,16 @@ locals {
         metrics = { receivers = ["prometheus"], processors = ["batch"], exporters = ["awsemf"] }
       }
     }
-  })
+  }) }
+
+  adot_container = {
+    name                   = "adot"
+    image                  = var.adot_image
+    essential              = false
+    readonlyRootFilesystem = true
+    logConfiguration       = local.log_options["adot"]
+    dependsOn              = [{ containerName = "docent", condition = "START" }]
+  }
 
   log_options = {
     for name in ["api", "worker", "adot"] : name => {
@@ -164,15 +182,9 @@ resource "aws_ecs_task_definition" "api" {
       }
       logConfiguration = local.log_options["api"]
     }),
-    {
-      name                   = "adot"
-      image                  = var.adot_image
-      essential              = false
-      readonlyRootFilesystem = true
-      environment            = [{ name = "AOT_CONFIG_CONTENT", value = local.adot_config }]
-      logConfiguration       = local.log_options["adot"]
-      dependsOn              = [{ containerName = "docent", condition = "START" }]
-    },
+    merge(local.adot_container, {
+      environment = [{ name = "AOT_CONFIG_CONTENT", value = local.adot_config["api"] }]
+    }),
   ])
 }
 
@@ -197,14 +209,17 @@ resource "aws_ecs_task_definition" "worker" {
     name = local.data_volume
   }
 
-  # A worker serves no HTTP: no port, no health check; a fatal error ends the task and ECS
-  # starts another.
+  # A worker serves no API: no port mapping, no health check (a fatal error ends the task and
+  # ECS starts another); its metrics are on the loopback address for the sidecar.
   container_definitions = jsonencode([
     merge(local.docent_container, {
       name             = "docent"
-      command          = ["worker"]
+      command          = ["worker", "--metrics-bind", local.worker_metrics_bind]
       environment      = [for k in sort(keys(var.worker_environment)) : { name = k, value = var.worker_environment[k] }]
       logConfiguration = local.log_options["worker"]
+    }),
+    merge(local.adot_container, {
+      environment = [{ name = "AOT_CONFIG_CONTENT", value = local.adot_config["worker"] }]
     }),
   ])
 }

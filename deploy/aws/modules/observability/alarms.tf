@@ -72,35 +72,23 @@ resource "aws_cloudwatch_metric_alarm" "queue_age" {
   ok_actions          = local.actions
 }
 
-# Ingest failures: tasks that failed for good (not a retry) in 5 minutes — the change of
-# docent_tasks{status="failed"} (ecs; with lambda, dead-lettered tasks alarm through the DLQ).
+# Ingest failures: documents that failed for good (not a retry) in 5 minutes, counted by the
+# workers (ecs; with lambda, dead-lettered tasks alarm through the DLQ).
 resource "aws_cloudwatch_metric_alarm" "ingest_failures" {
   count               = local.ecs ? 1 : 0
   alarm_name          = "${var.prefix}-ingest-failures"
-  alarm_description   = "More than ${local.t.failed_tasks_per_5min} tasks failed in 5 minutes"
-  comparison_operator = "GreaterThanThreshold"
+  alarm_description   = "More than ${local.t.failed_tasks_per_5min} documents failed to ingest in 5 minutes"
+  namespace           = local.ns
+  metric_name         = "docent_ingest_documents_total"
+  dimensions          = { service = "worker", outcome = "failed" }
+  statistic           = "Sum"
+  period              = 300
   evaluation_periods  = 1
   threshold           = local.t.failed_tasks_per_5min
+  comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.actions
   ok_actions          = local.actions
-
-  metric_query {
-    id = "failed"
-    metric {
-      namespace   = local.ns
-      metric_name = "docent_tasks"
-      dimensions  = { service = "api", status = "failed" }
-      period      = 300
-      stat        = "Maximum"
-    }
-  }
-  metric_query {
-    id          = "newly_failed"
-    expression  = "DIFF(failed)"
-    label       = "Tasks failed in 5 minutes"
-    return_data = true
-  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "rds_cpu" {

@@ -30,22 +30,30 @@ locals {
         ]
       }
     },
-    # Task outcomes from the task table (docent_tasks{status}, read by the API at each scrape):
-    # the change per 5 minutes is how many tasks ended so. `docent worker` serves no /metrics,
-    # so the worker-side series (docent_ingest_*) are not scraped in this shape.
+    # Ingest outcomes and stages, recorded by the workers (`docent worker --metrics-bind`).
     {
       type = "metric", width = 12, height = 6
       properties = {
-        title  = "Ingest: tasks finished per 5 min and success rate (%)"
+        title  = "Ingest: documents per 5 min and success rate (%)"
         region = var.region
         period = 300
         metrics = [
-          [local.ns, "docent_tasks", "service", "api", "status", "completed", { id = "done", stat = "Maximum", visible = false }],
-          [local.ns, "docent_tasks", "service", "api", "status", "partially_completed", { id = "partial", stat = "Maximum", visible = false }],
-          [local.ns, "docent_tasks", "service", "api", "status", "failed", { id = "failed", stat = "Maximum", visible = false }],
-          [{ expression = "DIFF(done) + DIFF(partial)", label = "succeeded", id = "ok" }],
-          [{ expression = "DIFF(failed)", label = "failed", id = "bad" }],
-          [{ expression = "100 * ok / (ok + bad)", label = "success %", id = "rate", yAxis = "right" }],
+          [local.ns, "docent_ingest_documents_total", "service", "worker", "outcome", "succeeded", { id = "ok", stat = "Sum", label = "succeeded" }],
+          [local.ns, "docent_ingest_documents_total", "service", "worker", "outcome", "failed", { id = "failed", stat = "Sum", label = "failed" }],
+          [{ expression = "100 * ok / (ok + failed)", label = "success %", id = "rate", yAxis = "right" }],
+        ]
+      }
+    },
+    {
+      type = "metric", width = 12, height = 6
+      properties = {
+        title  = "Ingest stage duration (s, mean), refused rows, task duration"
+        region = var.region
+        period = 300
+        metrics = [
+          [{ expression = "SEARCH('{${local.ns},service,stage} MetricName=\"docent_ingest_stage_duration_seconds\"', 'Average', 300)", id = "stages" }],
+          [local.ns, "docent_task_duration_seconds", "service", "worker", { stat = "Average", label = "task (mean)" }],
+          [local.ns, "docent_ingest_rows_total", "service", "worker", "outcome", "failed", { stat = "Sum", yAxis = "right", label = "rows refused" }],
         ]
       }
     },
@@ -68,8 +76,10 @@ locals {
         region = var.region
         period = 60
         metrics = [
-          [local.ns, "docent_llm_rate_limited_total", "service", "api", { stat = "Sum", label = "429 answers" }],
-          [local.ns, "docent_llm_budget_wait_seconds", "service", "api", { stat = "Sum", yAxis = "right", label = "budget wait (s)" }],
+          [local.ns, "docent_llm_rate_limited_total", "service", "api", { stat = "Sum", label = "429 answers (API)" }],
+          [local.ns, "docent_llm_rate_limited_total", "service", "worker", { stat = "Sum", label = "429 answers (workers)" }],
+          [local.ns, "docent_llm_budget_wait_seconds", "service", "api", { stat = "Sum", yAxis = "right", label = "budget wait (s, API)" }],
+          [local.ns, "docent_llm_budget_wait_seconds", "service", "worker", { stat = "Sum", yAxis = "right", label = "budget wait (s, workers)" }],
           [local.ns, "docent_tasks_dead_lettered", "service", "api", { stat = "Maximum", label = "dead-lettered tasks" }],
         ]
       }
