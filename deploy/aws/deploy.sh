@@ -380,9 +380,10 @@ ecs_rollback() { # ecs_rollback CLUSTER REGION REPO SERVICE...
       continue
     fi
     prev=""
-    # Newest first; --family-prefix also matches longer family names, so compare exactly.
+    # Newest first (sorted here too: not every endpoint honours --sort); --family-prefix also
+    # matches longer family names, so compare exactly.
     for arn in $(query aws ecs list-task-definitions --region "$region" --family-prefix "$family" \
-      --status ACTIVE --sort DESC --query 'taskDefinitionArns' --output text); do
+      --status ACTIVE --sort DESC --query 'taskDefinitionArns' --output text | tr '\t' '\n' | sort -t: -k7,7 -rn); do
       [ "$(family_of "$arn")" = "$family" ] || continue
       [ "$(revision_of "$arn")" -lt "$rev" ] || continue
       img=$(image_of "$arn" "$repo" "$region")

@@ -1048,3 +1048,152 @@ fn every_docent_command_in_the_runbook_exists() {
     ];
     assert_eq!(got, want);
 }
+
+/// Runs the real AWS CLI against moto (`DOCENT_TEST_AWS_ENDPOINT`), returning its stdout.
+fn moto_aws(endpoint: &str, args: &[&str]) -> String {
+    let out = Command::new("aws")
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn rollback_with_the_real_aws_cli_against_moto() {
+    let endpoint = match std::env::var("DOCENT_TEST_AWS_ENDPOINT") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            eprintln!("SKIPPED the moto rollback: DOCENT_TEST_AWS_ENDPOINT not set");
+            return;
+        }
+    };
+    if Command::new("aws").arg("--version").output().is_err() {
+        eprintln!("SKIPPED the moto rollback: no aws CLI on PATH");
+        return;
+    }
+    let region = "us-east-1";
+    let prefix = format!(
+        "cicd-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let cluster = prefix.clone();
+    let aws = |args: &[&str]| {
+        let mut all = vec!["--region", region];
+        all.extend_from_slice(args);
+        moto_aws(&endpoint, &all)
+    };
+    aws(&["ecs", "create-cluster", "--cluster-name", &cluster]);
+    // api: 1 (old), 2 (aaa), 3 (bbb), 4 (bbb, a configuration change): the newest earlier
+    // revision with another image is 2, whatever order the endpoint lists them in (moto ignores
+    // --sort). worker: 1 (aaa), 2 (bbb). Each with an ADOT-like sidecar of another image.
+    for (role, tags) in [
+        ("api", &["old", "aaa", "bbb", "bbb"][..]),
+        ("worker", &["aaa", "bbb"][..]),
+    ] {
+        let family = format!("{prefix}-{role}");
+        for tag in tags {
+            let containers = format!(
+                r#"[{{"name":"docent","image":"{REPO}:{tag}","essential":true}},{{"name":"adot","image":"public.ecr.aws/aws-observability/aws-otel-collector:latest","essential":false}}]"#
+            );
+            aws(&[
+                "ecs",
+                "register-task-definition",
+                "--family",
+                &family,
+                "--requires-compatibilities",
+                "FARGATE",
+                "--network-mode",
+                "awsvpc",
+                "--cpu",
+                "256",
+                "--memory",
+                "512",
+                "--container-definitions",
+                &containers,
+            ]);
+        }
+        let current = format!("{family}:{}", tags.len());
+        aws(&[
+            "ecs",
+            "create-service",
+            "--cluster",
+            &cluster,
+            "--service-name",
+            &family,
+            "--task-definition",
+            &current,
+            "--desired-count",
+            "0",
+        ]);
+    }
+    let running = |role: &str| {
+        aws(&[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            &cluster,
+            "--services",
+            &format!("{prefix}-{role}"),
+            "--query",
+            "services[0].taskDefinition",
+            "--output",
+            "text",
+        ])
+    };
+
+    // deploy.sh with only terraform stood in for: the aws on PATH is the real CLI.
+    let s = Stage::bare();
+    std::fs::remove_file(s.path("bin/aws")).unwrap();
+    for (name, value) in [
+        ("region", region),
+        ("ecr_repository_url", REPO),
+        ("ecs_cluster_name", &cluster),
+        ("api_service_name", &format!("{prefix}-api")),
+        ("worker_service_name", &format!("{prefix}-worker")),
+        ("lambda_api_function_name", ""),
+        ("lambda_worker_function_name", ""),
+    ] {
+        s.output(name, value);
+    }
+    let path = format!(
+        "{}:{}",
+        s.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = [
+        ("PATH", path.as_str()),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let stdout = ok(&s.run_with(&["rollback", "--env", "staging", "--tag", "bbb"], &env));
+    assert!(
+        stdout.contains(&format!(
+            "{prefix}-api:4 ({REPO}:bbb) -> {prefix}-api:2 ({REPO}:aaa)"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        running("api").ends_with(&format!("/{prefix}-api:2")),
+        "{}",
+        running("api")
+    );
+    assert!(running("worker").ends_with(&format!("/{prefix}-worker:1")));
+    // Again: nothing runs bbb any more, nothing moves.
+    let stdout = ok(&s.run_with(&["rollback", "--env", "staging", "--tag", "bbb"], &env));
+    assert!(printed(&stdout).is_empty(), "{stdout}");
+    assert!(stdout.contains("already runs"), "{stdout}");
+    aws(&["ecs", "delete-cluster", "--cluster", &cluster]);
+}
