@@ -321,9 +321,9 @@ image_of() {
 }
 
 ecs_roll_out() { # ecs_roll_out CLUSTER REGION SERVICE...
-  local cluster=$1 region=$2 svc current family latest state
+  local cluster=$1 region=$2 svc current family target state
   shift 2
-  local -A families=()
+  local -A new_td=()
   for svc in "$@"; do
     current=$(task_def "$cluster" "$svc" "$region") || current=""
     if [ -n "$current" ] && [ "$current" != None ]; then
@@ -332,23 +332,29 @@ ecs_roll_out() { # ecs_roll_out CLUSTER REGION SERVICE...
       [ "$DRY" = 1 ] || die "ECS service $svc not found in cluster $cluster"
       family="(the task definition family of $svc)"
     fi
-    families[$svc]=$family
-    # A family without a revision: its newest ACTIVE revision, the one Terraform just registered.
+    # The family's newest ACTIVE revision: the one Terraform just registered. A dry run did not
+    # apply, so it names the family, which ECS resolves to the same.
+    if [ "$DRY" = 1 ]; then
+      target=$family
+    else
+      target=$(query aws ecs describe-task-definition --region "$region" --task-definition "$family" \
+        --query 'taskDefinition.taskDefinitionArn' --output text)
+    fi
+    new_td[$svc]=$target
     run aws ecs update-service --region "$region" --cluster "$cluster" --service "$svc" \
-      --task-definition "$family" --force-new-deployment --query 'service.serviceName' --output text
+      --task-definition "$target" --force-new-deployment --query 'service.serviceName' --output text
   done
   ecs_wait "$cluster" "$region" "$@"
   [ "$DRY" = 1 ] && return 0
   # Stable is not enough: the deployment circuit breaker settles a failed deployment back on
-  # the old revision. The primary deployment must be the newest revision, completed.
+  # the old revision. The service must be on the new revision, its primary deployment
+  # completed.
   for svc in "$@"; do
-    latest=$(query aws ecs describe-task-definition --region "$region" --task-definition "${families[$svc]}" \
-      --query 'taskDefinition.taskDefinitionArn' --output text)
     # shellcheck disable=SC2016 # backquotes are JMESPath literals
     state=$(query aws ecs describe-services --region "$region" --cluster "$cluster" --services "$svc" \
-      --query 'services[0].deployments[?status==`PRIMARY`] | [0].[taskDefinition, rolloutState]' --output text)
-    [ "$state" = "$latest	COMPLETED" ] ||
-      die "ECS service $svc did not settle on $latest (primary deployment: $state); the deployment circuit breaker may have rolled it back: see 'aws ecs describe-services --cluster $cluster --services $svc' and the service's events"
+      --query 'services[0].[taskDefinition, deployments[?status==`PRIMARY`] | [0].rolloutState]' --output text)
+    [ "$state" = "${new_td[$svc]}	COMPLETED" ] ||
+      die "ECS service $svc did not settle on ${new_td[$svc]} (service, primary deployment: $state); the deployment circuit breaker may have rolled it back: see 'aws ecs describe-services --cluster $cluster --services $svc' and the service's events"
   done
   echo "ECS services $* run their new task definitions"
 }
