@@ -154,6 +154,9 @@ resource "aws_ecs_task_definition" "api" {
   memory                   = var.api.memory
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
+  # Old revisions stay ACTIVE when a new one replaces them, so deploy/aws/deploy.sh rollback can
+  # move the service back onto one (ECS refuses an INACTIVE revision).
+  skip_destroy = true
 
   runtime_platform {
     operating_system_family = "LINUX"
@@ -193,6 +196,9 @@ resource "aws_ecs_task_definition" "worker" {
   memory                   = var.worker.memory
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
+  # Old revisions stay ACTIVE when a new one replaces them, so deploy/aws/deploy.sh rollback can
+  # move the service back onto one (ECS refuses an INACTIVE revision).
+  skip_destroy = true
 
   runtime_platform {
     operating_system_family = "LINUX"
