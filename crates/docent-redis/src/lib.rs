@@ -435,6 +435,8 @@ pub(crate) fn map_err(e: RedisError) -> Error {
         || matches!(
             e.kind(),
             ErrorKind::AuthenticationFailed
+                // A cluster with no reachable node (it reconnects to the seeds on the next call).
+                | ErrorKind::ClusterConnectionNotFound
                 | ErrorKind::Server(
                     ServerErrorKind::BusyLoading
                         | ServerErrorKind::TryAgain

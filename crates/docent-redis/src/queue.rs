@@ -545,8 +545,8 @@ mod tests {
     /// dead-letter stream, several at once (`GATHER`, `PARK`, the atomic pipelines of requeue
     /// and dead-letter): in a Redis Cluster they must all hash to one slot, whatever the
     /// prefix. Queues of different names, though, land in different slots.
-    #[test]
-    fn a_queues_keys_share_one_slot() {
+    #[tokio::test]
+    async fn a_queues_keys_share_one_slot() {
         let redis = Redis::open("redis://127.0.0.1:1/0", crate::RedisOptions::default()).unwrap();
         let mut slots = std::collections::HashSet::new();
         for prefix in ["docent:queue", "docent:tasks", "a}b", "x{y}z", "{t}", "q"] {
@@ -560,8 +560,8 @@ mod tests {
     }
 
     /// A prefix that would make no hash tag is refused rather than splitting the keys.
-    #[test]
-    fn a_prefix_without_a_hash_tag_is_refused() {
+    #[tokio::test]
+    async fn a_prefix_without_a_hash_tag_is_refused() {
         let redis = Redis::open("redis://127.0.0.1:1/0", crate::RedisOptions::default()).unwrap();
         for prefix in ["", "}", "}docent"] {
             assert!(RedisDelivery::new(redis.clone(), &RedisQueueSettings::new(prefix)).is_err());
