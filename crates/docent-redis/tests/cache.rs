@@ -315,7 +315,14 @@ async fn a_cluster_down_at_start_is_used_once_it_is_up() {
     let start = || {
         let child = std::process::Command::new(&binary)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--cluster-enabled", "yes", "--save", "", "--appendonly", "no"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
@@ -326,7 +333,9 @@ async fn a_cluster_down_at_start_is_used_once_it_is_up() {
         let mut conn = loop {
             match client.get_connection_with_timeout(Duration::from_millis(200)) {
                 Ok(conn) => break conn,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 Err(e) => panic!("the node did not start: {e}"),
             }
         };
@@ -359,7 +368,11 @@ async fn a_cluster_down_at_start_is_used_once_it_is_up() {
     let started = Instant::now();
     let err = cache.get("k").await.unwrap_err();
     assert_eq!(err.code, Code::Unavailable, "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 
     let until_up = |what: &'static str| {
         let cache = cache.clone();

@@ -100,7 +100,7 @@ fn config_check_names_cluster_mistakes() {
                 ("DOCENT__REDIS__URL", "redis://a:6379"),
                 ("DOCENT__REDIS__CLUSTER", "maybe"),
             ],
-            "cluster",
+            "expected a boolean for key \"REDIS.CLUSTER\"",
         ),
     ] {
         let out = config_check(&env);
