@@ -96,17 +96,20 @@ pub struct Redis {
 enum Target {
     /// One server, through a self-reconnecting multiplexed connection.
     Single {
-        client: Client,
+        /// Boxed: a client holds its whole connection info.
+        client: Box<Client>,
         conn: ConnectionManager,
     },
-    /// A cluster: connections to every primary, commands routed by slot. The connection is
-    /// made on first use (it spawns its driver task, which needs the runtime), shared by
-    /// clones.
-    Cluster {
-        client: ClusterClient,
-        config: ClusterConfig,
-        conn: std::sync::Arc<std::sync::OnceLock<ClusterConnection>>,
-    },
+    /// A cluster: connections to every primary, commands routed by slot.
+    Cluster(std::sync::Arc<ClusterTarget>),
+}
+
+/// A cluster's client and its connection, shared by the clones of a [`Redis`]. The connection
+/// is made on first use (it spawns its driver task, which needs the runtime).
+struct ClusterTarget {
+    client: ClusterClient,
+    config: ClusterConfig,
+    conn: std::sync::OnceLock<ClusterConnection>,
 }
 
 /// One call's handle on the connection of a [`Redis`]: the commands, pipelines and scripts of
@@ -262,7 +265,7 @@ impl Redis {
 
     /// Whether this is a connection to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.target, Target::Cluster { .. })
+        matches!(self.target, Target::Cluster(_))
     }
 
     /// A connection of its own to the same server (or cluster), for commands that block the
@@ -272,11 +275,14 @@ impl Redis {
     pub fn dedicated(&self, block: Duration) -> Result<Self> {
         match &self.target {
             Target::Single { client, .. } => {
-                Self::single(client.clone(), self.options, block, self.tls)
+                Self::single((**client).clone(), self.options, block, self.tls)
             }
-            Target::Cluster { client, .. } => {
-                Ok(Self::cluster(client.clone(), self.options, block, self.tls))
-            }
+            Target::Cluster(cluster) => Ok(Self::cluster(
+                cluster.client.clone(),
+                self.options,
+                block,
+                self.tls,
+            )),
         }
     }
 
@@ -291,7 +297,10 @@ impl Redis {
         let conn =
             ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(invalid)?;
         Ok(Self {
-            target: Target::Single { client, conn },
+            target: Target::Single {
+                client: Box::new(client),
+                conn,
+            },
             options,
             timeout,
             tls,
@@ -304,11 +313,11 @@ impl Redis {
             .set_connection_timeout(options.connect_timeout)
             .set_response_timeout(timeout);
         Self {
-            target: Target::Cluster {
+            target: Target::Cluster(std::sync::Arc::new(ClusterTarget {
                 client,
                 config,
-                conn: Default::default(),
-            },
+                conn: std::sync::OnceLock::new(),
+            })),
             options,
             timeout,
             tls,
@@ -319,15 +328,15 @@ impl Redis {
     fn connection(&self) -> Connection {
         match &self.target {
             Target::Single { conn, .. } => Connection::Single(conn.clone()),
-            Target::Cluster {
-                client,
-                config,
-                conn,
-            } => Connection::Cluster(
-                conn.get_or_init(|| {
-                    client.get_pending_async_connection_with_config(config.clone())
-                })
-                .clone(),
+            Target::Cluster(cluster) => Connection::Cluster(
+                cluster
+                    .conn
+                    .get_or_init(|| {
+                        cluster
+                            .client
+                            .get_pending_async_connection_with_config(cluster.config.clone())
+                    })
+                    .clone(),
             ),
         }
     }
