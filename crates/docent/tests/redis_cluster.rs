@@ -6,13 +6,16 @@
 //!
 //! The cluster is the one of `DOCENT_TEST_REDIS_CLUSTER_URL` (a seed node;
 //! `scripts/test-services` starts three primaries on 7001–7003); without it the app test skips,
-//! saying so. The `config check` tests need no server.
+//! saying so. The `config check` tests need no server. A one-node cluster of the test's own
+//! speaking only TLS, with an ACL user (`DOCENT_TEST_REDIS_SERVER`, `openssl`), checks
+//! `rediss://` with the CA file in cluster mode.
 
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
+use common::servers::{RedisServer, TestCa};
 use common::{markdown_doc, spawn_app_with};
 use docent_config::{CacheConfig, QueueBackend, RedisQueueConfig};
 use reqwest::StatusCode;
@@ -259,4 +262,66 @@ impl Drop for Cleanup {
         })
         .join();
     }
+}
+
+/// ElastiCache Serverless's shape: a cluster that speaks only TLS (client port and cluster bus)
+/// and signs in an ACL user. With the CA and the user, the cluster connection discovers the
+/// node over TLS and the cache works through it; with another CA it fails as unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_only_cluster_with_a_ca_and_an_acl_user() {
+    let test = "a_tls_only_cluster_with_a_ca_and_an_acl_user";
+    let (Some(ca), Some(other)) = (TestCa::new(test, "good"), TestCa::new(test, "other")) else {
+        return;
+    };
+    let Some(server) = RedisServer::start_tls_cluster(test, &ca, "docent", "cluster-tls-pw") else {
+        return;
+    };
+    let url = server.url();
+    let options = docent_redis::RedisOptions {
+        connect_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(3),
+    };
+    let security = |ca: &TestCa| docent_redis::Security {
+        username: Some("docent".into()),
+        password: Some("cluster-tls-pw".into()),
+        tls_ca_pem: Some(std::fs::read(ca.cert()).unwrap()),
+    };
+    // Every slot to the lone node, over TLS on a plain (non-cluster) connection.
+    let admin = docent_redis::Redis::open_with(&url, options, &security(&ca)).unwrap();
+    let () = admin
+        .query(redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(0).arg(16383))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = admin
+            .query(redis::cmd("CLUSTER").arg("INFO"))
+            .await
+            .unwrap();
+        if info.contains("cluster_state:ok") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let redis = docent_redis::Redis::open_cluster(&[&url], options, &security(&ca)).unwrap();
+    assert!(redis.is_cluster());
+    redis.ping().await.expect("PING through the TLS cluster");
+    let cache = docent_redis::RedisCache::new(redis, "docent:tls-cluster:");
+    use docent_domain::ports::Cache;
+    cache
+        .put(
+            "k",
+            bytes::Bytes::from_static(b"v"),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cache.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+
+    let wrong = docent_redis::Redis::open_cluster(&[&url], options, &security(&other)).unwrap();
+    let err = wrong.ping().await.unwrap_err();
+    assert_eq!(err.code, docent_domain::Code::Unavailable, "{err:?}");
+    assert!(!err.chain().contains("cluster-tls-pw"), "{}", err.chain());
 }
