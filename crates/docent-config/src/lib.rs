@@ -773,6 +773,15 @@ pub struct RedisConfig {
     /// system's roots (enough for ElastiCache, whose certificates chain to public roots).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca_file: Option<PathBuf>,
+    /// A Redis Cluster (ElastiCache cluster mode, ElastiCache Serverless): `url` is its
+    /// configuration endpoint or one of its nodes, and commands go to the node owning their
+    /// key's slot.
+    #[serde(default)]
+    pub cluster: bool,
+    /// More seed nodes of the cluster besides `url` (`redis://host:port`, same scheme as `url`,
+    /// no password: the URL's or `password` applies to every node); one answering is enough.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_nodes: Vec<String>,
     /// Prefix of every key docent writes (several deployments may share a server).
     #[serde(default = "default_redis_prefix")]
     pub key_prefix: String,
@@ -797,6 +806,8 @@ impl Default for RedisConfig {
             password: None,
             password_file: None,
             tls_ca_file: None,
+            cluster: false,
+            cluster_nodes: Vec::new(),
             key_prefix: default_redis_prefix(),
             connect_timeout: default_redis_connect_timeout(),
             command_timeout: default_redis_command_timeout(),
@@ -1952,6 +1963,54 @@ impl Config {
         Ok(())
     }
 
+    /// `redis.cluster_nodes`: only with `redis.cluster`, URLs of `redis.url`'s scheme without a
+    /// password (the nodes share the URL's or `redis.password`).
+    fn validate_redis_cluster(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let nodes = &self.redis.cluster_nodes;
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        if !self.redis.cluster {
+            return bad("redis.cluster_nodes is set but redis.cluster is false".into());
+        }
+        if !self.redis.is_configured() {
+            return bad("redis.cluster_nodes needs redis.url (or redis.url_file)".into());
+        }
+        let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.to_owned());
+        let url_scheme = self
+            .redis
+            .url
+            .as_ref()
+            .and_then(|u| scheme(u.expose_secret()));
+        for (i, node) in nodes.iter().enumerate() {
+            let Some(node_scheme) = scheme(node).filter(|s| s == "redis" || s == "rediss") else {
+                return bad(format!(
+                    "redis.cluster_nodes[{i}] must be a redis:// or rediss:// URL"
+                ));
+            };
+            if url_scheme.as_ref().is_some_and(|s| *s != node_scheme) {
+                return bad(format!(
+                    "redis.cluster_nodes[{i}] must use the scheme of redis.url ({node_scheme}:// \
+                     differs)"
+                ));
+            }
+            let authority = node
+                .split_once("://")
+                .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+            if authority.contains('@') {
+                return bad(format!(
+                    "redis.cluster_nodes[{i}] must not carry a user or password; set \
+                     redis.username and redis.password (or put them in redis.url)"
+                ));
+            }
+            if authority.is_empty() {
+                return bad(format!("redis.cluster_nodes[{i}] has no host"));
+            }
+        }
+        Ok(())
+    }
+
     /// The Redis-backed pieces need `[redis] url`; DynamoDB tables need a name.
     fn validate_redis(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
@@ -1979,6 +2038,7 @@ impl Config {
                 return bad("redis.tls_ca_file is set but redis.url is not a rediss:// (TLS) URL");
             }
         }
+        self.validate_redis_cluster()?;
         if self.redis.key_prefix.is_empty() {
             return bad("redis.key_prefix must not be empty");
         }
@@ -3374,5 +3434,70 @@ mod tls_tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("rediss://"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod redis_cluster_tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("docent.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::load_from(Some(&file), Env::prefixed("DOCENT_NONE__"))
+    }
+
+    #[test]
+    fn cluster_mode_is_off_by_default_and_set_by_file_or_env() {
+        assert!(!load("").unwrap().redis.cluster);
+        let c = load(
+            "[redis]\nurl = \"rediss://clustercfg.docent.cache.amazonaws.com:6379\"\n\
+             cluster = true\ncluster_nodes = [\"rediss://node-2:6379\", \"rediss://node-3\"]\n",
+        )
+        .unwrap();
+        assert!(c.redis.cluster);
+        assert_eq!(c.redis.cluster_nodes.len(), 2);
+        let prefix = format!("DOCENT_RC{}__", std::process::id());
+        #[allow(unsafe_code)]
+        // SAFETY: only test code; the variables carry a prefix nobody else reads.
+        unsafe {
+            std::env::set_var(format!("{prefix}REDIS__URL"), "redis://127.0.0.1:7001");
+            std::env::set_var(format!("{prefix}REDIS__CLUSTER"), "true");
+        }
+        let c = Config::load_from(None, Env::prefixed(&prefix).split("__")).unwrap();
+        assert!(c.redis.cluster);
+    }
+
+    #[test]
+    fn cluster_nodes_mistakes_are_named() {
+        for (extra, want) in [
+            (
+                "cluster_nodes = [\"redis://b:6379\"]\n",
+                "redis.cluster is false",
+            ),
+            (
+                "cluster = true\ncluster_nodes = [\"http://b:6379\"]\n",
+                "redis.cluster_nodes[0] must be a redis://",
+            ),
+            (
+                "cluster = true\ncluster_nodes = [\"rediss://b:6379\"]\n",
+                "scheme of redis.url",
+            ),
+            (
+                "cluster = true\ncluster_nodes = [\"redis://b:1\", \"redis://:pw@c:6379\"]\n",
+                "redis.cluster_nodes[1] must not carry a user or password",
+            ),
+            (
+                "cluster = true\ncluster_nodes = [\"redis://\"]\n",
+                "no host",
+            ),
+        ] {
+            let err = load(&format!("[redis]\nurl = \"redis://a:6379\"\n{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{extra}: {err}");
+            assert!(!err.contains("pw@"), "{err}");
+        }
     }
 }

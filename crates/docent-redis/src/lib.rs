@@ -16,6 +16,13 @@
 //! A `rediss://` URL connects over TLS (rustls): the server's certificate must chain to the
 //! system's roots or to the CA of [`Security::tls_ca_pem`] (`redis.tls_ca_file`), and name the
 //! host. [`Security`] also carries the ACL user and password (`AUTH user password`).
+//!
+//! **Cluster mode** ([`Redis::open_cluster`], `redis.cluster = true`): the URL is a seed node or
+//! the configuration endpoint of a Redis Cluster (ElastiCache cluster mode, ElastiCache
+//! Serverless); commands are routed to the node owning their key's slot, following `MOVED` and
+//! `ASK`. The backends are written once over [`Redis`], whichever it is: every command, pipeline
+//! and script they send names keys of one slot — single-key commands, and the queue's keys
+//! share one hash tag (`{prefix}:…`); unit tests compute the slots of every script's keys.
 
 pub mod budget;
 pub mod cache;
@@ -25,7 +32,9 @@ use std::time::Duration;
 
 use docent_domain::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, FromRedisValue, IntoConnectionInfo, RedisError};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisError};
 
 pub use budget::RedisBudgetStore;
 pub use cache::RedisCache;
@@ -71,21 +80,80 @@ impl std::fmt::Debug for Security {
     }
 }
 
-/// A shared, self-reconnecting connection to one Redis server (multiplexed: clones share it),
-/// every call bounded by [`RedisOptions::command_timeout`].
+/// A shared, self-reconnecting connection to one Redis server or to a Redis Cluster
+/// (multiplexed: clones share it), every call bounded by [`RedisOptions::command_timeout`].
 #[derive(Clone)]
 pub struct Redis {
-    client: Client,
+    target: Target,
     options: RedisOptions,
-    conn: ConnectionManager,
     timeout: Duration,
     /// Whether the URL is `rediss://` (errors of a plain one hint at TLS).
     tls: bool,
 }
 
+/// What a [`Redis`] talks to.
+#[derive(Clone)]
+enum Target {
+    /// One server, through a self-reconnecting multiplexed connection.
+    Single {
+        /// Boxed: a client holds its whole connection info.
+        client: Box<Client>,
+        conn: ConnectionManager,
+    },
+    /// A cluster: connections to every primary, commands routed by slot.
+    Cluster(std::sync::Arc<ClusterTarget>),
+}
+
+/// A cluster's client and its connection, shared by the clones of a [`Redis`]. The connection
+/// is made on first use (it spawns its driver task, which needs the runtime).
+struct ClusterTarget {
+    client: ClusterClient,
+    config: ClusterConfig,
+    conn: std::sync::OnceLock<ClusterConnection>,
+}
+
+/// One call's handle on the connection of a [`Redis`]: the commands, pipelines and scripts of
+/// the backends run on it the same way, whichever the target.
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redis")
+            .field("cluster", &self.is_cluster())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -146,50 +214,79 @@ impl Redis {
 
     /// [`Redis::open`] with a user, password and trusted CAs beyond the URL's.
     pub fn open_with(url: &str, options: RedisOptions, security: &Security) -> Result<Self> {
-        let invalid = |e: RedisError| Error::internal(InvalidUrl(e.kind()));
-        let mut info = url.into_connection_info().map_err(invalid)?;
-        let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
-        if security.username.is_some() || security.password.is_some() {
-            let mut settings = info.redis_settings().clone();
-            if let Some(user) = &security.username {
-                settings = settings.set_username(user);
-            }
-            if let Some(password) = &security.password {
-                settings = settings.set_password(password);
-            }
-            info = info.set_redis_settings(settings);
-        }
+        let (info, tls) = connection_info(url, security)?;
         let client = if tls {
-            // rustls needs one process-wide crypto provider; another crate may have set it.
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let certs = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: security.tls_ca_pem.clone(),
-            };
-            Client::build_with_tls(info, certs).map_err(invalid)?
-        } else if security.tls_ca_pem.is_some() {
-            return Err(Error::internal(
-                "redis.tls_ca_file is set but redis.url is not a rediss:// (TLS) URL",
-            ));
+            install_crypto_provider();
+            Client::build_with_tls(info, certificates(security)).map_err(invalid)?
         } else {
             Client::open(info).map_err(invalid)?
         };
-        let mut redis = Self::with_client(client, options, Duration::ZERO)?;
-        redis.tls = tls;
-        Ok(redis)
+        Self::single(client, options, Duration::ZERO, tls)
     }
 
-    /// A connection of its own to the same server, for commands that block the connection they
-    /// run on (`XREADGROUP … BLOCK`): on the shared, multiplexed one they would hold up every
-    /// other call. Its calls may take `block` longer than the command timeout. Lazy, like
-    /// [`Redis::open`].
+    /// A connection to the Redis Cluster that `seeds` belong to (its configuration endpoint,
+    /// or some of its nodes: one answering is enough), with the user, password and trusted CAs
+    /// of `security`. Every seed must use the same scheme (`redis://` or `rediss://`). Lazy,
+    /// like [`Redis::open`]: the nodes are discovered (`CLUSTER SLOTS`) on the first call.
+    pub fn open_cluster(
+        seeds: &[impl AsRef<str>],
+        options: RedisOptions,
+        security: &Security,
+    ) -> Result<Self> {
+        let mut infos = Vec::with_capacity(seeds.len());
+        let mut tls = None;
+        for seed in seeds {
+            let (info, seed_tls) = connection_info(seed.as_ref(), security)?;
+            if tls.is_some_and(|t| t != seed_tls) {
+                return Err(Error::internal(
+                    "the Redis cluster's seed nodes mix redis:// and rediss:// URLs",
+                ));
+            }
+            tls = Some(seed_tls);
+            infos.push(info);
+        }
+        let Some(tls) = tls else {
+            return Err(Error::internal(
+                "a Redis cluster needs at least one seed node",
+            ));
+        };
+        let mut builder = ClusterClientBuilder::new(infos)
+            .connection_timeout(options.connect_timeout)
+            .retries(2)
+            .min_retry_wait(50)
+            .max_retry_wait(500);
+        if tls {
+            install_crypto_provider();
+            builder = builder.certs(certificates(security));
+        }
+        let client = builder.build().map_err(invalid)?;
+        Ok(Self::cluster(client, options, Duration::ZERO, tls))
+    }
+
+    /// Whether this is a connection to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// A connection of its own to the same server (or cluster), for commands that block the
+    /// connection they run on (`XREADGROUP … BLOCK`): on the shared, multiplexed one they would
+    /// hold up every other call. Its calls may take `block` longer than the command timeout.
+    /// Lazy, like [`Redis::open`].
     pub fn dedicated(&self, block: Duration) -> Result<Self> {
-        let mut redis = Self::with_client(self.client.clone(), self.options, block)?;
-        redis.tls = self.tls;
-        Ok(redis)
+        match &self.target {
+            Target::Single { client, .. } => {
+                Self::single((**client).clone(), self.options, block, self.tls)
+            }
+            Target::Cluster(cluster) => Ok(Self::cluster(
+                cluster.client.clone(),
+                self.options,
+                block,
+                self.tls,
+            )),
+        }
     }
 
-    fn with_client(client: Client, options: RedisOptions, block: Duration) -> Result<Self> {
+    fn single(client: Client, options: RedisOptions, block: Duration, tls: bool) -> Result<Self> {
         let timeout = options.command_timeout.saturating_add(block);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
@@ -197,15 +294,51 @@ impl Redis {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| Error::internal(InvalidUrl(e.kind())))?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(invalid)?;
         Ok(Self {
-            client,
+            target: Target::Single {
+                client: Box::new(client),
+                conn,
+            },
             options,
-            conn,
             timeout,
-            tls: false,
+            tls,
         })
+    }
+
+    fn cluster(client: ClusterClient, options: RedisOptions, block: Duration, tls: bool) -> Self {
+        let timeout = options.command_timeout.saturating_add(block);
+        let config = ClusterConfig::new()
+            .set_connection_timeout(options.connect_timeout)
+            .set_response_timeout(timeout);
+        Self {
+            target: Target::Cluster(std::sync::Arc::new(ClusterTarget {
+                client,
+                config,
+                conn: std::sync::OnceLock::new(),
+            })),
+            options,
+            timeout,
+            tls,
+        }
+    }
+
+    /// This call's handle on the shared connection (a cluster's is made on first use).
+    fn connection(&self) -> Connection {
+        match &self.target {
+            Target::Single { conn, .. } => Connection::Single(conn.clone()),
+            Target::Cluster(cluster) => Connection::Cluster(
+                cluster
+                    .conn
+                    .get_or_init(|| {
+                        cluster
+                            .client
+                            .get_pending_async_connection_with_config(cluster.config.clone())
+                    })
+                    .clone(),
+            ),
+        }
     }
 
     /// Checks the server answers.
@@ -218,16 +351,17 @@ impl Redis {
         }
     }
 
-    /// Runs one command.
-    pub(crate) async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let mut conn = self.conn.clone();
+    /// Runs one command (in a cluster, on the node owning its key's slot), bounded like every
+    /// call.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut conn = self.connection();
         self.bounded(async move { cmd.query_async(&mut conn).await })
             .await
     }
 
     /// Runs a pipeline.
     pub(crate) async fn pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         self.bounded(async move { pipe.query_async(&mut conn).await })
             .await
     }
@@ -237,7 +371,7 @@ impl Redis {
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         self.bounded(async move { invocation.invoke_async(&mut conn).await })
             .await
     }
@@ -258,6 +392,47 @@ impl Redis {
     }
 }
 
+/// A refused URL, as an error that does not repeat it.
+fn invalid(e: RedisError) -> Error {
+    Error::internal(InvalidUrl(e.kind()))
+}
+
+/// `url` parsed, with the user and password of `security` over the URL's, and whether it is a
+/// TLS (`rediss://`) URL. A CA file with a plain URL is refused.
+fn connection_info(url: &str, security: &Security) -> Result<(ConnectionInfo, bool)> {
+    let mut info = url.into_connection_info().map_err(invalid)?;
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    if security.username.is_some() || security.password.is_some() {
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &security.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &security.password {
+            settings = settings.set_password(password);
+        }
+        info = info.set_redis_settings(settings);
+    }
+    if !tls && security.tls_ca_pem.is_some() {
+        return Err(Error::internal(
+            "redis.tls_ca_file is set but redis.url is not a rediss:// (TLS) URL",
+        ));
+    }
+    Ok((info, tls))
+}
+
+/// The roots a TLS connection trusts: the CA of `security`, else the system's.
+fn certificates(security: &Security) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: security.tls_ca_pem.clone(),
+    }
+}
+
+/// rustls needs one process-wide crypto provider; another crate may have set it.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Connection trouble is `service_unavailable` (retryable); anything else (a script bug, a
 /// wrong type) is internal.
 pub(crate) fn map_err(e: RedisError) -> Error {
@@ -269,6 +444,8 @@ pub(crate) fn map_err(e: RedisError) -> Error {
         || matches!(
             e.kind(),
             ErrorKind::AuthenticationFailed
+                // A cluster with no reachable node (it reconnects to the seeds on the next call).
+                | ErrorKind::ClusterConnectionNotFound
                 | ErrorKind::Server(
                     ServerErrorKind::BusyLoading
                         | ServerErrorKind::TryAgain

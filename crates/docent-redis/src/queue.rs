@@ -250,6 +250,12 @@ impl RedisDelivery {
     /// A transport under `settings.prefix` on the server of `redis`. Makes no call: the group
     /// is created by the first receive, and a process starts while Redis is down.
     pub fn new(redis: Redis, settings: &RedisQueueSettings) -> Result<Self> {
+        // `{}` (or `{}…}`) is no hash tag: the keys would fall into different cluster slots.
+        if settings.prefix.is_empty() || settings.prefix.starts_with('}') {
+            return Err(docent_domain::Error::internal(
+                "the Redis queue's prefix must not be empty nor start with '}'",
+            ));
+        }
         let block_time = settings.block_time.min(MAX_BLOCK_TIME);
         let reader = redis.dedicated(block_time)?;
         let prefix = format!("{{{}}}:", settings.prefix);
@@ -526,5 +532,45 @@ impl Delivery for RedisDelivery {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::cluster_routing::Slot;
+
+    use super::*;
+
+    /// Every command and script of the transport names its stream, its delayed set or its
+    /// dead-letter stream, several at once (`GATHER`, `PARK`, the atomic pipelines of requeue
+    /// and dead-letter): in a Redis Cluster they must all hash to one slot, whatever the
+    /// prefix. Queues of different names, though, land in different slots.
+    #[tokio::test]
+    async fn a_queues_keys_share_one_slot() {
+        let redis = Redis::open("redis://127.0.0.1:1/0", crate::RedisOptions::default()).unwrap();
+        let mut slots = std::collections::HashSet::new();
+        for prefix in ["docent:queue", "docent:tasks", "a}b", "x{y}z", "{t}", "q"] {
+            let d = RedisDelivery::new(redis.clone(), &RedisQueueSettings::new(prefix)).unwrap();
+            let slot = Slot::for_key(d.stream_key());
+            assert_eq!(Slot::for_key(d.delayed_key()), slot, "{prefix}");
+            assert_eq!(Slot::for_key(d.dlq_key()), slot, "{prefix}");
+            slots.insert(slot);
+        }
+        assert!(slots.len() > 1, "different queues, different slots");
+    }
+
+    /// A prefix that would make no hash tag is refused rather than splitting the keys.
+    #[tokio::test]
+    async fn a_prefix_without_a_hash_tag_is_refused() {
+        let redis = Redis::open("redis://127.0.0.1:1/0", crate::RedisOptions::default()).unwrap();
+        for prefix in ["", "}", "}docent"] {
+            assert!(RedisDelivery::new(redis.clone(), &RedisQueueSettings::new(prefix)).is_err());
+        }
+        let d = RedisDelivery::new(redis, &RedisQueueSettings::new("{")).unwrap();
+        assert_eq!(
+            Slot::for_key(d.stream_key()),
+            Slot::for_key(d.dlq_key()),
+            "`{{{{}}:` has the tag `{{`"
+        );
     }
 }

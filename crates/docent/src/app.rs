@@ -261,8 +261,9 @@ pub async fn reindex(services: &Services) -> anyhow::Result<u64> {
 
 /// The chat model for `[llm]`: an OpenAI-compatible API behind the shared request budget, or
 /// `None` (answers are extractive).
-/// The connection to the Redis server of `[redis]`, when one is configured. Lazy: the process
-/// starts while Redis is down, and calls fail as unavailable until it is back.
+/// The connection to the Redis server (or Redis Cluster, `redis.cluster`) of `[redis]`, when
+/// one is configured. Lazy: the process starts while Redis is down, and calls fail as
+/// unavailable until it is back.
 fn open_redis(config: &Config) -> anyhow::Result<Option<docent_redis::Redis>> {
     let Some(url) = config.redis.url().map_err(|e| anyhow::anyhow!(e))? else {
         return Ok(None);
@@ -286,9 +287,17 @@ fn open_redis(config: &Config) -> anyhow::Result<Option<docent_redis::Redis>> {
             .map(|p| p.expose_secret().to_owned()),
         tls_ca_pem,
     };
-    let redis = docent_redis::Redis::open_with(url.expose_secret(), options, &security)
-        .map_err(|e| anyhow::anyhow!(e.chain()))
-        .context("redis.url")?;
+    let redis = if config.redis.cluster {
+        let mut seeds = vec![url.expose_secret().to_owned()];
+        seeds.extend(config.redis.cluster_nodes.iter().cloned());
+        docent_redis::Redis::open_cluster(&seeds, options, &security)
+            .map_err(|e| anyhow::anyhow!(e.chain()))
+            .context("redis.url and redis.cluster_nodes (a Redis Cluster)")?
+    } else {
+        docent_redis::Redis::open_with(url.expose_secret(), options, &security)
+            .map_err(|e| anyhow::anyhow!(e.chain()))
+            .context("redis.url")?
+    };
     Ok(Some(redis))
 }
 

@@ -18,17 +18,21 @@ use docent_llm::{
 };
 use docent_redis::{Redis, RedisBudgetStore, RedisOptions};
 
+const OPTIONS: RedisOptions = RedisOptions {
+    connect_timeout: Duration::from_millis(500),
+    command_timeout: Duration::from_secs(2),
+};
+
 /// A store with its own connection, as another process would have.
 fn store(server: &RedisServer) -> Arc<RedisBudgetStore> {
-    let redis = Redis::open(
-        &server.url(),
-        RedisOptions {
-            connect_timeout: Duration::from_millis(500),
-            command_timeout: Duration::from_secs(2),
-        },
-    )
-    .expect("open redis");
+    let redis = Redis::open(&server.url(), OPTIONS).expect("open redis");
     Arc::new(RedisBudgetStore::new(redis, "budget:"))
+}
+
+/// A store on the Redis Cluster of `DOCENT_TEST_REDIS_CLUSTER_URL` with its own connection.
+fn cluster_store(seed: &str, prefix: &str) -> Arc<RedisBudgetStore> {
+    let redis = Redis::open_cluster(&[seed], OPTIONS, &Default::default()).expect("open cluster");
+    Arc::new(RedisBudgetStore::new(redis, prefix))
 }
 /// Two processes — two `Budget`s, each on its own `RedisBudgetStore` connection — calling the
 /// same provider at 5 requests/s with burst 1: together they never start more than 5 requests
@@ -39,6 +43,27 @@ async fn two_processes_share_one_budget() {
     let Some(redis) = RedisServer::start_new("two_processes_share_one_budget") else {
         return;
     };
+    share_one_budget(|| store(&redis)).await;
+}
+
+/// The same on a Redis Cluster (ElastiCache cluster mode): the budget's key lives on one node,
+/// which every process's cluster connection finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_share_one_budget_on_a_cluster() {
+    let seed = match std::env::var("DOCENT_TEST_REDIS_CLUSTER_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            eprintln!("skipped: DOCENT_TEST_REDIS_CLUSTER_URL not set (run scripts/test-services)");
+            return;
+        }
+    };
+    let prefix = format!("docent-test-budget:{}:", uuid::Uuid::new_v4().simple());
+    share_one_budget(|| cluster_store(&seed, &prefix)).await;
+}
+
+/// Two `Budget`s on stores from `store` (two processes), four embedders each, against a fake
+/// provider that checks the 5 requests/s limit.
+async fn share_one_budget(store: impl Fn() -> Arc<RedisBudgetStore>) {
     let fake = FakeServer::start(FakeConfig {
         rate_check: Some(RateCheck {
             max_requests: 5,
@@ -58,7 +83,7 @@ async fn two_processes_share_one_budget() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for process in 0..2 {
-        let budget = Budget::with_store(name.clone(), config.clone(), store(&redis));
+        let budget = Budget::with_store(name.clone(), config.clone(), store());
         for t in 0..2 {
             let cfg =
                 EmbeddingConfig::new(ProviderConfig::new(fake.base_url(), EMBED_MODEL), Some(64));

@@ -421,6 +421,31 @@ impl RedisServer {
         Some(server)
     }
 
+    /// [`RedisServer::start_tls`] as a one-node Redis Cluster speaking TLS on its cluster bus
+    /// too (`--tls-cluster yes`, ElastiCache Serverless's shape); it owns no slot until given
+    /// them (`CLUSTER ADDSLOTSRANGE 0 16383`).
+    pub fn start_tls_cluster(test: &str, ca: &TestCa, user: &str, password: &str) -> Option<Self> {
+        let mut server = Self::start_tls(test, ca, user, password)?;
+        server.stop();
+        let dir = server._dir.as_ref().expect("the TLS server's dir").path();
+        let dir = dir.to_str().unwrap().to_owned();
+        server.listen.extend(
+            [
+                "--cluster-enabled",
+                "yes",
+                "--tls-cluster",
+                "yes",
+                "--cluster-announce-ip",
+                "127.0.0.1",
+                "--dir",
+                &dir,
+            ]
+            .map(String::from),
+        );
+        server.start();
+        Some(server)
+    }
+
     /// The port it listens on (TLS for a [`RedisServer::start_tls`] one).
     pub fn port(&self) -> u16 {
         self.port
