@@ -1,0 +1,1 @@
+// Placeholder frame script: the real one is helper wfront's.

@@ -1,0 +1,1 @@
+// Placeholder loader: the real one is helper wfront's (crates/docent-http/widget/widget.js).
