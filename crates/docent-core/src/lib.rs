@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod scope;
 pub mod search;
 pub mod tasks;
+pub mod trace_context;
 pub mod worker;
 
 use std::sync::Arc;
