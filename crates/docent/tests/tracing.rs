@@ -144,6 +144,7 @@ async fn wait_for(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool
     }
 }
 
+#[allow(unsafe_code)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_upload_is_one_connected_trace_from_request_to_model_call() {
     let collector = Collector::start().await;
