@@ -121,14 +121,24 @@ fn provider(
 /// Exports the spans still buffered and stops trace export (a no-op while it is off). Called
 /// once, as the process exits.
 pub async fn shutdown() {
+    with_provider(SdkTracerProvider::shutdown).await;
+}
+
+/// Exports the spans buffered so far, export going on (a Lambda invocation's, before the
+/// runtime freezes the process); a no-op while export is off.
+pub async fn flush() {
+    with_provider(SdkTracerProvider::force_flush).await;
+}
+
+async fn with_provider(op: fn(&SdkTracerProvider) -> opentelemetry_sdk::error::OTelSdkResult) {
     let Some(provider) = PROVIDER.get().cloned() else {
         return;
     };
     // The provider blocks until its batch task (on this runtime) has exported.
-    match tokio::task::spawn_blocking(move || provider.shutdown()).await {
+    match tokio::task::spawn_blocking(move || op(&provider)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not flush the last traces"),
-        Err(e) => tracing::warn!(error = %e, "could not flush the last traces"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not export the last traces"),
+        Err(e) => tracing::warn!(error = %e, "could not export the last traces"),
     }
 }
 

@@ -213,7 +213,7 @@ async fn one_upload_is_one_connected_trace_from_request_to_model_call() {
         .unwrap();
     assert!(uploaded.status().is_success(), "{}", uploaded.status());
     let doc: Value = uploaded.json().await.unwrap();
-    let doc_id = doc["id"].as_str().unwrap().to_owned();
+    let doc_id = doc["document"]["id"].as_str().unwrap().to_owned();
     wait_for(
         "the document is processed",
         Duration::from_secs(60),
