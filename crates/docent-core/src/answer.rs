@@ -576,19 +576,19 @@ impl Services {
         {
             return Ok(SummaryState::Pending(Box::new(t)));
         }
-        let task = self
-            .queue
-            .enqueue(
-                tenant,
-                NewTask {
-                    kind: TaskKind::SummarizeDocument,
-                    document_id: Some(id),
-                    collection_id: Some(doc.collection_id),
-                    max_attempts: None,
-                    payload: serde_json::json!({ "length": length }),
-                },
-            )
-            .await?;
+        let task = crate::trace_context::enqueue(
+            self.queue.as_ref(),
+            tenant,
+            NewTask {
+                kind: TaskKind::SummarizeDocument,
+                document_id: Some(id),
+                collection_id: Some(doc.collection_id),
+                max_attempts: None,
+                payload: serde_json::json!({ "length": length }),
+                traceparent: None,
+            },
+        )
+        .await?;
         self.wake.notify_waiters();
         Ok(SummaryState::Pending(Box::new(task)))
     }

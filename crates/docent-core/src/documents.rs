@@ -155,19 +155,19 @@ impl Services {
         document: Document,
         duplicate: bool,
     ) -> Result<UploadOutcome> {
-        let task = self
-            .queue
-            .enqueue(
-                tenant,
-                NewTask {
-                    kind: TaskKind::IngestDocument,
-                    document_id: Some(document.id),
-                    collection_id: Some(document.collection_id),
-                    max_attempts: None,
-                    payload: serde_json::Value::Null,
-                },
-            )
-            .await?;
+        let task = crate::trace_context::enqueue(
+            self.queue.as_ref(),
+            tenant,
+            NewTask {
+                kind: TaskKind::IngestDocument,
+                document_id: Some(document.id),
+                collection_id: Some(document.collection_id),
+                max_attempts: None,
+                payload: serde_json::Value::Null,
+                traceparent: None,
+            },
+        )
+        .await?;
         self.store
             .set_document_task(tenant, document.id, task.id)
             .await?;
@@ -409,19 +409,19 @@ impl Services {
                 format!("document {id} has no failed rows to retry"),
             ));
         }
-        let task = self
-            .queue
-            .enqueue(
-                tenant,
-                NewTask {
-                    kind: TaskKind::RetryFailedRows,
-                    document_id: Some(id),
-                    collection_id: Some(doc.collection_id),
-                    max_attempts: None,
-                    payload: serde_json::Value::Null,
-                },
-            )
-            .await?;
+        let task = crate::trace_context::enqueue(
+            self.queue.as_ref(),
+            tenant,
+            NewTask {
+                kind: TaskKind::RetryFailedRows,
+                document_id: Some(id),
+                collection_id: Some(doc.collection_id),
+                max_attempts: None,
+                payload: serde_json::Value::Null,
+                traceparent: None,
+            },
+        )
+        .await?;
         self.store.set_document_task(tenant, id, task.id).await?;
         self.wake.notify_waiters();
         let document = self.store.get_document(tenant, id).await?;

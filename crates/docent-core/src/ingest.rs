@@ -24,16 +24,76 @@
 //! `[auth.quotas] max_chunks` bounds the chunks it stores (`chunk_quota_exceeded`). Each of
 //! these fails the document with its code before anything is embedded or stored.
 //!
+//! Each stage — `extract`, `chunk`, `embed` (per call batch), `index` — runs in a span of its
+//! own under the task's and is timed into `docent_ingest_stage_duration_seconds{stage}`;
+//! finished documents count into `docent_ingest_documents_total{outcome}` and record rows into
+//! `docent_ingest_rows_total{outcome}` (a row counts as failed when refused, and as succeeded
+//! when stored, by its first run or by a retry of the failed rows).
+//!
 //! [`MetadataStore::append_chunks`]: docent_domain::ports::MetadataStore::append_chunks
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use docent_chunk::ChunkConfig;
 use docent_domain::ports::IndexChunk;
 use docent_domain::*;
 use docent_extract::{Cancel, CancelOnDrop, ExtractError, Limits};
 
+use tracing::{Instrument, Span};
+
 use crate::worker::{JobError, TaskContext};
+
+/// The span of ingest stage `stage` (named after it in exported traces).
+fn stage_span(parent: Option<&Span>, stage: &'static str) -> Span {
+    match parent {
+        Some(parent) => tracing::info_span!(parent: parent, "stage", otel.name = stage, stage),
+        None => tracing::info_span!("stage", otel.name = stage, stage),
+    }
+}
+
+fn record_stage(stage: &'static str, started: Instant) {
+    metrics::histogram!("docent_ingest_stage_duration_seconds", "stage" => stage)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Runs `work` as ingest stage `stage`: in its span, timed.
+async fn in_stage<T>(stage: &'static str, work: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = work.instrument(stage_span(None, stage)).await;
+    record_stage(stage, started);
+    out
+}
+
+/// Runs blocking `work` as ingest stage `stage` under `parent` (a blocking thread does not
+/// inherit the caller's span).
+fn in_stage_blocking<T>(parent: &Span, stage: &'static str, work: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = stage_span(Some(parent), stage).in_scope(work);
+    record_stage(stage, started);
+    out
+}
+
+/// Counts an ingest task's recorded outcome: completed (partially or not) documents as
+/// succeeded, failed ones (not retried again) as failed; a retry, release or lost lease is no
+/// outcome yet.
+pub(crate) fn count_document(status: Option<TaskStatus>) {
+    let outcome = match status {
+        Some(TaskStatus::Completed | TaskStatus::PartiallyCompleted) => "succeeded",
+        Some(TaskStatus::Failed) => "failed",
+        _ => return,
+    };
+    metrics::counter!("docent_ingest_documents_total", "outcome" => outcome).increment(1);
+}
+
+/// Counts record rows stored (`succeeded`) and refused (`failed`).
+fn count_rows(succeeded: usize, failed: usize) {
+    for (outcome, n) in [("succeeded", succeeded), ("failed", failed)] {
+        if n > 0 {
+            metrics::counter!("docent_ingest_rows_total", "outcome" => outcome).increment(n as u64);
+        }
+    }
+}
 
 /// Longest a single document's extraction and chunking may run together.
 pub const EXTRACTION_DEADLINE: Duration = Duration::from_secs(120);
@@ -102,16 +162,21 @@ async fn prepare(ctx: &TaskContext) -> Result<Prepared, JobError> {
     let ingest_cfg = ingest.clone();
     let embedder = svc.embedder.clone();
     let (filename, mime) = (doc.filename.clone(), doc.declared_mime.clone());
+    let task_span = Span::current();
     let work = tokio::task::spawn_blocking(move || {
         // Its own thread, deadline and panic isolation.
-        let extracted = docent_extract::extract_isolated(
-            Vec::from(bytes),
-            filename,
-            mime,
-            limits,
-            EXTRACTION_DEADLINE,
-        )?;
-        let pieces = chunk_document(&extracted, &ingest_cfg, embedder.as_deref(), &cancel)?;
+        let extracted = in_stage_blocking(&task_span, "extract", || {
+            docent_extract::extract_isolated(
+                Vec::from(bytes),
+                filename,
+                mime,
+                limits,
+                EXTRACTION_DEADLINE,
+            )
+        })?;
+        let pieces = in_stage_blocking(&task_span, "chunk", || {
+            chunk_document(&extracted, &ingest_cfg, embedder.as_deref(), &cancel)
+        })?;
         Ok::<_, ExtractError>((extracted.detected_type, extracted.meta.page_count, pieces))
     });
     // The token stops the work at the deadline; this is only a backstop.
@@ -210,7 +275,11 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
     let mut chunks: Vec<NewChunk> = pieces.iter().map(new_chunk).collect();
     let model = match &svc.embedder {
         Some(embedder) => {
-            embed_chunks(ctx, embedder.as_ref(), &mut chunks, total).await?;
+            in_stage(
+                "embed",
+                embed_chunks(ctx, embedder.as_ref(), &mut chunks, total),
+            )
+            .await?;
             Some(EmbeddingModel {
                 id: embedder.model_id().to_owned(),
                 dimension: embedder.dimension() as u32,
@@ -252,7 +321,7 @@ pub async fn run(ctx: &TaskContext) -> Result<Progress, JobError> {
         Err(e) => return Err(JobError::Failed(e)),
     }
     ctx.checkpoint()?;
-    svc.index.upsert_document(tenant, doc_id, indexed).await?;
+    in_stage("index", svc.index.upsert_document(tenant, doc_id, indexed)).await?;
     // Deleted while we indexed: take it back out (the delete may have run before our upsert).
     if let Err(e) = svc.store.get_document(tenant, doc_id).await
         && e.code == Code::DocumentNotFound
@@ -460,9 +529,15 @@ async fn run_batched(ctx: &TaskContext, prepared: Prepared) -> Result<Progress, 
     let batches = row_batches(&rest, svc.config.ingest.record_batch);
     let last = batches.len().saturating_sub(1);
     for (n, batch) in batches.into_iter().enumerate() {
-        let (chunks, bad) = embed_rows(ctx, batch, true).await?;
+        let (chunks, bad) = in_stage("embed", embed_rows(ctx, batch, true)).await?;
         let next = batch.last().map_or(0, |p| p.ordinal + 1);
-        failed += bad.len() as u64;
+        let refused = bad.len();
+        let rows = batch
+            .iter()
+            .filter_map(|p| row_of(p))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        failed += refused as u64;
         ctx.checkpoint()?;
         done = u64::from(
             svc.store
@@ -481,6 +556,7 @@ async fn run_batched(ctx: &TaskContext, prepared: Prepared) -> Result<Progress, 
                 .await
                 .map_err(gone)?,
         );
+        count_rows(rows.saturating_sub(refused), refused);
         ctx.progress(TaskStatus::ProcessingChunks, progress(done, failed))
             .await?;
         // The batch and its checkpoint are committed: past the soft time limit, or while a
@@ -522,7 +598,7 @@ pub async fn run_retry_failed_rows(ctx: &TaskContext) -> Result<Progress, JobErr
         .collect();
     let model = embedding_model(svc);
     for batch in row_batches(&selected, svc.config.ingest.record_batch) {
-        let (chunks, bad) = embed_rows(ctx, batch, false).await?;
+        let (chunks, bad) = in_stage("embed", embed_rows(ctx, batch, false)).await?;
         let bad_rows: std::collections::HashSet<u32> = bad.iter().map(|(r, _)| *r).collect();
         let mut resolved: Vec<u32> = batch
             .iter()
@@ -530,6 +606,7 @@ pub async fn run_retry_failed_rows(ctx: &TaskContext) -> Result<Progress, JobErr
             .filter(|r| !bad_rows.contains(r))
             .collect();
         resolved.dedup();
+        let stored = resolved.len();
         ctx.checkpoint()?;
         done = u64::from(
             svc.store
@@ -548,6 +625,8 @@ pub async fn run_retry_failed_rows(ctx: &TaskContext) -> Result<Progress, JobErr
                 .await
                 .map_err(gone)?,
         );
+        // Refused again: already counted as failed by the run that refused them first.
+        count_rows(stored, 0);
     }
     index_stored(ctx, &doc, &pieces).await?;
     let failed = svc
@@ -603,7 +682,7 @@ async fn index_stored(
             })
         })
         .collect();
-    svc.index.upsert_document(tenant, doc_id, indexed).await?;
+    in_stage("index", svc.index.upsert_document(tenant, doc_id, indexed)).await?;
     // Deleted while we indexed: take it back out (the delete may have run before our upsert).
     if let Err(e) = svc.store.get_document(tenant, doc_id).await
         && e.code == Code::DocumentNotFound

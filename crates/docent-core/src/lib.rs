@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod scope;
 pub mod search;
 pub mod tasks;
+pub mod trace_context;
 pub mod widget;
 pub mod worker;
 

@@ -297,6 +297,10 @@ pub async fn run_leased(
     interrupt: &CancellationToken,
 ) -> Option<TaskStatus> {
     let span = tracing::info_span!("task", task = %lease.task.id, kind = %lease.task.kind, attempt = lease.task.attempts);
+    // The task continues the trace of the request that enqueued it.
+    if let Some(traceparent) = &lease.task.traceparent {
+        crate::trace_context::continue_trace(&span, traceparent);
+    }
     // Model calls of the task are charged to its tenant's share of the model budgets.
     let tenant = lease.task.tenant_id;
     for_tenant(tenant, run_leased_inner(svc, lease, interrupt))
@@ -399,6 +403,9 @@ async fn run_leased_inner(
         }
     };
     let label = status.map_or("lease_lost", TaskStatus::as_str);
+    if task.kind == TaskKind::IngestDocument {
+        crate::ingest::count_document(status);
+    }
     metrics::counter!("docent_tasks_finished_total", "kind" => task.kind.as_str(), "status" => label).increment(1);
     metrics::histogram!("docent_task_duration_seconds", "kind" => task.kind.as_str())
         .record(started.elapsed().as_secs_f64());

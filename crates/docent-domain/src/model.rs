@@ -527,6 +527,9 @@ pub struct Task {
     pub finished_at: Option<DateTime<Utc>>,
     /// Kind-specific parameters.
     pub payload: Value,
+    /// The W3C `traceparent` of the operation that enqueued it (opaque here; the worker's span
+    /// continues that trace when tracing is exported).
+    pub traceparent: Option<String>,
 }
 
 /// Input to enqueue a task.
@@ -542,6 +545,9 @@ pub struct NewTask {
     pub max_attempts: Option<u32>,
     /// Kind-specific parameters (`Value::Null` for none).
     pub payload: Value,
+    /// The W3C `traceparent` of the enqueuing operation, carried with the task to its worker
+    /// (opaque to the queue; `None` when no trace is exported).
+    pub traceparent: Option<String>,
 }
 
 /// A filter for listing tasks.
@@ -599,6 +605,9 @@ pub struct QueueDepth {
     pub by_status: Vec<(TaskStatus, u64)>,
     /// Dead-lettered tasks.
     pub dead_lettered: u64,
+    /// Since when the oldest runnable task (pending and due, or a lapsed lease with attempts
+    /// left) has been waiting; `None` when none is runnable.
+    pub oldest_runnable_since: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

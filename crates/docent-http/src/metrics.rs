@@ -46,6 +46,11 @@ pub async fn refresh(services: &Services) {
                 .sum::<u64>();
             metrics::gauge!("docent_queue_depth").set(pending as f64);
             metrics::gauge!("docent_tasks_dead_lettered").set(depth.dead_lettered as f64);
+            // How long the oldest runnable task has waited (0 when none waits).
+            let age = depth.oldest_runnable_since.map_or(0.0, |since| {
+                (chrono::Utc::now() - since).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            metrics::gauge!("docent_queue_oldest_task_age_seconds").set(age);
         }
         Err(e) => tracing::warn!(error = %e.chain(), "could not read queue depth for metrics"),
     }

@@ -1,5 +1,5 @@
 //! Cross-cutting request handling: timeouts with the envelope, metrics by route, panic → 500
-//! envelope, and tracing spans carrying the request id.
+//! envelope, and tracing spans carrying the request id (continuing a caller's `traceparent`).
 
 use std::any::Any;
 use std::time::{Duration, Instant};
@@ -60,7 +60,16 @@ pub(crate) fn make_span(req: &Request) -> Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %request_id)
+    let span = tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %request_id);
+    // A caller's W3C trace context: this request continues its trace.
+    if let Some(traceparent) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        docent_core::trace_context::continue_trace(&span, traceparent);
+    }
+    span
 }
 
 /// A response at least this slow is logged at info.

@@ -693,6 +693,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             payload: serde_json::Value::Null,
+            traceparent: None,
         }
     }
 

@@ -108,6 +108,7 @@ async fn bench_leases(
                     collection_id: None,
                     max_attempts: None,
                     payload: serde_json::Value::Null,
+                    traceparent: None,
                 },
             )
             .await

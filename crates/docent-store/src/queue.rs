@@ -145,7 +145,7 @@ impl PgQueue {
 const TASK_COLS: &str = "id, tenant_id, kind, status, document_id, collection_id, payload, attempts, \
     max_attempts, lease_token, lease_owner, lease_expires_at, run_after, chunks_total, chunks_done, \
     rows_failed, error_code, error_message, dead_lettered, cancel_requested, created_at, updated_at, \
-    started_at, finished_at";
+    started_at, finished_at, traceparent";
 
 const RUNNING: &str = "('processing', 'processing_chunks')";
 
@@ -183,6 +183,7 @@ fn task_from(row: &Row) -> Result<Task> {
         started_at: row.opt_time("started_at")?,
         finished_at: row.opt_time("finished_at")?,
         payload: row.json("payload")?,
+        traceparent: row.get("traceparent")?,
     })
 }
 
@@ -485,6 +486,28 @@ impl<E: Engine> SqlQueue<E> {
     }
 }
 
+impl<E: Engine> SqlQueue<E> {
+    /// Since when the oldest runnable task has waited: the earliest due time of a pending task,
+    /// or lapse of a lease that may run again (two index walks, as in [`oldest`]).
+    async fn oldest_runnable_since(&self) -> Result<Option<DateTime<Utc>>> {
+        let now = now();
+        let mut oldest = None;
+        for (which, col) in [
+            (pending as fn(&mut Sql, DateTime<Utc>), "run_after"),
+            (lapsed, "lease_expires_at"),
+        ] {
+            let mut q = Sql::new(format!("SELECT {col} AS since FROM tasks WHERE "));
+            which(&mut q, now);
+            q.push(" ORDER BY ").push(col).push(" LIMIT 1");
+            if let Some(row) = q.fetch_optional(&self.db).await.map_err(db_err)? {
+                let since = row.time("since")?;
+                oldest = Some(oldest.map_or(since, |o: DateTime<Utc>| o.min(since)));
+            }
+        }
+        Ok(oldest)
+    }
+}
+
 #[async_trait]
 impl<E: Engine> TaskQueue for SqlQueue<E> {
     async fn ping(&self) -> Result<()> {
@@ -499,8 +522,8 @@ impl<E: Engine> TaskQueue for SqlQueue<E> {
         let id = TaskId::new();
         let now = now();
         Sql::new(
-            "INSERT INTO tasks (id, tenant_id, kind, status, document_id, collection_id, payload, max_attempts, run_after, created_at, updated_at) \
-             VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tasks (id, tenant_id, kind, status, document_id, collection_id, payload, max_attempts, run_after, created_at, updated_at, traceparent) \
+             VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string())
         .bind(tenant.to_string())
@@ -512,6 +535,7 @@ impl<E: Engine> TaskQueue for SqlQueue<E> {
         .bind(now)
         .bind(now)
         .bind(now)
+        .bind(new.traceparent)
         .execute(&self.db)
         .await
         .map_err(db_err)?;
@@ -729,7 +753,9 @@ impl<E: Engine> TaskQueue for SqlQueue<E> {
     }
 
     async fn depth(&self) -> Result<QueueDepth> {
-        self.count_tasks(None).await
+        let mut depth = self.count_tasks(None).await?;
+        depth.oldest_runnable_since = self.oldest_runnable_since().await?;
+        Ok(depth)
     }
 
     async fn tenant_depth(

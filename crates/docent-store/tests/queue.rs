@@ -98,6 +98,7 @@ mod postgres {
                     collection_id: None,
                     payload: serde_json::Value::Null,
                     max_attempts: None,
+                    traceparent: None,
                 },
             )
             .await

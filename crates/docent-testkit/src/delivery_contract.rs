@@ -184,6 +184,7 @@ pub fn new_task() -> NewTask {
         collection_id: None,
         max_attempts: None,
         payload: serde_json::Value::Null,
+        traceparent: None,
     }
 }
 

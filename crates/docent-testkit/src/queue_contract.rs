@@ -109,6 +109,8 @@ macro_rules! __queue_contract_cases {
             release_returns_the_task_without_counting_the_attempt,
             release_of_a_cancel_requested_task_cancels_it,
             depth_counts_by_status_across_tenants,
+            depth_tells_how_long_the_oldest_runnable_task_waited,
+            trace_context_travels_with_the_task,
             fair_lease_serves_a_waiting_tenant_before_a_busy_one,
             tenant_over_its_cap_yields_and_gets_no_lease_while_another_waits,
             a_tenant_alone_gets_every_worker,
@@ -199,6 +201,7 @@ fn task_for(document_id: Option<DocumentId>, collection_id: Option<CollectionId>
         collection_id,
         max_attempts: None,
         payload: serde_json::Value::Null,
+        traceparent: None,
     }
 }
 
@@ -1584,6 +1587,59 @@ pub async fn release_of_a_cancel_requested_task_cancels_it(qut: QueueUnderTest) 
         q.lease("next", LONG).await.unwrap().is_none(),
         "a cancelled task is not re-delivered"
     );
+}
+
+/// `depth` says since when the oldest runnable task waits: a pending one since it was due, a
+/// lapsed lease since it lapsed; nothing while every task is leased.
+pub async fn depth_tells_how_long_the_oldest_runnable_task_waited(qut: QueueUnderTest) {
+    let q = &*qut.queue;
+    let since = |d: QueueDepth| d.oldest_runnable_since;
+    assert_eq!(since(q.depth().await.unwrap()), None, "empty queue");
+    // Stored at millisecond precision.
+    let before = Utc::now() - chrono::Duration::milliseconds(1);
+    enqueue(q, TenantId::new(), new_task()).await;
+    let waited = since(q.depth().await.unwrap()).expect("a pending task waits");
+    assert!(
+        before <= waited && waited <= Utc::now(),
+        "{before} {waited}"
+    );
+    let lease = must_lease(q, "w", SHORT, "the pending task").await;
+    assert_eq!(
+        since(q.depth().await.unwrap()),
+        None,
+        "a leased task is not waiting"
+    );
+    sleep_past(lease.expires_at).await;
+    let lapsed = since(q.depth().await.unwrap()).expect("a lapsed lease waits again");
+    let off = (lapsed - lease.expires_at).num_milliseconds().abs();
+    assert!(
+        off <= 1,
+        "waits since its lease lapsed: {lapsed} vs {}",
+        lease.expires_at
+    );
+}
+
+/// The enqueuer's trace context (`NewTask::traceparent`) comes back with the task, in `get`
+/// and in the lease a worker runs it under.
+pub async fn trace_context_travels_with_the_task(qut: QueueUnderTest) {
+    let q = &*qut.queue;
+    let tenant = TenantId::new();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned();
+    let task = enqueue(
+        q,
+        tenant,
+        NewTask {
+            traceparent: Some(traceparent.clone()),
+            ..new_task()
+        },
+    )
+    .await;
+    assert_eq!(task.traceparent.as_ref(), Some(&traceparent));
+    let lease = must_lease(q, "w", LONG, "the traced task").await;
+    assert_eq!(lease.task.id, task.id);
+    assert_eq!(lease.task.traceparent, Some(traceparent));
+    let untraced = enqueue(q, tenant, new_task()).await;
+    assert_eq!(get(q, tenant, untraced.id).await.traceparent, None);
 }
 
 /// `depth` counts tasks by status across all tenants, plus the dead-lettered ones.

@@ -640,7 +640,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             LogFormatArg::Json => LogFormat::Json,
         };
     }
-    crate::telemetry::init(config.log.format, &config.log.level);
+    crate::telemetry::init(config.log.format, &config.log.level, &config.telemetry.otlp)?;
     crate::paths::warn_about_data_left_here(&config, &home);
     for seed in crate::secrets::seed_uses() {
         match &seed.ignored {

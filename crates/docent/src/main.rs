@@ -20,7 +20,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(docent::cli::run(args)) {
+    let outcome = runtime.block_on(docent::cli::run(args));
+    runtime.block_on(docent::telemetry::shutdown());
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -584,6 +584,7 @@ async fn document_status_is_its_tasks() {
         collection_id: Some(d.collection_id),
         max_attempts: None,
         payload: serde_json::Value::Null,
+        traceparent: None,
     };
     let task = q.enqueue(t, new_task(&doc)).await.unwrap();
     s.set_document_task(t, doc.id, task.id).await.unwrap();
@@ -731,6 +732,7 @@ async fn list_documents_filters_and_paginates() {
                     collection_id: None,
                     max_attempts: None,
                     payload: serde_json::Value::Null,
+                    traceparent: None,
                 },
             )
             .await
