@@ -30,11 +30,19 @@
   } catch {
     store = null; // storage blocked: the chat works, a reload starts afresh
   }
+  // Where the browser blocks a third-party frame's storage, the loader keeps the visitor
+  // secret and conversation id in the host page's storage instead (`docent:state`).
+  let hostState = {};
   const sk = (k) => `docent:${k}:${PREVIEW ? "preview" : KEY}`;
-  const load = (k) => (store ? store.getItem(sk(k)) : null);
+  const load = (k) => (store ? store.getItem(sk(k)) : hostState[k] || null);
   const save = (k, v) => {
+    if (!store) {
+      hostState[k] = v || null;
+      if (!PREVIEW) toHost({ type: "docent:state", visitor: hostState.visitor || null, conversation: hostState.conversation || null });
+      return;
+    }
     try {
-      if (store) v ? store.setItem(sk(k), v) : store.removeItem(sk(k));
+      v ? store.setItem(sk(k), v) : store.removeItem(sk(k));
     } catch {
       // quota or privacy mode: nothing kept
     }
@@ -73,7 +81,7 @@
       return null;
     }
   };
-  const INLINE = /(`+)([^`][\s\S]*?)\1(?!`)|\*\*(\S[\s\S]*?)\*\*|(?<!\w)__(\S[\s\S]*?)__(?!\w)|\*(\S[\s\S]*?)\*|(?<!\w)_(\S[\s\S]*?)_(?!\w)|\[([^[\]\n]+)\]\(([^()\s]+)\)|\[(\d{1,4})\]|\n/g;
+  const INLINE = /(`+)([^`\n][^\n]*?)\1(?!`)|\*\*(\S[^\n]*?)\*\*|(?<!\w)__(\S[^\n]*?)__(?!\w)|\*(\S[^\n]*?)\*|(?<!\w)_(\S[^\n]*?)_(?!\w)|\[([^[\]\n]+)\]\(([^()\s]+)\)|\[(\d{1,4})\]|\n/g;
 
   /** Appends `text`'s inline markdown to `parent`; `cites` maps a marker to its citation. */
   function inline(parent, text, cites) {
@@ -127,7 +135,7 @@
         const code = [];
         for (i += 1; i < lines.length && !lines[i].trim().startsWith(fence[1]); i += 1) code.push(lines[i]);
         i += 1;
-        frag.append(h("pre")).append(h("code", null, code.join("\n")));
+        frag.appendChild(h("pre")).append(h("code", null, code.join("\n")));
       } else if (!line.trim()) {
         i += 1;
       } else if ((m = line.match(ITEM))) {
@@ -375,7 +383,9 @@
         b.removeAttribute("aria-busy");
         if (!isOpen) toHost({ type: "docent:unread" });
         break;
-      } catch (e) {
+      } catch (err) {
+        const e = err && err.code ? err : fail("client_error");
+        if (!err || !err.code) console.error(err);
         if (e.code === "stream_dropped" && attempt === 0) {
           say("The connection dropped; trying again…");
           await new Promise((r) => setTimeout(r, 600));
@@ -518,6 +528,8 @@
       if (d.type !== "docent:init") return;
       hostOrigin = e.origin;
       const o = d.options || {};
+      const str = (v) => (typeof v === "string" && v.length <= 200 ? v : null);
+      if (o.state && typeof o.state === "object") hostState = { visitor: str(o.state.visitor), conversation: str(o.state.conversation) };
       if (typeof o.title === "string" && o.title) customTitle = o.title.slice(0, 80);
       if (theme(o.color)) customColor = o.color;
       start();

@@ -8,7 +8,9 @@
 // only docent's origin (from this script's own address) and only the frame's window.
 // The launcher appears once the frame says it is ready; a frame the server refuses (this
 // site is not in the bot's allowed origins, or the key is revoked) never is, and after a
-// while the element removes itself: no chat, nothing left behind.
+// while the element removes itself: no chat, nothing left behind. Where the browser blocks the
+// frame's own (third-party) storage, the frame asks this script to keep the visitor secret and
+// conversation id in the host page's localStorage (`docent-widget:<key>`), so a reload resumes.
 // Options: data-key, data-color (#rgb/#rrggbb), data-position (right|left), data-title,
 // data-open ("true": open on load). Performance marks: docent-widget:load, docent-widget:ready.
 (() => {
@@ -48,7 +50,7 @@ iframe{all:initial;display:block;width:100%;height:100%;border:0}
     sheet.replaceSync(CSS);
     root.adoptedStyleSheets = [sheet];
   } else {
-    root.append(el("style")).textContent = CSS;
+    root.appendChild(el("style")).textContent = CSS;
   }
   const wrap = el("div", { class: "w" });
   if (color) wrap.style.setProperty("--c", color);
@@ -58,7 +60,8 @@ iframe{all:initial;display:block;width:100%;height:100%;border:0}
   svg.setAttribute("viewBox", "0 0 24 24");
   svg.setAttribute("aria-hidden", "true");
   const path = document.createElementNS(ns, "path");
-  path.setAttribute("d", "M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z");
+  const CHAT = "M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z";
+  path.setAttribute("d", CHAT);
   svg.append(path);
   const dot = el("span", { class: "dot", hidden: "" });
   launcher.append(svg, dot);
@@ -78,6 +81,7 @@ iframe{all:initial;display:block;width:100%;height:100%;border:0}
     panel.classList.toggle("closed", !on);
     launcher.setAttribute("aria-expanded", String(on));
     launcher.setAttribute("aria-label", (on ? "Close chat: " : "Open chat: ") + title);
+    path.setAttribute("d", on ? "M6 6l12 12M18 6L6 18" : CHAT);
     if (on) {
       dot.hidden = true;
       frame.focus();
@@ -90,8 +94,16 @@ iframe{all:initial;display:block;width:100%;height:100%;border:0}
   root.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && open) setOpen(false, true);
   });
+  // Kept here only for a frame whose own storage the browser blocks (third-party storage).
+  const SK = "docent-widget:" + key;
+  let state = null;
+  try {
+    state = JSON.parse(localStorage.getItem(SK));
+  } catch {
+    state = null;
+  }
   frame.addEventListener("load", () => {
-    send({ type: "docent:init", key, options: { title: d.title || "", color, position: left ? "left" : "right" } });
+    send({ type: "docent:init", key, options: { title: d.title || "", color, position: left ? "left" : "right", state } });
   });
   window.addEventListener("message", (e) => {
     if (e.origin !== ORIGIN || e.source !== frame.contentWindow || !e.data || typeof e.data.type !== "string") return;
@@ -106,6 +118,14 @@ iframe{all:initial;display:block;width:100%;height:100%;border:0}
       setOpen(false, true);
     } else if (t === "docent:unread" && !open) {
       dot.hidden = false;
+    } else if (t === "docent:state") {
+      const str = (v) => (typeof v === "string" && v.length <= 200 ? v : null);
+      state = { visitor: str(e.data.visitor), conversation: str(e.data.conversation) };
+      try {
+        localStorage.setItem(SK, JSON.stringify(state));
+      } catch {
+        // storage blocked here too: a reload starts afresh
+      }
     }
   });
   // No ready answer: the server refused this page (see the bot's Embed tab) or is down.
