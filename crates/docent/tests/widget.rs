@@ -69,6 +69,7 @@ async fn the_widget_on_another_origin_in_a_real_browser() {
         .arg(root.join("tests/widget/embed.mjs"))
         .env("DOCENT_BASE", &app.base)
         .env("DOCENT_HOSTILE_TRIGGER", HOSTILE_TRIGGER)
+        .env("DOCENT_HOSTILE_ANSWER", HOSTILE_ANSWER)
         .env("DOCENT_WIDGET_DIR", root.join("../docent-http/widget"))
         .env("DOCENT_SCREENSHOTS", &shots)
         .env("DOCENT_TEST_CHROMIUM", chromium)

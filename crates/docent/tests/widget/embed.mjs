@@ -7,7 +7,7 @@
 // violation of impact serious or critical fails the run (exit code 1).
 //
 // Environment: DOCENT_BASE, DOCENT_HOSTILE_TRIGGER (a question with it gets the fake model's
-// hostile answer), DOCENT_WIDGET_DIR (the widget's sources, for their sizes),
+// hostile answer, DOCENT_HOSTILE_ANSWER), DOCENT_WIDGET_DIR (the widget's sources, for their sizes),
 // DOCENT_SCREENSHOTS, DOCENT_TEST_CHROMIUM, DOCENT_TEST_NODE_MODULES.
 
 import { createRequire } from "node:module";
@@ -360,10 +360,42 @@ async function run() {
     items: b.querySelectorAll("li").length,
   }));
   assert.deepEqual(rendered.links, ["https://example.com/docs"], "only the http(s) link is a link");
-  assert.ok(rendered.text.includes("[99]") && rendered.text.includes("<sup class=\"cite\">[2]</sup>"), "forged markers stay text");
-  assert.ok(rendered.text.includes("<img src=x onerror="), "raw HTML stays text");
-  assert.ok(rendered.strong >= 1 && rendered.code === 1, `markdown is rendered: ${JSON.stringify(rendered)}`);
+  assert.ok(rendered.cites >= 1 && rendered.strong >= 1 && rendered.code === 1, `markdown is rendered: ${JSON.stringify(rendered)}`);
   await unharmed(page, w2, "hostile answer");
+
+  step("the frame itself is the last defence: a raw hostile stream, as no docent would send it");
+  // The server already strips raw HTML and unknown markers from answers; this stream skips it.
+  const raw = env("DOCENT_HOSTILE_ANSWER");
+  const rawCites = [
+    { marker: 1, name: HOSTILE_NAME, snippet: '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=1">' },
+    { marker: 2, name: "[x](javascript:window.__pwned=1)", snippet: "**not markdown**" },
+  ];
+  await page.route(`${DOCENT}/widget/v1/chat`, (route) =>
+    route.fulfill({
+      status: 200,
+      contentType: "text/event-stream",
+      body: [
+        ["start", { sources: rawCites }],
+        ...raw.match(/[\s\S]{1,40}/g).map((text) => ["delta", { text }]),
+        ["done", { answer: raw, answered_by: "model", citations: rawCites, sources: rawCites }],
+      ]
+        .map(([e, d]) => `event: ${e}\ndata: ${JSON.stringify(d)}\n\n`)
+        .join(""),
+    }),
+  );
+  await ask(page, w2, "raw hostile stream");
+  await page.unroute(`${DOCENT}/widget/v1/chat`);
+  const rawShown = await w2.frame.locator(".msg.assistant").last().evaluate((b) => ({
+    text: b.textContent,
+    links: Array.from(b.querySelectorAll("a"), (a) => a.href),
+    cites: Array.from(b.querySelectorAll("sup.cite"), (c) => c.textContent),
+    sources: Array.from(b.querySelectorAll(".sources li"), (li) => li.firstChild.textContent),
+  }));
+  assert.deepEqual(rawShown.links, ["https://example.com/docs"], "only the http(s) link is a link");
+  assert.ok(rawShown.text.includes("[99]") && rawShown.text.includes("<img src=x onerror="), "forged markers and raw HTML stay text");
+  assert.ok(rawShown.cites.every((c) => c === "[1]" || c === "[2]"), `only markers of real citations are marked: ${rawShown.cites}`);
+  assert.deepEqual(rawShown.sources, [HOSTILE_NAME, "[x](javascript:window.__pwned=1)"], "source names are text");
+  await unharmed(page, w2, "raw hostile stream");
   await ask(page, w2, "What do the Zanzibar office rules say?");
   await w2.frame.locator(".msg.assistant").last().getByText(/Zanzibar/).first().waitFor();
   await w2.frame.locator(".sources li", { hasText: HOSTILE_NAME }).first().waitFor();
