@@ -538,7 +538,7 @@
     if (e.origin !== hostOrigin) return;
     if (d.type === "docent:open") {
       isOpen = true;
-      (input.disabled ? $("close") : input).focus();
+      if (d.focus) (input.disabled ? $("close") : input).focus();
     } else if (d.type === "docent:close") {
       isOpen = false;
     }

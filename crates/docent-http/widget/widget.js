@@ -54,7 +54,7 @@ iframe{all:initial;display:block;width:100%;height:100%;border:0}
   }
   const wrap = el("div", { class: "w" });
   if (color) wrap.style.setProperty("--c", color);
-  const launcher = el("button", { type: "button", "aria-expanded": "false", "aria-label": "Open chat: " + title, hidden: "" });
+  const launcher = el("button", { type: "button", "aria-expanded": "false", "aria-controls": "p", "aria-label": "Open chat: " + title, hidden: "" });
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", "0 0 24 24");
@@ -65,7 +65,7 @@ iframe{all:initial;display:block;width:100%;height:100%;border:0}
   svg.append(path);
   const dot = el("span", { class: "dot", hidden: "" });
   launcher.append(svg, dot);
-  const panel = el("div", { class: "p closed", role: "dialog", "aria-label": title });
+  const panel = el("div", { id: "p", class: "p closed", role: "dialog", "aria-label": title });
   const src = new URL("/widget/frame", ORIGIN);
   src.searchParams.set("key", key);
   const frame = el("iframe", { src: src.href, title, allow: "clipboard-write" });
@@ -76,21 +76,19 @@ iframe{all:initial;display:block;width:100%;height:100%;border:0}
   let open = false;
   let ready = false;
   const send = (msg) => frame.contentWindow && frame.contentWindow.postMessage(msg, ORIGIN);
-  const setOpen = (on, focusLauncher) => {
+  // `user`: opened or closed by the visitor, so focus follows (not for data-open on load).
+  const setOpen = (on, user) => {
     open = on;
     panel.classList.toggle("closed", !on);
     launcher.setAttribute("aria-expanded", String(on));
     launcher.setAttribute("aria-label", (on ? "Close chat: " : "Open chat: ") + title);
     path.setAttribute("d", on ? "M6 6l12 12M18 6L6 18" : CHAT);
-    if (on) {
-      dot.hidden = true;
-      frame.focus();
-    } else if (focusLauncher) {
-      launcher.focus();
-    }
-    send({ type: on ? "docent:open" : "docent:close" });
+    if (on) dot.hidden = true;
+    if (on && user) frame.focus();
+    else if (!on && user) launcher.focus();
+    send({ type: on ? "docent:open" : "docent:close", focus: user });
   };
-  launcher.addEventListener("click", () => setOpen(!open, false));
+  launcher.addEventListener("click", () => setOpen(!open, true));
   root.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && open) setOpen(false, true);
   });

@@ -69,7 +69,7 @@ export async function embedTab(container, bot, signal, refresh) {
   });
   const rows = keys.map((k) => {
     const name = k.name || "Widget key";
-    const actions = h("td", { class: "actions" });
+    const actions = h("div", { class: "actions" });
     if (!k.revoked_at) {
       actions.append(
         confirmButton(
@@ -100,7 +100,7 @@ export async function embedTab(container, bot, signal, refresh) {
       h("td", { class: "num" }, `${k.messages_today} / ${k.daily_quota ?? "—"}`),
       h("td", { class: "wide" }, when(k.created_at)),
       h("td", {}, k.revoked_at ? h("span", { class: "badge s-failed" }, "Revoked") : h("span", { class: "badge s-completed" }, "Active")),
-      actions,
+      h("td", {}, actions),
     );
   });
   const keyTable = keys.length
