@@ -13,6 +13,12 @@ const SOURCES = [
   ["snippets", "Document names and the cited passage"],
 ];
 
+/** Why an origin was refused, in words (the server's reason code otherwise). */
+const REASONS = {
+  origin_not_allowed: "Not in the allowed sites",
+  no_origins: "The bot allows no site yet",
+};
+
 /** Parses the origins textarea: one per line, trailing slashes dropped. */
 function origins(text) {
   return text
@@ -177,7 +183,7 @@ export async function embedTab(container, bot, signal, refresh) {
             h(
               "tbody",
               {},
-              refusals.map((r) => h("tr", { "data-origin": r.origin }, h("td", {}, h("code", {}, r.origin)), h("td", {}, r.reason), h("td", { class: "num" }, String(r.count)), h("td", {}, when(r.last_at)))),
+              refusals.map((r) => h("tr", { "data-origin": r.origin }, h("td", {}, h("code", {}, r.origin)), h("td", {}, REASONS[r.reason] || r.reason), h("td", { class: "num" }, String(r.count)), h("td", {}, when(r.last_at)))),
             ),
           ),
         )
