@@ -75,6 +75,9 @@ pub struct Config {
     /// How hybrid search combines its rankings when a request does not say.
     #[serde(default)]
     pub search: SearchConfig,
+    /// The embeddable chat widget: visitor sessions, rate limits, the default daily quota.
+    #[serde(default)]
+    pub widget: WidgetConfig,
     /// Embedding model.
     pub embedder: EmbedderConfig,
     /// Chat model.
@@ -853,6 +856,46 @@ impl Default for SearchConfig {
             fusion: FusionKind::Weighted,
             vector_weight: 0.5,
             rrf_k: 60.0,
+        }
+    }
+}
+
+/// The embeddable chat widget (`/widget.js`): how long a visitor's session lasts, how fast
+/// visitors and keys may send messages, and the daily quota of a new widget key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WidgetConfig {
+    /// Lifetime of a visitor session token (the widget mints a new one when it lapses),
+    /// 1 minute to 1 day.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Daily message quota of a new widget key when its creator names none (UTC days).
+    pub default_daily_quota: u32,
+    /// Messages one widget key's visitors may send together, per process.
+    pub key_rate: RateQuota,
+    /// Messages one visitor may send, per process.
+    pub visitor_rate: RateQuota,
+    /// Sessions one client address may mint, per process.
+    pub session_rate: RateQuota,
+}
+
+impl Default for WidgetConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(30 * 60),
+            default_daily_quota: 1000,
+            key_rate: RateQuota {
+                per_minute: 120,
+                burst: 30,
+            },
+            visitor_rate: RateQuota {
+                per_minute: 6,
+                burst: 3,
+            },
+            session_rate: RateQuota {
+                per_minute: 60,
+                burst: 20,
+            },
         }
     }
 }
@@ -1649,6 +1692,7 @@ impl Default for Config {
                 ann_threshold: default_ann_threshold(),
             },
             search: SearchConfig::default(),
+            widget: WidgetConfig::default(),
             embedder: EmbedderConfig::Local {
                 model_dir: home::MODEL_DIR.into(),
                 threads: 0,
@@ -1804,6 +1848,24 @@ impl Config {
             QueueBackend::Sqs(sqs) => sqs.validate(&self.queue)?,
             QueueBackend::Redis(redis) => redis.validate(self)?,
             QueueBackend::Sql => {}
+        }
+        let w = &self.widget;
+        if w.session_ttl < Duration::from_secs(60) || w.session_ttl > Duration::from_secs(86_400) {
+            return bad("widget.session_ttl must be between 1m and 1day");
+        }
+        if w.default_daily_quota == 0 {
+            return bad("widget.default_daily_quota must be at least 1");
+        }
+        for (name, q) in [
+            ("widget.key_rate", w.key_rate),
+            ("widget.visitor_rate", w.visitor_rate),
+            ("widget.session_rate", w.session_rate),
+        ] {
+            if q.per_minute == 0 || q.burst == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}: per_minute and burst must be at least 1"
+                )));
+            }
         }
         if !(0.0..=1.0).contains(&self.search.vector_weight) {
             return bad("search.vector_weight must be between 0 and 1");
@@ -2584,6 +2646,15 @@ mod tests {
         let file = dir.path().join("c.toml");
         for (toml, key) in [
             ("[search]\nvector_weight = 1.5\n", "search.vector_weight"),
+            ("[widget]\nsession_ttl = \"5s\"\n", "widget.session_ttl"),
+            (
+                "[widget]\ndefault_daily_quota = 0\n",
+                "widget.default_daily_quota",
+            ),
+            (
+                "[widget]\nvisitor_rate = { per_minute = 0, burst = 1 }\n",
+                "widget.visitor_rate",
+            ),
             ("[search]\nvector_weight = nan\n", "search.vector_weight"),
             ("[search]\nrrf_k = -1.0\n", "search.rrf_k"),
             ("[search]\nrrf_k = inf\n", "search.rrf_k"),

@@ -93,7 +93,7 @@ impl Caller {
     /// Whether the caller may read (`write`: continue) this conversation.
     pub fn may_use(&self, conversation: &Conversation, write: bool) -> bool {
         match conversation.owner {
-            Some(owner) if owner == self.owner => true,
+            Some(owner) if owner.same_as(&self.owner) => true,
             Some(_) => self.admin && !write,
             None => self.admin,
         }
@@ -354,7 +354,21 @@ pub fn check_draft(mut d: BotDraft) -> Result<BotDraft> {
     check_retrieval(&d.retrieval)?;
     d.welcome_message = parse_text("welcome_message", d.welcome_message, MAX_DESCRIPTION_CHARS)?;
     d.allowed_origins = parse_origins(&d.allowed_origins)?;
+    d.widget = check_widget(d.widget)?;
     Ok(d)
+}
+
+/// Widget settings: a colour is `#rrggbb` (stored lowercase).
+fn check_widget(mut w: WidgetSettings) -> Result<WidgetSettings> {
+    if let Some(c) = w.color.take() {
+        let c = c.trim().to_ascii_lowercase();
+        let hex = c.strip_prefix('#').unwrap_or("");
+        if hex.len() != 6 || !hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
+            return Err(invalid("`widget.color` must be a colour such as `#0b5fff`"));
+        }
+        w.color = Some(c);
+    }
+    Ok(w)
 }
 
 /// Checks and normalises the fields a patch sets.
@@ -390,6 +404,9 @@ pub fn check_patch(mut p: BotPatch) -> Result<BotPatch> {
     }
     if let Some(o) = &p.allowed_origins {
         p.allowed_origins = Some(parse_origins(o)?);
+    }
+    if let Some(w) = p.widget {
+        p.widget = Some(check_widget(w)?);
     }
     Ok(p)
 }
@@ -509,7 +526,7 @@ impl Services {
     }
 
     /// A bot inside the scope, or `bot_not_found`.
-    async fn scoped_bot(&self, scope: BotScope<'_>, id: BotId) -> Result<Bot> {
+    pub(crate) async fn scoped_bot(&self, scope: BotScope<'_>, id: BotId) -> Result<Bot> {
         if scope.bots.is_some_and(|b| !b.contains(&id)) {
             return Err(bot_not_found(id));
         }
@@ -904,6 +921,7 @@ mod tests {
             retrieval: BotRetrieval::default(),
             welcome_message: None,
             allowed_origins: vec![],
+            widget: WidgetSettings::default(),
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         };

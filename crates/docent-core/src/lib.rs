@@ -10,6 +10,8 @@
 //!   prompt with numbered sources → an answer with validated `[n]` citations).
 //! - [`direct`]: presigned downloads and direct uploads (the client sends the bytes to the
 //!   S3 blob store itself; completing the upload verifies them and registers the document).
+//! - [`widget`]: the embeddable chat widget — publishable keys, signed visitor sessions,
+//!   origin checks, rate limits and the daily quota, visitors' conversations.
 //! - [`worker`]: the lease → run → complete loop, heartbeats, time limits and graceful shutdown.
 //! - [`ingest`]: the ingest task — blob → extract → chunk → store chunks, idempotently.
 
@@ -23,6 +25,7 @@ pub mod ingest;
 pub mod scope;
 pub mod search;
 pub mod tasks;
+pub mod widget;
 pub mod worker;
 
 use std::sync::Arc;
@@ -69,6 +72,8 @@ pub struct Services {
     pub wake: Arc<Notify>,
     /// Recently seen documents' immutable facts, for search hits.
     pub facts: search::DocumentFacts,
+    /// The widget's signing secret (once read) and rate limiters.
+    pub widget: Arc<widget::WidgetRuntime>,
 }
 
 /// Dependency health, for readiness.

@@ -18,6 +18,7 @@ use crate::auth::{ApiKeyId, UserId};
 use crate::error::{Code, Error};
 use crate::ids::{ChunkId, CollectionId, DocumentId, IdParseError, TenantId};
 use crate::model::string_enum;
+use crate::widget::{VisitorHash, WidgetKeyId, WidgetSettings};
 
 uuid_id!(
     /// A conversation with a bot.
@@ -136,6 +137,8 @@ pub struct Bot {
     pub welcome_message: Option<String>,
     /// Browser origins (`https://host[:port]`) its widget may be embedded in.
     pub allowed_origins: Vec<String>,
+    /// Widget settings.
+    pub widget: WidgetSettings,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -170,6 +173,8 @@ pub struct BotDraft {
     pub welcome_message: Option<String>,
     /// Widget origins.
     pub allowed_origins: Vec<String>,
+    /// Widget settings.
+    pub widget: WidgetSettings,
 }
 
 impl Default for BotDraft {
@@ -185,6 +190,7 @@ impl Default for BotDraft {
             retrieval: BotRetrieval::default(),
             welcome_message: None,
             allowed_origins: Vec::new(),
+            widget: WidgetSettings::default(),
         }
     }
 }
@@ -213,6 +219,8 @@ pub struct BotPatch {
     pub welcome_message: Option<Option<String>>,
     /// New widget origins.
     pub allowed_origins: Option<Vec<String>>,
+    /// New widget settings (replaced whole).
+    pub widget: Option<WidgetSettings>,
 }
 
 /// Which of a tenant's bots a list returns (a caller's scope, applied in the store so pages
@@ -261,6 +269,32 @@ pub enum ConversationOwner {
     User(UserId),
     /// An API key.
     ApiKey(ApiKeyId),
+    /// An anonymous visitor of the bot's widget (a *widget conversation*), through a widget key
+    /// (`None`: the owner's live preview in the console).
+    Visitor {
+        /// The visitor.
+        visitor: VisitorHash,
+        /// The key they came through.
+        key: Option<WidgetKeyId>,
+    },
+}
+
+impl ConversationOwner {
+    /// Whether `self` and `other` are the same person: a visitor stays the same visitor
+    /// whichever of the bot's keys they come through (a rotated key keeps its conversations).
+    pub fn same_as(&self, other: &ConversationOwner) -> bool {
+        match (self, other) {
+            (Self::Visitor { visitor: a, .. }, Self::Visitor { visitor: b, .. }) => a == b,
+            _ => self == other,
+        }
+    }
+}
+
+impl Conversation {
+    /// Whether a widget visitor started it (`source: widget` on the wire).
+    pub fn from_widget(&self) -> bool {
+        matches!(self.owner, Some(ConversationOwner::Visitor { .. }))
+    }
 }
 
 /// A passage an answer cites: `[n]` in the message text points at it.

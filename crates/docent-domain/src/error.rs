@@ -114,6 +114,18 @@ codes! {
     BotNotFound => ("bot_not_found", NotFound, 404, false),
     /// No conversation with that id in this tenant.
     ConversationNotFound => ("conversation_not_found", NotFound, 404, false),
+    /// No widget key with that id for this bot.
+    WidgetKeyNotFound => ("widget_key_not_found", NotFound, 404, false),
+    /// The widget key is unknown or revoked.
+    WidgetKeyInvalid => ("widget_key_invalid", Auth, 401, false),
+    /// The page embedding the widget is not on an origin the bot allows.
+    WidgetOriginRefused => ("widget_origin_refused", Auth, 403, false),
+    /// The widget session token is missing, malformed, forged or for another key.
+    WidgetSessionInvalid => ("widget_session_invalid", Auth, 401, false),
+    /// The widget session token has expired: mint a new session.
+    WidgetSessionExpired => ("widget_session_expired", Auth, 401, false),
+    /// The widget key's daily message quota is used up.
+    WidgetQuotaExceeded => ("widget_quota_exceeded", RateLimited, 429, false),
     /// A collection with that name already exists.
     CollectionNameTaken => ("collection_name_taken", InvalidRequest, 409, false),
     /// The collection holds vectors of another embedding model.

@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod llm;
 pub mod model;
 pub mod ports;
+pub mod widget;
 
 pub use auth::{
     Actor, ApiKey, ApiKeyId, BotId, KeyAccess, KeyScope, Principal, Role, SessionId, User, UserId,
@@ -24,3 +25,4 @@ pub use error::{Code, Error, ErrorInfo, ErrorType, Result};
 pub use filter::{MetaFilter, MetaOp, meta_matches};
 pub use ids::{ChunkId, CollectionId, DocumentId, IdParseError, TaskId, TenantId};
 pub use model::*;
+pub use widget::*;

@@ -16,11 +16,13 @@ pub use crate::delivery::{Delivery, MAX_VISIBILITY, Received};
 use crate::error::{ErrorInfo, Result};
 use crate::ids::{ChunkId, CollectionId, DocumentId, TaskId, TenantId};
 use crate::model::*;
+use crate::widget::*;
 
-/// Metadata repositories: tenants, collections, documents, chunks — and, through [`BotStore`],
-/// bots and their conversations, which live in the same database.
+/// Metadata repositories: tenants, collections, documents, chunks — and, through [`BotStore`]
+/// and [`WidgetStore`], bots, their conversations and widget keys, which live in the same
+/// database.
 #[async_trait]
-pub trait MetadataStore: BotStore + Send + Sync + 'static {
+pub trait MetadataStore: BotStore + WidgetStore + Send + Sync + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
 
@@ -241,6 +243,93 @@ pub trait BotStore: Send + Sync + 'static {
         conversation: ConversationId,
         page: PageRequest,
     ) -> Result<Page<Message>>;
+}
+
+/// Widget keys, their daily usage, the origins widgets refused, the widget's signing secret and
+/// visitors' conversations. Keys are tenant-scoped like every row; only
+/// [`find_widget_key`](WidgetStore::find_widget_key) and
+/// [`origin_has_widget`](WidgetStore::origin_has_widget) look across tenants, as a public
+/// request names no tenant (the key names it).
+#[async_trait]
+pub trait WidgetStore: Send + Sync + 'static {
+    /// Stores a key for a bot of the tenant (`bot_not_found` otherwise).
+    async fn create_widget_key(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        new: NewWidgetKey,
+    ) -> Result<WidgetKey>;
+    /// A bot's keys, revoked ones too, newest first, with their use on `day`.
+    async fn list_widget_keys(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        day: chrono::NaiveDate,
+    ) -> Result<Vec<WidgetKey>>;
+    /// A key of the bot (`widget_key_not_found` otherwise), with its use on `day`.
+    async fn get_widget_key(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        id: WidgetKeyId,
+        day: chrono::NaiveDate,
+    ) -> Result<WidgetKey>;
+    /// Revokes a key of the bot now (`widget_key_not_found` if it has none such); a revoked
+    /// key stays revoked at its first time.
+    async fn revoke_widget_key(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        id: WidgetKeyId,
+    ) -> Result<WidgetKey>;
+    /// In one transaction: revokes the key (`widget_key_not_found` if the bot has none such,
+    /// or it is revoked already) and stores `new` with its name and quota.
+    async fn rotate_widget_key(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        id: WidgetKeyId,
+        key: String,
+    ) -> Result<WidgetKey>;
+    /// The key with this text, revoked or not, in whichever tenant, with its use on `day`.
+    async fn find_widget_key(&self, key: &str, day: chrono::NaiveDate)
+    -> Result<Option<WidgetKey>>;
+    /// Whether some bot with an unrevoked key allows `origin` (answers CORS preflights, which
+    /// carry no key).
+    async fn origin_has_widget(&self, origin: &str) -> Result<bool>;
+    /// Counts one message against the key's quota for `day`: the count after it, or `None`
+    /// (nothing counted) when `quota` messages were taken already. Atomic across processes.
+    async fn take_widget_message(
+        &self,
+        tenant: TenantId,
+        key: WidgetKeyId,
+        day: chrono::NaiveDate,
+        quota: u32,
+    ) -> Result<Option<u32>>;
+    /// Counts a refusal of `origin` for the bot (the most recent hundred per bot are kept).
+    async fn record_widget_refusal(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        origin: &str,
+        reason: &str,
+    ) -> Result<()>;
+    /// A bot's refused origins, most recent first.
+    async fn list_widget_refusals(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+    ) -> Result<Vec<WidgetRefusal>>;
+    /// The secret widget sessions are signed with: `candidate` is stored if there is none yet,
+    /// and the stored one returned (every process of a deployment shares it).
+    async fn widget_secret(&self, candidate: &[u8]) -> Result<Vec<u8>>;
+    /// The visitor's most recently active conversation with the bot.
+    async fn latest_visitor_conversation(
+        &self,
+        tenant: TenantId,
+        bot: BotId,
+        visitor: VisitorHash,
+    ) -> Result<Option<ConversationId>>;
 }
 
 /// A worker's hold on a task. Every state change made through a lease checks that the lease is

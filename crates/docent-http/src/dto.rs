@@ -491,10 +491,35 @@ pub struct Bot {
     pub welcome_message: Option<String>,
     /// Browser origins (`https://host[:port]`) its widget may be embedded in.
     pub allowed_origins: Vec<String>,
+    /// Widget settings.
+    pub widget: BotWidget,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A bot's widget settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BotWidget {
+    /// What visitors see of cited sources: `none` (only the `[n]` numbers; the default),
+    /// `names` (document file names) or `snippets` (names and the passage's opening words).
+    pub sources: &'static str,
+    /// Accent colour `#rrggbb`; null: the widget's own.
+    pub color: Option<String>,
+}
+
+/// Widget settings in a request; on update, absent fields keep their current value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BotWidgetInput {
+    /// `none` (default), `names` or `snippets`.
+    #[serde(default)]
+    pub sources: Option<String>,
+    /// Accent colour `#rrggbb`; null clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub color: Option<Option<String>>,
 }
 
 impl From<d::Bot> for Bot {
@@ -515,6 +540,10 @@ impl From<d::Bot> for Bot {
             },
             welcome_message: b.welcome_message,
             allowed_origins: b.allowed_origins,
+            widget: BotWidget {
+                sources: b.widget.sources.as_str(),
+                color: b.widget.color,
+            },
             created_at: b.created_at,
             updated_at: b.updated_at,
         }
@@ -570,9 +599,12 @@ pub struct CreateBot {
     #[serde(default)]
     pub welcome_message: Option<String>,
     /// Browser origins its widget may be embedded in: `http(s)://host[:port]`, no path or
-    /// wildcard.
+    /// wildcard. Empty (the default): the widget works nowhere.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Widget settings.
+    #[serde(default)]
+    pub widget: Option<BotWidgetInput>,
 }
 
 /// Body of `PATCH /api/v1/bots/{id}`: absent fields are left alone, `null` clears an optional
@@ -615,6 +647,9 @@ pub struct UpdateBot {
     /// New widget origins.
     #[serde(default)]
     pub allowed_origins: Option<Vec<String>>,
+    /// Widget settings to change.
+    #[serde(default)]
+    pub widget: Option<BotWidgetInput>,
 }
 
 /// A conversation with a bot.
@@ -624,6 +659,12 @@ pub struct Conversation {
     pub id: String,
     /// The bot it talks to.
     pub bot_id: String,
+    /// `api` (the API, the console, the CLI) or `widget` (an anonymous visitor of the
+    /// bot's website widget).
+    pub source: &'static str,
+    /// The widget key a widget conversation came through (null: the API, or the console's
+    /// preview).
+    pub widget_key_id: Option<String>,
     /// Title.
     pub title: Option<String>,
     /// Started.
@@ -634,9 +675,15 @@ pub struct Conversation {
 
 impl From<d::Conversation> for Conversation {
     fn from(c: d::Conversation) -> Self {
+        let widget_key_id = match c.owner {
+            Some(d::ConversationOwner::Visitor { key, .. }) => key.map(|k| k.to_string()),
+            _ => None,
+        };
         Self {
             id: c.id.to_string(),
             bot_id: c.bot_id.to_string(),
+            source: if c.from_widget() { "widget" } else { "api" },
+            widget_key_id,
             title: c.title,
             created_at: c.created_at,
             updated_at: c.updated_at,

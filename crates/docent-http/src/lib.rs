@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
 
     let (api, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(routes::api())
+        .merge(routes::widget_api())
         .layer(axum::middleware::from_fn(move |req, next| {
             middleware::timeout(request_timeout, req, next)
         }))
@@ -78,6 +79,24 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .route("/", axum::routing::get(console::index))
         .route("/console/{*path}", axum::routing::get(console::asset))
+        .route("/widget.js", axum::routing::get(routes::widget::loader))
+        .route("/widget/frame", axum::routing::get(routes::widget::frame))
+        .route(
+            "/widget/assets/{file}",
+            axum::routing::get(routes::widget::asset),
+        )
+        .route(
+            "/widget/v1/session",
+            axum::routing::options(routes::widget::preflight),
+        )
+        .route(
+            "/widget/v1/conversation",
+            axum::routing::options(routes::widget::preflight),
+        )
+        .route(
+            "/widget/v1/chat",
+            axum::routing::options(routes::widget::preflight),
+        )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

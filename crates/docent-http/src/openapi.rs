@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "Accounts: sign-up, sign-in, refresh, sign-out, email verification, password reset, first-run setup"),
         (name = "members", description = "Workspace members, invitations, and the signed-in user's workspaces"),
         (name = "keys", description = "API keys: create (secret shown once), list, revoke"),
+        (name = "widget", description = "The embeddable chat widget: publishable widget keys and refused origins (management), and the visitor API under /widget/v1 (a widget key and the page's origin → a short-lived session token; a visitor's conversation; streamed chat)"),
     ),
     modifiers(&BearerAuth),
     security(("bearerAuth" = []))
@@ -39,6 +40,18 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An access token from /api/v1/auth/signin, or an API key (dk_…)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "widgetSession",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A widget visitor session token from POST /widget/v1/session (dws.…); \
+                         valid on /widget/v1 routes only",
                     ))
                     .build(),
             ),

@@ -45,7 +45,14 @@ pub(crate) fn classify(method: &Method, path: &str) -> Limit {
         "/api/v1/errors",
         "/openapi.json",
     ];
-    if EXEMPT.contains(&path) || path.starts_with("/docs") || path.starts_with("/console/") {
+    // The widget's routes have their own limits (per key, per visitor, sessions per address):
+    // its visitors carry no credential this limiter knows.
+    if EXEMPT.contains(&path)
+        || path.starts_with("/docs")
+        || path.starts_with("/console/")
+        || path == "/widget.js"
+        || path.starts_with("/widget/")
+    {
         return Limit::Exempt;
     }
     if path.starts_with("/api/v1/auth/") || path.starts_with("/auth/") || path == "/api/v1/setup" {

@@ -67,7 +67,8 @@ fn holds_credentials(path: &str) -> bool {
 }
 
 /// Adds the security headers to every response (without replacing ones a handler set):
-/// no MIME sniffing, no framing (no page is meant to be embedded yet), no referrer, and
+/// no MIME sniffing, no framing (except the widget frame, whose own `frame-ancestors` names
+/// its bot's origins), no referrer, and
 /// `Cache-Control: no-store` on responses that may hold credentials.
 /// Responses to refused origins lose the meaningless CORS headers.
 pub(crate) async fn headers(req: Request, next: Next) -> axum::response::Response {
@@ -86,12 +87,22 @@ pub(crate) async fn headers(req: Request, next: Next) -> axum::response::Respons
             h.remove(k);
         }
     }
+    // A page whose own policy lets some origins frame it (the widget frame) must not be
+    // denied by `X-Frame-Options`, which browsers would apply on top.
+    let framable = h
+        .get(CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|csp| {
+            csp.contains("frame-ancestors") && !csp.contains("frame-ancestors 'none'")
+        });
     let mut set = |name: HeaderName, value: &'static str| {
         h.entry(name)
             .or_insert_with(|| HeaderValue::from_static(value));
     };
     set(X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(X_FRAME_OPTIONS, "DENY");
+    if !framable {
+        set(X_FRAME_OPTIONS, "DENY");
+    }
     set(CONTENT_SECURITY_POLICY, "frame-ancestors 'none'");
     set(REFERRER_POLICY, "no-referrer");
     if no_store {

@@ -16,11 +16,16 @@ use crate::store::{DOCUMENT_SELECT, SqlStore, document_from};
 
 const BOT_COLS: &str = "id, tenant_id, name, description, system_prompt, model, temperature, \
      max_tokens, top_k, retrieval_mode, min_score, welcome_message, allowed_origins, \
-     created_at, updated_at";
+     widget_sources, widget_color, created_at, updated_at";
+
+/// The columns of a conversation row.
+const CONVERSATION_COLS: &str = "id, tenant_id, bot_id, owner_user_id, owner_key_id, \
+     owner_visitor, widget_key_id, title, created_at, updated_at";
 
 fn bot_from(row: &Row, collections: Vec<CollectionId>) -> Result<Bot> {
     let mode: String = row.get("retrieval_mode")?;
     let origins = row.json("allowed_origins")?;
+    let sources: String = row.get("widget_sources")?;
     Ok(Bot {
         id: row.id("id")?,
         tenant_id: row.id("tenant_id")?,
@@ -40,6 +45,11 @@ fn bot_from(row: &Row, collections: Vec<CollectionId>) -> Result<Bot> {
         welcome_message: row.get("welcome_message")?,
         allowed_origins: serde_json::from_value(origins)
             .map_err(|_| Error::internal("corrupt allowed_origins"))?,
+        widget: WidgetSettings {
+            sources: WidgetSources::parse(&sources)
+                .ok_or_else(|| Error::internal(format!("corrupt widget sources {sources}")))?,
+            color: row.get("widget_color")?,
+        },
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })
@@ -50,10 +60,20 @@ fn conversation_from(row: &Row) -> Result<Conversation> {
         id: row.id("id")?,
         tenant_id: row.id("tenant_id")?,
         bot_id: row.id("bot_id")?,
-        owner: match (row.opt_id("owner_user_id")?, row.opt_id("owner_key_id")?) {
-            (Some(user), _) => Some(ConversationOwner::User(user)),
-            (None, Some(key)) => Some(ConversationOwner::ApiKey(key)),
-            (None, None) => None,
+        owner: match (
+            row.opt_id("owner_user_id")?,
+            row.opt_id("owner_key_id")?,
+            row.get::<Option<String>>("owner_visitor")?,
+        ) {
+            (Some(user), _, _) => Some(ConversationOwner::User(user)),
+            (None, Some(key), _) => Some(ConversationOwner::ApiKey(key)),
+            (None, None, Some(visitor)) => Some(ConversationOwner::Visitor {
+                visitor: visitor
+                    .parse()
+                    .map_err(|_| Error::internal("corrupt conversation visitor"))?,
+                key: row.opt_id("widget_key_id")?,
+            }),
+            (None, None, None) => None,
         },
         title: row.get("title")?,
         created_at: row.time("created_at")?,
@@ -214,8 +234,8 @@ impl<E: Engine> BotStore for SqlStore<E> {
         Sql::new(
             "INSERT INTO bots (id, tenant_id, name, description, system_prompt, model, \
              temperature, max_tokens, top_k, retrieval_mode, min_score, welcome_message, \
-             allowed_origins, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             allowed_origins, widget_sources, widget_color, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string())
         .bind(tenant.to_string())
@@ -230,6 +250,8 @@ impl<E: Engine> BotStore for SqlStore<E> {
         .bind(draft.retrieval.min_score.map(f64::from))
         .bind(&draft.welcome_message)
         .bind(origins_json(&draft.allowed_origins))
+        .bind(draft.widget.sources.as_str())
+        .bind(&draft.widget.color)
         .bind(now)
         .bind(now)
         .execute(&mut tx)
@@ -340,6 +362,10 @@ impl<E: Engine> BotStore for SqlStore<E> {
         if let Some(v) = &patch.allowed_origins {
             q.push(", allowed_origins = ").push_bind(origins_json(v));
         }
+        if let Some(w) = patch.widget {
+            q.push(", widget_sources = ").push_bind(w.sources.as_str());
+            q.push(", widget_color = ").push_bind(w.color);
+        }
         q.push(" WHERE tenant_id = ").push_bind(tenant.to_string());
         q.push(" AND id = ").push_bind(id.to_string());
         let res = q.execute(&mut tx).await.map_err(db_err)?;
@@ -397,20 +423,28 @@ impl<E: Engine> BotStore for SqlStore<E> {
     ) -> Result<Conversation> {
         let id = ConversationId::new();
         let now = now();
-        let (owner_user, owner_key) = match new.owner {
-            Some(ConversationOwner::User(u)) => (Some(u.to_string()), None),
-            Some(ConversationOwner::ApiKey(k)) => (None, Some(k.to_string())),
-            None => (None, None),
-        };
+        let (mut owner_user, mut owner_key, mut visitor, mut widget_key) = (None, None, None, None);
+        match new.owner {
+            Some(ConversationOwner::User(u)) => owner_user = Some(u.to_string()),
+            Some(ConversationOwner::ApiKey(k)) => owner_key = Some(k.to_string()),
+            Some(ConversationOwner::Visitor { visitor: v, key }) => {
+                visitor = Some(v.to_string());
+                widget_key = key.map(|k| k.to_string());
+            }
+            None => {}
+        }
         // Inserted from the tenant's bot row, so a foreign bot id inserts nothing.
         let res = Sql::new(
             "INSERT INTO conversations (id, tenant_id, bot_id, owner_user_id, owner_key_id, \
-             title, created_at, updated_at) \
-             SELECT ?, tenant_id, id, ?, ?, ?, ?, ? FROM bots WHERE tenant_id = ? AND id = ?",
+             owner_visitor, widget_key_id, title, created_at, updated_at) \
+             SELECT ?, tenant_id, id, ?, ?, ?, ?, ?, ?, ? FROM bots \
+             WHERE tenant_id = ? AND id = ?",
         )
         .bind(id.to_string())
         .bind(owner_user)
         .bind(owner_key)
+        .bind(visitor)
+        .bind(widget_key)
         .bind(&new.title)
         .bind(now)
         .bind(now)
@@ -434,11 +468,9 @@ impl<E: Engine> BotStore for SqlStore<E> {
     }
 
     async fn get_conversation(&self, tenant: TenantId, id: ConversationId) -> Result<Conversation> {
-        let row = Sql::new(
-            "SELECT id, tenant_id, bot_id, owner_user_id, owner_key_id, title, created_at, \
-             updated_at FROM conversations \
-             WHERE tenant_id = ? AND id = ?",
-        )
+        let row = Sql::new(format!(
+            "SELECT {CONVERSATION_COLS} FROM conversations WHERE tenant_id = ? AND id = ?"
+        ))
         .bind(tenant.to_string())
         .bind(id.to_string())
         .fetch_optional(self.db())
@@ -464,11 +496,9 @@ impl<E: Engine> BotStore for SqlStore<E> {
     ) -> Result<Page<Conversation>> {
         self.require_bot(tenant, bot).await?;
         let limit = page.effective_limit();
-        let mut q = Sql::new(
-            "SELECT id, tenant_id, bot_id, owner_user_id, owner_key_id, title, created_at, \
-             updated_at FROM conversations \
-             WHERE tenant_id = ",
-        );
+        let mut q = Sql::new(format!(
+            "SELECT {CONVERSATION_COLS} FROM conversations WHERE tenant_id = "
+        ));
         q.push_bind(tenant.to_string());
         q.push(" AND bot_id = ").push_bind(bot.to_string());
         if let Some(c) = cursor::<ConversationId>(&page)? {

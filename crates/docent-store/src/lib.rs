@@ -17,6 +17,7 @@ pub mod postgres;
 mod queue;
 mod store;
 mod uploads;
+mod widget;
 
 use std::sync::Arc;
 

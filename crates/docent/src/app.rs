@@ -46,6 +46,7 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
         llm,
         wake: Arc::new(Notify::new()),
         facts: Default::default(),
+        widget: Arc::new(docent_core::widget::WidgetRuntime::new(&config.widget)),
     };
     services
         .store

@@ -445,6 +445,44 @@ pub enum BotAction {
         /// Bot id or name.
         bot: String,
     },
+    /// Manage a bot's publishable widget keys (the `<script>` snippet's `data-key`).
+    #[command(name = "widget-keys", subcommand)]
+    WidgetKeys(WidgetKeyAction),
+}
+
+/// `docent bots widget-keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum WidgetKeyAction {
+    /// Create a widget key; prints it (with its snippet) as JSON.
+    Create {
+        /// Bot id or name.
+        bot: String,
+        /// Label.
+        #[arg(long)]
+        name: Option<String>,
+        /// Most visitor messages per UTC day (default: `widget.default_daily_quota`).
+        #[arg(long)]
+        daily_quota: Option<u32>,
+    },
+    /// List a bot's widget keys: id, state, messages today / quota, name, key.
+    List {
+        /// Bot id or name.
+        bot: String,
+    },
+    /// Replace a key by a new one (same name and quota); the old one stops at once.
+    Rotate {
+        /// Bot id or name.
+        bot: String,
+        /// Widget key id.
+        key_id: String,
+    },
+    /// Revoke a key: every page using it stops at once.
+    Revoke {
+        /// Bot id or name.
+        bot: String,
+        /// Widget key id.
+        key_id: String,
+    },
 }
 
 /// `docent users ...`.
@@ -1514,6 +1552,7 @@ async fn bots(backend: &Bots, action: BotAction) -> anyhow::Result<()> {
             }
             println!("deleted bot {id}");
         }
+        BotAction::WidgetKeys(action) => widget_keys(backend, action).await?,
         BotAction::Documents { bot } => {
             let id = backend.resolve(&bot).await?;
             let path = format!("/api/v1/bots/{id}/documents");
@@ -1532,6 +1571,98 @@ async fn bots(backend: &Bots, action: BotAction) -> anyhow::Result<()> {
                     d["filename"].as_str().unwrap_or(""),
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// `docent bots widget-keys ...`.
+async fn widget_keys(backend: &Bots, action: WidgetKeyAction) -> anyhow::Result<()> {
+    let t = TenantId::DEFAULT;
+    let key_id = |raw: &str| -> anyhow::Result<docent_domain::WidgetKeyId> {
+        raw.parse()
+            .map_err(|_| anyhow::anyhow!("`{raw}` is not a widget key id"))
+    };
+    match action {
+        WidgetKeyAction::Create {
+            bot,
+            name,
+            daily_quota,
+        } => {
+            let id = backend.resolve(&bot).await?;
+            let body = serde_json::json!({ "name": name, "daily_quota": daily_quota });
+            let key = match backend {
+                Bots::Remote(client) => {
+                    client
+                        .post(&format!("/api/v1/bots/{id}/widget-keys"), &body)
+                        .await?
+                }
+                Bots::Local(svc) => docent_http::local::create_widget_key(svc, t, id, body)
+                    .await
+                    .map_err(local_err)?,
+            };
+            print_json(&key)?;
+        }
+        WidgetKeyAction::List { bot } => {
+            let id = backend.resolve(&bot).await?;
+            let list = match backend {
+                Bots::Remote(client) => {
+                    client
+                        .get(&format!("/api/v1/bots/{id}/widget-keys"))
+                        .await?
+                }
+                Bots::Local(svc) => docent_http::local::list_widget_keys(svc, t, id)
+                    .await
+                    .map_err(local_err)?,
+            };
+            for k in list["data"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<7}  {}/{}  {}  {}",
+                    k["id"].as_str().unwrap_or(""),
+                    if k["revoked_at"].is_null() {
+                        "active"
+                    } else {
+                        "revoked"
+                    },
+                    k["messages_today"],
+                    k["daily_quota"],
+                    k["name"].as_str().unwrap_or(""),
+                    k["key"].as_str().unwrap_or(""),
+                );
+            }
+        }
+        WidgetKeyAction::Rotate { bot, key_id: raw } => {
+            let id = backend.resolve(&bot).await?;
+            let kid = key_id(&raw)?;
+            let key = match backend {
+                Bots::Remote(client) => {
+                    client
+                        .post(
+                            &format!("/api/v1/bots/{id}/widget-keys/{kid}/rotate"),
+                            &serde_json::json!({}),
+                        )
+                        .await?
+                }
+                Bots::Local(svc) => docent_http::local::rotate_widget_key(svc, t, id, kid)
+                    .await
+                    .map_err(local_err)?,
+            };
+            print_json(&key)?;
+        }
+        WidgetKeyAction::Revoke { bot, key_id: raw } => {
+            let id = backend.resolve(&bot).await?;
+            let kid = key_id(&raw)?;
+            match backend {
+                Bots::Remote(client) => {
+                    client
+                        .delete(&format!("/api/v1/bots/{id}/widget-keys/{kid}"))
+                        .await?;
+                }
+                Bots::Local(svc) => docent_http::local::revoke_widget_key(svc, t, id, kid)
+                    .await
+                    .map_err(local_err)?,
+            }
+            println!("revoked widget key {kid}");
         }
     }
     Ok(())

@@ -7,8 +7,10 @@
 //! of A; a read-write key of A limited to another collection; a member, an admin and the owner
 //! of A; a read-write key of A limited to another bot. Path ids are tenant A's real ids
 //! (collection `main`, its document and task, bot `helper` over `main` and a conversation with
-//! it); each call of a destructive operation gets a fresh target of its own, so every caller
-//! meets a live one. Besides the status class, every successful answer to the other tenant or
+//! it); each call of a destructive operation (and each widget-key rotation) gets a fresh target
+//! of its own, so every caller meets a live one. The widget's visitor routes answer no user or
+//! API-key credential, and the widget's own credentials open no other route
+//! (`tests/widget_api.rs`). Besides the status class, every successful answer to the other tenant or
 //! to a wrong-collection or wrong-bot key is checked not to contain the ids it must not see.
 
 mod common;
@@ -263,6 +265,10 @@ const BOT_CREATE: [Expect; 9] = [
     Forbidden,
 ];
 
+/// The widget's visitor routes, which take only a widget session token: no user or API-key
+/// credential opens them (nor does a widget credential open any other route).
+const WIDGET_SESSION: [Expect; 9] = [Unauthorized; 9];
+
 /// Every operation, in the order the test runs them (destructive ones last).
 const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("GET", "/health", PUBLIC),
@@ -323,6 +329,21 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("GET", "/api/bots", READ_TENANT),
     ("GET", "/api/bots/{bot_id}", BOT_READ_ID),
     ("GET", "/api/bots/{bot_id}/documents", BOT_READ_ID),
+    // The widget: a public session route (a widget key and a page origin; `helper` allows
+    // none, so it refuses) and the visitor routes; managing a bot's widget keys is editing it.
+    ("POST", "/widget/v1/session", PUBLIC),
+    ("GET", "/widget/v1/conversation", WIDGET_SESSION),
+    ("POST", "/widget/v1/chat", WIDGET_SESSION),
+    ("GET", "/api/v1/bots/{id}/widget-keys", BOT_WRITE_ID),
+    ("POST", "/api/v1/bots/{id}/widget-keys", BOT_WRITE_ID),
+    ("GET", "/api/v1/bots/{id}/widget-refusals", BOT_WRITE_ID),
+    ("POST", "/api/v1/bots/{id}/widget-preview", BOT_WRITE_ID),
+    // A fresh key each time, as for deletes.
+    (
+        "POST",
+        "/api/v1/bots/{id}/widget-keys/{key_id}/rotate",
+        BOT_WRITE_ID,
+    ),
     ("GET", "/api/v1/keys", ADMIN),
     ("POST", "/api/v1/keys", ADMIN),
     ("GET", "/api/v1/members", ADMIN),
@@ -357,6 +378,11 @@ const MATRIX: &[(&str, &str, [Expect; 9])] = &[
     ("POST", "/api/v1/documents/{id}/retry-failed-rows", WRITE_ID),
     ("DELETE", "/api/v1/keys/{id}", ADMIN_ID),
     ("DELETE", "/api/v1/members/{user_id}", ADMIN_ID),
+    (
+        "DELETE",
+        "/api/v1/bots/{id}/widget-keys/{key_id}",
+        BOT_WRITE_ID,
+    ),
     ("DELETE", "/api/v1/bots/{id}", BOT_WRITE_ID),
     // Deleting the operator's conversation with `helper` (fresh each time): who may read it.
     ("DELETE", "/api/v1/conversations/{id}", CONVERSATION_READ_ID),
@@ -375,6 +401,8 @@ struct World {
     bot: String,
     conversation: String,
     spare_key: String,
+    /// A widget key of `helper` (text).
+    widget_key: String,
     /// A viewer of tenant A whose role the matrix changes.
     spare_member: String,
     tenant: String,
@@ -411,6 +439,9 @@ impl World {
         } else {
             ""
         };
+        if path == "/widget/v1/conversation" {
+            return format!("{path}?conversation_id={}", self.conversation);
+        }
         // A well-formed upload id (the matrix is about who may call).
         path.replace("{id}", id)
             .replace("{user_id}", id)
@@ -627,6 +658,20 @@ async fn fresh(app: &TestApp, world: &World, path: &str, n: usize) -> String {
                 .id
                 .to_string()
         }
+        "/api/v1/bots/{id}/widget-keys/{key_id}"
+        | "/api/v1/bots/{id}/widget-keys/{key_id}/rotate" => {
+            let b = ok(
+                app,
+                Method::POST,
+                &format!("/api/v1/bots/{}/widget-keys", world.bot),
+                owner,
+                json!({ "name": format!("gone-{n}") }),
+            )
+            .await;
+            return path
+                .replace("{id}", &world.bot)
+                .replace("{key_id}", b["id"].as_str().unwrap());
+        }
         "/api/v1/keys/{id}" => {
             let b = ok(
                 app,
@@ -739,6 +784,17 @@ async fn world(app: &TestApp) -> World {
         .as_str()
         .unwrap()
         .to_owned();
+    let widget_key = ok(
+        app,
+        Method::POST,
+        &format!("/api/v1/bots/{bot}/widget-keys"),
+        Some(&owner),
+        json!({}),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let viewer = join(app, tenant_a, Role::Viewer).await;
     let member = join(app, tenant_a, Role::Member).await;
@@ -753,6 +809,7 @@ async fn world(app: &TestApp) -> World {
         bot,
         conversation: conversation.id.to_string(),
         spare_key,
+        widget_key,
         spare_member,
         tenant: tenant_a.to_string(),
         credentials: vec![
@@ -798,6 +855,12 @@ fn body_for(world: &World, method: &str, path: &str, n: usize) -> Option<Value> 
             "messages": [{ "role": "user", "content": "what do zebras eat?" }],
         }),
         "/api/v1/keys" => json!({ "name": format!("key-{n}") }),
+        "/widget/v1/session" => {
+            json!({ "key": world.widget_key, "host_origin": "https://site.example" })
+        }
+        "/widget/v1/chat" => json!({ "message": "what do zebras eat?" }),
+        "/api/v1/bots/{id}/widget-keys" => json!({ "name": format!("w-{n}") }),
+        "/api/v1/bots/{id}/widget-keys/{key_id}/rotate" => json!({}),
         "/api/v1/members/{user_id}" => json!({ "role": "member" }),
         "/api/v1/invites" => json!({ "email": format!("invitee-{n}@example.com") }),
         "/api/v1/auth/invites/accept" => json!({ "token": "not-a-token" }),
@@ -901,7 +964,7 @@ async fn every_operation_authorizes_every_kind_of_caller() {
     for (method, path, row) in MATRIX {
         for (caller, expect) in CALLERS.iter().zip(row) {
             n += 1;
-            let url = if *method == "DELETE" {
+            let url = if *method == "DELETE" || path.ends_with("/rotate") {
                 fresh(&app, &world, path, n).await
             } else {
                 world.fill(path)

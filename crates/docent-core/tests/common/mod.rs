@@ -34,6 +34,7 @@ pub async fn services(config: Config, embedder: Option<Arc<dyn Embedder>>) -> Se
         llm: None,
         wake: Arc::new(Notify::new()),
         facts: Default::default(),
+        widget: Arc::new(docent_core::widget::WidgetRuntime::new(&config.widget)),
     }
 }
 

@@ -13,14 +13,14 @@ use axum::http::StatusCode;
 use docent_core::Services;
 use docent_domain::{
     BotDraft, BotId, BotPatch, BotRetrieval, Code, CollectionId, ConversationId, Error, Principal,
-    RetrievalMode,
+    RetrievalMode, WidgetSettings,
 };
 
 use super::page;
 use crate::AppState;
 use crate::dto::{
-    Bot, BotList, BotRetrievalInput, Conversation, ConversationList, CreateBot, DocumentList,
-    MessageList, PageQuery, UpdateBot,
+    Bot, BotList, BotRetrievalInput, BotWidgetInput, Conversation, ConversationList, CreateBot,
+    DocumentList, MessageList, PageQuery, UpdateBot,
 };
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, Auth, id};
@@ -76,6 +76,22 @@ fn wire_names(e: Error) -> ApiError {
     }
 }
 
+/// Widget settings: `base` with the request's fields applied.
+pub(crate) fn widget(
+    base: WidgetSettings,
+    input: BotWidgetInput,
+) -> Result<WidgetSettings, ApiError> {
+    Ok(WidgetSettings {
+        sources: match input.sources.as_deref() {
+            Some(raw) => raw.parse().map_err(|e: String| {
+                ApiError::new(Code::InvalidField, format!("`widget.sources`: {e}"))
+            })?,
+            None => base.sources,
+        },
+        color: input.color.unwrap_or(base.color),
+    })
+}
+
 /// A create request as a draft (the field rules themselves are the service's).
 pub(crate) fn draft(body: CreateBot) -> Result<BotDraft, ApiError> {
     let defaults = BotDraft::default();
@@ -90,6 +106,7 @@ pub(crate) fn draft(body: CreateBot) -> Result<BotDraft, ApiError> {
         retrieval: retrieval(defaults.retrieval, body.retrieval.unwrap_or_default())?,
         welcome_message: body.welcome_message,
         allowed_origins: body.allowed_origins,
+        widget: widget(WidgetSettings::default(), body.widget.unwrap_or_default())?,
     })
 }
 
@@ -114,12 +131,17 @@ pub(crate) async fn update_bot(
     body: UpdateBot,
 ) -> Result<Bot, ApiError> {
     p.require_write()?;
-    let retrieval = match body.retrieval {
-        None => None,
-        Some(input) => {
-            let current = services.get_bot(p, bid).await?.retrieval;
-            Some(self::retrieval(current, input)?)
-        }
+    let current = match (&body.retrieval, &body.widget) {
+        (None, None) => None,
+        _ => Some(services.get_bot(p, bid).await?),
+    };
+    let retrieval = match (body.retrieval, &current) {
+        (Some(input), Some(current)) => Some(self::retrieval(current.retrieval, input)?),
+        _ => None,
+    };
+    let widget = match (body.widget, current) {
+        (Some(input), Some(current)) => Some(self::widget(current.widget, input)?),
+        _ => None,
     };
     let patch = BotPatch {
         name: body.name,
@@ -136,6 +158,7 @@ pub(crate) async fn update_bot(
         retrieval,
         welcome_message: body.welcome_message,
         allowed_origins: body.allowed_origins,
+        widget,
     };
     let bot = services
         .update_bot(p, bid, patch)

@@ -10,6 +10,7 @@ pub(crate) mod openai;
 pub(crate) mod search;
 pub(crate) mod system;
 pub(crate) mod tasks;
+pub(crate) mod widget;
 
 use axum::http::Uri;
 use docent_domain::{Code, PageRequest};
@@ -90,6 +91,20 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::seed_verify))
         .routes(routes!(auth::seed_confirm))
         .routes(routes!(auth::seed_refresh))
+        .routes(routes!(widget::create_key, widget::list_keys))
+        .routes(routes!(widget::rotate_key))
+        .routes(routes!(widget::revoke_key))
+        .routes(routes!(widget::refusals))
+        .routes(routes!(widget::preview))
+}
+
+/// The widget's visitor API (`/widget/v1/*`), behind its own CORS ([`widget::cors`]).
+pub(crate) fn widget_api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(widget::session))
+        .routes(routes!(widget::conversation))
+        .routes(routes!(widget::chat))
+        .layer(axum::middleware::from_fn(widget::cors))
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

@@ -113,6 +113,7 @@ async fn bot_create_get_update_delete() {
                 },
                 welcome_message: Some("Hi!".into()),
                 allowed_origins: vec!["https://example.com".into()],
+                widget: Default::default(),
             },
         )
         .await
