@@ -60,6 +60,11 @@ async fn the_widget_on_another_origin_in_a_real_browser() {
         c.server.run_workers = true;
         openai_embedder(c, url, 16);
         with_llm(&fake)(c);
+        // One visitor asks a handful of questions within seconds here.
+        c.widget.visitor_rate = docent_config::RateQuota {
+            per_minute: 60,
+            burst: 10,
+        };
     })
     .await;
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("widget-screenshots");
