@@ -335,7 +335,8 @@ async function run() {
   assert.equal(await w.root.evaluate((r) => r.activeElement && r.activeElement.tagName), "BUTTON", "focus is back on the launcher");
   await page.keyboard.press("Enter");
   await page.waitForFunction((b) => b.getAttribute("aria-expanded") === "true", w.launcher);
-  await page.keyboard.press("Escape");
+  await w.frame.getByRole("button", { name: "Close chat" }).click();
+  await page.waitForFunction((b) => b.getAttribute("aria-expanded") === "false", w.launcher);
 
   step("a reload keeps the conversation");
   await page.reload();
@@ -357,6 +358,20 @@ async function run() {
   assert.equal(cut, 1, "the first stream was cut");
   await w2.frame.locator(".msg.assistant").last().getByText(/ten working days/).waitFor();
   assert.equal(await w2.frame.locator(".msg.user", { hasText: "travel expenses" }).count(), 1, "the question is shown once");
+
+  step("docent unreachable: a clear message, and Retry asks again");
+  await page.route(`${DOCENT}/widget/v1/chat`, (route) => route.abort("connectionrefused"));
+  await ask(page, w2, "Where do vacation requests go?");
+  await page.unroute(`${DOCENT}/widget/v1/chat`);
+  const down = w2.frame.locator(".msg.failed").last();
+  await down.getByText("The assistant can't be reached right now. Check your connection and try again.").waitFor();
+  await down.getByRole("button", { name: "Retry" }).click();
+  await w2.frame.waitForFunction(() => {
+    const last = Array.from(document.querySelectorAll(".msg.assistant")).pop();
+    return last && !last.classList.contains("failed") && !last.hasAttribute("aria-busy") && last.querySelector("sup.cite");
+  });
+  assert.equal(await w2.frame.locator(".msg.failed").count(), 0, "the failed attempt gave way to the answer");
+  assert.equal(await w2.frame.locator(".msg.user", { hasText: "Where do vacation requests go?" }).count(), 1, "the question is shown once");
 
   step("hostile content: a document and a model answer full of tricks run nothing");
   await ask(page, w2, `${TRIGGER}: what do the zanzibar notes say?`);
