@@ -110,11 +110,9 @@ impl WidgetRuntime {
     }
 }
 
-/// What the page asks for when the widget loads.
+/// What the page asks for when the widget loads (besides its key).
 #[derive(Debug, Clone)]
 pub struct SessionRequest {
-    /// The widget key.
-    pub key: String,
     /// The origin of the page embedding the widget.
     pub host_origin: String,
     /// The visitor secret the browser kept from an earlier session, if any.
@@ -423,9 +421,14 @@ impl Services {
         Err(origin_refused(origin, bot))
     }
 
-    /// Mints a visitor session for a widget key on a page of `host_origin`.
-    pub async fn start_widget_session(&self, req: SessionRequest) -> Result<SessionGrant> {
-        let (key, bot) = self.widget_key_bot(&req.key).await?;
+    /// Mints a visitor session for an active key (see [`Self::widget_key_bot`]) and its bot on
+    /// a page of `req.host_origin`, which the bot must allow (a refusal is recorded).
+    pub async fn start_widget_session(
+        &self,
+        key: &WidgetKey,
+        bot: Bot,
+        req: SessionRequest,
+    ) -> Result<SessionGrant> {
         self.widget_check_origin(&bot, &req.host_origin).await?;
         self.grant(bot, Some(key.id), req.host_origin, req.visitor)
             .await

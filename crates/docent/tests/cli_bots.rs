@@ -324,3 +324,112 @@ fn chat_with_a_bot_from_the_command_line() {
     let err = failed(&docent(&data, &["chat", "nobody", "hi"]));
     assert!(err.contains("no bot named `nobody`"), "{err}");
 }
+
+#[test]
+fn widget_keys_on_the_local_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bot = json_out(&docent(&data, &["bots", "create", "--name", "site helper"]));
+    assert_eq!(bot["widget"]["sources"], "none");
+    let key = json_out(&docent(
+        &data,
+        &[
+            "bots",
+            "widget-keys",
+            "create",
+            "site helper",
+            "--name",
+            "Main site",
+            "--daily-quota",
+            "25",
+        ],
+    ));
+    let (id, text) = (key["id"].as_str().unwrap(), key["key"].as_str().unwrap());
+    assert!(text.starts_with("dwk_"));
+    assert_eq!(key["daily_quota"], 25);
+    assert!(key["snippet"].as_str().unwrap().contains(text));
+    let list = ok(&docent(
+        &data,
+        &["bots", "widget-keys", "list", "site helper"],
+    ));
+    assert!(
+        list.contains(id) && list.contains("active") && list.contains("0/25"),
+        "{list}"
+    );
+    let rotated = json_out(&docent(
+        &data,
+        &["bots", "widget-keys", "rotate", "site helper", id],
+    ));
+    assert_ne!(rotated["key"], text);
+    assert_eq!(rotated["name"], "Main site");
+    let new_id = rotated["id"].as_str().unwrap();
+    ok(&docent(
+        &data,
+        &["bots", "widget-keys", "revoke", "site helper", new_id],
+    ));
+    let list = ok(&docent(
+        &data,
+        &["bots", "widget-keys", "list", "site helper"],
+    ));
+    assert_eq!(list.matches("revoked").count(), 2, "{list}");
+    let err = failed(&docent(
+        &data,
+        &["bots", "widget-keys", "rotate", "site helper", id],
+    ));
+    assert!(
+        err.contains("widget_key_not_found") || err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn widget_keys_through_a_running_server() {
+    let app = spawn_app_with(builtin_auth).await;
+    let (s, session) = app
+        .post_json(
+            "/api/v1/auth/signup",
+            json!({ "email": "w@example.com", "password": "correct horse battery" }),
+        )
+        .await;
+    assert!(s.is_success(), "{session}");
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let r = app
+        .client
+        .post(app.url("/api/v1/bots"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "remote helper" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let run = |args: Vec<&'static str>| {
+        let (base, token) = (app.base.clone(), token.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["bots", "--url", &base])
+                .args(&args)
+                .env("DOCENT__LOG__LEVEL", "warn")
+                .env_remove("DOCENT_CONFIG")
+                .env("DOCENT_TOKEN", token)
+                .output()
+                .expect("docent runs")
+        })
+    };
+    let key = json_out(
+        &run(vec!["widget-keys", "create", "remote helper"])
+            .await
+            .unwrap(),
+    );
+    assert!(
+        key["snippet"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("<script src=\"{}/widget.js\"", app.base)),
+        "{key}"
+    );
+    let list = ok(&run(vec!["widget-keys", "list", "remote helper"])
+        .await
+        .unwrap());
+    assert!(list.contains(key["id"].as_str().unwrap()), "{list}");
+    app.stop().await;
+}

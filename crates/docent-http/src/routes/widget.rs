@@ -492,20 +492,14 @@ pub(crate) async fn session(
 ) -> ApiResult<Json<WidgetSessionResponse>> {
     let client = connect.map(|c| c.0.0.ip().to_string()).unwrap_or_default();
     s.services.widget_session_rate(&client)?;
-    let (_, bot) = s.services.widget_key_bot(&body.key).await?;
+    let (key, bot) = s.services.widget_key_bot(&body.key).await?;
     slot(&cors).allow(&bot.allowed_origins);
-    s.services
-        .widget_check_origin(&bot, &body.host_origin)
-        .await?;
     check_request_origin(&s, &headers, &body.host_origin)?;
-    let grant = s
-        .services
-        .start_widget_session(SessionRequest {
-            key: body.key,
-            host_origin: body.host_origin,
-            visitor: body.visitor,
-        })
-        .await?;
+    let request = SessionRequest {
+        host_origin: body.host_origin,
+        visitor: body.visitor,
+    };
+    let grant = s.services.start_widget_session(&key, bot, request).await?;
     Ok(Json(grant.into()))
 }
 
