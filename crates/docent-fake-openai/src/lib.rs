@@ -6,7 +6,8 @@
 //!   `finish_reason`) and streamed (`data: {chunk}` server-sent events, a final chunk with
 //!   `finish_reason`, a usage chunk when `stream_options.include_usage`, then `data: [DONE]`).
 //!   Answers follow the rule in [`answer`]: echo the numbered sources that match the question
-//!   with `[n]` markers, or a configured fixed reply.
+//!   with `[n]` markers, a scripted reply for a question containing its trigger, or a
+//!   configured fixed reply.
 //! - `POST /v1/embeddings`: hashed bag-of-words vectors ([`answer::embed`]), `dimensions`
 //!   honoured, `float` or `base64` encoding, `usage` counted.
 //! - `GET /v1/models`.
@@ -64,6 +65,9 @@ pub struct FakeConfig {
     pub models: Vec<String>,
     /// Answer every chat with this text instead of the source-echo rule.
     pub fixed_reply: Option<String>,
+    /// Scripted answers: a chat whose last user message contains the first text is answered
+    /// with the second (the first match wins; before `fixed_reply` and the source-echo rule).
+    pub replies: Vec<(String, String)>,
     /// When set, requests need `Authorization: Bearer <key>` or `api-key: <key>`.
     pub api_key: Option<String>,
     /// Injected faults.
@@ -91,6 +95,7 @@ impl Default for FakeConfig {
             dimension: 64,
             models: vec![CHAT_MODEL.to_owned(), EMBED_MODEL.to_owned()],
             fixed_reply: None,
+            replies: Vec::new(),
             api_key: None,
             faults: Faults::default(),
             rate_check: None,
@@ -657,7 +662,18 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         .as_u64()
         .or(req["max_tokens"].as_u64())
         .map(|n| n.min(u64::from(u32::MAX)) as u32);
-    let reply = answer::answer(&pairs, shared.config.fixed_reply.as_deref());
+    let last_user = pairs
+        .iter()
+        .rev()
+        .find(|(role, _)| *role == "user")
+        .map_or("", |(_, c)| *c);
+    let scripted = shared
+        .config
+        .replies
+        .iter()
+        .find(|(trigger, _)| last_user.contains(trigger.as_str()))
+        .map(|(_, reply)| reply.as_str());
+    let reply = answer::answer(&pairs, scripted.or(shared.config.fixed_reply.as_deref()));
     let (reply, cut) = answer::limit(reply, &stop, max_tokens);
     let finish = if cut { "length" } else { "stop" };
     let prompt_tokens: u32 = pairs.iter().map(|(_, c)| answer::count_tokens(c) + 4).sum();

@@ -93,6 +93,7 @@ static ASSETS: &[(&str, &[u8])] = assets![
     "js/views/bots.js",
     "js/views/collections.js",
     "js/views/document.js",
+    "js/views/embed.js",
     "js/views/keys.js",
     "js/views/members.js",
     "js/views/search.js",

@@ -111,6 +111,21 @@ async fn fixed_reply_and_echo_without_sources() {
 }
 
 #[tokio::test]
+async fn scripted_replies_answer_their_trigger_before_the_fixed_reply() {
+    let fake = fake(FakeConfig {
+        fixed_reply: Some("Always this.".into()),
+        replies: vec![("probe-7".into(), "Scripted **answer** [1].".into())],
+        ..FakeConfig::default()
+    })
+    .await;
+    let ask = |text: &str| ChatRequest::new(vec![ChatMessage::user(text)]);
+    let r = chat(&fake).chat(&ask("please probe-7 now")).await.unwrap();
+    assert_eq!(r.content, "Scripted **answer** [1].");
+    let r = chat(&fake).chat(&ask("anything else")).await.unwrap();
+    assert_eq!(r.content, "Always this.");
+}
+
+#[tokio::test]
 async fn a_truncated_stream_is_a_clear_error() {
     let fake = fake(FakeConfig {
         faults: Faults {

@@ -13,6 +13,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::browser::{browser_env, skip_without_browser};
 use common::{builtin_auth, openai_embedder, s3_storage, spawn_app_with};
 use docent_fake_openai::{FakeConfig, FakeServer, Faults};
 use reqwest::StatusCode;
@@ -169,21 +170,6 @@ async fn the_console_session_lives_in_an_httponly_cookie_that_needs_the_console_
     app.stop().await;
 }
 
-fn browser_env() -> Option<(String, String)> {
-    let chromium = std::env::var("DOCENT_TEST_CHROMIUM").ok()?;
-    let modules = std::env::var("DOCENT_TEST_NODE_MODULES").ok()?;
-    let ok = std::path::Path::new(&chromium).exists()
-        && std::path::Path::new(&modules)
-            .join("playwright-core")
-            .exists()
-        && std::path::Path::new(&modules).join("axe-core").exists()
-        && std::process::Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    ok.then_some((chromium, modules))
-}
-
 /// Runs `journey.mjs` (`mode`: `full` or `direct`) against `app` and fails the test when it
 /// fails; `extra` adds environment variables.
 async fn run_journey(
@@ -228,13 +214,6 @@ async fn run_journey(
     assert!(
         out.status.success(),
         "the {mode} browser journey failed:\n{stderr}"
-    );
-}
-
-fn skip_without_browser(test: &str) {
-    eprintln!(
-        "\n*** SKIP {test}: no browser. Set DOCENT_TEST_CHROMIUM and DOCENT_TEST_NODE_MODULES \
-         (eval \"$(scripts/test-services)\" installs chromium, playwright-core and axe-core). ***\n"
     );
 }
 

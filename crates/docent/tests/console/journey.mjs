@@ -387,7 +387,7 @@ async function fullJourney() {
   assert.equal(await page.locator(".msg.user").count(), 0);
   await page.locator(".conversations li button").first().click();
   await page.locator(".msg.user").first().waitFor();
-  assert.equal(await page.getByRole("link", { name: "Embed" }).count(), 0, "no Embed tab before the widget exists");
+  assert.equal(await page.getByRole("link", { name: "Embed" }).count(), 1, "the owner has an Embed tab");
 
   step("delete the conversation");
   const convId = await page.locator(".conversations li[data-conversation]").first().getAttribute("data-conversation");
@@ -527,6 +527,7 @@ async function fullJourney() {
   assert.equal(await vpage.getByRole("button", { name: "Delete bot" }).count(), 0);
   assert.equal(await vpage.getByRole("link", { name: "API keys" }).count(), 0);
   assert.equal(await vpage.getByRole("link", { name: "Members" }).count(), 0);
+  assert.equal(await vpage.getByRole("link", { name: "Embed" }).count(), 0, "a viewer has no Embed tab");
   await vpage.getByRole("link", { name: "Settings" }).click();
   await vpage.getByLabel("Name", { exact: true }).waitFor();
   assert.equal(await vpage.getByLabel("Name", { exact: true }).isDisabled(), true, "settings are read-only");

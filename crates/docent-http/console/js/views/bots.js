@@ -1,11 +1,12 @@
 // Bots: the list, the builder form for every setting, and the chat playground that streams
 // answers (server-sent events over fetch), renders citations as sources that open their
 // passage, keeps conversations (list, reopen, delete), and says when an answer is extractive
-// or "I don't know". The embeddable widget is not part of the console yet (no Embed tab).
+// or "I don't know"; widget conversations are marked. The Embed tab is in `embed.js`.
 
 import * as api from "../api.js";
 import { append, confirmButton, field, h, replace, status, uid } from "../dom.js";
 import { errorBox, when } from "../format.js";
+import { embedTab } from "./embed.js";
 import { answerText, sourceList } from "./search.js";
 
 export async function listView({ main, signal }) {
@@ -137,7 +138,7 @@ export async function botView({ main, params, go, signal, render, query }) {
   const tabs = h(
     "nav",
     { class: "tabs", "aria-label": "Bot" },
-    [["chat", "Chat"], ["settings", "Settings"]].map(([t, label]) =>
+    [["chat", "Chat"], ["settings", "Settings"], ...(writable ? [["embed", "Embed"]] : [])].map(([t, label]) =>
       h("a", { href: `#/bots/${id}?tab=${t}`, "aria-current": t === tab ? "page" : null }, label),
     ),
   );
@@ -151,6 +152,8 @@ export async function botView({ main, params, go, signal, render, query }) {
         render();
       }, !writable),
     );
+  } else if (tab === "embed" && writable) {
+    await embedTab(body, bot, signal, render);
   } else {
     await chat(body, bot, signal);
   }
@@ -193,7 +196,8 @@ async function chat(container, bot, signal) {
       items.length
         ? items.map((c) => {
             const title = c.title || "Untitled";
-            const b = h("button", { type: "button", class: "link", "aria-current": c.id === conversation ? "true" : null }, title, h("span", { class: "muted" }, ` · ${when(c.updated_at)}`));
+            const widget = c.source === "widget" ? h("span", { class: "badge via-widget", title: "A website visitor's conversation through the chat widget" }, "Widget") : null;
+            const b = h("button", { type: "button", class: "link", "aria-current": c.id === conversation ? "true" : null }, widget, widget ? " " : null, title, h("span", { class: "muted" }, ` · ${when(c.updated_at)}`));
             b.addEventListener("click", () => reopen(c.id));
             const del = confirmButton(
               "Delete",
@@ -211,7 +215,7 @@ async function chat(container, bot, signal) {
               },
               (err) => convList.before(errorBox(err)),
             );
-            return h("li", { "data-conversation": c.id }, b, del);
+            return h("li", { "data-conversation": c.id, "data-source": c.source || "api" }, b, del);
           })
         : h("li", { class: "muted" }, "No conversations yet."),
     );
