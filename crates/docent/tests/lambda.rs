@@ -230,7 +230,7 @@ async fn rest_http_and_function_url_events_reach_the_router() {
     .await
     .unwrap();
     assert_eq!(resp["statusCode"], 200, "{resp}");
-    assert!(body_json(&resp)["results"].is_array(), "{resp}");
+    assert!(body_json(&resp)["hits"].is_array(), "{resp}");
 
     // A malformed event is refused with a clear error, not a panic.
     let err = invoke_api(&router, json!({"hello": "world"}), context(Duration::from_secs(30)))
@@ -256,7 +256,7 @@ async fn a_file_uploaded_through_api_gateway_comes_back_byte_for_byte() {
     .await
     .unwrap();
     assert_eq!(resp["statusCode"], 202, "{resp}");
-    let doc = body_json(&resp);
+    let doc = body_json(&resp)["document"].clone();
     let id = doc["id"].as_str().unwrap_or_else(|| panic!("{doc}"));
     assert_eq!(doc["filename"], "phare.md", "{doc}");
     assert_eq!(doc["size_bytes"], original.len(), "{doc}");
@@ -567,7 +567,6 @@ async fn task_of(router: &axum::Router, doc: &str) -> Value {
     let doc = body_json(&resp);
     let task = doc["task_id"]
         .as_str()
-        .or_else(|| doc["task"]["id"].as_str())
         .unwrap_or_else(|| panic!("{doc}"))
         .to_owned();
     let resp = invoke_api(
@@ -602,7 +601,7 @@ async fn sqs_records_run_once_and_poison_goes_to_the_dead_letter_queue() {
     .await
     .unwrap();
     assert_eq!(resp["statusCode"], 202, "{resp}");
-    let doc = body_json(&resp)["id"].as_str().unwrap().to_owned();
+    let doc = body_json(&resp)["document"]["id"].as_str().unwrap().to_owned();
     assert_eq!(task_of(&router, &doc).await["status"], "pending");
 
     // The upload's delivery and a poison message, in one batch as Lambda's poller receives them.
@@ -702,7 +701,7 @@ async fn a_deadline_near_now_gives_the_task_back_before_lambda_stops_the_functio
     .await
     .unwrap();
     assert_eq!(resp["statusCode"], 202, "{resp}");
-    let doc = body_json(&resp)["id"].as_str().unwrap().to_owned();
+    let doc = body_json(&resp)["document"]["id"].as_str().unwrap().to_owned();
     let messages = sqs.receive(10).await;
     assert_eq!(messages.len(), 1);
 
