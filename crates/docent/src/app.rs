@@ -331,7 +331,12 @@ async fn open_queue(
                 .map_err(|e| anyhow::anyhow!(e.chain()))
                 .context("queue.backend (Redis)")?;
             tracing::info!(stream = %delivery.stream_key(), group = %delivery.group(), "Redis Streams task queue");
-            Some(delivery_queue(config, db, Arc::new(delivery), q.republish_after))
+            Some(delivery_queue(
+                config,
+                db,
+                Arc::new(delivery),
+                q.republish_after,
+            ))
         }
         #[cfg(feature = "aws")]
         QueueBackend::Sqs(sqs) => {
@@ -339,7 +344,12 @@ async fn open_queue(
                 .await
                 .map_err(|e| anyhow::anyhow!(e.chain()))
                 .context("queue.backend (SQS)")?;
-            Some(delivery_queue(config, db, Arc::new(delivery), sqs.republish_after))
+            Some(delivery_queue(
+                config,
+                db,
+                Arc::new(delivery),
+                sqs.republish_after,
+            ))
         }
         #[cfg(not(feature = "aws"))]
         QueueBackend::Sqs(_) => {

@@ -186,9 +186,36 @@ pub async fn invoke_api_streaming(
         .unwrap_or_else(|never| match never {}))
 }
 
+/// The variables the Lambda runtime sets for a function (the runtime client panics without
+/// them).
+const LAMBDA_ENV: [&str; 4] = [
+    RUNTIME_API_ENV,
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+];
+
+/// Refuses to start outside the Lambda runtime, naming what is missing.
+fn check_lambda_env() -> anyhow::Result<()> {
+    let missing: Vec<&str> = LAMBDA_ENV
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_none())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "docent lambda runs under the AWS Lambda runtime, which sets {}; missing here: {} \
+             (outside Lambda, run `docent serve` or `docent worker`)",
+            LAMBDA_ENV.join(", "),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// `docent lambda api`: opens the router, then serves the runtime API's events until the
 /// process is stopped.
 pub async fn run_api(config: Config, streaming: bool) -> anyhow::Result<()> {
+    check_lambda_env()?;
     let router = match open_api(config).await {
         Ok((_, r)) => r,
         Err(e) => return Err(report_init_error(e).await),
@@ -242,8 +269,7 @@ impl LambdaWorker {
                  (or SQS_QUEUE_URL) to the queue its event source mapping reads"
             );
         }
-        let (services, _db, deliveries) =
-            crate::app::open_services_with_deliveries(config).await?;
+        let (services, _db, deliveries) = crate::app::open_services_with_deliveries(config).await?;
         let deliveries = deliveries.context("the SQS task queue was not opened")?;
         Ok(Self::new(services, deliveries, margin))
     }
@@ -358,6 +384,7 @@ impl LambdaWorker {
 /// `docent lambda worker`: opens the services, then runs the runtime API's events until the
 /// process is stopped.
 pub async fn run_worker(config: Config, margin: Duration) -> anyhow::Result<()> {
+    check_lambda_env()?;
     let worker = match LambdaWorker::open(config, margin).await {
         Ok(w) => Arc::new(w),
         Err(e) => return Err(report_init_error(e).await),

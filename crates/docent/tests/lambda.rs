@@ -89,7 +89,10 @@ fn v2_event(method: &str, path: &str, body: Option<Value>) -> Value {
         Some(b) => e["body"] = json!(b.to_string()),
         None => {
             e["body"] = Value::Null;
-            e["headers"].as_object_mut().unwrap().remove("content-length");
+            e["headers"]
+                .as_object_mut()
+                .unwrap()
+                .remove("content-length");
         }
     }
     if let Some(len) = e["body"].as_str().map(str::len) {
@@ -233,9 +236,13 @@ async fn rest_http_and_function_url_events_reach_the_router() {
     assert!(body_json(&resp)["hits"].is_array(), "{resp}");
 
     // A malformed event is refused with a clear error, not a panic.
-    let err = invoke_api(&router, json!({"hello": "world"}), context(Duration::from_secs(30)))
-        .await
-        .unwrap_err();
+    let err = invoke_api(
+        &router,
+        json!({"hello": "world"}),
+        context(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap_err();
     assert!(format!("{err:#}").contains("not an HTTP event"), "{err:#}");
     drop(services);
 }
@@ -312,9 +319,13 @@ async fn rate_limits_key_on_the_events_source_address() {
     };
     let mut limited = None;
     for i in 0..50 {
-        let resp = invoke_api(&router, attempt("203.0.113.9"), context(Duration::from_secs(30)))
-            .await
-            .unwrap();
+        let resp = invoke_api(
+            &router,
+            attempt("203.0.113.9"),
+            context(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
         if resp["statusCode"] == 429 {
             limited = Some(i);
             break;
@@ -322,9 +333,13 @@ async fn rate_limits_key_on_the_events_source_address() {
         assert_eq!(resp["statusCode"], 401, "{resp}");
     }
     assert!(limited.is_some(), "sign-in attempts were never limited");
-    let resp = invoke_api(&router, attempt("198.51.100.23"), context(Duration::from_secs(30)))
-        .await
-        .unwrap();
+    let resp = invoke_api(
+        &router,
+        attempt("198.51.100.23"),
+        context(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         resp["statusCode"], 401,
         "another client's address is not limited: {resp}"
@@ -376,9 +391,8 @@ async fn a_chat_answer_streams_through_a_function_url() {
     event["rawPath"] = json!(path);
     event["requestContext"]["http"]["path"] = json!(path);
     event["headers"]["accept"] = json!("text/event-stream");
-    event["body"] = json!(B64.encode(
-        json!({"message": "What is the capital of France?"}).to_string()
-    ));
+    event["body"] =
+        json!(B64.encode(json!({"message": "What is the capital of France?"}).to_string()));
     let streamed = invoke_api_streaming(&router, event, context(Duration::from_secs(60)))
         .await
         .unwrap();
@@ -525,7 +539,10 @@ async fn sqs_worker(
         eprintln!("\n*** SKIP {test}: DOCENT_TEST_AWS_ENDPOINT is not set (scripts/test-services)");
         return None;
     };
-    let name = format!("docent-lambda-{test}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = format!(
+        "docent-lambda-{test}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let sqs = SqsQueueConfig {
         queue_name: name.clone(),
         dlq_name: format!("{name}-dlq"),
@@ -582,13 +599,8 @@ async fn task_of(router: &axum::Router, doc: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_records_run_once_and_poison_goes_to_the_dead_letter_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((worker, router, sqs)) = sqs_worker(
-        "records",
-        &dir,
-        Duration::from_secs(2),
-        |_| {},
-    )
-    .await
+    let Some((worker, router, sqs)) =
+        sqs_worker("records", &dir, Duration::from_secs(2), |_| {}).await
     else {
         return;
     };
@@ -601,7 +613,10 @@ async fn sqs_records_run_once_and_poison_goes_to_the_dead_letter_queue() {
     .await
     .unwrap();
     assert_eq!(resp["statusCode"], 202, "{resp}");
-    let doc = body_json(&resp)["document"]["id"].as_str().unwrap().to_owned();
+    let doc = body_json(&resp)["document"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(task_of(&router, &doc).await["status"], "pending");
 
     // The upload's delivery and a poison message, in one batch as Lambda's poller receives them.
@@ -633,7 +648,10 @@ async fn sqs_records_run_once_and_poison_goes_to_the_dead_letter_queue() {
     let dead = sqs.dead_letters().await;
     assert_eq!(
         dead,
-        vec![("this is not a task".to_owned(), Some("not_a_task".to_owned()))]
+        vec![(
+            "this is not a task".to_owned(),
+            Some("not_a_task".to_owned())
+        )]
     );
     assert!(sqs.receive(10).await.is_empty(), "messages left behind");
 
@@ -650,9 +668,15 @@ async fn sqs_records_run_once_and_poison_goes_to_the_dead_letter_queue() {
         .unwrap();
     assert_eq!(failures(&response), Vec::<String>::new(), "{response}");
     let again = task_of(&router, &doc).await;
-    assert_eq!(again["attempts"], 1, "the duplicate ran the task again: {again}");
+    assert_eq!(
+        again["attempts"], 1,
+        "the duplicate ran the task again: {again}"
+    );
     assert_eq!(again["finished_at"], task["finished_at"], "{again}");
-    assert!(sqs.receive(10).await.is_empty(), "the duplicate was left behind");
+    assert!(
+        sqs.receive(10).await.is_empty(),
+        "the duplicate was left behind"
+    );
 
     // An EventBridge scheduled event runs the queue's sweep.
     let scheduled = json!({
@@ -701,7 +725,10 @@ async fn a_deadline_near_now_gives_the_task_back_before_lambda_stops_the_functio
     .await
     .unwrap();
     assert_eq!(resp["statusCode"], 202, "{resp}");
-    let doc = body_json(&resp)["document"]["id"].as_str().unwrap().to_owned();
+    let doc = body_json(&resp)["document"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let messages = sqs.receive(10).await;
     assert_eq!(messages.len(), 1);
 
@@ -771,7 +798,10 @@ async fn next(State(rt): State<FakeRuntime>) -> axum::response::Response {
             let ms = deadline.duration_since(UNIX_EPOCH).unwrap().as_millis();
             let mut headers = HeaderMap::new();
             headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
-            headers.insert("lambda-runtime-deadline-ms", ms.to_string().parse().unwrap());
+            headers.insert(
+                "lambda-runtime-deadline-ms",
+                ms.to_string().parse().unwrap(),
+            );
             headers.insert(
                 "lambda-runtime-invoked-function-arn",
                 "arn:aws:lambda:us-east-1:123456789012:function:docent-api"
@@ -826,7 +856,10 @@ impl FakeRuntime {
         use axum::routing::{get, post};
         let app = axum::Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(self.clone());
@@ -867,8 +900,14 @@ fn lambda_command(role: &str, api: &str, home: &std::path::Path) -> tokio::proce
         .env("AWS_LAMBDA_FUNCTION_NAME", format!("docent-{role}"))
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/12/07/[$LATEST]0123456789abcdef")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/docent-{role}"))
+        .env(
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            "2026/12/07/[$LATEST]0123456789abcdef",
+        )
+        .env(
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/docent-{role}"),
+        )
         .env("DOCENT_HOME", home)
         .env("DOCENT__LOG__FORMAT", "json")
         .stdout(std::process::Stdio::null())
@@ -921,7 +960,11 @@ async fn the_binary_serves_the_runtime_api_and_reports_its_cold_start() {
             println!(
                 "LAMBDA COLD START (docent lambda api, process start → first /next, model {}): \
                  {} ms; first response after {} ms",
-                if with_model { "loaded" } else { "not available: none" },
+                if with_model {
+                    "loaded"
+                } else {
+                    "not available: none"
+                },
                 cold.as_millis(),
                 answered.as_millis()
             );
@@ -932,12 +975,59 @@ async fn the_binary_serves_the_runtime_api_and_reports_its_cold_start() {
     }
     drop(api);
 
+    // Streaming (a function URL in RESPONSE_STREAM mode): the response is posted in the
+    // streaming mode, the JSON prelude (status, headers, cookies), eight NUL bytes, the body.
+    let runtime = FakeRuntime::default();
+    let api = runtime.start().await;
+    let mut event = fixture("function_url.json");
+    event["rawPath"] = json!("/health");
+    event["requestContext"]["http"]["method"] = json!("GET");
+    event["requestContext"]["http"]["path"] = json!("/health");
+    event["body"] = Value::Null;
+    event["isBase64Encoded"] = json!(false);
+    runtime.push("req-streamed", event);
+    let mut child = lambda_command("api", &api, home.path())
+        .env("DOCENT_LAMBDA_STREAMING", "true")
+        .spawn()
+        .unwrap();
+    runtime
+        .wait_for("the streamed response", |s| {
+            !s.responses.lock().unwrap().is_empty() || !s.errors.lock().unwrap().is_empty()
+        })
+        .await;
+    {
+        let responses = runtime.inner.responses.lock().unwrap();
+        let (rid, headers, body) = &responses[0];
+        assert_eq!(rid, "req-streamed");
+        assert_eq!(
+            headers["lambda-runtime-function-response-mode"], "streaming",
+            "{headers:?}"
+        );
+        assert_eq!(
+            headers["content-type"],
+            "application/vnd.awslambda.http-integration-response"
+        );
+        let sep = body
+            .windows(8)
+            .position(|w| w == [0u8; 8])
+            .unwrap_or_else(|| panic!("no prelude separator: {body:?}"));
+        let prelude: Value = serde_json::from_slice(&body[..sep]).unwrap();
+        assert_eq!(prelude["statusCode"], 200, "{prelude}");
+        assert!(prelude["headers"]["content-type"].is_string(), "{prelude}");
+        let rest: Value = serde_json::from_slice(&body[sep + 8..]).unwrap();
+        assert_eq!(rest["status"], "ok", "{rest}");
+    }
+    child.kill().await.unwrap();
+    drop(api);
+
     // A failed initialisation is reported to /init/error: the worker needs the SQS queue.
     let runtime = FakeRuntime::default();
     let api = runtime.start().await;
     let mut child = lambda_command("worker", &api, home.path()).spawn().unwrap();
     runtime
-        .wait_for("the init error", |s| !s.init_errors.lock().unwrap().is_empty())
+        .wait_for("the init error", |s| {
+            !s.init_errors.lock().unwrap().is_empty()
+        })
         .await;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
@@ -958,4 +1048,97 @@ async fn the_binary_serves_the_runtime_api_and_reports_its_cold_start() {
         "{body}"
     );
     assert!(runtime.inner.first_next.lock().unwrap().is_none());
+}
+
+/// The binary under cargo-lambda's local runtime emulator (`cargo lambda watch
+/// --only-lambda-apis`, invoked with `cargo lambda invoke`), when `DOCENT_TEST_CARGO_LAMBDA`
+/// names its executable (PyPI `cargo-lambda`); skipped otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_answers_through_cargo_lambdas_emulator() {
+    let Ok(cargo_lambda) = std::env::var("DOCENT_TEST_CARGO_LAMBDA") else {
+        eprintln!(
+            "\n*** SKIP the_binary_answers_through_cargo_lambdas_emulator: DOCENT_TEST_CARGO_LAMBDA \
+             is not set (pip install cargo-lambda)"
+        );
+        return;
+    };
+    let port = common::servers::free_port();
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    let mut emulator = tokio::process::Command::new(&cargo_lambda)
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+        ])
+        .arg(port.to_string())
+        .current_dir(manifest_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(
+        common::servers::wait_for_port(port, true, Duration::from_secs(30)),
+        "the emulator never listened"
+    );
+    let home = tempfile::tempdir().unwrap();
+    let mut function = lambda_command("api", &format!("http://127.0.0.1:{port}/.rt"), home.path())
+        .env("DOCENT__AUTH__MODE", "none")
+        .spawn()
+        .unwrap();
+    let invoke = |fixture: &'static str| {
+        let cargo_lambda = cargo_lambda.clone();
+        async move {
+            let out = tokio::process::Command::new(&cargo_lambda)
+                .args(["lambda", "invoke", "-A", "127.0.0.1", "-P"])
+                .arg(port.to_string())
+                .arg("--data-file")
+                .arg(format!("tests/fixtures/lambda/{fixture}"))
+                .current_dir(manifest_dir)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+        }
+    };
+    let created = invoke("apigw_http_v2.json").await;
+    assert_eq!(created["statusCode"], 201, "{created}");
+    let listed = invoke("apigw_rest_v1.json").await;
+    assert_eq!(listed["statusCode"], 200, "{listed}");
+    assert!(
+        body_json(&listed)["items"][0]["name"] == "lambda-reports",
+        "{listed}"
+    );
+    function.kill().await.unwrap();
+    emulator.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn outside_lambda_the_command_says_what_is_missing() {
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["lambda", "api"])
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env_remove("AWS_LAMBDA_FUNCTION_NAME")
+        .env("DOCENT_HOME", home.path())
+        .env("DOCENT__EMBEDDER__KIND", "none")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("missing here: AWS_LAMBDA_RUNTIME_API, AWS_LAMBDA_FUNCTION_NAME"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
