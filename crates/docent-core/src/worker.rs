@@ -471,3 +471,40 @@ async fn run_leased_inner(
     );
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_end_a_margin_before_a_hosts_deadline() {
+        let s = Duration::from_secs;
+        let own = RunLimits {
+            soft: s(600),
+            hard: s(3600),
+            retry_timeout: false,
+        };
+        // A deadline sooner than the task's own limits: both end before it, the soft one a
+        // margin earlier, and the timeout may be retried.
+        assert_eq!(
+            own.within(s(900), s(10)),
+            RunLimits {
+                soft: s(600),
+                hard: s(890),
+                retry_timeout: true,
+            }
+        );
+        assert_eq!(
+            own.within(s(300), s(10)),
+            RunLimits {
+                soft: s(280),
+                hard: s(290),
+                retry_timeout: true,
+            }
+        );
+        // No time left: limits of zero (the task stops at once).
+        assert_eq!(own.within(s(5), s(10)).hard, Duration::ZERO);
+        // A deadline beyond the task's own hard limit changes nothing.
+        assert_eq!(own.within(s(7200), s(10)), own);
+    }
+}

@@ -122,7 +122,7 @@ impl TaskRef {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// The ledger leased its task to this worker; the lease's token carries the receipt.
-    Leased(Lease),
+    Leased(Box<Lease>),
     /// The delivery is over: acknowledged (its task finished, cancelled or unknown) or moved
     /// to the dead-letter queue (its task dead-lettered, or a body that names no task).
     Ended,
@@ -418,7 +418,7 @@ impl DeliveryQueue {
         if let Some(lease) = leased {
             self.counted("leased");
             tracing::debug!(task = %task.task_id, attempt = lease.task.attempts, "leased");
-            return Ok(Claim::Leased(wrap(lease, &delivery.receipt)));
+            return Ok(Claim::Leased(Box::new(wrap(lease, &delivery.receipt))));
         }
         self.settle(task, &delivery).await
     }
@@ -507,7 +507,7 @@ impl TaskQueue for DeliveryQueue {
                 continue; // The broker delivers it again shortly.
             }
             if let Claim::Leased(lease) = self.claim(delivery, worker, visibility, true).await? {
-                return Ok(Some(lease));
+                return Ok(Some(*lease));
             }
         }
         // A receive that came back empty while this call waited answers it too.
@@ -536,7 +536,7 @@ impl TaskQueue for DeliveryQueue {
                 match self.claim(delivery, worker, visibility, false).await {
                     Ok(Claim::Leased(lease)) => {
                         inbox.extend(received);
-                        return Ok(Some(lease));
+                        return Ok(Some(*lease));
                     }
                     Ok(Claim::Ended | Claim::Kept) => {}
                     Err(e) => {

@@ -353,7 +353,7 @@ impl LambdaWorker {
             .lease_delivery(delivery, &self.name, visibility)
             .await
         {
-            Ok(Claim::Leased(lease)) => lease,
+            Ok(Claim::Leased(lease)) => *lease,
             Ok(Claim::Ended) => return Outcome::Settled,
             Ok(Claim::Kept) => return Outcome::Kept,
             Err(e) => {
