@@ -201,6 +201,24 @@ impl Receipt {
     }
 }
 
+/// A delivery of the queue that reached this process another way than
+/// [`Delivery::receive`]: a record of an AWS Lambda SQS event, with its receipt handle and
+/// `ApproximateReceiveCount` (so [`Delivery::defer`] knows when SQS would redrive it), received
+/// now with the visibility `visible_for` (the queue's visibility timeout, which Lambda's
+/// poller used). `DeliveryQueue::lease_delivery` leases its task.
+pub fn received(handle: &str, receive_count: u32, body: &str, visible_for: Duration) -> Received {
+    Received {
+        receipt: Receipt {
+            handle: handle.to_owned(),
+            receive_count,
+        }
+        .encode(),
+        body: body.to_owned(),
+        received_at: Instant::now(),
+        visible_for,
+    }
+}
+
 /// `d` in whole seconds, rounded up, within SQS's visibility limit.
 fn secs(d: Duration) -> i32 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
@@ -671,5 +689,7 @@ mod tests {
             receive_count: 2,
         };
         assert_eq!(Receipt::decode(&receipt.encode()), receipt);
+        let lambda = received("AQEB+x/y|z==", 2, "{}", Duration::from_secs(30));
+        assert_eq!(Receipt::decode(&lambda.receipt), receipt);
     }
 }

@@ -11,7 +11,9 @@
 //!   next lease (any worker's). A job without checkpoints (a document that is not a record
 //!   file, a summary, a retry of failed rows, whose re-run would redo the same rows) runs on.
 //!   At the hard limit the job is dropped — which also stops its extraction thread and model
-//!   calls — and the attempt fails with `task_timeout` (not retried).
+//!   calls — and the attempt fails with `task_timeout` (not retried). A host with a deadline of
+//!   its own (an AWS Lambda invocation) runs the task under [`RunLimits::within`] it: both
+//!   limits end before the deadline, and that timeout is retried (the attempt counts).
 //! - On shutdown workers stop leasing; running jobs get `shutdown_grace` to finish, then are
 //!   interrupted and their leases released without using up an attempt.
 //! - Fair share: a long job asks [`TaskContext::should_yield`] at its safe points (a record file
@@ -290,11 +292,65 @@ async fn execute(ctx: &TaskContext) -> Result<Progress, JobError> {
     }
 }
 
-/// Runs one leased task to an outcome and records it. Returns the recorded status, if any.
+/// The time limits of one run of a task, counted from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Past this a job that can resume stops at its next safe point ([`JobError::Paused`]).
+    pub soft: Duration,
+    /// At this the job is dropped and the attempt fails with `task_timeout`.
+    pub hard: Duration,
+    /// Whether that failure may be retried: the hard limit is the host's — the time an AWS
+    /// Lambda invocation has left — not the task's own `worker.hard_time_limit`, so another
+    /// run may fit (the attempt counts, so a task that never fits is dead-lettered).
+    pub retry_timeout: bool,
+}
+
+impl RunLimits {
+    /// `worker.soft_time_limit` and `worker.hard_time_limit`.
+    pub fn of(config: &docent_config::WorkerConfig) -> Self {
+        Self {
+            soft: config.soft_time_limit,
+            hard: config.hard_time_limit,
+            retry_timeout: false,
+        }
+    }
+
+    /// These limits, shortened to end `margin` before a host's deadline `left` from now (the
+    /// lease is then recorded and the delivery settled before the host stops the process):
+    /// the hard limit at `left − margin` when that is sooner (a retryable timeout), the soft
+    /// limit a margin earlier still, so a job that can resume pauses at a safe point first.
+    pub fn within(self, left: Duration, margin: Duration) -> Self {
+        let hard = left.saturating_sub(margin);
+        if hard >= self.hard {
+            return self;
+        }
+        Self {
+            soft: self.soft.min(hard.saturating_sub(margin)),
+            hard,
+            retry_timeout: true,
+        }
+    }
+}
+
+/// Runs one leased task to an outcome and records it, under the worker's time limits. Returns
+/// the recorded status, if any.
 pub async fn run_leased(
     svc: &Services,
     lease: Lease,
     interrupt: &CancellationToken,
+) -> Option<TaskStatus> {
+    let limits = RunLimits::of(&svc.config.worker);
+    run_leased_within(svc, lease, interrupt, limits).await
+}
+
+/// [`run_leased`] under explicit time limits: the one body every host of workers runs a leased
+/// task with (the worker loop, [`drain`], and the AWS Lambda SQS handler, whose limits end
+/// before its invocation's deadline).
+pub async fn run_leased_within(
+    svc: &Services,
+    lease: Lease,
+    interrupt: &CancellationToken,
+    limits: RunLimits,
 ) -> Option<TaskStatus> {
     let span = tracing::info_span!("task", task = %lease.task.id, kind = %lease.task.kind, attempt = lease.task.attempts);
     // The task continues the trace of the request that enqueued it.
@@ -303,7 +359,7 @@ pub async fn run_leased(
     }
     // Model calls of the task are charged to its tenant's share of the model budgets.
     let tenant = lease.task.tenant_id;
-    for_tenant(tenant, run_leased_inner(svc, lease, interrupt))
+    for_tenant(tenant, run_leased_inner(svc, lease, interrupt, limits))
         .instrument(span)
         .await
 }
@@ -312,6 +368,7 @@ async fn run_leased_inner(
     svc: &Services,
     lease: Lease,
     interrupt: &CancellationToken,
+    limits: RunLimits,
 ) -> Option<TaskStatus> {
     let started = Instant::now();
     let task = lease.task.clone();
@@ -328,17 +385,21 @@ async fn run_leased_inner(
         lease,
         stop: stop.clone(),
         reason,
-        soft_deadline: started + svc.config.worker.soft_time_limit,
+        soft_deadline: started + limits.soft,
     };
-    let hard = svc.config.worker.hard_time_limit;
+    let hard = limits.hard;
+    let mut timed_out = false;
     let result = tokio::select! {
         biased;
         _ = stop.cancelled() => Err(ctx.stop_error()),
         _ = interrupt.cancelled() => Err(JobError::Interrupted),
-        r = tokio::time::timeout(hard, execute(&ctx)) => r.unwrap_or_else(|_| Err(JobError::Failed(Error::new(
-            Code::TaskTimeout,
-            format!("the task ran past its hard time limit of {}s", hard.as_secs()),
-        )))),
+        r = tokio::time::timeout(hard, execute(&ctx)) => r.unwrap_or_else(|_| {
+            timed_out = true;
+            Err(JobError::Failed(Error::new(
+                Code::TaskTimeout,
+                format!("the task ran past its hard time limit of {:.1}s", hard.as_secs_f64()),
+            )))
+        }),
     };
     heartbeat.abort();
     let queue = &svc.queue;
@@ -357,8 +418,9 @@ async fn run_leased_inner(
         }
         Err(JobError::Failed(e)) => {
             tracing::warn!(error = %e.chain(), "task failed");
+            let retryable = e.is_retryable() || (timed_out && limits.retry_timeout);
             queue
-                .fail(lease, e.info(), e.is_retryable(), e.retry_after)
+                .fail(lease, e.info(), retryable, e.retry_after)
                 .await
                 .map(|o| match o {
                     FailOutcome::Retrying { at } => {
@@ -415,4 +477,41 @@ async fn run_leased_inner(
         "task finished"
     );
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_end_a_margin_before_a_hosts_deadline() {
+        let s = Duration::from_secs;
+        let own = RunLimits {
+            soft: s(600),
+            hard: s(3600),
+            retry_timeout: false,
+        };
+        // A deadline sooner than the task's own limits: both end before it, the soft one a
+        // margin earlier, and the timeout may be retried.
+        assert_eq!(
+            own.within(s(900), s(10)),
+            RunLimits {
+                soft: s(600),
+                hard: s(890),
+                retry_timeout: true,
+            }
+        );
+        assert_eq!(
+            own.within(s(300), s(10)),
+            RunLimits {
+                soft: s(280),
+                hard: s(290),
+                retry_timeout: true,
+            }
+        );
+        // No time left: limits of zero (the task stops at once).
+        assert_eq!(own.within(s(5), s(10)).hard, Duration::ZERO);
+        // A deadline beyond the task's own hard limit changes nothing.
+        assert_eq!(own.within(s(7200), s(10)), own);
+    }
 }

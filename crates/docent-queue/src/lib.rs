@@ -118,6 +118,20 @@ impl TaskRef {
     }
 }
 
+/// What became of a delivery a process tried to lease ([`DeliveryQueue::lease_delivery`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The ledger leased its task to this worker; the lease's token carries the receipt.
+    Leased(Box<Lease>),
+    /// The delivery is over: acknowledged (its task finished, cancelled or unknown) or moved
+    /// to the dead-letter queue (its task dead-lettered, or a body that names no task).
+    Ended,
+    /// The delivery lives on: deferred until its task may run (backing off, leased through
+    /// another delivery, its tenant at its fair share), or left to come back when its
+    /// visibility ends.
+    Kept,
+}
+
 /// The worker's lease: the ledger's, with the delivery's receipt appended to the token.
 fn wrap(lease: Lease, receipt: &str) -> Lease {
     Lease {
@@ -350,6 +364,24 @@ impl DeliveryQueue {
         }
     }
 
+    /// Leases the task of a delivery the broker handed to this process from outside a
+    /// [`lease`](TaskQueue::lease) call — an AWS Lambda SQS event's record — with the same
+    /// rules as a received one: the delivery is claimed for `visibility` (a fresh visibility
+    /// from now, as for a buffered delivery), then the ledger leases the task it names, or the
+    /// delivery is settled by the task's state (see [`Claim`]). The lease's token carries the
+    /// delivery's receipt, so the worker's completion, failure and release end or re-time this
+    /// very delivery.
+    #[tracing::instrument(skip_all, fields(worker = %worker))]
+    pub async fn lease_delivery(
+        &self,
+        delivery: Received,
+        worker: &str,
+        visibility: Duration,
+    ) -> Result<Claim> {
+        let visibility = self.visibility(visibility);
+        self.claim(delivery, worker, visibility, true).await
+    }
+
     /// Tries to lease the task a delivery names. `buffered`: it waited in the inbox.
     async fn claim(
         &self,
@@ -357,12 +389,12 @@ impl DeliveryQueue {
         worker: &str,
         visibility: Duration,
         buffered: bool,
-    ) -> Result<Option<Lease>> {
+    ) -> Result<Claim> {
         let Some(task) = TaskRef::parse(&delivery.body) else {
             tracing::warn!(broker = self.delivery.name(), body = %delivery.body, "a delivery in the task queue names no task; moving it to the dead-letter queue");
             self.dead_letter(&delivery.receipt, &delivery.body, "not_a_task")
                 .await;
-            return Ok(None);
+            return Ok(Claim::Ended);
         };
         let Some(since) = self
             .delivery
@@ -370,14 +402,14 @@ impl DeliveryQueue {
             .await?
         else {
             tracing::debug!(task = %task.task_id, "delivery no longer ours; left to its holder");
-            return Ok(None);
+            return Ok(Claim::Kept);
         };
         let left = visibility.saturating_sub(since.elapsed());
         if left < visibility / 3 {
             // Too little left to reach a heartbeat: the delivery comes back when it ends, and
             // the task is leased then.
             tracing::debug!(task = %task.task_id, "too little visibility left to lease; left for redelivery");
-            return Ok(None);
+            return Ok(Claim::Kept);
         }
         let leased = self
             .ledger
@@ -386,21 +418,20 @@ impl DeliveryQueue {
         if let Some(lease) = leased {
             self.counted("leased");
             tracing::debug!(task = %task.task_id, attempt = lease.task.attempts, "leased");
-            return Ok(Some(wrap(lease, &delivery.receipt)));
+            return Ok(Claim::Leased(Box::new(wrap(lease, &delivery.receipt))));
         }
-        self.settle(task, &delivery).await?;
-        Ok(None)
+        self.settle(task, &delivery).await
     }
 
     /// Deals with a delivery the ledger refused, by the task's state.
-    async fn settle(&self, task: TaskRef, delivery: &Received) -> Result<()> {
+    async fn settle(&self, task: TaskRef, delivery: &Received) -> Result<Claim> {
         let current = match self.ledger.get(task.tenant_id, task.task_id).await {
             Ok(t) => t,
             Err(e) if e.code == Code::TaskNotFound => {
                 tracing::debug!(task = %task.task_id, "delivery of an unknown task; dropped");
                 self.counted("spent");
                 self.ack(&delivery.receipt).await;
-                return Ok(());
+                return Ok(Claim::Ended);
             }
             Err(e) => return Err(e),
         };
@@ -417,6 +448,7 @@ impl DeliveryQueue {
                     self.counted("spent");
                     self.ack(&delivery.receipt).await;
                 }
+                Ok(Claim::Ended)
             }
             // Backing off: back when it is due. Refused while due: its tenant is at its fair
             // share while another waits (or it was just made runnable under us): back shortly,
@@ -425,6 +457,7 @@ impl DeliveryQueue {
                 self.counted("deferred");
                 let wait = until(current.run_after).max(FAIR_SHARE_DEFER);
                 self.defer(task, &delivery.receipt, wait).await;
+                Ok(Claim::Kept)
             }
             // Leased by another delivery (a duplicate, or this one back a little early): back
             // when that lease ends.
@@ -432,9 +465,9 @@ impl DeliveryQueue {
                 self.counted("deferred");
                 let wait = current.lease_expires_at.map(until).unwrap_or_default();
                 self.defer(task, &delivery.receipt, wait).await;
+                Ok(Claim::Kept)
             }
         }
-        Ok(())
     }
 
     /// Ends the delivery of a lease the ledger just finished (`done`).
@@ -473,8 +506,8 @@ impl TaskQueue for DeliveryQueue {
             if delivery.received_at.elapsed() + margin >= delivery.visible_for {
                 continue; // The broker delivers it again shortly.
             }
-            if let Some(lease) = self.claim(delivery, worker, visibility, true).await? {
-                return Ok(Some(lease));
+            if let Claim::Leased(lease) = self.claim(delivery, worker, visibility, true).await? {
+                return Ok(Some(*lease));
             }
         }
         // A receive that came back empty while this call waited answers it too.
@@ -501,11 +534,11 @@ impl TaskQueue for DeliveryQueue {
             }
             while let Some(delivery) = received.pop_front() {
                 match self.claim(delivery, worker, visibility, false).await {
-                    Ok(Some(lease)) => {
+                    Ok(Claim::Leased(lease)) => {
                         inbox.extend(received);
-                        return Ok(Some(lease));
+                        return Ok(Some(*lease));
                     }
-                    Ok(None) => {}
+                    Ok(Claim::Ended | Claim::Kept) => {}
                     Err(e) => {
                         inbox.extend(received);
                         return Err(e);

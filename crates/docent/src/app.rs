@@ -18,6 +18,19 @@ use tokio::sync::Notify;
 
 /// Opens every backend named by the configuration and returns the services over them.
 pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_store::Database)> {
+    let (services, db, _) = open_services_with_deliveries(config).await?;
+    Ok((services, db))
+}
+
+/// [`open_services`], with the task queue itself when a broker carries its deliveries (`SQS`, a
+/// Redis Stream): the AWS Lambda worker hands it the deliveries of its events.
+pub async fn open_services_with_deliveries(
+    config: Config,
+) -> anyhow::Result<(
+    Services,
+    docent_store::Database,
+    Option<Arc<docent_queue::DeliveryQueue>>,
+)> {
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
@@ -29,7 +42,11 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
         .await
         .map_err(|e| anyhow::anyhow!(e.chain()))?;
     let redis = open_redis(&config)?;
-    let queue = open_queue(&config, &db, redis.as_ref()).await?;
+    let deliveries = open_queue(&config, &db, redis.as_ref()).await?;
+    let queue = match &deliveries {
+        Some(q) => q.clone(),
+        None => db.queue(&config.queue),
+    };
     let cache = open_cache(&config, redis.as_ref()).await?;
     let budgets = budget_store(&config, redis.as_ref());
     let llm = open_llm(&config, budgets.clone())?;
@@ -61,7 +78,7 @@ pub async fn open_services(config: Config) -> anyhow::Result<(Services, docent_s
     }
     // Tasks enqueued by other processes wake this one's workers (PostgreSQL NOTIFY; SQLite polls).
     db.wake_on_new_tasks(services.wake.clone(), std::time::Duration::from_secs(5));
-    Ok((services, db))
+    Ok((services, db, deliveries))
 }
 
 /// The search index of `[index]`: the embedded one (vectors loaded into memory at start) or
@@ -302,15 +319,16 @@ fn open_redis(config: &Config) -> anyhow::Result<Option<docent_redis::Redis>> {
     Ok(Some(redis))
 }
 
-/// The task queue of `queue.backend`: the database's `tasks` table, or SQS or a Redis Stream
-/// delivering the tasks whose state stays in that table.
+/// The task queue of `queue.backend` when a broker delivers its tasks (SQS or a Redis Stream,
+/// the tasks' state in the database's `tasks` table); `None` for the table alone
+/// (`db.queue`).
 async fn open_queue(
     config: &Config,
     db: &docent_store::Database,
     redis: Option<&docent_redis::Redis>,
-) -> anyhow::Result<Arc<dyn docent_domain::ports::TaskQueue>> {
+) -> anyhow::Result<Option<Arc<docent_queue::DeliveryQueue>>> {
     Ok(match &config.queue.backend {
-        QueueBackend::Sql => db.queue(&config.queue),
+        QueueBackend::Sql => None,
         QueueBackend::Redis(q) => {
             let redis = redis.context("queue.backend kind \"redis\" needs [redis] url")?;
             let settings = docent_redis::RedisQueueSettings {
@@ -323,7 +341,12 @@ async fn open_queue(
                 .map_err(|e| anyhow::anyhow!(e.chain()))
                 .context("queue.backend (Redis)")?;
             tracing::info!(stream = %delivery.stream_key(), group = %delivery.group(), "Redis Streams task queue");
-            delivery_queue(config, db, Arc::new(delivery), q.republish_after)
+            Some(delivery_queue(
+                config,
+                db,
+                Arc::new(delivery),
+                q.republish_after,
+            ))
         }
         #[cfg(feature = "aws")]
         QueueBackend::Sqs(sqs) => {
@@ -331,7 +354,12 @@ async fn open_queue(
                 .await
                 .map_err(|e| anyhow::anyhow!(e.chain()))
                 .context("queue.backend (SQS)")?;
-            delivery_queue(config, db, Arc::new(delivery), sqs.republish_after)
+            Some(delivery_queue(
+                config,
+                db,
+                Arc::new(delivery),
+                sqs.republish_after,
+            ))
         }
         #[cfg(not(feature = "aws"))]
         QueueBackend::Sqs(_) => {
@@ -349,7 +377,7 @@ fn delivery_queue(
     db: &docent_store::Database,
     delivery: Arc<dyn docent_domain::ports::Delivery>,
     republish_after: std::time::Duration,
-) -> Arc<dyn docent_domain::ports::TaskQueue> {
+) -> Arc<docent_queue::DeliveryQueue> {
     let backoff = docent_domain::ports::Backoff {
         base: config.queue.backoff_base,
         max: config.queue.backoff_max,
@@ -625,12 +653,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let config = self.services.config.clone();
-        let state = docent_http::AppState {
-            services: self.services.clone(),
-            metrics: docent_http::metrics::install(),
-            auth: self.auth.clone(),
-        };
-        let router = docent_http::router(state);
+        let router = http_router(&self.services, self.auth.clone());
         let pool = config
             .server
             .run_workers
@@ -672,6 +695,16 @@ impl Application {
         drop(self.lock);
         Ok(())
     }
+}
+
+/// The HTTP API over `services` (metrics recorder installed), as `serve` and `lambda api` run it.
+pub fn http_router(services: &Services, auth: Option<Arc<AuthService>>) -> axum::Router {
+    let state = docent_http::AppState {
+        services: services.clone(),
+        metrics: docent_http::metrics::install(),
+        auth,
+    };
+    docent_http::router(state)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -65,6 +65,14 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics_bind: Option<std::net::SocketAddr>,
     },
+    /// Run under the AWS Lambda runtime (`AWS_LAMBDA_RUNTIME_API`): the HTTP API or the SQS
+    /// worker.
+    #[cfg(feature = "aws")]
+    Lambda {
+        /// Which function.
+        #[command(subcommand)]
+        role: LambdaRole,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Exit 0 when the server answers `GET /ready`, else 1 (the image's HEALTHCHECK).
@@ -606,6 +614,27 @@ pub enum TaskAction {
     },
 }
 
+/// `docent lambda ...`.
+#[cfg(feature = "aws")]
+#[derive(Debug, Subcommand)]
+pub enum LambdaRole {
+    /// The HTTP API (API Gateway REST and HTTP APIs, function URLs, ALB); no workers.
+    Api {
+        /// Stream responses as they are written (a function URL with invoke mode
+        /// RESPONSE_STREAM); otherwise each response is sent whole.
+        #[arg(long, env = "DOCENT_LAMBDA_STREAMING")]
+        streaming: bool,
+    },
+    /// The SQS worker: each record of an event a task delivery, failures reported in
+    /// `batchItemFailures` (enable ReportBatchItemFailures on the event source mapping).
+    Worker {
+        /// A task's run ends this long before the invocation's deadline, so its lease is given
+        /// back and its message settled before Lambda stops the function.
+        #[arg(long, env = "DOCENT_LAMBDA_DEADLINE_MARGIN", default_value = "10s", value_parser = humantime::parse_duration)]
+        deadline_margin: std::time::Duration,
+    },
+}
+
 /// `docent config ...`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigAction {
@@ -685,6 +714,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pool.shutdown(grace).await;
             db.close().await;
         }
+        #[cfg(feature = "aws")]
+        Command::Lambda { role } => match role {
+            LambdaRole::Api { streaming } => {
+                config.server.run_workers = false;
+                crate::lambda::run_api(config, streaming).await?;
+            }
+            LambdaRole::Worker { deadline_margin } => {
+                crate::lambda::run_worker(config, deadline_margin).await?;
+            }
+        },
         // Answered above, before the configuration was loaded.
         Command::Healthcheck { .. } => {}
         Command::Migrate => {
