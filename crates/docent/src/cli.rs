@@ -65,8 +65,9 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics_bind: Option<std::net::SocketAddr>,
     },
-    /// Run under the AWS Lambda runtime (`AWS_LAMBDA_RUNTIME_API`): the HTTP API or the SQS
-    /// worker.
+    /// Run under the AWS Lambda runtime: the HTTP API or the SQS worker.
+    ///
+    /// Both need the runtime's environment (`AWS_LAMBDA_RUNTIME_API`, set by Lambda).
     #[cfg(feature = "aws")]
     Lambda {
         /// Which function.

@@ -701,6 +701,27 @@ fn ports_routes_commands_and_queues_agree_with_docent() {
         attr(mapping.body(), "function_response_types"),
         &Expression::Array(vec![Expression::from("ReportBatchItemFailures")])
     );
+    // …and a schedule invokes it for the queue's sweep (nothing else re-sends lost deliveries
+    // in the Lambda shape), allowed to by a permission for exactly that rule.
+    let target = one_block(
+        &lambda,
+        "resource",
+        &["aws_cloudwatch_event_target", "sweep"],
+    );
+    assert_eq!(
+        text(attr(target.body(), "arn")),
+        "aws_lambda_function.worker.arn"
+    );
+    let rule = one_block(&lambda, "resource", &["aws_cloudwatch_event_rule", "sweep"]);
+    assert!(
+        text(attr(rule.body(), "schedule_expression")).contains("rate("),
+        "the sweep runs on a rate schedule"
+    );
+    let permission = one_block(&lambda, "resource", &["aws_lambda_permission", "sweep"]);
+    assert_eq!(
+        text(attr(permission.body(), "source_arn")),
+        "aws_cloudwatch_event_rule.sweep.arn"
+    );
 
     // docent has each command the deployment runs.
     for args in &commands {

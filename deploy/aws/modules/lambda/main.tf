@@ -112,6 +112,28 @@ resource "aws_lambda_event_source_mapping" "worker" {
   }
 }
 
+# The queue's sweep: in the Lambda shape no long-running worker re-sends deliveries that were
+# lost or whose retry came due, so a schedule invokes the worker with a Scheduled Event, which
+# `docent lambda worker` answers by running the sweep.
+resource "aws_cloudwatch_event_rule" "sweep" {
+  name                = "${var.prefix}-queue-sweep"
+  description         = "docent: the task queue's sweep (re-sends due retries and lost deliveries)"
+  schedule_expression = "rate(1 minute)"
+}
+
+resource "aws_cloudwatch_event_target" "sweep" {
+  rule = aws_cloudwatch_event_rule.sweep.name
+  arn  = aws_lambda_function.worker.arn
+}
+
+resource "aws_lambda_permission" "sweep" {
+  statement_id  = "queue-sweep"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.worker.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.sweep.arn
+}
+
 # --- the API's front -------------------------------------------------------------------------
 
 resource "aws_lambda_function_url" "api" {
