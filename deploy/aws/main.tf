@@ -51,6 +51,7 @@ module "app" {
   prefix             = local.prefix
   region             = var.region
   public_url         = "https://${var.domain_name}"
+  vpc_cidr           = var.vpc_cidr
   db_secret_arn      = module.data.db_secret_arn
   redis_url          = module.data.redis_url
   redis_secret_arn   = module.data.redis_secret_arn

@@ -304,9 +304,35 @@ pub struct ServerConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// Cross-origin requests from browsers.
     pub cors: CorsConfig,
+    /// Proxies and load balancers in front of docent (addresses or CIDR blocks, e.g.
+    /// `["127.0.0.1", "10.0.0.0/16"]`): a request whose peer is one of them is taken to come
+    /// from the address its `X-Forwarded-For` names (the last one not itself a trusted
+    /// proxy), for rate limits, sign-in lockouts and the widget's per-client limits. Empty:
+    /// the header is ignored, so nobody can claim another address.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// A trusted proxy entry: a CIDR block, or one address (a /32 or /128).
+fn proxy_net(entry: &str) -> Option<ipnet::IpNet> {
+    let entry = entry.trim();
+    entry.parse::<ipnet::IpNet>().ok().or_else(|| {
+        entry
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 impl ServerConfig {
+    /// `trusted_proxies` as networks (entries were checked when the configuration loaded).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|e| proxy_net(e))
+            .collect()
+    }
+
     /// The token `/metrics` requires, read from `metrics_token_file` when set.
     pub fn metrics_token(&self) -> Result<Option<SecretString>, ConfigError> {
         read_secret(
@@ -1840,6 +1866,7 @@ impl Default for Config {
                 metrics_token: None,
                 metrics_token_file: None,
                 cors: CorsConfig::default(),
+                trusted_proxies: Vec::new(),
             },
             log: LogConfig {
                 format: LogFormat::Human,
@@ -2028,6 +2055,13 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections must be at least 1");
+        }
+        for (i, entry) in self.server.trusted_proxies.iter().enumerate() {
+            if proxy_net(entry).is_none() {
+                return bad(&format!(
+                    "server.trusted_proxies[{i}] ({entry:?}) must be an IP address or a CIDR block such as 10.0.0.0/16"
+                ));
+            }
         }
         if self.worker.soft_time_limit >= self.worker.hard_time_limit {
             return bad("worker.soft_time_limit must be shorter than worker.hard_time_limit");

@@ -10,6 +10,7 @@ pub mod console;
 pub mod dto;
 pub mod error;
 pub mod extract;
+mod forwarded;
 pub mod local;
 pub mod metrics;
 mod middleware;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
     doc.merge(upload_api);
 
     let cors = security::cors_layer(&state.services.config.server.cors);
+    let proxies: forwarded::Proxies = state.services.config.server.trusted_proxy_nets().into();
     let app = Router::new()
         .merge(api)
         .merge(uploads)
@@ -104,7 +106,12 @@ pub fn router(state: AppState) -> Router {
             ratelimit::limit,
         ))
         .with_state(state)
-        .layer(axum::middleware::from_fn(middleware::record_metrics));
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        // Rate limits, handlers and extractors inside read the forwarded client's address.
+        .layer(axum::middleware::from_fn_with_state(
+            proxies,
+            forwarded::client_address,
+        ));
     // Preflights are answered here, before rate limits and authentication.
     let app = match cors {
         Some(cors) => app.layer(cors),

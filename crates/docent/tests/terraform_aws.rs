@@ -173,6 +173,7 @@ fn scenarios() -> Vec<Scenario> {
         Map::from_iter([
             ("prefix".to_owned(), Value::from(prefix)),
             ("region".to_owned(), Value::from("eu-west-1")),
+            ("vpc_cidr".to_owned(), Value::from("10.40.0.0/16")),
             (
                 "public_url".to_owned(),
                 Value::from("https://docent.example.com"),
@@ -370,6 +371,15 @@ fn every_task_and_function_environment_passes_docent_config_check() {
                         "{name}: {k} must be a Secrets Manager reference"
                     );
                 }
+            }
+            // The API behind the ALB trusts the VPC's forwarded addresses, and nothing else.
+            if name.contains("api") {
+                assert_eq!(
+                    env.get("DOCENT__SERVER__TRUSTED_PROXIES")
+                        .map(String::as_str),
+                    Some("[\"10.40.0.0/16\"]"),
+                    "{name}"
+                );
             }
             let resolved: BTreeMap<String, String> = env
                 .iter()

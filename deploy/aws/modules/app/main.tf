@@ -52,6 +52,12 @@ locals {
     } : k => v if var.cache_table_name != ""
   }
 
+  # Behind the ALB every request's peer is a load balancer node in the VPC: trust its
+  # X-Forwarded-For, so per-address limits and lockouts see each client.
+  api_only = {
+    DOCENT__SERVER__TRUSTED_PROXIES = "[\"${var.vpc_cidr}\"]"
+  }
+
   worker_only = {
     DOCENT__WORKER__CONCURRENCY = "${var.worker_concurrency}"
   }
@@ -62,7 +68,7 @@ locals {
     TMPDIR      = "/tmp"
   }
 
-  api_environment    = merge(local.common, local.llm, local.dynamodb)
+  api_environment    = merge(local.common, local.llm, local.dynamodb, local.api_only)
   worker_environment = merge(local.common, local.llm, local.dynamodb, local.worker_only)
   lambda_api_environment = merge(local.api_environment, local.lambda_only, {
     DOCENT_LAMBDA_STREAMING = var.lambda_streaming ? "true" : "false"

@@ -8,6 +8,11 @@ variable "region" {
   type        = string
 }
 
+variable "vpc_cidr" {
+  description = "The VPC's CIDR block: the ALB's nodes, whose X-Forwarded-For the API trusts."
+  type        = string
+}
+
 variable "public_url" {
   description = "auth.public_url: the base of mailed links."
   type        = string
