@@ -393,10 +393,11 @@ pub async fn run_worker(config: Config, margin: Duration) -> anyhow::Result<()> 
     let handler = service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let worker = worker.clone();
         async move {
-            worker
-                .handle(event)
-                .await
-                .map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))
+            let handled = worker.handle(event).await;
+            // The runtime freezes the process between invocations: export this batch's spans
+            // now (nothing to do when trace export is off).
+            crate::telemetry::flush().await;
+            handled.map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))
         }
     });
     lambda_runtime::run(handler)

@@ -15,11 +15,10 @@
 
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, AUTHORIZATION, CACHE_CONTROL,
@@ -41,7 +40,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, Auth, id};
+use crate::extract::{ApiJson, ApiQuery, Auth, Client, id};
 
 // ---------------------------------------------------------------------------------------------
 // Embedded browser files.
@@ -486,12 +485,11 @@ impl From<SessionGrant> for WidgetSessionResponse {
 pub(crate) async fn session(
     State(s): State<AppState>,
     cors: Option<axum::Extension<CorsSlot>>,
-    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    Client(client): Client,
     headers: HeaderMap,
     ApiJson(body): ApiJson<WidgetSessionRequest>,
 ) -> ApiResult<Json<WidgetSessionResponse>> {
-    let client = connect.map(|c| c.0.0.ip().to_string()).unwrap_or_default();
-    s.services.widget_session_rate(&client)?;
+    s.services.widget_session_rate(&client.ip.to_string())?;
     let (key, bot) = s.services.widget_key_bot(&body.key).await?;
     slot(&cors).allow(&bot.allowed_origins);
     check_request_origin(&s, &headers, &body.host_origin)?;
